@@ -1,0 +1,100 @@
+"""Typed settings of the three ALAP-AE steps, mounted in params.yaml as ``condense:``, ``prune:`` and ``distill:``.
+
+Why here and not in alap/config.py: the compression code validates its own inputs (a Python user calls
+``prune(...)`` without any params.yaml), so the ranges live next to the code that relies on them.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, PositiveInt, model_validator
+
+
+class _Strict(BaseModel):
+    """Unknown keys are errors: a typo in params.yaml must never fall back to a default silently."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class CondenseParams(_Strict):
+    """Continue training the teacher with its task loss plus a sparsity penalty that drives whole channels to zero.
+
+    The penalty is ``weight * ramp(step) * sum |scale factor|`` over every prunable channel (Network Slimming's
+    L1 on BatchNorm gamma, extended to affine InstanceNorm weights and to channel gates), optionally plus
+    ``group_l1_weight * ramp(step) * sum ||filter||_2`` (group lasso on each out-channel's filter). ``ramp`` grows
+    linearly from 0 to 1 over ``warmup_steps`` so the task loss is not shocked at the start.
+    """
+
+    steps: PositiveInt = Field(1000, description="optimiser steps of condensing")
+    lr: float = Field(2e-4, gt=0, le=1e-1, description="learning rate of the generator and discriminator(s)")
+    sparsity_weight: float = Field(
+        1e-3, ge=0, le=10, description="weight of the L1 penalty on channel scale factors (Network Slimming: 1e-5..1e-4 "
+        "for classifiers; generators with an L1 task loss of weight 100 need more)"
+    )
+    group_l1_weight: float = Field(0.0, ge=0, le=10, description="weight of the group-L1 penalty on filters (0 = off)")
+    warmup_steps: int = Field(100, ge=0, description="steps over which the penalty weight ramps linearly from 0")
+    checkpoint_every: PositiveInt = Field(250, description="resume checkpoint period in steps")
+
+    @model_validator(mode="after")
+    def _warmup_fits(self) -> "CondenseParams":
+        if self.warmup_steps > self.steps:
+            raise ValueError(f"warmup_steps ({self.warmup_steps}) must not exceed steps ({self.steps})")
+        return self
+
+
+class PruneParams(_Strict):
+    """Which channels to remove physically from the condensed network.
+
+    ``target`` picks how the global threshold on the scale factors is set:
+    - ``threshold``: remove every channel whose scale factor is below ``threshold``;
+    - ``channels``: remove the fraction ``sparsity`` of all prunable channels (lowest scale factors first);
+    - ``macs``: search the threshold that removes at least the fraction ``sparsity`` of the teacher's MACs.
+    Kept widths are optionally rounded up to a multiple of ``round_to`` (never below ``round_to`` nor above the
+    layer's width) so the student maps well onto SIMD lanes and tensor cores.
+    """
+
+    target: Literal["threshold", "channels", "macs"] = "macs"
+    sparsity: float = Field(0.5, ge=0.0, lt=1.0, description="fraction of channels or MACs to remove")
+    threshold: float = Field(1e-2, ge=0.0, description="scale-factor threshold (target 'threshold'; also the "
+                             "threshold condense reports channel counts against)")
+    round_to: int = Field(1, ge=1, le=256, description="round kept widths up to a multiple of this (1 = off)")
+    min_width: int = Field(1, ge=1, description="never keep fewer channels than this in a layer")
+    fold_bias: bool = Field(True, description="fold the constant output of removed channels into the next layer")
+    probe_samples: int = Field(8, ge=1, le=256, description="inputs used to measure removed channels' mean output")
+
+
+class DistillParams(_Strict):
+    """Fine-tune the pruned student from a teacher (the condensed network by default).
+
+    Loss = ``w_teacher * L1(student, teacher)`` + ``w_target * L1(student, ground truth)`` (paired tasks only)
+    + ``w_feature * sum_l L1(adapter_l(student_l), teacher_l)`` over ``feature_layers`` (1x1-conv adapters, student
+    width -> teacher width) + ``w_gan * GAN(D(student))`` with the teacher's discriminator.
+    """
+
+    steps: PositiveInt = Field(1000, description="optimiser steps of distillation")
+    lr: float = Field(2e-4, gt=0, le=1e-1)
+    beta1: float = Field(0.5, ge=0, lt=1)
+    teacher: Literal["condensed", "original", "pruned"] = Field(
+        "condensed", description="which network teaches (the ablation compares all three)"
+    )
+    w_teacher: float = Field(10.0, ge=0, description="L1 between student and teacher outputs")
+    w_target: float = Field(10.0, ge=0, description="L1 between student output and ground truth (paired tasks)")
+    w_feature: float = Field(1.0, ge=0, description="L1 between adapted student features and teacher features")
+    feature_layers: list[str] = Field(
+        default_factory=list,
+        description='layers whose outputs are distilled, e.g. ["down2", "up3"] (U-Net) or ["block4"] (ResNet); '
+        "empty = output-only distillation",
+    )
+    w_gan: float = Field(0.0, ge=0, description="adversarial loss with the teacher's discriminator (0 = off)")
+    gan_mode: Literal["lsgan", "vanilla"] = "lsgan"
+    checkpoint_every: PositiveInt = Field(250, description="resume checkpoint and validation period in steps")
+
+    @model_validator(mode="after")
+    def _some_loss(self) -> "DistillParams":
+        if self.w_teacher + self.w_target + self.w_feature * bool(self.feature_layers) + self.w_gan <= 0:
+            raise ValueError("distill needs at least one loss with a positive weight "
+                             "(w_teacher, w_target, w_feature with feature_layers, w_gan)")
+        if len(set(self.feature_layers)) != len(self.feature_layers):
+            raise ValueError(f"feature_layers must be distinct, got {self.feature_layers}")
+        return self
