@@ -1,0 +1,36 @@
+"""PSNR of a generator and of the mean-image predictor on a paired split.
+
+The mean-image predictor (always output the average training target) is the floor any useful generator must
+clear; the train stage reports both so a badly trained teacher is visible before compression starts.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+from torch.utils.data import DataLoader, Dataset
+
+from alap.metrics.pixel import psnr
+
+
+@torch.no_grad()
+def generator_psnr(generator: nn.Module, dataset: Dataset, device: torch.device, batch_size: int = 16) -> float:
+    """Mean per-image PSNR (dB) of ``generator(A)`` against ``B``; the generator is left in the mode it had."""
+    was_training = generator.training
+    generator.eval()
+    scores = [psnr(generator(b["A"].to(device)).clamp(-1, 1), b["B"].to(device)).cpu()
+              for b in DataLoader(dataset, batch_size=batch_size)]
+    generator.train(was_training)
+    return float(torch.cat(scores).mean())
+
+
+@torch.no_grad()
+def mean_image_psnr(train_set: Dataset, test_set: Dataset, batch_size: int = 64) -> float:
+    """Mean per-image PSNR (dB) on ``test_set`` of predicting the mean training target for every input."""
+    total, count = None, 0
+    for b in DataLoader(train_set, batch_size=batch_size):
+        total = b["B"].sum(0) if total is None else total + b["B"].sum(0)
+        count += b["B"].shape[0]
+    mean_image = total / count
+    scores = [psnr(mean_image.expand_as(b["B"]), b["B"]) for b in DataLoader(test_set, batch_size=batch_size)]
+    return float(torch.cat(scores).mean())

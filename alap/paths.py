@@ -1,0 +1,60 @@
+"""Where each stage reads and writes, in one place, so stages, flows, the CLI and dvc.yaml agree.
+
+The layout is per task and per sweep point: ``models/<task>/teacher.pt``, ``models/<task>/s0.50/student.pt``, ...
+A sweep point's name is its sparsity with two decimals (``s0.50``), the ``model`` column of reports/summary.csv.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+
+def point_name(sparsity: float) -> str:
+    return f"s{sparsity:.2f}"
+
+
+@dataclass(frozen=True)
+class TaskPaths:
+    task: str
+    models: Path = Path("models")
+    reports: Path = Path("reports")
+    state: Path = Path(".alap/state")
+
+    @property
+    def model_dir(self) -> Path:
+        return self.models / self.task
+
+    @property
+    def teacher(self) -> Path:
+        return self.model_dir / "teacher.pt"
+
+    @property
+    def teacher_aux(self) -> Path:
+        return self.model_dir / "teacher_aux.pt"
+
+    @property
+    def train_metrics(self) -> Path:
+        return self.model_dir / "train_metrics.json"
+
+    @property
+    def condensed(self) -> Path:
+        return self.model_dir / "condensed.pt"
+
+    def point_dir(self, sparsity: float) -> Path:
+        return self.model_dir / point_name(sparsity)
+
+    def pruned(self, sparsity: float) -> Path:
+        return self.point_dir(sparsity) / "pruned.pt"
+
+    def student(self, sparsity: float) -> Path:
+        return self.point_dir(sparsity) / "student.pt"
+
+    @property
+    def report_dir(self) -> Path:
+        return self.reports / self.task
+
+    def resume_state(self, stage: str, key: str) -> Path:
+        """Resume checkpoints live outside DVC outputs (DVC deletes outs before rerunning a stage) and are keyed
+        by a hash of the stage's inputs so that changed params never resume from stale state."""
+        return self.state / self.task / f"{stage}-{key}.pt"

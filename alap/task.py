@@ -1,0 +1,51 @@
+"""One task's wiring: its data, its channel counts, its teacher architecture and its training objective.
+
+Stages and flows ask this module "what does task X need", so the mapping from params.yaml to datasets and
+networks exists once.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from torch.utils.data import Dataset
+
+from alap.config import ModelParams, Params, TaskParams
+from alap.data.datasets import channels, open_dataset
+from alap.models import default_arch
+
+
+@dataclass(frozen=True)
+class Task:
+    name: str
+    params: TaskParams
+    image_size: int
+    seed: int
+
+    @classmethod
+    def from_params(cls, params: Params, name: str) -> "Task":
+        if name not in params.tasks:
+            raise ValueError(f"unknown task {name!r}; params.yaml defines {sorted(params.tasks)}")
+        return cls(name=name, params=params.tasks[name], image_size=params.data.image_size, seed=params.seed)
+
+    @property
+    def channels(self) -> tuple[int, int]:
+        return channels(self.params.layout, self.params.num_classes)
+
+    @property
+    def objective_kind(self) -> str:
+        return "pix2pix" if self.params.paired else "cycle"
+
+    def dataset(self, split: str, for_eval: bool = False) -> Dataset:
+        return open_dataset(self.params.layout, self.params.root, split, self.image_size,
+                            num_classes=self.params.num_classes, seed=self.seed, for_eval=for_eval)
+
+    def teacher_arch(self, model: ModelParams) -> dict:
+        input_nc, output_nc = self.channels
+        if self.params.arch == "unet":
+            m = model.unet
+            return default_arch("unet", input_nc, output_nc, ngf=m.ngf, norm=m.norm, dropout=m.dropout,
+                                num_downs=m.num_downs)
+        r = model.resnet
+        return default_arch("resnet", input_nc, output_nc, ngf=r.ngf, norm=r.norm, dropout=r.dropout,
+                            n_blocks=r.n_blocks)

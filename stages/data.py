@@ -1,0 +1,6 @@
+"""DVC stage `data@<task>`: see `alap data --help`."""
+
+from stages import run
+
+if __name__ == "__main__":
+    run("data")
