@@ -1,0 +1,64 @@
+"""params.yaml validation: every bad input fails before work starts, naming the key path and the expectation."""
+
+from pathlib import Path
+
+import pytest
+import yaml
+
+from alap.config import ParamsError, load_params
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def write(tmp_path: Path, data) -> Path:
+    path = tmp_path / "params.yaml"
+    path.write_text(yaml.safe_dump(data) if not isinstance(data, str) else data)
+    return path
+
+
+def demo() -> dict:
+    return yaml.safe_load((ROOT / "configs" / "demo.yaml").read_text())
+
+
+@pytest.mark.parametrize("profile", ["demo", "paper"])
+def test_ready_profiles_validate(profile):
+    params = load_params(ROOT / "configs" / f"{profile}.yaml")
+    assert params.profile_name == profile
+    assert set(params.run_tasks) <= set(params.tasks)
+
+
+def test_params_yaml_is_a_valid_profile():
+    assert load_params(ROOT / "params.yaml").profile_name in {"demo", "paper"}
+
+
+@pytest.mark.parametrize(
+    "mutate, fragment",
+    [
+        (lambda d: d["train"].update(steps="many"), "train.steps"),
+        (lambda d: d["train"].update(stepz=3), "train.stepz"),
+        (lambda d: d["train"].update(lr=-1.0), "train.lr"),
+        (lambda d: d["sweep"].update(sparsities=[0.5, 1.0]), "sparsity must be in [0, 1)"),
+        (lambda d: d["tasks"]["seg2face"].update(arch="vgg"), "tasks.seg2face.arch"),
+        (lambda d: d.update(run_tasks=["seg2face", "cityscapes"]), "cityscapes"),
+        (lambda d: d["tasks"].update(cityscapes={"layout": "paired", "root": "x", "arch": "unet"}), "built-in task"),
+        (lambda d: d["data"].update(image_size=100), "power of two"),
+        (lambda d: d["tasks"]["face2cartoon"].update(num_classes=3), "num_classes"),
+        (lambda d: d.pop("sweep"), "sweep"),
+    ],
+)
+def test_bad_params_name_the_key(tmp_path, mutate, fragment):
+    data = demo()
+    mutate(data)
+    with pytest.raises(ParamsError) as err:
+        load_params(write(tmp_path, data))
+    assert str(tmp_path / "params.yaml") in str(err.value)
+    assert fragment in str(err.value)
+
+
+def test_missing_and_malformed_files(tmp_path):
+    with pytest.raises(ParamsError, match="not found"):
+        load_params(tmp_path / "nope.yaml")
+    with pytest.raises(ParamsError, match="not valid YAML"):
+        load_params(write(tmp_path, "a: [1,"))
+    with pytest.raises(ParamsError, match="mapping"):
+        load_params(write(tmp_path, "- 1\n- 2\n"))
