@@ -28,9 +28,13 @@ covers channels whose factor is small but not zero: the mean is the best constan
 - exact only on average for transposed convs: a stride-s transposed conv turns a constant into an s x s periodic
   pattern; we fold its mean (the weight sum divided by s*s);
 - a consumer without a bias followed by BatchNorm absorbs the constant into the BatchNorm's running mean (exact in
-  eval mode; in train mode batch statistics remove it anyway); followed by InstanceNorm, the per-sample mean
-  subtraction removes it (exact up to the zero-padding border); with neither, the constant cannot be folded and
-  the layer is listed under ``unfolded`` in the report.
+  eval mode; in train mode batch statistics remove it anyway); with neither bias nor norm (the U-Net's innermost
+  down-conv under BatchNorm) the constant cannot be folded and the layer is listed under ``unfolded``;
+- before InstanceNorm folding changes nothing: the per-sample mean subtraction removes a constant anyway, and the
+  border part of a zero-padded consumer also shifts the per-sample statistics, folded or not.
+Measured on tiny random generators (tests/test_prune.py): exact cases reproduce the condensed output to < 1e-5;
+a BatchNorm ResNet's zero-padded down-conv consumer gains ~10 dB PSNR from folding, a BatchNorm U-Net ~1.5 dB
+(its transposed up-convs dominate the residual error).
 """
 
 from __future__ import annotations
