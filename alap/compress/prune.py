@@ -110,7 +110,8 @@ def prune(model: nn.Module, arch: dict[str, Any], params: PruneParams, example_i
     scores = {layer.name: layer.scale() for layer in layers if layer.role == "hidden" and layer.has_scale()}
     means = _input_channel_means(work, probe) if params.fold_bias else {}
     fold_gates(work)
-    graph = tp.DependencyGraph().build_dependency(work, example_inputs=probe[:1], verbose=False)
+    with torch.enable_grad():  # Torch-Pruning traces autograd; a caller's no_grad must not break it
+        graph = tp.DependencyGraph().build_dependency(work, example_inputs=probe[:1], verbose=False)
     groups = _channel_groups(work, graph, layers, scores)
 
     removed_counts = _plan(groups, layers, params)

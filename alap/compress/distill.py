@@ -1,0 +1,184 @@
+"""Distill: fine-tune the pruned student from a frozen teacher, keeping the best student on the validation split.
+
+ALAP-AE's last stage reuses the *condensed* network as the teacher; "original" (the uncompressed teacher) and
+"pruned" (the student before fine-tuning, as in the related patent) are the ablation's alternatives -- the caller
+passes whichever module ``DistillParams.teacher`` names. Losses (weights in :class:`DistillParams`):
+- L1 between student and teacher outputs;
+- L1 between student output and ground truth, for paired tasks only (CycleGAN tasks have none);
+- L1 between teacher features and student features mapped through learned 1x1 convs (GAN Compression), at the
+  named layers (alap.compress.features); the adapters are training-only and never part of the student;
+- optionally the adversarial loss of the teacher's discriminator (conditional on the input for paired tasks, as
+  in pix2pix; unconditional for CycleGAN's ``D_A``), which keeps training against the student.
+Validation runs at every resume checkpoint, *inside* the step that precedes the save, so the best-so-far student
+is saved atomically together with the training state and survives a kill: PSNR vs ground truth for paired tasks,
+vs the teacher's output for unpaired ones.
+"""
+
+from __future__ import annotations
+
+import copy
+import logging
+import math
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Iterator
+
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+from alap.compress.features import FeatureTap, feature_modules, make_adapters
+from alap.compress.params import DistillParams
+from alap.loop import run_steps
+from alap.losses import GANLoss
+from alap.metrics.pixel import psnr
+
+log = logging.getLogger(__name__)
+
+PSNR_CAP_DB = 100.0  # identical images have infinite PSNR; a cap keeps means and comparisons finite
+
+
+class BestStudent:
+    """The best validated student so far, with the validation history (saved with the resume state)."""
+
+    def __init__(self) -> None:
+        self.psnr = -math.inf
+        self.step = -1
+        self.weights: dict[str, torch.Tensor] = {}
+        self.history: list[list[float]] = []
+
+    def offer(self, step: int, value: float, student: nn.Module) -> None:
+        self.history.append([step, value])
+        if value > self.psnr:
+            self.psnr, self.step = value, step
+            self.weights = {k: v.detach().clone() for k, v in student.state_dict().items()}
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"psnr": self.psnr, "step": self.step, "weights": self.weights, "history": self.history}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.psnr, self.step = float(state["psnr"]), int(state["step"])
+        self.weights, self.history = dict(state["weights"]), [list(h) for h in state["history"]]
+
+
+@dataclass
+class DistillResult:
+    """``student`` holds the best validated weights (eval mode); PSNRs in dB on the validation batches."""
+
+    student: nn.Module
+    history: list[dict[str, float]]
+    best_step: int
+    best_psnr: float
+    start_psnr: float
+    teacher_psnr: float | None
+    validation: list[list[float]]
+
+
+@torch.no_grad()
+def validate(student: nn.Module, teacher: nn.Module, batches: list[dict[str, Any]], paired: bool) -> float:
+    """Mean per-image PSNR (capped at 100 dB) of the student vs ground truth (paired) or vs the teacher."""
+    was = student.training
+    student.eval()
+    try:
+        values = []
+        for batch in batches:
+            reference = batch["B"] if paired else teacher(batch["A"])
+            values.append(psnr(student(batch["A"]).clamp(-1, 1), reference.clamp(-1, 1)).clamp(max=PSNR_CAP_DB))
+    finally:
+        student.train(was)
+    return float(torch.cat(values).mean())
+
+
+def distill(
+    student: nn.Module,
+    teacher: nn.Module,
+    batches: Iterator[dict[str, Any]],
+    val_batches: list[dict[str, Any]],
+    params: DistillParams,
+    paired: bool,
+    example_input: torch.Tensor,
+    state_path: str | os.PathLike,
+    discriminator: nn.Module | None = None,
+) -> DistillResult:
+    """Fine-tune ``student`` (in place) from the frozen ``teacher``; resumable from ``state_path``.
+
+    ``batches`` yields training batches ``{"A", "B", ...}`` on the models' device; ``val_batches`` is the
+    validation split as a list of such batches. ``discriminator`` (the teacher's D; for paired tasks it takes
+    ``cat(A, image)``) is required when ``params.w_gan > 0`` and is trained alongside.
+    """
+    if not val_batches:
+        raise ValueError("distill needs at least one validation batch to keep the best student")
+    if params.w_gan > 0 and discriminator is None:
+        raise ValueError("distill: w_gan > 0 needs the teacher's discriminator (pass discriminator=...)")
+    if params.w_target > 0 and not paired:
+        log.info("distill: unpaired task, the ground-truth loss (w_target) does not apply")
+    teacher.eval()  # frozen: only ever run under no_grad, never optimised
+    names = list(params.feature_layers)
+    adapters = make_adapters(student, teacher, names, example_input)
+    student_tap = FeatureTap(feature_modules(student, names, example_input))
+    teacher_tap = FeatureTap(feature_modules(teacher, names, example_input))
+    betas = (params.beta1, 0.999)
+    opt = torch.optim.Adam([*student.parameters(), *adapters.parameters()], lr=params.lr, betas=betas)
+    state: dict[str, Any] = {"student": student, "adapters": adapters, "opt_student": opt}
+    gan = GANLoss(params.gan_mode)
+    if params.w_gan > 0:
+        state["D"] = discriminator
+        state["opt_D"] = torch.optim.Adam(discriminator.parameters(), lr=params.lr, betas=betas)
+    best = BestStudent()
+    state["best"] = best
+    start_psnr = validate(student, teacher, val_batches, paired)
+    teacher_psnr = validate(teacher, teacher, val_batches, paired) if paired else None
+    if not Path(state_path).exists():
+        best.offer(0, start_psnr, student)
+    student.train()
+
+    def discriminate(a: torch.Tensor, image: torch.Tensor) -> torch.Tensor:
+        return discriminator(torch.cat([a, image], 1) if paired else image)
+
+    def step_fn(step: int) -> dict[str, float]:
+        batch = next(batches)
+        a = batch["A"]
+        with torch.no_grad():
+            target_t = teacher(a)
+        out = student(a)
+        losses: dict[str, torch.Tensor] = {}
+        if params.w_teacher > 0:
+            losses["teacher_l1"] = params.w_teacher * F.l1_loss(out, target_t)
+        if params.w_target > 0 and paired:
+            losses["target_l1"] = params.w_target * F.l1_loss(out, batch["B"])
+        if names and params.w_feature > 0:
+            losses["feature_l1"] = params.w_feature * sum(
+                F.l1_loss(adapters[n](student_tap.features[n]), teacher_tap.features[n]) for n in names)
+        if params.w_gan > 0:
+            for p in discriminator.parameters():
+                p.requires_grad_(False)
+            losses["gan"] = params.w_gan * gan(discriminate(a, out), True)
+        total = torch.stack(list(losses.values())).sum()
+        opt.zero_grad(set_to_none=True)
+        total.backward()
+        opt.step()
+        report = {k: float(v.detach()) for k, v in losses.items()}
+        if params.w_gan > 0:
+            for p in discriminator.parameters():
+                p.requires_grad_(True)
+            real = batch["B"]
+            loss_d = 0.5 * (gan(discriminate(a, real), True) + gan(discriminate(a, out.detach()), False))
+            state["opt_D"].zero_grad(set_to_none=True)
+            loss_d.backward()
+            state["opt_D"].step()
+            report["D"] = float(loss_d.detach())
+        done = step + 1
+        if done % params.checkpoint_every == 0 or done == params.steps:
+            best.offer(done, validate(student, teacher, val_batches, paired), student)
+        return report
+
+    try:
+        history = run_steps(step_fn, state, params.steps, Path(state_path), params.checkpoint_every, desc="distill")
+    finally:
+        student_tap.remove()
+        teacher_tap.remove()
+    student.load_state_dict(best.weights)
+    student.eval()
+    log.info("distill: best validation PSNR %.2f dB at step %d (start %.2f dB)", best.psnr, best.step, start_psnr)
+    return DistillResult(student, history, best.step, best.psnr, start_psnr, teacher_psnr, copy.deepcopy(best.history))
