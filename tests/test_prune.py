@@ -20,7 +20,8 @@ from alap.compress.condense import prepare_for_condense
 from alap.compress.params import PruneParams
 from alap.compress.prune import output_difference, prune
 from alap.compress.scale_factors import hidden_layers, trace_layers
-from alap.models import build_generator, default_arch, fold_gates, import_reference_generator, load_checkpoint, save_checkpoint
+from alap.models import (build_generator, default_arch, fold_gates, import_reference_generator, load_checkpoint,
+                         save_checkpoint)
 
 ATOL = 1e-5
 SIZE = 32
@@ -145,20 +146,26 @@ def test_reference_layout_resnet_prunes_exactly(tmp_path) -> None:
     assert output_difference(model, result.student, _inputs(1))["max_abs"] < ATOL
 
 
-@pytest.mark.parametrize("norm", ["instance", "batch"])
-def test_bias_folding_is_exact_into_reflection_padded_convs(norm: str) -> None:
-    """Block-inner channels with gamma = 0 output relu(beta); their consumer pads by reflection, so folding
-    that constant into its bias (or BatchNorm mean) reproduces the condensed output. Dropping it instead is
-    harmless only before InstanceNorm (which subtracts every constant per sample), not before eval BatchNorm."""
+@pytest.mark.parametrize("norm,layers,dropping_is_exact", [
+    ("batch", "blocks", False),  # block-inner -> reflection-padded conv -> eval BatchNorm: fold into its mean
+    ("instance", "blocks", True),  # ... -> InstanceNorm: it subtracts any constant per sample, folded or not
+    ("instance", "up2", False),  # last up-conv -> reflection pad -> biased 7x7 output conv, no norm: fold into bias
+])
+def test_bias_folding_is_exact_into_reflection_padded_convs(norm: str, layers: str, dropping_is_exact: bool) -> None:
+    """Channels with gamma = 0 output relu(beta); a consumer that pads by reflection turns that constant into a
+    constant, so folding it (into a bias or a BatchNorm mean) reproduces the condensed output exactly."""
     model, arch = _condensed("resnet", norm)
-    inner = [l.name for l in trace_layers(model, _inputs()[:1]) if "conv_block.1" in l.name]
-    _zero(model, names=inner, zero_shift=False)
+    if layers == "blocks":
+        names = [l.name for l in trace_layers(model, _inputs()[:1]) if "conv_block.1" in l.name]
+    else:
+        names = [n for n, m in model.named_modules() if m is model.outer_convs()[4]]
+    _zero(model, names=names, zero_shift=False)
     folded = prune(model, arch, PruneParams(target="threshold", threshold=1e-8), _inputs())
     dropped = prune(model, arch, PruneParams(target="threshold", threshold=1e-8, fold_bias=False), _inputs())
-    assert folded.arch["widths"]["blocks"] == [32 - len(_removed(32))] * 3
+    assert folded.report["channels_removed"] == len(names) * len(_removed(model.get_submodule(names[0]).out_channels))
     assert output_difference(model, folded.student, _inputs(1))["max_abs"] < ATOL
     dropped_error = output_difference(model, dropped.student, _inputs(1))["max_abs"]
-    assert dropped_error < ATOL if norm == "instance" else dropped_error > 10 * ATOL
+    assert dropped_error < ATOL if dropping_is_exact else dropped_error > 10 * ATOL
 
 
 @pytest.mark.parametrize("kind,names", [("resnet", ["model.4"]), ("unet", None)])
@@ -206,7 +213,8 @@ def test_pruned_checkpoint_round_trip(tmp_path) -> None:
     rebuilt.load_state_dict(result.student.state_dict(), strict=True)
     save_checkpoint(tmp_path / "pruned.pt", result.student, result.arch, {"task": "t", "report": result.report})
     loaded, meta = load_checkpoint(tmp_path / "pruned.pt", expect_kind="resnet", expect_task="t")
-    assert {k: v.shape for k, v in loaded.state_dict().items()} == {k: v.shape for k, v in result.student.state_dict().items()}
+    shapes = {k: v.shape for k, v in result.student.state_dict().items()}
+    assert {k: v.shape for k, v in loaded.state_dict().items()} == shapes
     assert output_difference(result.student, loaded, _inputs())["max_abs"] == 0.0
     assert meta["report"]["channels_removed"] == result.report["channels_removed"]
     with pytest.raises(ValueError, match="expected 'other'"):

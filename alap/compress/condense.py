@@ -33,7 +33,8 @@ from alap.objectives import Objective
 log = logging.getLogger(__name__)
 
 
-def prepare_for_condense(model: nn.Module, arch: dict[str, Any], example_input: torch.Tensor) -> tuple[nn.Module, dict[str, Any]]:
+def prepare_for_condense(model: nn.Module, arch: dict[str, Any],
+                         example_input: torch.Tensor) -> tuple[nn.Module, dict[str, Any]]:
     """Return a copy of ``model`` (same function) in which every hidden conv has a channel scale factor.
 
     The returned arch records ``norm_affine`` and ``gates``, so the condensed checkpoint rebuilds exactly.
@@ -47,8 +48,9 @@ def prepare_for_condense(model: nn.Module, arch: dict[str, Any], example_input: 
         raise ValueError(f"model does not match its arch: unexpected state-dict keys {unexpected[:5]}")
     new_norm_keys = {f"{name}.{p}" for name, m in new.named_modules()
                      if isinstance(m, nn.InstanceNorm2d) and m.affine for p in ("weight", "bias")}
-    if set(missing) - new_norm_keys:
-        raise ValueError(f"model does not match its arch: missing state-dict keys {sorted(set(missing) - new_norm_keys)[:5]}")
+    absent = sorted(set(missing) - new_norm_keys)
+    if absent:
+        raise ValueError(f"model does not match its arch: missing state-dict keys {absent[:5]}")
     with torch.no_grad():
         for name, module in new.named_modules():
             if f"{name}.weight" in missing:  # newly affine InstanceNorm: identity scale and shift

@@ -35,7 +35,8 @@ def feature_modules(model: nn.Module, names: list[str], example_input: torch.Ten
     unknown = [n for n in names if n not in valid]
     if unknown:
         raise ValueError(f"unknown feature layer(s) {unknown} for a {type(model).__name__}; valid: {valid}")
-    after = {layer.conv: layer.conv if layer.norm is None else layer.norm for layer in trace_layers(model, example_input[:1])}
+    layers = trace_layers(model, example_input[:1])
+    after = {layer.conv: layer.conv if layer.norm is None else layer.norm for layer in layers}
     if isinstance(model, UnetGenerator):
         levels = model.levels()
         convs = {f"down{k + 1}": level.downconv for k, level in enumerate(levels)}
@@ -66,7 +67,8 @@ class FeatureTap:
         self._hooks = []
 
 
-def make_adapters(student: nn.Module, teacher: nn.Module, names: list[str], example_input: torch.Tensor) -> nn.ModuleDict:
+def make_adapters(student: nn.Module, teacher: nn.Module, names: list[str],
+                  example_input: torch.Tensor) -> nn.ModuleDict:
     """One 1x1 conv per feature, student width -> teacher width (training-only: never saved with the student)."""
     widths = {}
     for role, model in (("student", student), ("teacher", teacher)):

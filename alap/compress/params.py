@@ -29,8 +29,8 @@ class CondenseParams(_Strict):
     steps: PositiveInt = Field(1000, description="optimiser steps of condensing")
     lr: float = Field(2e-4, gt=0, le=1e-1, description="learning rate of the generator and discriminator(s)")
     sparsity_weight: float = Field(
-        1e-3, ge=0, le=10, description="weight of the L1 penalty on channel scale factors (Network Slimming: 1e-5..1e-4 "
-        "for classifiers; generators with an L1 task loss of weight 100 need more)"
+        1e-3, ge=0, le=10, description="weight of the L1 penalty on channel scale factors (Network Slimming: "
+        "1e-5..1e-4 for classifiers; generators with an L1 task loss of weight 100 need more)"
     )
     group_l1_weight: float = Field(0.0, ge=0, le=10, description="weight of the group-L1 penalty on filters (0 = off)")
     warmup_steps: int = Field(100, ge=0, description="steps over which the penalty weight ramps linearly from 0")

@@ -135,7 +135,8 @@ def prune(model: nn.Module, arch: dict[str, Any], params: PruneParams, example_i
 
 def _check_inputs(model: nn.Module, arch: dict[str, Any], example_input: torch.Tensor) -> None:
     if not isinstance(example_input, torch.Tensor) or example_input.dim() != 4:
-        raise ValueError(f"example_input must be a [N, C, H, W] tensor, got {getattr(example_input, 'shape', example_input)!r}")
+        got = getattr(example_input, "shape", example_input)
+        raise ValueError(f"example_input must be a [N, C, H, W] tensor, got {got!r}")
     if example_input.shape[1] != arch.get("input_nc"):
         raise ValueError(f"example_input has {example_input.shape[1]} channels but the model's arch expects "
                          f"input_nc={arch.get('input_nc')}")
@@ -155,7 +156,8 @@ def _input_channel_means(model: nn.Module, probe: torch.Tensor) -> dict[str, tor
     def record(module: nn.Module, inputs: tuple[torch.Tensor, ...]) -> None:
         means[names[module]] = inputs[0].double().mean(dim=(0, 2, 3))
 
-    hooks = [m.register_forward_pre_hook(record) for m in model.modules() if isinstance(m, (nn.Conv2d, nn.ConvTranspose2d))]
+    convs = [m for m in model.modules() if isinstance(m, (nn.Conv2d, nn.ConvTranspose2d))]
+    hooks = [m.register_forward_pre_hook(record) for m in convs]
     try:
         model(probe)
     finally:
