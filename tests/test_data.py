@@ -1,0 +1,386 @@
+"""Synthetic tasks (determinism, layout, learnability) and folder datasets (items, validation errors)."""
+
+from __future__ import annotations
+
+import filecmp
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from alap.data import synthetic
+from alap.data.datasets import (MaskImageFolder, PairedAB, PairedFolder, UnpairedEval, UnpairedFolder, channels,
+                                open_dataset)
+from alap.data.errors import DataError
+from alap.data.faces import draw_face, render_face
+from alap.data.synthetic import generate_task
+from alap.data.tasks import SYNTHETIC_TASKS
+
+SIZE = 32
+COUNTS = dict(n_train=6, n_val=2, n_test=4)
+
+
+@pytest.fixture(scope="module")
+def tasks(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    """Every synthetic task generated once (seed 0) at 32 x 32; tests copy before breaking anything."""
+    base = tmp_path_factory.mktemp("tasks")
+    return {name: _generate(name, base / name) for name in SYNTHETIC_TASKS}
+
+
+def _generate(task: str, root: Path, seed: int = 0, size: int = SIZE, **counts: int) -> Path:
+    generate_task(task, root, size, seed=seed, **{**COUNTS, **counts})
+    return root
+
+
+def _files(root: Path) -> list[Path]:
+    return sorted(p.relative_to(root) for p in root.rglob("*") if p.is_file())
+
+
+def _copy(root: Path, tmp_path: Path) -> Path:
+    return Path(shutil.copytree(root, tmp_path / root.name))
+
+
+def _psnr(x: np.ndarray, y: np.ndarray) -> float:
+    """Mean per-image PSNR of uint8-range float images (N x H x W x 3)."""
+    mse = ((x - y) ** 2).mean(axis=(1, 2, 3))
+    return float(np.mean(10 * np.log10(255.0**2 / mse)))
+
+
+def _stack(folder: Path) -> np.ndarray:
+    return np.stack([np.asarray(Image.open(p).convert("RGB"), dtype=np.float64) for p in sorted(folder.iterdir())])
+
+
+# --- generation ------------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("task", sorted(SYNTHETIC_TASKS))
+def test_same_seed_gives_identical_bytes_and_another_seed_differs(task: str, tasks: dict[str, Path],
+                                                                 tmp_path: Path) -> None:
+    again = _generate(task, tmp_path / "again")
+    other = _generate(task, tmp_path / "other", seed=1)
+    files = _files(tasks[task])
+    assert files == _files(again) == _files(other)
+    pngs = [f for f in files if f.suffix == ".png"]
+    assert all(filecmp.cmp(tasks[task] / f, again / f, shallow=False) for f in files)
+    assert sum(not filecmp.cmp(tasks[task] / f, other / f, shallow=False) for f in pngs) == len(pngs)
+
+
+def test_a_sample_does_not_depend_on_the_counts_of_its_split(tasks: dict[str, Path], tmp_path: Path) -> None:
+    fewer = _generate("seg2face", tmp_path / "fewer", n_train=3, n_test=1)
+    for rel in _files(fewer):
+        if rel.suffix == ".png":
+            assert filecmp.cmp(fewer / rel, tasks["seg2face"] / rel, shallow=False), rel
+
+
+def test_layouts_counts_and_manifest(tasks: dict[str, Path]) -> None:
+    n = {"train": 6, "val": 2, "test": 4}
+    seg = tasks["seg2face"]
+    for split, count in n.items():
+        assert len(list((seg / split / "mask").glob("*.png"))) == count
+        assert len(list((seg / split / "image").glob("*.png"))) == count
+    mask = Image.open(seg / "train" / "mask" / "00000.png")
+    image = Image.open(seg / "train" / "image" / "00000.png")
+    assert (mask.mode, mask.size, image.mode, image.size) == ("L", (SIZE, SIZE), "RGB", (SIZE, SIZE))
+    ids = np.unique(np.concatenate([np.asarray(Image.open(p)).ravel() for p in (seg / "train" / "mask").iterdir()]))
+    assert set(ids) <= set(range(8)) and {0, 1, 2, 3} <= set(ids)
+
+    cartoon = tasks["face2cartoon"]
+    for split, count in n.items():
+        assert sorted(p.name for p in (cartoon / split / "A").iterdir()) == \
+            sorted(p.name for p in (cartoon / split / "B").iterdir())
+        assert len(list((cartoon / split / "A").iterdir())) == count
+
+    zebra = tasks["horse2zebra"]
+    for split, count in n.items():
+        for folder in (f"{split}A", f"{split}B"):
+            assert len(list((zebra / folder).iterdir())) == count
+    assert sorted(p.name for p in (zebra / "testA_gt").iterdir()) == sorted(p.name for p in (zebra / "testA").iterdir())
+    assert not (zebra / "trainA_gt").exists()
+
+    manifest = json.loads((seg / "manifest.json").read_text())
+    assert manifest["task"] == "seg2face" and manifest["layout"] == "mask_image" and manifest["num_classes"] == 8
+    assert manifest["image_size"] == SIZE and manifest["seed"] == 0 and manifest["counts"] == n
+    assert json.loads((zebra / "manifest.json").read_text())["folders"]["testA_gt"] == 4
+
+
+def test_256_pixels_work() -> None:
+    canvas = draw_face(np.random.default_rng(0), 256)
+    assert render_face(canvas).shape == (256, 256, 3)
+    assert len(np.unique(canvas.label)) == 8
+
+
+def test_regeneration_replaces_the_folder_and_leaves_no_temporaries(tmp_path: Path) -> None:
+    root = _generate("face2cartoon", tmp_path / "data" / "face2cartoon")
+    (root / "train" / "A" / "stale.png").write_bytes(b"old")
+    _generate("face2cartoon", root, n_train=2)
+    assert len(list((root / "train" / "A").iterdir())) == 2
+    assert [p.name for p in (tmp_path / "data").iterdir()] == ["face2cartoon"]
+
+
+def test_a_failed_generation_keeps_the_old_folder(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    root = _generate("seg2face", tmp_path / "seg2face")
+    before = {f: (root / f).read_bytes() for f in _files(root)}
+    calls = {"n": 0}
+    real_save = synthetic._save
+
+    def failing_save(array: np.ndarray, path: Path) -> None:  # fault injection: disk full after 5 files
+        calls["n"] += 1
+        if calls["n"] > 5:
+            raise OSError("No space left on device")
+        real_save(array, path)
+
+    monkeypatch.setattr(synthetic, "_save", failing_save)
+    with pytest.raises(OSError, match="No space"):
+        _generate("seg2face", root, seed=7)
+    assert {f: (root / f).read_bytes() for f in _files(root)} == before
+    assert [p.name for p in tmp_path.iterdir()] == ["seg2face"]
+
+
+def test_refuses_to_overwrite_a_folder_that_is_not_a_generation(tmp_path: Path) -> None:
+    real = tmp_path / "my_faces"
+    (real / "train").mkdir(parents=True)
+    (real / "train" / "photo.png").write_bytes(b"precious")
+    with pytest.raises(FileExistsError, match="my_faces"):
+        _generate("seg2face", real)
+    assert (real / "train" / "photo.png").read_bytes() == b"precious"
+
+
+@pytest.mark.parametrize("kwargs, message", [
+    (dict(task="edges2shoes"), "unknown synthetic task"),
+    (dict(image_size=16), "image_size"),
+    (dict(n_val=0), "n_val"),
+])
+def test_bad_generation_arguments(kwargs: dict, message: str, tmp_path: Path) -> None:
+    args = dict(task="seg2face", root=tmp_path / "x", image_size=SIZE, seed=0, **COUNTS) | kwargs
+    with pytest.raises(ValueError, match=message):
+        generate_task(**args)
+
+
+# --- learnability ----------------------------------------------------------------------------------------
+
+def test_faces_follow_their_masks_far_better_than_the_mean_image(tasks: dict[str, Path]) -> None:
+    """Predicting each pixel as the mean training colour of its mask class beats the mean image by > 6 dB,
+    so the face is (almost) a function of the mask; the rest is shading and texture a generator learns."""
+    seg = tasks["seg2face"]
+
+    def masks(split: str) -> np.ndarray:
+        return np.stack([np.asarray(Image.open(p)) for p in sorted((seg / split / "mask").iterdir())])
+
+    train, test = _stack(seg / "train" / "image"), _stack(seg / "test" / "image")
+    train_masks = masks("train")
+    class_colour = np.stack([train[train_masks == c].mean(axis=0) for c in range(8)])
+    mean_psnr = _psnr(test, train.mean(axis=0, keepdims=True))
+    class_psnr = _psnr(test, class_colour[masks("test")])
+    assert mean_psnr < 17.0
+    assert class_psnr > mean_psnr + 6.0
+
+
+def test_cartoons_are_a_local_function_of_the_face(tasks: dict[str, Path]) -> None:
+    """1-nearest-neighbour on 3x3 input patches (fit on train, scored on test) beats the mean image by
+    > 6 dB: the cartoon pixel is determined by the face around it."""
+    root = tasks["face2cartoon"]
+
+    def patches(split: str) -> tuple[np.ndarray, np.ndarray]:
+        a = torch.from_numpy(_stack(root / split / "A")).permute(0, 3, 1, 2).float()
+        cols = torch.nn.functional.unfold(a, 3, padding=1).permute(0, 2, 1).reshape(-1, 27)
+        return cols.numpy(), _stack(root / split / "B").reshape(-1, 3)
+
+    x_train, y_train = patches("train")
+    x_test, y_test = patches("test")
+    nearest = torch.cdist(torch.from_numpy(x_test), torch.from_numpy(x_train)).argmin(dim=1).numpy()
+    shape = (-1, SIZE, SIZE, 3)
+    predicted, truth = y_train[nearest].reshape(shape), y_test.reshape(shape)
+    mean_psnr = _psnr(truth, _stack(root / "train" / "B").mean(axis=0, keepdims=True))
+    assert mean_psnr < 17.0
+    assert _psnr(truth, predicted) > mean_psnr + 6.0
+
+
+def test_zebra_ground_truth_keeps_the_horse_scene_and_silhouette(tasks: dict[str, Path]) -> None:
+    root = tasks["horse2zebra"]
+    horses, zebras = _stack(root / "testA"), _stack(root / "testA_gt")
+    changed = np.abs(horses - zebras).max(axis=-1) > 0
+    assert 0.05 < changed.mean() < 0.6  # only the animal changes, and it is a good part of the picture
+    assert _psnr(zebras, _stack(root / "trainB").mean(axis=0, keepdims=True)) < 20.0
+
+
+def test_generating_a_sample_twice_gives_the_same_pair() -> None:
+    first, second = draw_face(np.random.default_rng(5), SIZE), draw_face(np.random.default_rng(5), SIZE)
+    assert np.array_equal(first.label, second.label)
+    assert np.array_equal(render_face(first), render_face(second))
+
+
+# --- datasets: items -------------------------------------------------------------------------------------
+
+def _check_rgb(t: torch.Tensor, size: int) -> None:
+    assert t.shape == (3, size, size) and t.dtype == torch.float32
+    assert -1.0 <= float(t.min()) and float(t.max()) <= 1.0 and float(t.max() - t.min()) > 0.5
+
+
+@pytest.mark.parametrize("size", [SIZE, 16])
+def test_mask_image_items(tasks: dict[str, Path], size: int) -> None:
+    ds = open_dataset("mask_image", tasks["seg2face"], "train", size, num_classes=8)
+    assert isinstance(ds, MaskImageFolder) and len(ds) == 6
+    item = ds[1]
+    assert item["name"] == "00001" and item["A"].shape == (8, size, size)
+    assert set(item["A"].unique().tolist()) == {0.0, 1.0} and torch.all(item["A"].sum(0) == 1)
+    _check_rgb(item["B"], size)
+    assert ds.real_targets() is ds
+
+
+def test_paired_folder_items(tasks: dict[str, Path]) -> None:
+    ds = open_dataset("paired", tasks["face2cartoon"], "val", SIZE)
+    assert isinstance(ds, PairedFolder) and len(ds) == 2 and ds[0]["name"] == "00000"
+    _check_rgb(ds[0]["A"], SIZE)
+    _check_rgb(ds[0]["B"], SIZE)
+
+
+def _side_by_side(paired: Path, out: Path) -> Path:
+    for split in ("train", "val"):
+        (out / split).mkdir(parents=True)
+        for a_path in sorted((paired / split / "A").iterdir()):
+            a, b = Image.open(a_path), Image.open(paired / split / "B" / a_path.name)
+            both = Image.new("RGB", (2 * SIZE, SIZE))
+            both.paste(a, (0, 0))
+            both.paste(b, (SIZE, 0))
+            both.save(out / split / a_path.name)
+    return out
+
+
+def test_paired_ab_items_split_the_halves(tasks: dict[str, Path], tmp_path: Path) -> None:
+    root = _side_by_side(tasks["face2cartoon"], tmp_path / "ab")
+    ab = open_dataset("paired_ab", root, "train", SIZE)
+    folder = PairedFolder(tasks["face2cartoon"], "train", SIZE)
+    assert isinstance(ab, PairedAB) and len(ab) == len(folder) == 6
+    assert torch.equal(ab[3]["A"], folder[3]["A"]) and torch.equal(ab[3]["B"], folder[3]["B"])
+    assert ab[3]["name"] == "00003"
+
+
+def test_unpaired_training_items_draw_reproducible_b_images(tasks: dict[str, Path]) -> None:
+    root = tasks["horse2zebra"]
+    first, again = UnpairedFolder(root, "train", SIZE, seed=3), UnpairedFolder(root, "train", SIZE, seed=3)
+    other = UnpairedFolder(root, "train", SIZE, seed=4)
+    assert len(first) == 6 and len(first.real_targets()) == 6
+    reads = [[ds[i % 6]["B"] for i in range(24)] for ds in (first, again, other)]
+    assert all(torch.equal(x, y) for x, y in zip(reads[0], reads[1]))
+    assert not all(torch.equal(x, y) for x, y in zip(reads[0], reads[2]))
+    assert len({tuple(b.flatten()[:64].tolist()) for b in reads[0]}) > 2  # B varies between reads
+    item = first[0]
+    _check_rgb(item["A"], SIZE)
+    _check_rgb(item["B"], SIZE)
+    assert item["name"] == "00000"
+
+
+def test_unpaired_eval_items_carry_the_hidden_ground_truth(tasks: dict[str, Path], tmp_path: Path) -> None:
+    ds = open_dataset("unpaired", tasks["horse2zebra"], "test", SIZE, for_eval=True)
+    assert isinstance(ds, UnpairedEval) and ds.has_ground_truth and len(ds) == 4
+    item = ds[2]
+    _check_rgb(item["A"], SIZE)
+    _check_rgb(item["B"], SIZE)
+    assert not torch.equal(item["A"], item["B"])
+    assert len(ds.real_targets()) == 4 and set(ds.real_targets()[0]) == {"B", "name"}
+    root = _copy(tasks["horse2zebra"], tmp_path)
+    shutil.rmtree(root / "testA_gt")
+    blind = UnpairedEval(root, "test", SIZE)
+    assert not blind.has_ground_truth and "B" not in blind[0]
+
+
+def test_channels_per_layout() -> None:
+    assert channels("mask_image", 8) == (8, 3)
+    assert channels("paired") == channels("paired_ab") == channels("unpaired") == (3, 3)
+    for name, info in SYNTHETIC_TASKS.items():
+        assert channels(info.layout, info.num_classes) == (info.input_nc, info.output_nc), name
+
+
+# --- datasets: bad input ---------------------------------------------------------------------------------
+
+def _truncate(path: Path) -> None:
+    data = path.read_bytes()
+    path.write_bytes(data[: len(data) // 2])
+
+
+def _open_seg(root: Path, split: str = "train", num_classes: int = 8) -> None:
+    open_dataset("mask_image", root, split, SIZE, num_classes=num_classes)
+
+
+def test_truncated_image_is_named(tasks: dict[str, Path], tmp_path: Path) -> None:
+    root = _copy(tasks["face2cartoon"], tmp_path)
+    _truncate(root / "train" / "B" / "00004.png")
+    with pytest.raises(DataError, match=r"B/00004\.png: corrupt or truncated"):
+        open_dataset("paired", root, "train", SIZE)
+
+
+def test_missing_b_file_lists_the_missing_name(tasks: dict[str, Path], tmp_path: Path) -> None:
+    root = _copy(tasks["face2cartoon"], tmp_path)
+    (root / "train" / "B" / "00002.png").unlink()
+    with pytest.raises(DataError, match=r"1 missing from .*train/B \(e\.g\. 00002\)"):
+        open_dataset("paired", root, "train", SIZE)
+
+
+def test_mask_of_the_wrong_size(tasks: dict[str, Path], tmp_path: Path) -> None:
+    root = _copy(tasks["seg2face"], tmp_path)
+    mask = root / "train" / "mask" / "00001.png"
+    Image.open(mask).resize((SIZE // 2, SIZE // 2), Image.Resampling.NEAREST).save(mask)
+    with pytest.raises(DataError, match=r"00001\.png: mask is 16x16 but its image .* is 32x32"):
+        _open_seg(root)
+
+
+def test_class_id_beyond_num_classes(tasks: dict[str, Path], tmp_path: Path) -> None:
+    root = _copy(tasks["seg2face"], tmp_path)
+    mask = root / "val" / "mask" / "00001.png"
+    ids = np.asarray(Image.open(mask)).copy()
+    ids[0, 0] = 9
+    Image.fromarray(ids).save(mask)
+    with pytest.raises(DataError, match=r"00001\.png: class id 9 found, but num_classes is 8"):
+        _open_seg(root, "val")
+    _open_seg(root, "val", num_classes=10)  # the same data is fine with enough classes
+
+
+def test_rgb_mask_is_rejected(tasks: dict[str, Path], tmp_path: Path) -> None:
+    root = _copy(tasks["seg2face"], tmp_path)
+    mask = root / "test" / "mask" / "00000.png"
+    Image.open(mask).convert("RGB").save(mask)
+    with pytest.raises(DataError, match="mode RGB"):
+        _open_seg(root, "test")
+
+
+def test_empty_split(tasks: dict[str, Path], tmp_path: Path) -> None:
+    root = _copy(tasks["seg2face"], tmp_path)
+    for p in (root / "val" / "mask").iterdir():
+        p.unlink()
+    with pytest.raises(DataError, match=r"val/mask: no images"):
+        _open_seg(root, "val")
+
+
+def test_missing_folder(tasks: dict[str, Path], tmp_path: Path) -> None:
+    with pytest.raises(DataError, match=r"nowhere/train/A: folder missing"):
+        open_dataset("paired", tmp_path / "nowhere", "train", SIZE)
+    root = _copy(tasks["horse2zebra"], tmp_path)
+    shutil.rmtree(root / "valB")
+    with pytest.raises(DataError, match=r"valB: folder missing; expected the 'val' images of domain B"):
+        open_dataset("unpaired", root, "val", SIZE)
+
+
+def test_side_by_side_image_of_the_wrong_width(tasks: dict[str, Path], tmp_path: Path) -> None:
+    root = _side_by_side(tasks["face2cartoon"], tmp_path / "ab")
+    Image.new("RGB", (3 * SIZE, SIZE)).save(root / "val" / "00001.png")
+    with pytest.raises(DataError, match=r"00001\.png: size 96x32; .* twice as wide"):
+        open_dataset("paired_ab", root, "val", SIZE)
+
+
+def test_ground_truth_names_must_match(tasks: dict[str, Path], tmp_path: Path) -> None:
+    root = _copy(tasks["horse2zebra"], tmp_path)
+    (root / "testA_gt" / "00003.png").rename(root / "testA_gt" / "zebra.png")
+    with pytest.raises(DataError, match=r"00003.*zebra|zebra.*00003"):
+        open_dataset("unpaired", root, "test", SIZE, for_eval=True)
+
+
+def test_unknown_layout_and_missing_num_classes(tasks: dict[str, Path]) -> None:
+    with pytest.raises(DataError, match="mask_image, paired, paired_ab, unpaired"):
+        open_dataset("pairs", tasks["face2cartoon"], "train", SIZE)
+    with pytest.raises(DataError, match="num_classes"):
+        open_dataset("mask_image", tasks["seg2face"], "train", SIZE)
+    with pytest.raises(DataError, match="unknown dataset layout"):
+        channels("cityscapes")
