@@ -327,13 +327,14 @@ def test_mask_of_the_wrong_size(tasks: dict[str, Path], tmp_path: Path) -> None:
         _open_seg(root)
 
 
-def test_class_id_beyond_num_classes(tasks: dict[str, Path], tmp_path: Path) -> None:
+@pytest.mark.parametrize("bad_id", [9, 8])
+def test_class_id_beyond_num_classes(tasks: dict[str, Path], tmp_path: Path, bad_id: int) -> None:
     root = _copy(tasks["seg2face"], tmp_path)
     mask = root / "val" / "mask" / "00001.png"
     ids = np.asarray(Image.open(mask)).copy()
-    ids[0, 0] = 9
+    ids[0, 0] = bad_id
     Image.fromarray(ids).save(mask)
-    with pytest.raises(DataError, match=r"00001\.png: class id 9 found, but num_classes is 8"):
+    with pytest.raises(DataError, match=rf"00001\.png: class id {bad_id} found, but num_classes is 8"):
         _open_seg(root, "val")
     _open_seg(root, "val", num_classes=10)  # the same data is fine with enough classes
 
