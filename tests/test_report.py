@@ -1,0 +1,217 @@
+"""Report: summary CSV/markdown, Pareto plots and data, HTML, built from synthetic per-model JSON files."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import pandas as pd
+import pytest
+from PIL import Image
+
+from alap.report.build import build_report
+from alap.report.plots import pareto_mask
+from alap.report.tables import load_task
+
+DEVICES = (("cpu-t1", "torch"), ("cpu-t1", "onnxruntime"), ("cpu-t2", "torch"))
+# model -> (sparsity, gmacs, fid, teacher p50 factor); latency scales with gmacs so the arithmetic is checkable.
+MODELS = {
+    "teacher": (None, 2.0, 30.0, 1.0),
+    "condensed": (None, 2.0, 31.0, 1.0),
+    "s0.90": (0.9, 0.08, 45.0, 0.1),
+    "s0.50": (0.5, 0.5, 32.0, 0.4),
+    "s0.75": (0.75, 0.25, 33.0, 0.25),
+}
+NO_LATENCY = {"condensed"}
+
+
+def _metrics(task: str, model: str, paired: bool) -> dict:
+    sparsity, gmacs, fid, _ = MODELS[model]
+    return {
+        "task": task, "model": model, "sparsity": sparsity, "fid": fid + (0 if paired else 10), "kid": fid / 1000,
+        "lpips": (fid / 100) if paired else None, "lpips_teacher": None if model == "teacher" else fid / 200,
+        "psnr": (50 - fid / 2) if paired else None, "ssim": (1 - fid / 100) if paired else None,
+        "gmacs": gmacs, "params_m": gmacs * 3,
+        "measured_on": {"image_size": 32, "samples": 20, "weights": {"fid": "pt_inception-2015-12-05"}},
+    }
+
+
+def _latency(model: str, base_ms: float) -> dict:
+    factor = MODELS[model][3]
+    flat, records = {}, []
+    for i, (device, backend) in enumerate(DEVICES):
+        p50 = base_ms * (i + 1) * factor
+        flat[f"latency.{device}.{backend}.bs1.p50_ms"] = p50
+        flat[f"latency.{device}.{backend}.bs1.p90_ms"] = p50 * 1.2
+        records.append({"device": device, "backend": backend, "batch_size": 1, "p50_ms": p50, "p90_ms": p50 * 1.2,
+                        "images_per_s": 1000 / p50, "peak_mem_mb": 10.0, "achieved_fraction_of_peak": 0.125 * (i + 1),
+                        "gflops_achieved": 1.0})
+    return {**flat, "records": records, "peak_gflops": {f"{d}.{b}": 100.0 for d, b in DEVICES}}
+
+
+def _write(path: Path, data: dict) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(data))
+
+
+def _grid(path: Path) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.new("RGB", (16, 4), (10, 20, 30)).save(path)
+
+
+def _make_reports(root: Path) -> Path:
+    """Two tasks x five models; condensed has no latency, one grid is missing in the second task."""
+    for task, paired, base_ms in (("seg2face", True, 20.0), ("horse2zebra", False, 40.0)):
+        for model in MODELS:
+            model_dir = root / task / model
+            _write(model_dir / "metrics.json", _metrics(task, model, paired))
+            if model not in NO_LATENCY:
+                _write(model_dir / "latency.json", _latency(model, base_ms))
+            if not (task == "horse2zebra" and model == "s0.75"):
+                _grid(model_dir / "grid.png")
+    return root
+
+
+@pytest.fixture()
+def reports(tmp_path: Path) -> Path:
+    """Fresh inputs for tests that change them."""
+    return _make_reports(tmp_path)
+
+
+@pytest.fixture(scope="module")
+def built(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str, Path]]:
+    """One full build shared by the tests that only read its outputs (rendering plots is the slow part)."""
+    root = _make_reports(tmp_path_factory.mktemp("reports"))
+    return root, build_report(root, ["seg2face", "horse2zebra"])
+
+
+def test_summary_csv_columns_rows_and_ratios(built: tuple[Path, dict[str, Path]]) -> None:
+    _, written = built
+    frame = pd.read_csv(written["summary_csv"], keep_default_na=False, na_values=[""])
+    latency = sorted(f"latency.{d}.{b}.bs1.{s}" for d, b in DEVICES for s in ("p50_ms", "p90_ms"))
+    speedup = sorted(f"speedup.{d}.{b}.bs1" for d, b in DEVICES)
+    assert list(frame.columns) == ["task", "model", "sparsity", "fid", "kid", "lpips", "lpips_teacher", "psnr", "ssim",
+                                   "gmacs", "params_m", *latency, *speedup, "macs_reduction"]
+    order = ["teacher", "condensed", "s0.50", "s0.75", "s0.90"]
+    assert list(frame["task"]) == ["seg2face"] * 5 + ["horse2zebra"] * 5
+    assert list(frame["model"]) == order * 2
+
+    row = frame.set_index(["task", "model"])
+    for task in ("seg2face", "horse2zebra"):
+        for model in order:
+            _, gmacs, _, factor = MODELS[model]
+            assert row.loc[(task, model), "macs_reduction"] == pytest.approx(2.0 / gmacs)
+            for d, b in DEVICES:
+                value = row.loc[(task, model), f"speedup.{d}.{b}.bs1"]
+                if model in NO_LATENCY:
+                    assert math.isnan(value) and math.isnan(row.loc[(task, model), f"latency.{d}.{b}.bs1.p50_ms"])
+                else:
+                    assert value == pytest.approx(1.0 / factor)
+    assert math.isnan(row.loc[("seg2face", "teacher"), "sparsity"])
+    assert row.loc[("seg2face", "s0.75"), "sparsity"] == 0.75
+    assert math.isnan(row.loc[("horse2zebra", "s0.50"), "psnr"])  # null in the file stays empty
+    assert row.loc[("horse2zebra", "s0.50"), "fid"] == 42.0
+
+
+def test_markdown_contains_the_numbers(built: tuple[Path, dict[str, Path]]) -> None:
+    md = built[1]["summary_md"].read_text()
+    assert "## seg2face" in md and "## horse2zebra" in md
+    s090 = next(line for line in md.splitlines() if line.startswith("| s0.90"))
+    # gmacs, x fewer MACs, FID, cpu-t1/torch p50 (20 ms * 0.1) and cpu-t2/torch p50, speed-ups, fractions of peak.
+    for text in ("0.08", "25.00", "45.00", "2.00 ms · 10.00× · 12.5% of peak", "6.00 ms · 10.00× · 37.5% of peak"):
+        assert text in s090, (text, s090)
+    condensed = next(line for line in md.splitlines() if line.startswith("| condensed"))
+    assert "ms" not in condensed and "—" in condensed
+    assert "No latency.json for: condensed." in md
+    assert "Quality measured on 20 samples at 32 px." in md
+
+
+def test_plots_and_pareto_data(built: tuple[Path, dict[str, Path]]) -> None:
+    reports, written = built
+    for task in ("seg2face", "horse2zebra"):
+        for kind in ("latency", "gmacs"):
+            path = written[f"{task}_pareto_{kind}"]
+            assert path == reports / "plots" / f"{task}_pareto_{kind}.png"
+            with Image.open(path) as image:
+                image.verify()
+                assert image.format == "PNG" and image.size[0] > 300
+        data = pd.read_csv(written[f"{task}_pareto_csv"])
+        assert list(data["model"]) == ["teacher", "condensed", "s0.50", "s0.75", "s0.90"]
+        assert data["latency_key"].dropna().unique().tolist() == ["latency.cpu-t1.onnxruntime.bs1.p50_ms"]
+        # FID rises as MACs fall, so every model is on the gmacs front except condensed (teacher's cost, worse FID).
+        assert data["pareto_gmacs_fid"].tolist() == [True, False, True, True, True]
+        assert data["pareto_latency_fid"].tolist() == [True, False, True, True, True]
+    assert not list(reports.glob("**/.*.tmp")), "atomic writes left temporary files"
+
+
+def test_html_references_every_grid_and_plot(built: tuple[Path, dict[str, Path]]) -> None:
+    html = built[1]["index_html"].read_text()
+    for task in ("seg2face", "horse2zebra"):
+        for model in MODELS:
+            if task == "horse2zebra" and model == "s0.75":
+                continue
+            assert f'src="{task}/{model}/grid.png"' in html
+        assert f'src="plots/{task}_pareto_latency.png"' in html and f'src="plots/{task}_pareto_gmacs.png"' in html
+    assert "horse2zebra/s0.75/grid.png" not in html and "no image grid" in html
+    assert "2.00 ms · 10.00× · 12.5% of peak" in html
+
+
+def test_task_without_any_latency_still_builds(reports: Path) -> None:
+    for path in (reports / "horse2zebra").glob("*/latency.json"):
+        path.unlink()
+    written = build_report(reports, ["horse2zebra"])
+    frame = pd.read_csv(written["summary_csv"])
+    assert not any(c.startswith(("latency.", "speedup.")) for c in frame.columns)
+    with Image.open(written["horse2zebra_pareto_latency"]) as image:
+        assert image.format == "PNG"
+    assert pd.read_csv(written["horse2zebra_pareto_csv"])["p50_ms"].isna().all()
+
+
+def test_task_without_metrics_names_the_missing_file(reports: Path) -> None:
+    for path in (reports / "horse2zebra").glob("*/metrics.json"):
+        path.unlink()
+    with pytest.raises(FileNotFoundError, match=r"horse2zebra/teacher/metrics\.json"):
+        build_report(reports, ["seg2face", "horse2zebra"])
+    assert not (reports / "summary.csv").exists(), "nothing may be written when an input is missing"
+    with pytest.raises(FileNotFoundError, match=r"nowhere/teacher/metrics\.json"):
+        load_task(reports, "nowhere")
+
+
+def test_missing_teacher_leaves_ratios_empty(reports: Path) -> None:
+    (reports / "seg2face" / "teacher" / "metrics.json").unlink()
+    (reports / "seg2face" / "teacher" / "latency.json").unlink()
+    written = build_report(reports, ["seg2face"])
+    frame = pd.read_csv(written["summary_csv"])
+    assert "teacher" not in set(frame["model"])
+    assert frame["macs_reduction"].isna().all() and frame.filter(like="speedup.").isna().all().all()
+    assert "No teacher metrics" in written["summary_md"].read_text()
+
+
+@pytest.mark.parametrize(
+    ("file", "content", "message"),
+    [
+        ("metrics.json", "{not json", "not valid JSON"),
+        ("metrics.json", json.dumps({"task": "seg2face", "model": "s0.90", "fid": "bad"}), "'fid' must be a number"),
+        ("metrics.json", json.dumps({"task": "other", "model": "s0.90"}), "field 'task' must be 'seg2face'"),
+        ("latency.json", json.dumps({"latency.cpu.torch.p50_ms": 3.0}), "is not latency.<device>"),
+        ("latency.json", json.dumps({"latency.cpu-t1.torch.bs1.p50_ms": -1}), "positive number"),
+    ],
+)
+def test_malformed_input_names_the_file(reports: Path, file: str, content: str, message: str) -> None:
+    path = reports / "seg2face" / "s0.90" / file
+    path.write_text(content)
+    with pytest.raises(ValueError, match=message) as err:
+        build_report(reports, ["seg2face"])
+    assert str(path) in str(err.value)
+
+
+def test_bad_task_list() -> None:
+    with pytest.raises(ValueError, match="distinct task names"):
+        build_report(Path("."), ["a", "a"])
+
+
+def test_pareto_mask_directions() -> None:
+    cost = [1.0, 2.0, 3.0, 2.0, math.nan]
+    assert pareto_mask(cost, [5.0, 4.0, 1.0, 6.0, 0.0], lower_is_better=True) == [True, True, True, False, False]
+    assert pareto_mask(cost, [5.0, 4.0, 1.0, 6.0, 9.0], lower_is_better=False) == [True, False, False, True, False]
