@@ -52,9 +52,19 @@ class Canvas:
     normal: np.ndarray
 
 
+def _window(p: Primitive, size: int) -> tuple[slice, slice] | None:
+    """Rows and columns of the pixel grid the primitive can touch: its rotated bounding box, clipped."""
+    cos, sin = abs(np.cos(p.angle)), abs(np.sin(p.angle))
+    half_x, half_y = p.a * cos + p.b * sin, p.a * sin + p.b * cos
+    x0, x1 = max(0, int(np.floor(p.cx - half_x))), min(size, int(np.ceil(p.cx + half_x)) + 1)
+    y0, y1 = max(0, int(np.floor(p.cy - half_y))), min(size, int(np.ceil(p.cy + half_y)) + 1)
+    if x0 >= x1 or y0 >= y1:
+        return None
+    return slice(y0, y1), slice(x0, x1)
+
+
 def rasterize(primitives: list[Primitive], size: int) -> Canvas:
     """Paint ``primitives`` in order (later ones on top) onto a ``size`` x ``size`` grid of pixel centres."""
-    ys, xs = np.mgrid[0:size, 0:size].astype(np.float64) + 0.5
     part = np.full((size, size), -1, dtype=np.int16)
     label = np.zeros((size, size), dtype=np.uint8)
     texture = np.zeros((size, size), dtype=np.uint8)
@@ -63,33 +73,32 @@ def rasterize(primitives: list[Primitive], size: int) -> Canvas:
     normal = np.zeros((3, size, size))
     normal[2] = 1.0
     for index, p in enumerate(primitives):
+        if p.surface not in ("dome", "cylinder"):
+            raise ValueError(f"Primitive.surface must be 'dome' or 'cylinder', got {p.surface!r}")
+        window = _window(p, size)
+        if window is None:
+            continue
+        rows, cols = window
+        ys, xs = np.mgrid[rows, cols].astype(np.float64) + 0.5
         cos, sin = np.cos(p.angle), np.sin(p.angle)
         dx, dy = xs - p.cx, ys - p.cy
         u = (dx * cos + dy * sin) / p.a
         v = (-dx * sin + dy * cos) / p.b
         inside = np.abs(u) ** p.power + np.abs(v) ** p.power <= 1.0
-        if not inside.any():
-            continue
         ui, vi = u[inside], v[inside]
-        if p.surface == "dome":
-            nu, nv = ui, vi
-        elif p.surface == "cylinder":
-            nu, nv = np.zeros_like(ui), vi
-        else:
-            raise ValueError(f"Primitive.surface must be 'dome' or 'cylinder', got {p.surface!r}")
+        nu = ui if p.surface == "dome" else np.zeros_like(ui)
+        nv = vi
         scale = np.clip(nu * nu + nv * nv, 0.0, 0.95)
-        nz = np.sqrt(1.0 - scale)
-        radial = np.sqrt(np.maximum(nu * nu + nv * nv, 1e-12))
-        shrink = np.sqrt(scale) / radial
+        shrink = np.sqrt(scale) / np.sqrt(np.maximum(nu * nu + nv * nv, 1e-12))
         nu, nv = nu * shrink, nv * shrink
-        part[inside] = index
-        label[inside] = p.label
-        texture[inside] = p.label if p.texture is None else p.texture
-        u_map[inside] = ui
-        v_map[inside] = vi
-        normal[0][inside] = nu * cos - nv * sin
-        normal[1][inside] = nu * sin + nv * cos
-        normal[2][inside] = nz
+        part[rows, cols][inside] = index
+        label[rows, cols][inside] = p.label
+        texture[rows, cols][inside] = p.label if p.texture is None else p.texture
+        u_map[rows, cols][inside] = ui
+        v_map[rows, cols][inside] = vi
+        normal[0, rows, cols][inside] = nu * cos - nv * sin
+        normal[1, rows, cols][inside] = nu * sin + nv * cos
+        normal[2, rows, cols][inside] = np.sqrt(1.0 - scale)
     return Canvas(part=part, label=label, texture=texture, u=u_map, v=v_map, normal=normal)
 
 
