@@ -48,7 +48,8 @@ class PruneParams(_Strict):
 
     ``target`` picks how the global threshold on the scale factors is set:
     - ``threshold``: remove every channel whose scale factor is below ``threshold``;
-    - ``channels``: remove the fraction ``sparsity`` of all prunable channels (lowest scale factors first);
+    - ``channels``: remove the fraction ``sparsity`` of all prunable channels (lowest scale factors first; a channel
+      shared by coupled layers, like the ResNet trunk, counts once);
     - ``macs``: search the threshold that removes at least the fraction ``sparsity`` of the teacher's MACs.
     Kept widths are optionally rounded up to a multiple of ``round_to`` (never below ``round_to`` nor above the
     layer's width) so the student maps well onto SIMD lanes and tensor cores.
