@@ -39,15 +39,18 @@ def _metrics(task: str, model: str, paired: bool) -> dict:
 
 def _latency(model: str, base_ms: float) -> dict:
     factor = MODELS[model][3]
+    # profile_model names the field achieved_fraction; the report brief names it achieved_fraction_of_peak.
+    fraction_field = "achieved_fraction" if model == "s0.90" else "achieved_fraction_of_peak"
     flat, records = {}, []
     for i, (device, backend) in enumerate(DEVICES):
         p50 = base_ms * (i + 1) * factor
         flat[f"latency.{device}.{backend}.bs1.p50_ms"] = p50
         flat[f"latency.{device}.{backend}.bs1.p90_ms"] = p50 * 1.2
         records.append({"device": device, "backend": backend, "batch_size": 1, "p50_ms": p50, "p90_ms": p50 * 1.2,
-                        "images_per_s": 1000 / p50, "peak_mem_mb": 10.0, "achieved_fraction_of_peak": 0.125 * (i + 1),
+                        "images_per_s": 1000 / p50, "peak_mem_mb": 10.0, fraction_field: 0.125 * (i + 1),
                         "gflops_achieved": 1.0})
-    return {**flat, "records": records, "peak_gflops": {f"{d}.{b}": 100.0 for d, b in DEVICES}}
+    return {**flat, "records": records, "peak_gflops": {f"{d}.{b}": 100.0 for d, b in DEVICES},
+            "skipped": {"cuda0": "no CUDA device"}, "model": model}
 
 
 def _write(path: Path, data: dict) -> None:
@@ -125,6 +128,7 @@ def test_markdown_contains_the_numbers(built: tuple[Path, dict[str, Path]]) -> N
     assert "ms" not in condensed and "—" in condensed
     assert "No latency.json for: condensed." in md
     assert "Quality measured on 20 samples at 32 px." in md
+    assert "Not profiled: cuda0 (no CUDA device)." in md
 
 
 def test_plots_and_pareto_data(built: tuple[Path, dict[str, Path]]) -> None:
@@ -196,6 +200,7 @@ def test_missing_teacher_leaves_ratios_empty(reports: Path) -> None:
         ("metrics.json", json.dumps({"task": "other", "model": "s0.90"}), "field 'task' must be 'seg2face'"),
         ("latency.json", json.dumps({"latency.cpu.torch.p50_ms": 3.0}), "is not latency.<device>"),
         ("latency.json", json.dumps({"latency.cpu-t1.torch.bs1.p50_ms": -1}), "positive number"),
+        ("latency.json", json.dumps({"model": "s0.50"}), "field 'model' must be 's0.90'"),
     ],
 )
 def test_malformed_input_names_the_file(reports: Path, file: str, content: str, message: str) -> None:

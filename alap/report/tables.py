@@ -95,8 +95,12 @@ def _validate_metrics(path: Path, data: dict[str, Any], task: str, model: str) -
         raise ValueError(f"{path}: 'measured_on' must be an object, got {data['measured_on']!r}")
 
 
-def _validate_latency(path: Path, data: dict[str, Any]) -> None:
-    """The profile stage's contract: flat ``latency.*`` keys with positive milliseconds, records a list of objects."""
+def _validate_latency(path: Path, data: dict[str, Any], task: str, model: str) -> None:
+    """The profile stage's contract: flat ``latency.*`` keys with positive milliseconds, records a list of
+    objects, ``skipped`` a map of device to reason, and (where recorded) its own task and model."""
+    for field, expected in (("task", task), ("model", model)):
+        if field in data and data[field] != expected:
+            raise ValueError(f"{path}: field {field!r} must be {expected!r} (its directory), got {data[field]!r}")
     for key, value in data.items():
         if not key.startswith("latency."):
             continue
@@ -107,6 +111,9 @@ def _validate_latency(path: Path, data: dict[str, Any]) -> None:
     records = data.get("records", [])
     if not isinstance(records, list) or not all(isinstance(rec, dict) for rec in records):
         raise ValueError(f"{path}: 'records' must be a list of objects")
+    skipped = data.get("skipped", {})
+    if not isinstance(skipped, dict) or not all(isinstance(v, str) for v in skipped.values()):
+        raise ValueError(f"{path}: 'skipped' must map device names to reasons")
 
 
 @dataclass(frozen=True)
@@ -175,7 +182,7 @@ def load_task(reports_dir: Path, task: str) -> list[ModelReport]:
             _validate_metrics(metrics_path, metrics, task, directory.name)
         latency = _read_json(latency_path) if latency_path.is_file() else None
         if latency is not None:
-            _validate_latency(latency_path, latency)
+            _validate_latency(latency_path, latency, task, directory.name)
         reports.append(ModelReport(task, directory.name, directory, metrics, latency))
     if not any(r.metrics is not None for r in reports):
         raise FileNotFoundError(
@@ -302,6 +309,9 @@ def task_notes(reports: list[ModelReport]) -> list[str]:
         notes.append(f"No {METRICS_FILE} for: {', '.join(no_metrics)}.")
     if no_latency:
         notes.append(f"No {LATENCY_FILE} for: {', '.join(no_latency)}.")
+    skipped = {name: reason for r in reports if r.latency for name, reason in r.latency.get("skipped", {}).items()}
+    if skipped:
+        notes.append("Not profiled: " + "; ".join(f"{name} ({reason})" for name, reason in sorted(skipped.items())) + ".")
     return notes
 
 
