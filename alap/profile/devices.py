@@ -21,9 +21,10 @@ import contextlib
 import os
 import re
 from dataclasses import dataclass
-from typing import Iterator, Literal
+from typing import TYPE_CHECKING, Iterator, Literal
 
-import torch
+if TYPE_CHECKING:  # torch is imported where needed, so onnxruntime-only subprocesses start fast
+    import torch
 
 _SPEC = re.compile(r"^(?:cpu-t(?P<threads>\d+)|cuda(?P<index>\d+))$")
 
@@ -43,6 +44,8 @@ class DeviceSpec:
 
     @property
     def torch_device(self) -> torch.device:
+        import torch
+
         return torch.device("cpu") if self.kind == "cpu" else torch.device("cuda", self.index)
 
 
@@ -76,6 +79,8 @@ def parse_device(spec: str) -> DeviceSpec:
                 f"device spec {spec!r} asks for {threads} threads but this machine has {cores} core(s)"
             )
         return DeviceSpec(name=f"cpu-t{threads}", kind="cpu", threads=threads, index=None)
+    import torch
+
     index = int(match["index"])
     if not torch.cuda.is_available():
         raise DeviceUnavailable(f"device spec {spec!r} needs CUDA, which is not available on this machine")
@@ -107,6 +112,8 @@ def available_devices(requested: list[str]) -> tuple[list[DeviceSpec], dict[str,
 
 def default_devices() -> list[str]:
     """The specs worth profiling on this machine: one thread, all cores, and CUDA device 0 if present."""
+    import torch
+
     specs = ["cpu-t1"]
     if cpu_cores() > 1:
         specs.append(f"cpu-t{cpu_cores()}")
@@ -122,6 +129,8 @@ def torch_threads(spec: DeviceSpec) -> Iterator[None]:
     ``torch.set_num_threads`` is process-global, so concurrent measurements in one process would
     disturb each other; the latency module serialises them.
     """
+    import torch
+
     previous = torch.get_num_threads()
     if spec.threads is not None:
         torch.set_num_threads(spec.threads)

@@ -13,8 +13,11 @@ running side by side would measure each other.
 from __future__ import annotations
 
 import copy
+import json
 import logging
 import os
+import subprocess
+import sys
 import tempfile
 import threading
 import time
@@ -24,17 +27,18 @@ from typing import Any, Callable, Iterable
 import numpy as np
 import torch
 from torch import nn
+from torch.multiprocessing.reductions import StorageWeakRef
+from torch.utils._python_dispatch import TorchDispatchMode
+from torch.utils._pytree import tree_leaves
 from tqdm.auto import tqdm
 
 from alap.profile.devices import DeviceSpec, DeviceUnavailable, available_devices, ort_session, parse_device, torch_threads
 from alap.profile.export import INPUT_NAME, OUTPUT_NAME, check_onnx, export_onnx
-from alap.profile.roofline import BACKENDS, achieved_fraction, device_peak_gflops
+from alap.profile.roofline import BACKENDS, achieved_fraction, count_gmacs, device_peak_gflops
 
 log = logging.getLogger(__name__)
 
 _MEASURE_LOCK = threading.Lock()
-_PROC_STATUS = Path("/proc/self/status")
-_PROC_CLEAR_REFS = Path("/proc/self/clear_refs")
 
 
 def latency_metric_names(device: str, backend: str, batch_size: int) -> tuple[str, str]:
@@ -55,37 +59,86 @@ def flatten_latency(records: Iterable[dict[str, Any]]) -> dict[str, float]:
     return flat
 
 
-class _RssPeak:
-    """Peak resident memory above the starting point, from the kernel's own high-water mark.
+class _LiveTensorPeak(TorchDispatchMode):
+    """Peak bytes of live tensors during a forward: weights and input, plus every new tensor storage.
 
-    Linux keeps VmHWM (peak RSS) per process and resets it when "5" is written to
-    /proc/self/clear_refs, so the peak during a measurement is read exactly instead of sampled.
-    Limits, said plainly: it is the whole process (other threads' allocations count), and memory
-    that an earlier, bigger run freed but the allocator kept is reused without raising RSS, so in a
-    long-lived process the delta can understate; run in a fresh process for a clean number.
-    Where the mechanism is missing (not Linux, no permission) the peak is None with the reason.
+    A CPU process has no allocator statistics like ``torch.cuda.max_memory_allocated``, and its RSS
+    hides activations inside memory the allocator kept from earlier work. Watching every aten op
+    instead gives the same quantity as CUDA's max allocated (weights + input + activations, without
+    allocator rounding or kernel scratch space), deterministically. A storage counts from the op that
+    creates it until its last reference dies (checked at every op boundary).
     """
 
-    def __init__(self) -> None:
-        self.reason: str | None = None
-        self.start_kb = 0
-        try:
-            _PROC_CLEAR_REFS.write_text("5")
-            self.start_kb = self._read_kb("VmRSS")
-        except OSError as err:
-            self.reason = f"peak RSS not measurable here ({err})"
+    def __init__(self, resident: list[torch.Tensor]) -> None:
+        super().__init__()
+        refs = {StorageWeakRef(t.untyped_storage()).cdata: t.untyped_storage().nbytes() for t in resident}
+        self._resident = set(refs)
+        self._live: dict[int, tuple[StorageWeakRef, int]] = {}
+        self.current = self.peak = sum(refs.values())
 
-    @staticmethod
-    def _read_kb(field: str) -> int:
-        for line in _PROC_STATUS.read_text().splitlines():
-            if line.startswith(field + ":"):
-                return int(line.split()[1])
-        raise OSError(f"{field} missing from {_PROC_STATUS}")
+    def _drop_dead(self) -> None:
+        for key, (ref, nbytes) in list(self._live.items()):
+            if ref.expired():
+                del self._live[key]
+                self.current -= nbytes
 
-    def peak_mb(self) -> float | None:
-        if self.reason is not None:
-            return None
-        return (self._read_kb("VmHWM") - self.start_kb) / 1024.0
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        self._drop_dead()
+        out = func(*args, **(kwargs or {}))
+        for t in tree_leaves(out):
+            if isinstance(t, torch.Tensor):
+                ref = StorageWeakRef(t.untyped_storage())
+                if ref.cdata not in self._resident and ref.cdata not in self._live:
+                    nbytes = t.untyped_storage().nbytes()
+                    self._live[ref.cdata] = (ref, nbytes)
+                    self.current += nbytes
+        self.peak = max(self.peak, self.current)
+        return out
+
+
+def _torch_cpu_peak_mb(model: nn.Module, x: torch.Tensor) -> float:
+    tensors = [*model.parameters(), *model.buffers(), x]
+    with torch.inference_mode(), _LiveTensorPeak(tensors) as tracker:
+        model(x)
+    return tracker.peak / 2**20
+
+
+# Runs in a fresh interpreter (onnxruntime + numpy only, no torch): a process that never ran other
+# work has no freed-but-kept memory, so its peak RSS above the pre-session baseline is what the
+# session needs (its weights, arena, activations, thread stacks). Linux resets the peak (VmHWM)
+# when "5" is written to /proc/self/clear_refs.
+_ORT_PEAK_SCRIPT = """
+import json, sys
+import numpy as np
+from alap.profile.devices import DeviceSpec, ort_session
+def kb(field):
+    for line in open("/proc/self/status"):
+        if line.startswith(field + ":"):
+            return int(line.split()[1])
+path, threads, runs, shape = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), [int(v) for v in sys.argv[4:]]
+x = np.random.default_rng(0).standard_normal(shape, dtype=np.float32)
+with open("/proc/self/clear_refs", "w") as f:
+    f.write("5")
+base = kb("VmRSS")
+session = ort_session(path, DeviceSpec(f"cpu-t{threads}", "cpu", threads, None))
+for _ in range(runs):
+    session.run(None, {"input": x})
+print(json.dumps({"peak_kb": kb("VmHWM") - base + x.nbytes // 1024}))
+"""
+
+
+def _ort_cpu_peak_mb(onnx_path: Path, spec: DeviceSpec, shape: tuple[int, ...]) -> tuple[float | None, str]:
+    """Peak RSS of a fresh process that loads and runs the ONNX file; None with the reason if unmeasurable."""
+    env = dict(os.environ)
+    package_root = str(Path(__file__).resolve().parents[2])
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [package_root, env.get("PYTHONPATH")]))
+    argv = [sys.executable, "-c", _ORT_PEAK_SCRIPT, str(onnx_path), str(spec.threads), "2", *map(str, shape)]
+    proc = subprocess.run(argv, capture_output=True, text=True, env=env, timeout=600)
+    if proc.returncode != 0:
+        reason = (proc.stderr.strip().splitlines() or ["no output"])[-1]
+        log.warning("peak memory of %s on %s not measured: %s", onnx_path, spec.name, reason)
+        return None, f"null: fresh-process peak RSS failed ({reason})"
+    return json.loads(proc.stdout.strip().splitlines()[-1])["peak_kb"] / 1024.0, "fresh_process_rss_hwm"
 
 
 def _time_loop(run: Callable[[], None], warmup: int, min_repeats: int, min_seconds: float) -> list[float]:
@@ -101,13 +154,16 @@ def _time_loop(run: Callable[[], None], warmup: int, min_repeats: int, min_secon
     return times
 
 
-def _torch_runner(model: nn.Module, spec: DeviceSpec, x: torch.Tensor) -> Callable[[], None]:
-    dev = spec.torch_device
+def _on_device(model: nn.Module, spec: DeviceSpec) -> nn.Module:
+    """``model`` on the spec's device; a copy when it lives elsewhere, never moving the caller's model."""
     first = next(model.parameters(), None)
-    if first is not None and first.device != dev:
-        model = copy.deepcopy(model).to(dev)  # never move the caller's model behind its back
-    x = x.to(dev)
-    sync = (lambda: torch.cuda.synchronize(dev)) if spec.kind == "cuda" else (lambda: None)
+    if first is not None and first.device != spec.torch_device:
+        return copy.deepcopy(model).to(spec.torch_device)
+    return model
+
+
+def _torch_runner(model: nn.Module, spec: DeviceSpec, x: torch.Tensor) -> Callable[[], None]:
+    sync = (lambda: torch.cuda.synchronize(spec.torch_device)) if spec.kind == "cuda" else (lambda: None)
 
     def run() -> None:
         model(x)
@@ -136,10 +192,11 @@ def measure_latency(
 
     ``backend="torch"`` takes an ``nn.Module`` (run in eval mode under ``inference_mode``);
     ``backend="onnxruntime"`` takes a path from ``export_onnx``. ``image_shape`` is (C, H, W).
-    Peak memory: CUDA torch = ``torch.cuda.max_memory_allocated`` during the run (weights included);
-    CPU = peak RSS above the RSS at the start of the call (see ``_RssPeak``; for onnxruntime this
-    includes the session, i.e. its copy of the weights and its arena); onnxruntime on CUDA
-    = None, because its arena is invisible to torch. ``peak_mem_method`` says which.
+    Peak memory (MiB; ``peak_mem_method`` says which): torch on CUDA = ``max_memory_allocated``
+    during the timed runs (weights, input, activations); torch on CPU = peak live tensor bytes of
+    one extra untimed forward, the same quantity (see ``_LiveTensorPeak``); onnxruntime on CPU =
+    peak RSS of a fresh process that loads and runs the file (session weights, arena, activations);
+    onnxruntime on CUDA = None, since its arena is not visible from Python.
     """
     spec = device_spec if isinstance(device_spec, DeviceSpec) else parse_device(device_spec)
     if backend not in BACKENDS:
@@ -160,27 +217,27 @@ def measure_latency(
     x = torch.randn((batch_size, *image_shape), generator=torch.Generator().manual_seed(0))
 
     with _MEASURE_LOCK, torch_threads(spec), torch.inference_mode():
-        cuda_torch = spec.kind == "cuda" and backend == "torch"
-        if cuda_torch:
-            torch.cuda.synchronize(spec.torch_device)
-            torch.cuda.reset_peak_memory_stats(spec.torch_device)
-        rss = _RssPeak() if spec.kind == "cpu" else None
-        if backend == "torch":
+        if backend == "onnxruntime":
+            times = _time_loop(_ort_runner(Path(model_or_onnx), spec, x), warmup, min_repeats, min_seconds)
+            if spec.kind == "cpu":
+                peak, method = _ort_cpu_peak_mb(Path(model_or_onnx), spec, tuple(x.shape))
+            else:
+                peak, method = None, "null: onnxruntime's CUDA arena is not visible from Python"
+        else:
             was_training = model_or_onnx.training
             model_or_onnx.eval()
             try:
-                times = _time_loop(_torch_runner(model_or_onnx, spec, x), warmup, min_repeats, min_seconds)
+                model, x = _on_device(model_or_onnx, spec), x.to(spec.torch_device)
+                if spec.kind == "cuda":
+                    torch.cuda.synchronize(spec.torch_device)
+                    torch.cuda.reset_peak_memory_stats(spec.torch_device)
+                times = _time_loop(_torch_runner(model, spec, x), warmup, min_repeats, min_seconds)
+                if spec.kind == "cuda":
+                    peak, method = torch.cuda.max_memory_allocated(spec.torch_device) / 2**20, "cuda_max_allocated"
+                else:
+                    peak, method = _torch_cpu_peak_mb(model, x), "live_tensor_peak"
             finally:
                 model_or_onnx.train(was_training)
-        else:
-            times = _time_loop(_ort_runner(Path(model_or_onnx), spec, x), warmup, min_repeats, min_seconds)
-        if cuda_torch:
-            peak, method = torch.cuda.max_memory_allocated(spec.torch_device) / 2**20, "cuda_max_allocated"
-        elif rss is not None:
-            peak = rss.peak_mb()
-            method = "rss_hwm_delta" if peak is not None else f"null: {rss.reason}"
-        else:
-            peak, method = None, "null: onnxruntime's CUDA arena is not visible to torch"
 
     ms = np.asarray(times) * 1000.0
     mean_ms = float(ms.mean())
@@ -199,22 +256,6 @@ def measure_latency(
         "warmup": int(warmup),
         "threads": spec.threads,
     }
-
-
-def _count_gmacs(model: nn.Module, image_shape: tuple[int, int, int]) -> float:
-    """MACs of one image through ``model``, via Torch-Pruning's op counter (conv/linear/norm hooks)."""
-    import torch_pruning as tp
-
-    first = next(model.parameters(), None)
-    device = first.device if first is not None else torch.device("cpu")
-    was_training = model.training
-    model.eval()
-    try:
-        with torch.inference_mode():
-            macs, _ = tp.utils.count_ops_and_params(model, torch.zeros((1, *image_shape), device=device))
-    finally:
-        model.train(was_training)
-    return float(macs) / 1e9
 
 
 def profile_model(
@@ -236,7 +277,7 @@ def profile_model(
     Exports ``<onnx_dir>/<name>.onnx`` once (dynamic batch; a temporary directory if ``onnx_dir`` is
     None) when onnxruntime is asked for, and checks it against PyTorch on a batch of 2 before any
     timing. Unusable devices and device/backend pairs are skipped with a logged reason.
-    ``gmacs`` (per image) defaults to Torch-Pruning's count. Returns ``metrics`` (flat DESIGN.md
+    ``gmacs`` (executed MACs per image) defaults to ``roofline.count_gmacs``. Returns ``metrics`` (flat DESIGN.md
     latency keys), ``records`` (one dict per combination, with ``achieved_fraction`` of the measured
     peak), ``skipped`` ({"device[/backend]": reason}), ``gmacs``, ``onnx_max_abs_diff``, ``onnx_path``.
     """
@@ -248,7 +289,7 @@ def profile_model(
     usable, skipped = available_devices(devices)
     for spec_name, reason in skipped.items():
         log.warning("skipping device %s: %s", spec_name, reason)
-    gmacs = _count_gmacs(model, image_shape) if gmacs is None else float(gmacs)
+    gmacs = count_gmacs(model, image_shape) if gmacs is None else float(gmacs)
 
     with tempfile.TemporaryDirectory() as scratch:
         onnx_path: Path | None = None
