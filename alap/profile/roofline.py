@@ -20,6 +20,7 @@ from typing import Callable
 import numpy as np
 import torch
 from torch import nn
+from torch.utils.flop_counter import FlopCounterMode
 
 from alap.profile.devices import DeviceSpec, ort_session, parse_device, torch_threads
 
@@ -125,40 +126,26 @@ def device_peak_gflops(device_spec: str | DeviceSpec, backend: str = "torch") ->
 
 
 def count_gmacs(model: nn.Module, image_shape: tuple[int, int, int]) -> float:
-    """Multiply-accumulates the hardware executes for one image, in G (convs and linear layers).
+    """Multiply-accumulates the hardware executes for one image, in G (torch's ``FlopCounterMode`` / 2).
 
-    Unlike thop-style counters (Torch-Pruning's ``count_ops_and_params``, torchprofile), which
-    charge a ConvTranspose2d ``output elements x in_channels x k*k`` and so overcount a stride-2
-    up-conv 4x, a transposed conv is charged ``input elements x out_channels/groups x k*k``: the
-    products it really computes. Only this count makes ``achieved_fraction`` a fraction (the thop
-    count put a 64x64 U-Net at 129% of peak). Norms and activations are ignored: they are memory
-    bound and well under 1% of the MACs of a generator.
+    Deliberately *not* ``alap.metrics.cost.count_gmacs``: that publishes the field's conventional
+    count, which charges a transposed conv per output element and so counts a stride-2 up-conv 4x
+    the products it computes. A roofline needs executed work, or a U-Net lands above 100% of peak
+    (it did: 129% for a 64x64 U-Net). torch's counter charges transposed convs in the scatter form
+    and counts every conv and matrix product that runs; elementwise ops are ignored (memory bound,
+    well under 1% of a generator's MACs).
     """
-    total = 0
-
-    def hook(module: nn.Module, inputs: tuple[torch.Tensor, ...], output: torch.Tensor) -> None:
-        nonlocal total
-        if isinstance(module, nn.Linear):
-            total += output.numel() * module.in_features
-        elif module.transposed:
-            total += inputs[0].numel() * module.out_channels // module.groups * int(np.prod(module.kernel_size))
-        else:
-            total += output.numel() * module.in_channels // module.groups * int(np.prod(module.kernel_size))
-
-    handles = [m.register_forward_hook(hook) for m in model.modules()
-               if isinstance(m, (nn.Linear, nn.modules.conv._ConvNd))]
     first = next(model.parameters(), None)
     device = first.device if first is not None else torch.device("cpu")
     was_training = model.training
     model.eval()
     try:
-        with torch.inference_mode():
+        counter = FlopCounterMode(display=False)
+        with torch.inference_mode(), counter:
             model(torch.zeros((1, *image_shape), device=device))
     finally:
         model.train(was_training)
-        for handle in handles:
-            handle.remove()
-    return total / 1e9
+    return counter.get_total_flops() / 2 / 1e9
 
 
 def achieved_fraction(gmacs: float, latency_ms: float, batch: int, peak_gflops: float) -> float:
