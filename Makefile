@@ -5,7 +5,6 @@ PY := $(VENV)/bin/python
 BIN := $(abspath $(VENV)/bin)
 STAMP := $(VENV)/.installed
 export PATH := $(BIN):$(PATH)
-export TORCH_HOME ?= $(abspath .torch)
 
 .PHONY: install weights demo test test-slow clean-outputs
 

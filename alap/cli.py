@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Callable, Sequence
 
 from alap.logs import setup_logging
+from alap.metrics.weights import DEFAULT_TORCH_HOME
 
 log = logging.getLogger("alap")
 
@@ -51,6 +52,61 @@ def cmd_train(args: argparse.Namespace) -> None:
     train_teacher(_params(args), args.task)
 
 
+def cmd_condense(args: argparse.Namespace) -> None:
+    from alap.pipeline import condense_task
+
+    condense_task(_params(args), args.task)
+
+
+def _point_dir(args: argparse.Namespace) -> Path:
+    from alap.paths import TaskPaths
+
+    return args.out or TaskPaths(args.task).point_dir(args.sparsity)
+
+
+def cmd_prune(args: argparse.Namespace) -> None:
+    from alap.pipeline import prune_point
+
+    prune_point(_params(args), args.task, args.sparsity, _point_dir(args))
+
+
+def cmd_distill(args: argparse.Namespace) -> None:
+    from alap.pipeline import distill_point
+
+    distill_point(_params(args), args.task, args.sparsity, _point_dir(args))
+
+
+def _model_args(args: argparse.Namespace) -> tuple[str, float | None, Path | None]:
+    """``--model teacher|condensed`` or ``--sparsity S [--out DIR]`` for a sweep point."""
+    if args.sparsity is None:
+        return args.model, None, None
+    point_dir = _point_dir(args)
+    return point_dir.name, args.sparsity, point_dir
+
+
+def cmd_evaluate(args: argparse.Namespace) -> None:
+    from alap.pipeline import evaluate_entry
+
+    name, sparsity, point_dir = _model_args(args)
+    evaluate_entry(_params(args), args.task, name, sparsity, args.torch_home, point_dir)
+
+
+def cmd_profile(args: argparse.Namespace) -> None:
+    from alap.pipeline import profile_entry
+
+    name, _, point_dir = _model_args(args)
+    profile_entry(_params(args), args.task, name, point_dir)
+
+
+def cmd_weights(args: argparse.Namespace) -> None:
+    from alap.metrics.weights import provision_weights, verify_weights
+
+    record = provision_weights(args.torch_home)
+    log.info("weights in %s: %s", args.torch_home, ", ".join(sorted(record.get("files", record))))
+    verify_weights(args.torch_home)
+    log.info("weights verified (LPIPS examples, Inception pool3)")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="alap", description=__doc__.splitlines()[0])
     parser.add_argument("--params", type=Path, default=Path("params.yaml"), help="params file (default params.yaml)")
@@ -65,6 +121,26 @@ def build_parser() -> argparse.ArgumentParser:
         "name", help="profile name, e.g. demo or paper")
     verb("data", cmd_data, "generate a synthetic task or validate a folder dataset").add_argument("--task", required=True)
     verb("train", cmd_train, "train the teacher generator of a task").add_argument("--task", required=True)
+    verb("condense", cmd_condense, "condense the trained teacher (sparsity penalty on channel scale factors)"
+         ).add_argument("--task", required=True)
+    for name, fn, text in [("prune", cmd_prune, "prune the condensed network at one sparsity setting"),
+                           ("distill", cmd_distill, "distill a pruned student from its teacher")]:
+        p = verb(name, fn, text)
+        p.add_argument("--task", required=True)
+        p.add_argument("--sparsity", type=float, required=True)
+        p.add_argument("--out", type=Path, help="the sweep point's directory (default models/<task>/s<sparsity>)")
+    for name, fn, text in [("evaluate", cmd_evaluate, "FID/KID/LPIPS/PSNR/SSIM/GMACs of one model on the test split"),
+                           ("profile", cmd_profile, "latency of one model on each device x backend in params")]:
+        p = verb(name, fn, text)
+        p.add_argument("--task", required=True)
+        which = p.add_mutually_exclusive_group(required=True)
+        which.add_argument("--model", choices=["teacher", "condensed"])
+        which.add_argument("--sparsity", type=float, help="a sweep point (its student)")
+        p.add_argument("--out", type=Path, help="the sweep point's directory (default models/<task>/s<sparsity>)")
+        if name == "evaluate":
+            p.add_argument("--torch-home", type=Path, default=DEFAULT_TORCH_HOME)
+    verb("weights", cmd_weights, "provide and verify the FID Inception and LPIPS weights offline").add_argument(
+        "--torch-home", type=Path, default=DEFAULT_TORCH_HOME)
     return parser
 
 

@@ -4,10 +4,28 @@ flows, the ``alap`` CLI and the tests."""
 from __future__ import annotations
 
 import logging
+import time
+from pathlib import Path
 
+import torch
+from torch.utils.data import DataLoader
+
+from alap import io
+from alap.compress.condense import condense
+from alap.compress.distill import distill
+from alap.compress.prune import prune
 from alap.config import Params
+from alap.data.batches import endless_batches, to_device
 from alap.data.synthetic import generate_task
+from alap.device import resolve_device
+from alap.evaluate import evaluate_model
+from alap.metrics.cost import count_gmacs
+from alap.models import arch_of, load_checkpoint, save_checkpoint
+from alap.objectives import make_objective
+from alap.paths import TaskPaths
+from alap.profile.latency import profile_model
 from alap.task import Task
+from alap.train import load_aux, params_key
 
 log = logging.getLogger(__name__)
 
@@ -24,3 +42,132 @@ def prepare_data(params: Params, task_name: str) -> None:
     for split in SPLITS:
         dataset = task.dataset(split, for_eval=split == "test")
         log.info("%s/%s: %d items", task_name, split, len(dataset))
+
+
+def _example_inputs(task: Task, device: torch.device, count: int = 16) -> torch.Tensor:
+    """A batch of real validation inputs: traces the graph, probes removed channels, checks outputs."""
+    loader = DataLoader(task.dataset("val"), batch_size=count)
+    return next(iter(loader))["A"].to(device)
+
+
+def condense_task(params: Params, task_name: str, paths: TaskPaths | None = None) -> dict:
+    """Condense the trained teacher of ``task_name`` into ``condensed.pt`` (+ scale-factor table and plot)."""
+    task = Task.from_params(params, task_name)
+    paths = paths or TaskPaths(task_name)
+    device = resolve_device(params.device)
+    torch.manual_seed(params.seed)
+    teacher, teacher_meta = load_checkpoint(paths.teacher, map_location=device, expect_task=task_name)
+    aux = load_aux(paths.teacher_aux, task_name, device)
+    batches = endless_batches(task.dataset("train"), params.train.batch_size, params.seed + 1, device)
+    key = params_key(teacher_meta, params.condense, params.prune.threshold, params.train)
+    started = time.perf_counter()
+    result = condense(
+        teacher, arch_of(teacher), lambda g: make_objective(task.objective_kind, g, aux, params.train), batches,
+        params.condense, params.prune.threshold, _example_inputs(task, device),
+        state_path=paths.resume_state("condense", key),
+        table_path=paths.report_dir / "condense" / "scale_factors.csv",
+        plot_path=paths.report_dir / "condense" / "scale_factors.png",
+    )
+    wall = time.perf_counter() - started
+    below = sum(row["below_threshold"] for row in result.table)
+    total = sum(row["width"] for row in result.table)
+    meta = {"task": task_name, "role": "condensed", "steps": params.condense.steps, "wall_s": round(wall, 1),
+            "channels_below_threshold": below, "channels": total}
+    save_checkpoint(paths.condensed, result.model, result.arch, meta)
+    log.info("condensed %s in %.0f s: %d of %d channels below threshold %g", task_name, wall, below, total,
+             params.prune.threshold)
+    return meta
+
+
+def prune_point(params: Params, task_name: str, sparsity: float, out_dir: Path) -> dict:
+    """Prune the condensed network of ``task_name`` at ``sparsity`` into ``out_dir/pruned.pt`` (+ report JSON)."""
+    task = Task.from_params(params, task_name)
+    paths = TaskPaths(task_name)
+    device = resolve_device(params.device)
+    settings = params.prune.model_copy(update={"sparsity": sparsity})
+    condensed, _ = load_checkpoint(paths.condensed, map_location=device, expect_task=task_name)
+    started = time.perf_counter()
+    result = prune(condensed, arch_of(condensed), settings, _example_inputs(task, device))
+    report = {**result.report, "sparsity": sparsity, "wall_s": round(time.perf_counter() - started, 2)}
+    save_checkpoint(out_dir / "pruned.pt", result.student, result.arch,
+                    {"task": task_name, "role": "pruned", "sparsity": sparsity, "prune": settings.model_dump()})
+    io.write_json(out_dir / "prune_report.json", report)
+    return report
+
+
+TEACHER_FILES = {"condensed": "condensed", "original": "teacher"}
+
+
+def distill_point(params: Params, task_name: str, sparsity: float, point_dir: Path) -> dict:
+    """Fine-tune ``point_dir/pruned.pt`` from the teacher chosen in params into ``point_dir/student.pt``."""
+    task = Task.from_params(params, task_name)
+    paths = TaskPaths(task_name)
+    device = resolve_device(params.device)
+    torch.manual_seed(params.seed)
+    student, pruned_meta = load_checkpoint(point_dir / "pruned.pt", map_location=device, expect_task=task_name)
+    choice = params.distill.teacher
+    teacher_path = point_dir / "pruned.pt" if choice == "pruned" else getattr(paths, TEACHER_FILES[choice])
+    teacher, teacher_meta = load_checkpoint(teacher_path, map_location=device, expect_task=task_name)
+    discriminator = None
+    if params.distill.w_gan > 0:
+        aux = load_aux(paths.teacher_aux, task_name, device)
+        discriminator = aux["D"] if task.params.paired else aux["D_A"]
+    batches = endless_batches(task.dataset("train"), params.train.batch_size, params.seed + 2, device)
+    val_batches = list(_batches_of(task.dataset("val"), params.evaluate.batch_size, device))
+    key = params_key(pruned_meta, teacher_meta, params.distill, params.train.batch_size)
+    started = time.perf_counter()
+    result = distill(student, teacher, batches, val_batches, params.distill, task.params.paired,
+                     _example_inputs(task, device), paths.resume_state(f"distill-{point_dir.name}", key),
+                     discriminator=discriminator)
+    wall = time.perf_counter() - started
+    report = {"task": task_name, "sparsity": sparsity, "teacher": choice, "wall_s": round(wall, 1),
+              "best_step": result.best_step, "val_psnr_best": result.best_psnr,
+              "val_psnr_before": result.start_psnr, "val_psnr_teacher": result.teacher_psnr,
+              "validation": result.validation}
+    save_checkpoint(point_dir / "student.pt", result.student, arch_of(result.student),
+                    {**pruned_meta, "role": "student", "distill": params.distill.model_dump(mode="json"),
+                     "best_step": result.best_step})
+    io.write_json(point_dir / "distill_report.json", report)
+    return report
+
+
+def _batches_of(dataset, batch_size: int, device: torch.device):
+    for batch in DataLoader(dataset, batch_size=batch_size):
+        yield to_device(batch, device)
+
+
+def model_checkpoint(task_name: str, model_name: str, point_dir: Path | None = None) -> Path:
+    """The checkpoint behind a report row: ``teacher``, ``condensed``, or a sweep point's ``student.pt``."""
+    paths = TaskPaths(task_name)
+    if model_name in ("teacher", "condensed"):
+        return getattr(paths, model_name)
+    return (point_dir or paths.model_dir / model_name) / "student.pt"
+
+
+def evaluate_entry(params: Params, task_name: str, model_name: str, sparsity: float | None, torch_home: Path,
+                   point_dir: Path | None = None) -> dict:
+    """Evaluate one model of a task into ``reports/<task>/<model>/``."""
+    paths = TaskPaths(task_name)
+    return evaluate_model(params, task_name, model_name, model_checkpoint(task_name, model_name, point_dir),
+                          paths.teacher, paths.report_dir / model_name, torch_home, sparsity=sparsity)
+
+
+def profile_entry(params: Params, task_name: str, model_name: str, point_dir: Path | None = None) -> dict:
+    """Time one model on every configured device x backend; ONNX file and latency JSON beside its reports."""
+    task = Task.from_params(params, task_name)
+    paths = TaskPaths(task_name)
+    model, _ = load_checkpoint(model_checkpoint(task_name, model_name, point_dir), map_location="cpu",
+                               expect_task=task_name)
+    input_nc, _ = task.channels
+    shape = (input_nc, task.image_size, task.image_size)
+    p = params.profile
+    out_dir = paths.report_dir / model_name
+    result = profile_model(model, shape, p.devices, p.backends, p.batch_sizes, onnx_dir=out_dir,
+                           warmup=p.warmup, min_repeats=p.min_repeats, min_seconds=p.min_seconds,
+                           gmacs=count_gmacs(model, (1, *shape)), name="model")
+    peaks = {f"{r['device']}.{r['backend']}": r["peak_gflops"] for r in result["records"]}
+    io.write_json(out_dir / "latency.json", {**result["metrics"], "records": result["records"],
+                                             "peak_gflops": peaks, "skipped": result["skipped"],
+                                             "onnx_max_abs_diff": result["onnx_max_abs_diff"],
+                                             "task": task_name, "model": model_name})
+    return result

@@ -35,20 +35,51 @@ AUX_FORMAT = "alap-aux/1"
 
 def build_gan(task: Task, params: Params, device: torch.device) -> tuple[nn.Module, dict, dict[str, nn.Module]]:
     """Fresh teacher generator (with its arch dict) and the auxiliary networks its objective needs."""
-    input_nc, output_nc = task.channels
     arch = task.teacher_arch(params.model)
     generator = build_generator(arch).to(device)
-    d = params.model.discriminator
-    if task.objective_kind == "pix2pix":
-        aux = {"D": NLayerDiscriminator(input_nc + output_nc, ndf=d.ndf, n_layers=d.n_layers, norm=arch["norm"])}
-    else:
-        reverse_arch = dict(arch, input_nc=output_nc, output_nc=input_nc)
-        aux = {
-            "G_B": build_generator(reverse_arch),
-            "D_A": NLayerDiscriminator(output_nc, ndf=d.ndf, n_layers=d.n_layers, norm=arch["norm"]),
-            "D_B": NLayerDiscriminator(input_nc, ndf=d.ndf, n_layers=d.n_layers, norm=arch["norm"]),
-        }
+    aux = {name: _build_aux(spec) for name, spec in aux_archs(task, arch, params).items()}
     return generator, arch, {k: m.to(device) for k, m in aux.items()}
+
+
+def aux_archs(task: Task, arch: dict, params: Params) -> dict[str, dict]:
+    """What rebuilds each auxiliary network: the reverse generator by arch dict, discriminators by their shape."""
+    input_nc, output_nc = task.channels
+    d = params.model.discriminator
+
+    def patchgan(channels: int) -> dict:
+        return {"kind": "patchgan", "input_nc": channels, "ndf": d.ndf, "n_layers": d.n_layers, "norm": arch["norm"]}
+
+    if task.objective_kind == "pix2pix":
+        return {"D": patchgan(input_nc + output_nc)}
+    return {"G_B": dict(arch, input_nc=output_nc, output_nc=input_nc), "D_A": patchgan(output_nc),
+            "D_B": patchgan(input_nc)}
+
+
+def _build_aux(spec: dict) -> nn.Module:
+    if spec["kind"] == "patchgan":
+        return NLayerDiscriminator(spec["input_nc"], ndf=spec["ndf"], n_layers=spec["n_layers"], norm=spec["norm"])
+    return build_generator(spec)
+
+
+def save_aux(path: Path, task_name: str, archs: dict[str, dict], aux: dict[str, nn.Module]) -> None:
+    io.torch_save({"format": AUX_FORMAT, "task": task_name, "archs": archs,
+                   "state_dicts": {k: m.state_dict() for k, m in aux.items()}}, path)
+
+
+def load_aux(path: Path, task_name: str, device: torch.device) -> dict[str, nn.Module]:
+    """Rebuild the discriminators (and CycleGAN's reverse generator) saved next to a teacher."""
+    if not Path(path).is_file():
+        raise FileNotFoundError(f"{path}: auxiliary GAN networks not found; run the train stage for {task_name}")
+    saved = torch.load(path, map_location=device, weights_only=True)
+    if saved.get("format") != AUX_FORMAT or saved.get("task") != task_name:
+        raise ValueError(f"{path}: expected {AUX_FORMAT} for task {task_name!r}, "
+                         f"got format {saved.get('format')!r} for task {saved.get('task')!r}")
+    aux = {}
+    for name, spec in saved["archs"].items():
+        module = _build_aux(spec).to(device)
+        module.load_state_dict(saved["state_dicts"][name])
+        aux[name] = module
+    return aux
 
 
 def linear_decay(objective: Objective, total_steps: int, decay_from: float) -> dict[str, torch.optim.lr_scheduler.LambdaLR]:
@@ -108,9 +139,7 @@ def train_teacher(params: Params, task_name: str, paths: TaskPaths | None = None
     meta = {"task": task_name, "role": "teacher", "steps": total, "image_size": task.image_size,
             "final_losses": history[-1] if history else {}}
     save_checkpoint(paths.teacher, generator, arch, meta)
-    io.torch_save({"format": AUX_FORMAT, "task": task_name,
-                   "archs": {k: _aux_arch(k, arch, task) for k in aux},
-                   "state_dicts": {k: m.state_dict() for k, m in aux.items()}}, paths.teacher_aux)
+    save_aux(paths.teacher_aux, task_name, aux_archs(task, arch, params), aux)
 
     psnr_test = psnr_mean = None
     if task.params.paired or task.params.source == "synthetic":
@@ -124,10 +153,3 @@ def train_teacher(params: Params, task_name: str, paths: TaskPaths | None = None
     log.info("%s teacher: %s", task_name, result)
     return result
 
-
-def _aux_arch(name: str, arch: dict, task: Task) -> dict:
-    """Enough to rebuild each auxiliary network: generators by arch dict, discriminators by their input width."""
-    input_nc, output_nc = task.channels
-    if name == "G_B":
-        return dict(arch, input_nc=output_nc, output_nc=input_nc)
-    return {"kind": "patchgan", "input_nc": {"D": input_nc + output_nc, "D_A": output_nc, "D_B": input_nc}[name]}

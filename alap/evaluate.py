@@ -1,0 +1,109 @@
+"""Quality and size of one model on a task's whole test split, as DESIGN.md's metric names.
+
+FID/KID compare generated images with real target-domain images through the reference Inception; LPIPS and
+PSNR/SSIM compare with the ground truth (paired tasks, and the hidden ground truth of synthetic horse2zebra);
+``lpips_teacher`` compares with the teacher's output, which is what a student is trained to reproduce.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+from torch.utils.data import DataLoader, Dataset
+from tqdm import tqdm
+
+from alap import io
+from alap.config import Params
+from alap.device import resolve_device
+from alap.metrics.cost import count_gmacs, count_params_m
+from alap.metrics.fid import InceptionFeatures, fid_from_features, kid_from_features
+from alap.metrics.lpips_metric import LpipsMetric
+from alap.metrics.pixel import psnr, ssim
+from alap.models import load_checkpoint
+from alap.report.grid import save_grid
+from alap.task import Task
+
+log = logging.getLogger(__name__)
+
+
+def _mean(values: list[torch.Tensor]) -> float | None:
+    return float(torch.cat(values).mean()) if values else None
+
+
+@torch.no_grad()
+def evaluate_model(params: Params, task_name: str, model_name: str, checkpoint: Path, teacher_checkpoint: Path,
+                   out_dir: Path, torch_home: Path, sparsity: float | None = None) -> dict[str, Any]:
+    """Evaluate ``checkpoint`` on the test split; write ``out_dir/metrics.json`` and ``out_dir/grid.png``."""
+    task = Task.from_params(params, task_name)
+    device = resolve_device(params.device)
+    model, _ = load_checkpoint(checkpoint, map_location=device, expect_task=task_name)
+    teacher, _ = load_checkpoint(teacher_checkpoint, map_location=device, expect_task=task_name)
+    model.eval()
+    teacher.eval()
+    test_set = task.dataset("test", for_eval=True)
+    inception = InceptionFeatures(torch_home, device)
+    lpips = LpipsMetric(params.evaluate.lpips_net, torch_home, device)
+
+    fake_features, scores = [], {"lpips": [], "lpips_teacher": [], "psnr": [], "ssim": []}
+    grid: list[list[torch.Tensor]] = [[], [], [], []]
+    shown = 0
+    loader = DataLoader(test_set, batch_size=params.evaluate.batch_size)
+    for batch in tqdm(loader, desc=f"evaluate {task_name}/{model_name}", dynamic_ncols=True, mininterval=2.0):
+        inputs = batch["A"].to(device)
+        fake = model(inputs).clamp(-1, 1)
+        reference = teacher(inputs).clamp(-1, 1)
+        fake_features.append(inception.features(fake))
+        scores["lpips_teacher"].append(lpips(fake, reference).cpu())
+        target = batch.get("B")
+        if target is not None:
+            target = target.to(device)
+            scores["lpips"].append(lpips(fake, target).cpu())
+            scores["psnr"].append(psnr(fake, target).cpu())
+            scores["ssim"].append(ssim(fake, target).cpu())
+        if shown < params.evaluate.grid_rows:
+            take = slice(0, params.evaluate.grid_rows - shown)
+            for column, images in zip(grid, [inputs, reference, fake, target if target is not None else fake]):
+                column.append(images[take].cpu())
+            shown += inputs[take].shape[0]
+
+    real_features = _real_features(test_set, inception, params.evaluate.batch_size, device)
+    fake_all = torch.cat(fake_features)
+    kid_size = min(params.evaluate.kid_subset_size, len(fake_all), len(real_features))
+    size = task.image_size
+    input_nc, _ = task.channels
+    metrics: dict[str, Any] = {
+        "task": task_name,
+        "model": model_name,
+        "sparsity": sparsity,
+        "fid": fid_from_features(fake_all, real_features),
+        "kid": kid_from_features(fake_all, real_features, subset_size=kid_size),
+        **{name: _mean(values) for name, values in scores.items()},
+        "gmacs": count_gmacs(model, (1, input_nc, size, size)),
+        "params_m": count_params_m(model),
+        "measured_on": {
+            "image_size": size,
+            "samples": len(fake_all),
+            "real_samples": len(real_features),
+            "split": "test",
+            "device": str(device),
+            "weights": {"fid": inception.provenance, "lpips": lpips.provenance},
+        },
+    }
+    save_grid([torch.cat(c) for c in grid], out_dir / "grid.png")
+    io.write_json(out_dir / "metrics.json", metrics)
+    log.info("%s/%s: fid %.2f, lpips %s, psnr %s, %.3f GMACs", task_name, model_name, metrics["fid"],
+             metrics["lpips"], metrics["psnr"], metrics["gmacs"])
+    return metrics
+
+
+def _real_features(test_set: Dataset, inception: InceptionFeatures, batch_size: int,
+                   device: torch.device) -> torch.Tensor:
+    """Inception features of the real target-domain test images (domain B for unpaired tasks)."""
+    real_set = test_set.real_targets() if hasattr(test_set, "real_targets") else test_set
+    feats = [inception.features(b["B"].to(device)) for b in DataLoader(real_set, batch_size=batch_size)]
+    return torch.cat(feats)
+
