@@ -81,9 +81,9 @@ def test_layouts_counts_and_manifest(tasks: dict[str, Path]) -> None:
     for split, count in n.items():
         assert len(list((seg / split / "mask").glob("*.png"))) == count
         assert len(list((seg / split / "image").glob("*.png"))) == count
-    mask = Image.open(seg / "train" / "mask" / "00000.png")
-    image = Image.open(seg / "train" / "image" / "00000.png")
-    assert (mask.mode, mask.size, image.mode, image.size) == ("L", (SIZE, SIZE), "RGB", (SIZE, SIZE))
+    with Image.open(seg / "train" / "mask" / "00000.png") as mask, \
+            Image.open(seg / "train" / "image" / "00000.png") as image:
+        assert (mask.mode, mask.size, image.mode, image.size) == ("L", (SIZE, SIZE), "RGB", (SIZE, SIZE))
     ids = np.unique(np.concatenate([np.asarray(Image.open(p)).ravel() for p in (seg / "train" / "mask").iterdir()]))
     assert set(ids) <= set(range(8)) and {0, 1, 2, 3} <= set(ids)
 
