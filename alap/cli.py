@@ -107,6 +107,13 @@ def cmd_weights(args: argparse.Namespace) -> None:
     log.info("weights verified (LPIPS examples, Inception pool3)")
 
 
+def cmd_report(args: argparse.Namespace) -> None:
+    from alap.report.build import build_report
+
+    written = build_report(args.reports, _params(args).run_tasks)
+    log.info("report written: %s", ", ".join(str(p) for p in written.values()))
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="alap", description=__doc__.splitlines()[0])
     parser.add_argument("--params", type=Path, default=Path("params.yaml"), help="params file (default params.yaml)")
@@ -141,6 +148,8 @@ def build_parser() -> argparse.ArgumentParser:
             p.add_argument("--torch-home", type=Path, default=DEFAULT_TORCH_HOME)
     verb("weights", cmd_weights, "provide and verify the FID Inception and LPIPS weights offline").add_argument(
         "--torch-home", type=Path, default=DEFAULT_TORCH_HOME)
+    verb("report", cmd_report, "summary table, Pareto plots and HTML page from the evaluated models").add_argument(
+        "--reports", type=Path, default=Path("reports"))
     return parser
 
 
