@@ -1,0 +1,489 @@
+"""MLflow tracking and registry for alap: the only module that imports mlflow.
+
+Layout of what gets logged (DESIGN.md): a pipeline run or a sweep is one *parent* run; the teacher, the
+condensed network and each sparsity setting are *child* runs under it. DVC stages are separate
+processes, so every call here is find-or-create by a stable key and safe to repeat: a rerun attaches
+to the same parent and child instead of making new ones.
+
+Where runs go: ``MLFLOW_TRACKING_URI`` when set (a team server), otherwise an embedded SQLite store
+``<project>/mlflow.db`` with artifacts under ``<project>/mlartifacts``. A plain ``./mlruns`` file store
+is not used: MLflow 3.17 refuses it unless MLFLOW_ALLOW_FILE_STORE is set.
+
+Tracking is a side channel: callers write their own outputs first and only then log, so an
+unreachable server (`TrackingUnavailable`) never costs a result.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+import hashlib
+import json
+import math
+import os
+import re
+import subprocess
+import time
+import urllib.error
+import urllib.parse
+import urllib.request
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterator, Mapping, Sequence
+
+import mlflow
+import numpy as np
+import torch
+import yaml
+from mlflow import MlflowClient
+from mlflow.entities import Metric, Param, RunTag
+from mlflow.exceptions import MlflowException
+
+PIPELINE_TAG = "alap.pipeline_id"
+PARENT_ENV = "ALAP_PARENT_RUN_ID"
+WEIGHTS_TAG = "alap.weights_sha256"
+PARENT_TAG = "mlflow.parentRunId"
+
+# MLflow's own HTTP retry defaults (7 retries, backoff factor 2, 120 s timeout) can stall a stage for
+# minutes on a dead server; these bounded defaults apply only where the user has not chosen values.
+HTTP_RETRY_DEFAULTS = {
+    "MLFLOW_HTTP_REQUEST_MAX_RETRIES": "3",
+    "MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR": "1",
+    "MLFLOW_HTTP_REQUEST_TIMEOUT": "60",
+}
+
+_NAME_RE = re.compile(r"^[\w.@:+\-]+$")  # run names end up inside MLflow filter strings
+_SECRET_KEY_RE = re.compile(r"secret|password|passwd|token|credential|access_key|api_key|private_key", re.I)
+_SECRET_ENVS = ("AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "MLFLOW_TRACKING_PASSWORD", "MLFLOW_TRACKING_TOKEN")
+_USERINFO_RE = re.compile(r"://[^/@\s]+:[^/@\s]+@")
+_BAD_KEY_CHARS = re.compile(r"[^\w./\- :]")  # what MLflow accepts in param, metric and tag keys
+_URI_ENVS = ("MLFLOW_TRACKING_URI", "MLFLOW_REGISTRY_URI")
+_BATCH = 100  # MLflow's per-request limit for params and tags (metrics allow 1000)
+
+
+class TrackingUnavailable(RuntimeError):
+    """The tracking server did not answer; the message names the URI (without credentials)."""
+
+
+@dataclass(frozen=True)
+class RunRecord:
+    """A run as promotion and reports need it: who its parent is, and its latest metrics and tags."""
+
+    run_id: str
+    name: str
+    parent_id: str | None
+    metrics: dict[str, float]
+    params: dict[str, str]
+    tags: dict[str, str]
+
+
+@dataclass(frozen=True)
+class VersionRecord:
+    """One registered model version with the tags and aliases promotion reads."""
+
+    name: str
+    version: int
+    run_id: str | None
+    tags: dict[str, str] = field(default_factory=dict)
+    aliases: tuple[str, ...] = ()
+
+
+def registered_model_name(task: str) -> str:
+    """Registry naming contract (DESIGN.md): one registered model per task, ``alap-<task>``."""
+    return f"alap-{task}"
+
+
+def tracking_uri(project_dir: str | os.PathLike) -> str:
+    """MLFLOW_TRACKING_URI when set, else the embedded SQLite store ``<project>/mlflow.db``."""
+    return os.environ.get("MLFLOW_TRACKING_URI") or default_tracking_uri(project_dir)
+
+
+def default_tracking_uri(project_dir: str | os.PathLike) -> str:
+    """The embedded store's URI for a project, whatever MLFLOW_TRACKING_URI says."""
+    return f"sqlite:///{Path(project_dir).resolve() / 'mlflow.db'}"
+
+
+def redact(uri: str) -> str:
+    """The URI without ``user:password@``, so errors and tags can name a server without leaking secrets."""
+    return _USERINFO_RE.sub("://***@", uri)
+
+
+def pipeline_key(params: Mapping[str, Any], commit: str | None) -> str:
+    """A stable id for one pipeline configuration: the same params at the same commit give the same parent."""
+    blob = json.dumps({"params": params, "commit": commit}, sort_keys=True, default=str)
+    return hashlib.sha256(blob.encode()).hexdigest()[:16]
+
+
+def git_commit(repo_dir: str | os.PathLike) -> str | None:
+    """HEAD of the repository, suffixed ``-dirty`` when tracked files differ; None outside git."""
+    def git(*args: str) -> subprocess.CompletedProcess:
+        return subprocess.run(["git", *args], cwd=repo_dir, capture_output=True, text=True, check=False)
+
+    head = git("rev-parse", "HEAD")
+    if head.returncode != 0:
+        return None
+    dirty = git("status", "--porcelain", "--untracked-files=no").stdout.strip()
+    return head.stdout.strip() + ("-dirty" if dirty else "")
+
+
+def dvc_dep_hashes(dvc_lock_path: str | os.PathLike, stage_name: str) -> dict[str, str]:
+    """Tags ``dvc.dep.<path>: <md5>`` for a stage's dependencies, read from dvc.lock.
+
+    These let a run be traced back to the exact data and models it consumed. Stage names from a
+    ``matrix:`` look like ``prune@0.5``.
+    """
+    path = Path(dvc_lock_path)
+    if not path.is_file():
+        raise FileNotFoundError(f"dvc lock file {path} does not exist (run `dvc repro` first)")
+    lock = yaml.safe_load(path.read_text()) or {}
+    stages = lock.get("stages") or {}
+    if stage_name not in stages:
+        raise KeyError(f"stage '{stage_name}' is not in {path}; it has: {', '.join(sorted(stages)) or 'no stages'}")
+    tags: dict[str, str] = {}
+    for dep in stages[stage_name].get("deps") or []:
+        digest = dep.get("md5") or dep.get("etag") or dep.get("checksum")
+        if digest:
+            tags[_BAD_KEY_CHARS.sub("_", f"dvc.dep.{dep['path']}")] = str(digest)
+    return tags
+
+
+def provenance_tags(
+    repo_dir: str | os.PathLike, stage: str | None = None, weights: Mapping[str, Any] | None = None
+) -> dict[str, str]:
+    """Git commit, DVC input hashes of ``stage`` (when dvc.lock has it) and metric-weights provenance."""
+    tags: dict[str, str] = {}
+    commit = git_commit(repo_dir)
+    if commit:
+        tags["alap.git_commit"] = commit
+        tags["mlflow.source.git.commit"] = commit.removesuffix("-dirty")
+    lock = Path(repo_dir) / "dvc.lock"
+    if stage and lock.is_file():
+        with contextlib.suppress(KeyError):  # a stage not yet locked simply has no recorded inputs
+            tags.update(dvc_dep_hashes(lock, stage))
+    for key, value in flatten(weights or {}, "alap.weights").items():
+        tags[key] = value
+    return tags
+
+
+def flatten(params: Mapping[str, Any], prefix: str = "") -> dict[str, str]:
+    """Nested params as MLflow wants them: dotted keys (``prune.sparsity``) and string values."""
+    flat: dict[str, str] = {}
+    for key, value in params.items():
+        name = f"{prefix}.{key}" if prefix else str(key)
+        if isinstance(value, Mapping):
+            flat.update(flatten(value, name))
+        elif isinstance(value, (list, tuple)):
+            flat[name] = json.dumps(list(value), default=str)
+        else:
+            flat[name] = str(value)
+    return flat
+
+
+def _refuse_secrets(values: Mapping[str, str], what: str) -> None:
+    """Raise if a param or tag looks like a credential: runs are readable by everyone with the UI."""
+    known = {os.environ[name] for name in _SECRET_ENVS if os.environ.get(name)}
+    for key, value in values.items():
+        if _SECRET_KEY_RE.search(key) or value in known or _USERINFO_RE.search(value):
+            raise ValueError(f"refusing to log {what} '{key}': it looks like a credential")
+
+
+def _check_name(name: str, what: str) -> str:
+    if not _NAME_RE.match(name):
+        raise ValueError(f"{what} '{name}' must match {_NAME_RE.pattern} (letters, digits, . @ : + - _)")
+    return name
+
+
+def _wait_for_server(uri: str, attempts: int = 3, timeout: float = 5.0) -> None:
+    """GET /health with a few spaced attempts; raise TrackingUnavailable naming the URI."""
+    error: Exception | None = None
+    for attempt in range(attempts):
+        try:
+            with urllib.request.urlopen(uri.rstrip("/") + "/health", timeout=timeout) as response:
+                if response.status == 200:
+                    return
+        except (urllib.error.URLError, OSError) as exc:
+            error = exc
+        if attempt + 1 < attempts:
+            time.sleep(0.5 * 2**attempt)
+    raise TrackingUnavailable(
+        f"MLflow tracking server {redact(uri)} is unreachable after {attempts} attempts ({error}). "
+        "Local outputs are kept; start the server, or unset MLFLOW_TRACKING_URI to log to the "
+        "embedded store <project>/mlflow.db"
+    )
+
+
+def weights_digest(model: torch.nn.Module) -> str:
+    """sha256 over parameter/buffer names, shapes and bytes: identifies a trained network's weights."""
+    digest = hashlib.sha256()
+    for name, tensor in sorted(model.state_dict().items()):
+        data = tensor.detach().to("cpu").contiguous()
+        digest.update(f"{name}:{tuple(data.shape)}:{data.dtype}".encode())
+        digest.update(data.view(torch.uint8).numpy().tobytes() if data.numel() else b"")
+    return digest.hexdigest()
+
+
+@contextlib.contextmanager
+def _fluent_uri(uri: str) -> Iterator[None]:
+    """mlflow.<flavor>.log_model only speaks the global (fluent) URI: point it at ours, then restore.
+
+    mlflow.set_tracking_uri also rewrites MLFLOW_TRACKING_URI / MLFLOW_REGISTRY_URI in os.environ, so
+    those are restored exactly too; otherwise a later `Tracker.connect` in this process would
+    silently follow (or lose) a server URI.
+    """
+    saved_env = {name: os.environ.get(name) for name in _URI_ENVS}
+    saved_tracking, saved_registry = mlflow.get_tracking_uri(), mlflow.get_registry_uri()
+    mlflow.set_tracking_uri(uri)
+    mlflow.set_registry_uri(uri)
+    try:
+        yield
+    finally:
+        mlflow.set_tracking_uri(saved_tracking)
+        mlflow.set_registry_uri(saved_registry)
+        for name, value in saved_env.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
+
+
+class Tracker:
+    """One tracking store (embedded SQLite or a server) and everything alap logs to or reads from it."""
+
+    def __init__(self, uri: str, artifact_root: str | None = None) -> None:
+        self.uri = uri
+        self.artifact_root = artifact_root
+        self.client = MlflowClient(tracking_uri=uri, registry_uri=uri)
+
+    @classmethod
+    def connect(cls, project_dir: str | os.PathLike = ".") -> "Tracker":
+        """Resolve the store for a project; a server URI is checked up front so failures are early and named."""
+        uri = tracking_uri(project_dir)
+        if uri.startswith(("http://", "https://")):
+            for name, value in HTTP_RETRY_DEFAULTS.items():
+                os.environ.setdefault(name, value)
+            _wait_for_server(uri)
+            return cls(uri)
+        if uri == default_tracking_uri(project_dir):
+            return cls(uri, (Path(project_dir).resolve() / "mlartifacts").as_uri())
+        return cls(uri)
+
+    # ----- runs -------------------------------------------------------------------------------
+
+    def experiment_id(self, name: str) -> str:
+        """Find or create the experiment (artifacts under <project>/mlartifacts for the embedded store)."""
+        found = self.client.get_experiment_by_name(name)
+        if found is not None:
+            if found.lifecycle_stage == "deleted":
+                raise ValueError(f"MLflow experiment '{name}' at {redact(self.uri)} is deleted; restore it or pick another")
+            return found.experiment_id
+        return self.client.create_experiment(name, artifact_location=self.artifact_root)
+
+    def parent_run(self, experiment: str, name: str, key: str, tags: Mapping[str, str] | None = None) -> str:
+        """The parent run for one pipeline/sweep, found by ``key`` (tag alap.pipeline_id) or created.
+
+        A flow that already made its parent exports ALAP_PARENT_RUN_ID and every stage attaches to it.
+        DVC runs stages one at a time per workspace, so find-then-create does not race in practice.
+        """
+        from_env = os.environ.get(PARENT_ENV)
+        if from_env:
+            try:
+                run = self.client.get_run(from_env)
+            except MlflowException as exc:
+                raise ValueError(f"{PARENT_ENV}={from_env} is not a run at {redact(self.uri)}: {exc.message}") from exc
+            if run.info.lifecycle_stage == "deleted":
+                raise ValueError(f"{PARENT_ENV}={from_env} names a deleted run")
+            return run.info.run_id
+        experiment_id = self.experiment_id(experiment)
+        hits = self.client.search_runs(
+            [experiment_id], f"tags.`{PIPELINE_TAG}` = '{_check_name(key, 'pipeline key')}'", order_by=["start_time ASC"]
+        )
+        parents = [run for run in hits if PARENT_TAG not in run.data.tags]
+        if parents:
+            return parents[0].info.run_id
+        run_tags = {**(tags or {}), PIPELINE_TAG: key}
+        _refuse_secrets(run_tags, "tag")
+        return self.client.create_run(experiment_id, tags=run_tags, run_name=name).info.run_id
+
+    def child_run(self, parent_id: str, name: str) -> str:
+        """The child run ``name`` under the parent, created on first use and reused on every rerun."""
+        parent = self.client.get_run(parent_id)
+        experiment_id = parent.info.experiment_id
+        hits = self.client.search_runs(
+            [experiment_id],
+            f"tags.`{PARENT_TAG}` = '{parent_id}' and attributes.run_name = '{_check_name(name, 'run name')}'",
+            order_by=["start_time ASC"],
+        )
+        if hits:
+            return hits[0].info.run_id
+        return self.client.create_run(experiment_id, tags={PARENT_TAG: parent_id}, run_name=name).info.run_id
+
+    def log_point(
+        self,
+        parent_id: str,
+        name: str,
+        params: Mapping[str, Any],
+        metrics: Mapping[str, float],
+        artifacts: Sequence[str | os.PathLike] = (),
+        tags: Mapping[str, str] | None = None,
+    ) -> str:
+        """Log one model (teacher, condensed, or a sweep point) as a child run; return its run id.
+
+        ``params`` may be nested (flattened to dotted keys); metric names may contain dots and dashes
+        (``latency.cpu-t2.onnxruntime.bs1.p50_ms``). A rerun with the same values writes nothing new;
+        a rerun with *different* params is refused, because it is a different pipeline configuration
+        and belongs under a different parent.
+        """
+        missing = [str(p) for p in artifacts if not Path(p).exists()]
+        if missing:
+            raise FileNotFoundError(f"artifacts to log for run '{name}' do not exist: {', '.join(missing)}")
+        flat = flatten(params)
+        tag_values = {key: str(value) for key, value in (tags or {}).items()}
+        _refuse_secrets(flat, "param")
+        _refuse_secrets(tag_values, "tag")
+        values = {key: _metric_value(key, value) for key, value in metrics.items()}
+
+        run_id = self.child_run(parent_id, name)
+        logged = self.client.get_run(run_id).data
+        changed = {k: (logged.params[k], v) for k, v in flat.items() if k in logged.params and logged.params[k] != v}
+        if changed:
+            raise ValueError(
+                f"run '{name}' under parent {parent_id} already has different params {changed}: "
+                "changed params need a new parent (pipeline key)"
+            )
+        now = int(time.time() * 1000)
+        new_params = [Param(k, v) for k, v in flat.items() if k not in logged.params]
+        new_metrics = [Metric(k, v, now, 0) for k, v in values.items() if not _same(logged.metrics.get(k), v)]
+        new_tags = [RunTag(k, v) for k, v in tag_values.items() if logged.tags.get(k) != v]
+        for start in range(0, max(len(new_params), len(new_metrics), len(new_tags)), _BATCH):
+            self.client.log_batch(
+                run_id,
+                metrics=new_metrics[start : start + _BATCH],
+                params=new_params[start : start + _BATCH],
+                tags=new_tags[start : start + _BATCH],
+            )
+        for item in map(Path, artifacts):
+            if item.is_dir():
+                self.client.log_artifacts(run_id, str(item), artifact_path=item.name)
+            else:
+                self.client.log_artifact(run_id, str(item))
+        self.client.set_terminated(run_id, "FINISHED")
+        return run_id
+
+    def finish_run(self, run_id: str, status: str = "FINISHED") -> None:
+        """Close a parent run once its last child is logged (children close themselves)."""
+        self.client.set_terminated(run_id, status)
+
+    def run(self, run_id: str) -> RunRecord:
+        data = self.client.get_run(run_id)
+        return _record(data)
+
+    def child_runs(self, parent_id: str) -> list[RunRecord]:
+        experiment_id = self.client.get_run(parent_id).info.experiment_id
+        runs = self.client.search_runs([experiment_id], f"tags.`{PARENT_TAG}` = '{parent_id}'")
+        return [_record(run) for run in runs]
+
+    # ----- models and registry ------------------------------------------------------------------
+
+    def log_generator_model(
+        self,
+        run_id: str,
+        model: torch.nn.Module,
+        input_example: np.ndarray,
+        registered_name: str,
+        tags: Mapping[str, str] | None = None,
+    ) -> int:
+        """Log a generator as an MLflow model, register it, and return the version number.
+
+        Format: ``pt2`` (torch.export). MLflow 3.17 refuses to unpickle models unless
+        MLFLOW_ALLOW_PICKLE_DESERIALIZATION is set, and a pickled module only loads where alap's
+        classes import; a pt2 archive is a pickle-free graph plus weights that
+        ``mlflow.pytorch.load_model("models:/alap-<task>/<v>")`` loads anywhere torch>=2.4 is. The
+        network is exported from a CPU copy in eval mode, so the archive loads on CPU machines. A
+        batch-1 example is doubled before export: torch.export fixes size-1 dimensions as constants,
+        and a batch of 2 keeps the batch dimension dynamic. Spatial size stays fixed to the example.
+
+        Idempotent: a version already registered from this run with the same weights is returned.
+        """
+        example = np.asarray(input_example, dtype=np.float32)
+        if example.ndim != 4:
+            raise ValueError(f"input_example must be NCHW, got shape {example.shape}")
+        if example.shape[0] == 1:
+            example = np.concatenate([example, example])
+        cpu_model = copy.deepcopy(model).to("cpu").eval()
+        digest = weights_digest(cpu_model)
+        for version in self.model_versions(registered_name):
+            if version.run_id == run_id and version.tags.get(WEIGHTS_TAG) == digest:
+                return version.version
+        version_tags = {**(tags or {}), WEIGHTS_TAG: digest}
+        _refuse_secrets(version_tags, "tag")
+        # The run must be the *active* one: given only run_id=, MLflow files the logged model under the
+        # Default experiment, whose artifact root is ./mlruns in the caller's working directory.
+        # Leaving the block marks the run FINISHED, the state log_point leaves children in anyway.
+        with _fluent_uri(self.uri), mlflow.start_run(run_id=run_id):
+            info = mlflow.pytorch.log_model(
+                cpu_model,
+                name="model",
+                input_example=example,
+                serialization_format="pt2",
+                registered_model_name=registered_name,
+                pip_requirements=[f"torch=={torch.__version__.split('+')[0]}"],  # skips slow inference
+            )
+        version = int(info.registered_model_version)
+        for key, value in version_tags.items():
+            self.client.set_model_version_tag(registered_name, str(version), key, value)
+        return version
+
+    def model_versions(self, name: str) -> list[VersionRecord]:
+        """All versions of a registered model, oldest first; empty when the model does not exist."""
+        versions = self.client.search_model_versions(f"name = '{_check_name(name, 'model name')}'")
+        records = [
+            VersionRecord(
+                name=name,
+                version=int(v.version),
+                run_id=v.run_id,
+                tags=dict(v.tags or {}),
+                aliases=tuple(getattr(v, "aliases", None) or ()),
+            )
+            for v in versions
+        ]
+        return sorted(records, key=lambda r: r.version)
+
+    def alias_version(self, name: str, alias: str) -> int | None:
+        """The version an alias points at, or None when the alias is not set."""
+        try:
+            return int(self.client.get_model_version_by_alias(name, alias).version)
+        except MlflowException:
+            return None
+
+    def set_alias(self, name: str, alias: str, version: int) -> None:
+        self.client.set_registered_model_alias(name, alias, str(version))
+
+    def set_version_tags(self, name: str, version: int, tags: Mapping[str, str]) -> None:
+        """Write only tags whose value differs, so repeating a promotion writes nothing new."""
+        _refuse_secrets(dict(tags), "tag")
+        current = dict(self.client.get_model_version(name, str(version)).tags or {})
+        for key, value in tags.items():
+            if current.get(key) != value:
+                self.client.set_model_version_tag(name, str(version), key, value)
+
+
+def _metric_value(key: str, value: Any) -> float:
+    try:
+        return float(value)
+    except (TypeError, ValueError) as exc:
+        raise ValueError(f"metric '{key}' must be a number, got {value!r}") from exc
+
+
+def _same(old: float | None, new: float) -> bool:
+    return old is not None and (old == new or (math.isnan(old) and math.isnan(new)))
+
+
+def _record(run) -> RunRecord:
+    return RunRecord(
+        run_id=run.info.run_id,
+        name=run.info.run_name,
+        parent_id=run.data.tags.get(PARENT_TAG),
+        metrics=dict(run.data.metrics),
+        params=dict(run.data.params),
+        tags=dict(run.data.tags),
+    )
