@@ -14,6 +14,9 @@ Only convs and matrix products count; norms, activations and gates are elementwi
 
 from __future__ import annotations
 
+import itertools
+import math
+
 import torch
 from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
@@ -22,23 +25,21 @@ _aten = torch.ops.aten
 _CONV_OPS = (_aten.convolution, _aten._convolution, _aten.convolution_overrideable)
 
 
-def _conv_flops_over_output(x_shape, w_shape, _bias, _stride, _padding, _dilation, transposed, *args, out_shape=None, **kwargs) -> int:
-    """FLOPs (2 per MAC) of a conv counted per output element, for plain and transposed convs alike."""
+def _conv_flops_over_output(x_shape, w_shape, _bias, _stride, _padding, _dilation, _transposed, *args,
+                            out_shape=None, **kwargs) -> int:
+    """FLOPs (2 per MAC) of a conv counted per output element, plain and transposed alike.
+
+    Receives the shapes of ``aten.convolution(input, weight, bias, stride, padding, dilation,
+    transposed, output_padding, groups)``; each output element reads ``C_in / groups`` channels
+    through the whole kernel.
+    """
     groups = args[1] if len(args) > 1 else kwargs.get("groups", 1)
-    in_per_group = x_shape[1] // groups
-    kernel = 1
-    for size in w_shape[2:]:
-        kernel *= size
-    out_elems = 1
-    for size in out_shape:
-        out_elems *= size
-    return 2 * out_elems * in_per_group * kernel
+    return 2 * math.prod(out_shape) * (x_shape[1] // groups) * math.prod(w_shape[2:])
 
 
 def _device_of(model: nn.Module) -> torch.device:
-    for tensor in (*model.parameters(), *model.buffers()):
-        return tensor.device
-    return torch.device("cpu")
+    tensor = next(itertools.chain(model.parameters(), model.buffers()), None)
+    return tensor.device if tensor is not None else torch.device("cpu")
 
 
 def count_gmacs(model: nn.Module, input_shape: tuple[int, ...] = (1, 3, 256, 256)) -> float:

@@ -50,7 +50,12 @@ def default_arch(
         widths: dict[str, Any] = {"down": down, "up": down[:-1]}
     elif kind == "resnet":
         depth = {"n_blocks": n_blocks}
-        widths = {"encoder": [ngf, 2 * ngf], "trunk": 4 * ngf, "blocks": [4 * ngf] * n_blocks, "decoder": [2 * ngf, ngf]}
+        widths = {
+            "encoder": [ngf, 2 * ngf],
+            "trunk": 4 * ngf,
+            "blocks": [4 * ngf] * n_blocks,
+            "decoder": [2 * ngf, ngf],
+        }
     else:
         raise ValueError(f"unknown generator kind {kind!r}, expected one of {KINDS}")
     arch = {

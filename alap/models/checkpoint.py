@@ -60,7 +60,9 @@ def save_checkpoint(path: str | os.PathLike, model: nn.Module, arch: dict[str, A
     if actual != expected:
         diff = sorted(k for k in actual.keys() | expected.keys() if actual.get(k) != expected.get(k))
         details = ", ".join(f"{k}: model {actual.get(k)} vs arch {expected.get(k)}" for k in diff[:5])
-        raise ValueError(f"cannot save {path}: the arch does not describe this model ({len(diff)} keys differ: {details})")
+        raise ValueError(
+            f"cannot save {path}: the arch does not describe this model ({len(diff)} keys differ: {details})"
+        )
     torch_save(
         {
             "format": FORMAT,

@@ -18,7 +18,9 @@ class NLayerDiscriminator(nn.Module):
     def __init__(self, input_nc: int, ndf: int = 64, n_layers: int = 3, norm: str = "batch") -> None:
         super().__init__()
         if input_nc < 1 or ndf < 1 or n_layers < 1:
-            raise ValueError(f"NLayerDiscriminator needs input_nc, ndf, n_layers >= 1, got {input_nc}, {ndf}, {n_layers}")
+            raise ValueError(
+                f"NLayerDiscriminator needs input_nc, ndf, n_layers >= 1, got {input_nc}, {ndf}, {n_layers}"
+            )
         check_norm(norm, norm == "batch")
         bias = conv_bias(norm)
         layers: list[nn.Module] = [nn.Conv2d(input_nc, ndf, kernel_size=4, stride=2, padding=1), nn.LeakyReLU(0.2)]

@@ -66,8 +66,8 @@ def add_gates(model: nn.Module, conv_names: list[str]) -> None:
             raise ValueError(f"cannot gate {name!r}: it is a {type(conv).__name__}, expected Conv2d/ConvTranspose2d")
         if GATE in conv._parameters:
             raise ValueError(f"cannot gate {name!r}: it already has a gate")
-        weight = conv.weight
-        conv.register_parameter(GATE, nn.Parameter(torch.ones(_out_channels(conv), device=weight.device, dtype=weight.dtype)))
+        ones = torch.ones(_out_channels(conv), device=conv.weight.device, dtype=conv.weight.dtype)
+        conv.register_parameter(GATE, nn.Parameter(ones))
         conv.register_forward_hook(_apply_gate)
 
 

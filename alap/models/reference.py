@@ -38,7 +38,9 @@ def read_reference_state_dict(pth: str | os.PathLike) -> dict[str, torch.Tensor]
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as err:  # torch raises several types for corrupt or foreign files
-        raise ValueError(f"{path}: cannot be loaded with torch.load(weights_only=True): {type(err).__name__}: {err}") from err
+        raise ValueError(
+            f"{path}: cannot be loaded with torch.load(weights_only=True): {type(err).__name__}: {err}"
+        ) from err
     if not isinstance(state, dict) or not state or not all(isinstance(v, torch.Tensor) for v in state.values()):
         raise ValueError(f"{path}: expected a state dict (names -> tensors) as saved by the reference code base")
     if all(key.startswith("module.") for key in state):
@@ -117,7 +119,9 @@ def import_reference_generator(
     """
     path = Path(pth)
     state = read_reference_state_dict(path)
-    arch = default_arch(kind, input_nc, output_nc, ngf=ngf, norm=norm, dropout=dropout, num_downs=num_downs, n_blocks=n_blocks)
+    arch = default_arch(
+        kind, input_nc, output_nc, ngf=ngf, norm=norm, dropout=dropout, num_downs=num_downs, n_blocks=n_blocks
+    )
     model = build_generator(arch)
     state = _drop_untracked_instance_stats(state, model)
     expected = {key: tuple(t.shape) for key, t in model.state_dict().items()}
@@ -126,8 +130,9 @@ def import_reference_generator(
     unexpected = sorted(found.keys() - expected.keys())
     wrong = sorted(k for k in expected.keys() & found.keys() if expected[k] != found[k])
     if missing or unexpected or wrong:
-        given = {"kind": kind, "input_nc": input_nc, "output_nc": output_nc, "ngf": ngf, "norm": norm, "dropout": dropout}
-        given.update({"num_downs": num_downs} if kind == "unet" else {"n_blocks": n_blocks})
+        depth = {"num_downs": num_downs} if kind == "unet" else {"n_blocks": n_blocks}
+        given = {"kind": kind, "input_nc": input_nc, "output_nc": output_nc, "ngf": ngf, "norm": norm,
+                 "dropout": dropout, **depth}
         raise ValueError(
             f"{path}: does not match a reference {kind} generator with {given}: "
             f"{len(missing)} missing keys {missing[:6]}, {len(unexpected)} unexpected keys {unexpected[:6]}, "
@@ -135,7 +140,7 @@ def import_reference_generator(
             f"The file looks like {infer_reference_config(state)}"
         )
     model.load_state_dict(state, strict=True)
-    reference = {key: value for key, value in arch.items() if key in ("kind", "norm", "dropout", "num_downs", "n_blocks")}
+    reference = {key: arch[key] for key in ("kind", "norm", "dropout", "num_downs", "n_blocks") if key in arch}
     meta = {
         "task": task,
         "source": "reference",
