@@ -79,10 +79,14 @@ def condense_task(params: Params, task_name: str, paths: TaskPaths | None = None
     return meta
 
 
-def prune_point(params: Params, task_name: str, sparsity: float, out_dir: Path) -> dict:
-    """Prune the condensed network of ``task_name`` at ``sparsity`` into ``out_dir/pruned.pt`` (+ report JSON)."""
+def prune_point(params: Params, task_name: str, sparsity: float, out_dir: Path,
+                paths: TaskPaths | None = None) -> dict:
+    """Prune the condensed network of ``task_name`` at ``sparsity`` into ``out_dir/pruned.pt`` (+ report JSON).
+
+    ``paths`` locates the condensed network (default: the DVC layout); a sweep passes its own per-run layout.
+    """
     task = Task.from_params(params, task_name)
-    paths = TaskPaths(task_name)
+    paths = paths or TaskPaths(task_name)
     device = resolve_device(params.device)
     settings = params.prune.model_copy(update={"sparsity": sparsity})
     condensed, _ = load_checkpoint(paths.condensed, map_location=device, expect_task=task_name)
@@ -98,10 +102,11 @@ def prune_point(params: Params, task_name: str, sparsity: float, out_dir: Path) 
 TEACHER_FILES = {"condensed": "condensed", "original": "teacher"}
 
 
-def distill_point(params: Params, task_name: str, sparsity: float, point_dir: Path) -> dict:
+def distill_point(params: Params, task_name: str, sparsity: float, point_dir: Path,
+                  paths: TaskPaths | None = None) -> dict:
     """Fine-tune ``point_dir/pruned.pt`` from the teacher chosen in params into ``point_dir/student.pt``."""
     task = Task.from_params(params, task_name)
-    paths = TaskPaths(task_name)
+    paths = paths or TaskPaths(task_name)
     device = resolve_device(params.device)
     torch.manual_seed(params.seed)
     student, pruned_meta = load_checkpoint(point_dir / "pruned.pt", map_location=device, expect_task=task_name)
@@ -136,27 +141,29 @@ def _batches_of(dataset, batch_size: int, device: torch.device):
         yield to_device(batch, device)
 
 
-def model_checkpoint(task_name: str, model_name: str, point_dir: Path | None = None) -> Path:
+def model_checkpoint(task_name: str, model_name: str, point_dir: Path | None = None,
+                     paths: TaskPaths | None = None) -> Path:
     """The checkpoint behind a report row: ``teacher``, ``condensed``, or a sweep point's ``student.pt``."""
-    paths = TaskPaths(task_name)
+    paths = paths or TaskPaths(task_name)
     if model_name in ("teacher", "condensed"):
         return getattr(paths, model_name)
     return (point_dir or paths.model_dir / model_name) / "student.pt"
 
 
 def evaluate_entry(params: Params, task_name: str, model_name: str, sparsity: float | None, torch_home: Path,
-                   point_dir: Path | None = None) -> dict:
-    """Evaluate one model of a task into ``reports/<task>/<model>/``."""
-    paths = TaskPaths(task_name)
-    return evaluate_model(params, task_name, model_name, model_checkpoint(task_name, model_name, point_dir),
+                   point_dir: Path | None = None, paths: TaskPaths | None = None) -> dict:
+    """Evaluate one model of a task into ``<paths.reports>/<task>/<model>/`` (default ``reports/...``)."""
+    paths = paths or TaskPaths(task_name)
+    return evaluate_model(params, task_name, model_name, model_checkpoint(task_name, model_name, point_dir, paths),
                           paths.teacher, paths.report_dir / model_name, torch_home, sparsity=sparsity)
 
 
-def profile_entry(params: Params, task_name: str, model_name: str, point_dir: Path | None = None) -> dict:
+def profile_entry(params: Params, task_name: str, model_name: str, point_dir: Path | None = None,
+                  paths: TaskPaths | None = None) -> dict:
     """Time one model on every configured device x backend; ONNX file and latency JSON beside its reports."""
     task = Task.from_params(params, task_name)
-    paths = TaskPaths(task_name)
-    model, _ = load_checkpoint(model_checkpoint(task_name, model_name, point_dir), map_location="cpu",
+    paths = paths or TaskPaths(task_name)
+    model, _ = load_checkpoint(model_checkpoint(task_name, model_name, point_dir, paths), map_location="cpu",
                                expect_task=task_name)
     input_nc, _ = task.channels
     shape = (input_nc, task.image_size, task.image_size)
