@@ -1,0 +1,220 @@
+"""Promotion: point the ``champion`` aliases at the best registered student that passes every gate.
+
+Gates (per candidate version of ``alap-<task>``, read from its run's metrics):
+    latency   ``latency.<device>.<backend>.bs1.p50_ms`` <= max_p50_ms   (real time on that device)
+    quality   ``fid`` <= max_fid_ratio * teacher fid                  (no visible loss vs the teacher)
+    fidelity  ``lpips_teacher`` <= max_lpips_teacher                  (student still imitates teacher)
+The teacher's fid comes from a version tag ``alap.teacher_fid`` when present, else from the run named
+``teacher`` under the same parent run. A missing value fails its gate: promotion never guesses.
+
+Talks to MLflow only through `alap.tracking.Tracker`. Nothing changes when no candidate passes, and a
+repeated call with the same outcome writes nothing new.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import re
+from dataclasses import dataclass
+from typing import Literal
+
+from alap.tracking import RunRecord, Tracker, VersionRecord, registered_model_name
+
+TEACHER_RUN = "teacher"
+TEACHER_FID_TAG = "alap.teacher_fid"
+CHAMPION = "champion"
+_DEVICE_RE = re.compile(r"^[A-Za-z0-9_\-]+$")  # device ids become alias names: keep them alias-safe
+
+
+@dataclass(frozen=True)
+class GateFailure:
+    """One failed gate: which, the measured value (None if missing) and the limit it had to meet."""
+
+    gate: str
+    value: float | None
+    limit: float | None
+
+    def __str__(self) -> str:
+        if self.value is None:
+            return f"{self.gate}: missing"
+        if self.limit is None:
+            return f"{self.gate}: {self.value:g} (no limit: teacher fid missing)"
+        return f"{self.gate}: {self.value:g} > {self.limit:g}"
+
+
+@dataclass(frozen=True)
+class Candidate:
+    """A registered version with the values the gates looked at."""
+
+    version: int
+    run_id: str | None
+    run_name: str | None
+    p50_ms: float | None
+    fid: float | None
+    lpips: float | None
+    lpips_teacher: float | None
+    teacher_fid: float | None
+    failures: tuple[GateFailure, ...]
+
+    @property
+    def passed(self) -> bool:
+        return not self.failures
+
+
+@dataclass(frozen=True)
+class PromotionResult:
+    model: str
+    device: str
+    backend: str
+    prefer: str
+    candidates: tuple[Candidate, ...]
+    champion: Candidate | None
+    changed: bool
+
+    def report(self) -> str:
+        """Human-readable outcome: the champion, or for every candidate the gates it failed."""
+        head = f"{self.model} on {self.device}/{self.backend} (prefer {self.prefer}): "
+        if self.champion is None:
+            lines = [head + "no version passes every gate; nothing changed"]
+        else:
+            state = "promoted" if self.changed else "already champion"
+            lines = [head + f"version {self.champion.version} ({self.champion.run_name}) {state}"]
+        for c in self.candidates:
+            verdict = "pass" if c.passed else "; ".join(map(str, c.failures))
+            lines.append(f"  v{c.version} {c.run_name}: {verdict}")
+        return "\n".join(lines)
+
+
+def latency_key(device: str, backend: str) -> str:
+    """The metric name contract (DESIGN.md) for batch-1 median latency."""
+    return f"latency.{device}.{backend}.bs1.p50_ms"
+
+
+def promote(
+    task: str,
+    device: str,
+    backend: str = "onnxruntime",
+    max_p50_ms: float = 33.0,
+    max_fid_ratio: float = 1.10,
+    max_lpips_teacher: float = 0.05,
+    prefer: Literal["quality", "speed"] = "quality",
+    client: Tracker | None = None,
+    project_dir: str | os.PathLike = ".",
+) -> PromotionResult:
+    """Gate every registered version of ``alap-<task>``, pick the best passing one, set its aliases.
+
+    ``prefer="quality"`` picks the lowest fid (ties: lowest lpips, then lowest latency); ``"speed"``
+    the lowest latency (ties: lowest fid). Remaining ties go to the newest version. The winner gets
+    aliases ``champion`` and ``<device>-champion`` and a tag ``alap.promotion.<device>`` holding the
+    gate values it passed.
+    """
+    if prefer not in ("quality", "speed"):
+        raise ValueError(f"prefer must be 'quality' or 'speed', got '{prefer}'")
+    if not _DEVICE_RE.match(device):
+        raise ValueError(f"device '{device}' must be letters, digits, '-' or '_' (e.g. cpu-t2, cuda0)")
+    for name, limit in (("max_p50_ms", max_p50_ms), ("max_fid_ratio", max_fid_ratio), ("max_lpips_teacher", max_lpips_teacher)):
+        if not (limit > 0 and math.isfinite(limit)):
+            raise ValueError(f"{name} must be a positive number, got {limit}")
+    tracker = client or Tracker.connect(project_dir)
+    model = registered_model_name(task)
+    versions = tracker.model_versions(model)
+    if not versions:
+        raise LookupError(f"registered model '{model}' has no versions at {tracker.uri}: log and register a student first")
+
+    gates = _Gates(device, backend, max_p50_ms, max_fid_ratio, max_lpips_teacher)
+    siblings: dict[str, list[RunRecord]] = {}
+    candidates = tuple(gates.judge(version, tracker, siblings) for version in versions)
+    passing = [c for c in candidates if c.passed]
+    if not passing:
+        return PromotionResult(model, device, backend, prefer, candidates, None, changed=False)
+
+    champion = min(passing, key=_quality_order if prefer == "quality" else _speed_order)
+    evidence = json.dumps(
+        {
+            "backend": backend,
+            "prefer": prefer,
+            latency_key(device, backend): champion.p50_ms,
+            "max_p50_ms": max_p50_ms,
+            "fid": champion.fid,
+            "teacher_fid": champion.teacher_fid,
+            "max_fid": max_fid_ratio * champion.teacher_fid,
+            "lpips_teacher": champion.lpips_teacher,
+            "max_lpips_teacher": max_lpips_teacher,
+        },
+        sort_keys=True,
+    )
+    changed = False
+    for alias in (CHAMPION, f"{device}-champion"):
+        if tracker.alias_version(model, alias) != champion.version:
+            tracker.set_alias(model, alias, champion.version)
+            changed = True
+    before = next(v for v in versions if v.version == champion.version).tags
+    tag = f"alap.promotion.{device}"
+    if before.get(tag) != evidence:
+        tracker.set_version_tags(model, champion.version, {tag: evidence})
+        changed = True
+    return PromotionResult(model, device, backend, prefer, candidates, champion, changed)
+
+
+@dataclass(frozen=True)
+class _Gates:
+    device: str
+    backend: str
+    max_p50_ms: float
+    max_fid_ratio: float
+    max_lpips_teacher: float
+
+    def judge(self, version: VersionRecord, tracker: Tracker, siblings: dict[str, list[RunRecord]]) -> Candidate:
+        run = tracker.run(version.run_id) if version.run_id else None
+        metrics = run.metrics if run else {}
+        key = latency_key(self.device, self.backend)
+        p50, fid, lpips_t = metrics.get(key), metrics.get("fid"), metrics.get("lpips_teacher")
+        teacher_fid = _teacher_fid(version, run, tracker, siblings)
+        fid_limit = self.max_fid_ratio * teacher_fid if teacher_fid is not None else None
+        failures = []
+        if p50 is None or p50 > self.max_p50_ms:
+            failures.append(GateFailure(key, p50, self.max_p50_ms))
+        if fid is None or fid_limit is None or fid > fid_limit:
+            failures.append(GateFailure("fid", fid, fid_limit))
+        if lpips_t is None or lpips_t > self.max_lpips_teacher:
+            failures.append(GateFailure("lpips_teacher", lpips_t, self.max_lpips_teacher))
+        return Candidate(
+            version=version.version,
+            run_id=version.run_id,
+            run_name=run.name if run else None,
+            p50_ms=p50,
+            fid=fid,
+            lpips=metrics.get("lpips"),
+            lpips_teacher=lpips_t,
+            teacher_fid=teacher_fid,
+            failures=tuple(failures),
+        )
+
+
+def _teacher_fid(
+    version: VersionRecord, run: RunRecord | None, tracker: Tracker, siblings: dict[str, list[RunRecord]]
+) -> float | None:
+    """Tag on the version first (explicit beats inferred), else the sibling run named ``teacher``."""
+    if TEACHER_FID_TAG in version.tags:
+        try:
+            return float(version.tags[TEACHER_FID_TAG])
+        except ValueError as exc:
+            raise ValueError(
+                f"{version.name} v{version.version}: tag {TEACHER_FID_TAG}={version.tags[TEACHER_FID_TAG]!r} is not a number"
+            ) from exc
+    if run is None or run.parent_id is None:
+        return None
+    if run.parent_id not in siblings:
+        siblings[run.parent_id] = tracker.child_runs(run.parent_id)
+    teachers = [r for r in siblings[run.parent_id] if r.name == TEACHER_RUN and "fid" in r.metrics]
+    return teachers[0].metrics["fid"] if teachers else None
+
+
+def _quality_order(c: Candidate) -> tuple:
+    return (c.fid, c.lpips if c.lpips is not None else math.inf, c.p50_ms, -c.version)
+
+
+def _speed_order(c: Candidate) -> tuple:
+    return (c.p50_ms, c.fid, -c.version)
