@@ -45,7 +45,7 @@ def run_steps(
     """Call ``step_fn(step)`` for ``step`` in ``[start, total_steps)`` and return the loss history.
 
     ``state`` names every object whose ``state_dict`` is needed to continue exactly (models, optimisers,
-    schedulers). If ``state_path`` exists, the loop resumes from it. Every ``checkpoint_every`` steps and at the
+    schedulers, the batch stream); torch's random state is saved with them. If ``state_path`` exists, the loop resumes from it. Every ``checkpoint_every`` steps and at the
     end, the state is saved atomically; ``on_checkpoint(step)`` runs right after each save (e.g. to validate and
     keep the best model). A non-finite loss raises :class:`NonFiniteLossError` before anything is saved.
     """
@@ -87,9 +87,23 @@ def _resume(state_path: Path, state: dict[str, Stateful]) -> tuple[int, list[dic
         raise ValueError(f"resume checkpoint {state_path} lacks state for {sorted(missing)}; delete it to start over")
     for name, obj in state.items():
         obj.load_state_dict(saved["states"][name])
+    _set_rng_state(saved["rng"])
     return int(saved["step"]), list(saved["history"])
 
 
 def _save(state_path: Path, state: dict[str, Stateful], step: int, history: list[dict[str, float]]) -> None:
-    payload = {"step": step, "states": {k: v.state_dict() for k, v in state.items()}, "history": history}
+    payload = {"step": step, "states": {k: v.state_dict() for k, v in state.items()}, "history": history,
+               "rng": _rng_state()}
     io.torch_save(payload, state_path)
+
+
+def _rng_state() -> dict[str, Any]:
+    """Torch's random state (dropout, random crops), so a resumed run continues the same random sequence."""
+    cuda = torch.cuda.get_rng_state_all() if torch.cuda.is_available() else []
+    return {"cpu": torch.get_rng_state(), "cuda": cuda}
+
+
+def _set_rng_state(rng: dict[str, Any]) -> None:
+    torch.set_rng_state(rng["cpu"])
+    if rng["cuda"] and torch.cuda.is_available() and len(rng["cuda"]) == torch.cuda.device_count():
+        torch.cuda.set_rng_state_all(rng["cuda"])

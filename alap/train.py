@@ -128,7 +128,7 @@ def train_teacher(params: Params, task_name: str, paths: TaskPaths | None = None
             sched.step()
         return losses
 
-    state = {**objective.modules(), **objective.optimizers(), **schedulers}
+    state = {**objective.modules(), **objective.optimizers(), **schedulers, "batches": batches}
     key = params_key(params.seed, params.data, task.params, params.model, params.train)
     log.info("training %s teacher (%s, %d steps, device %s)", task_name, arch["kind"], total, device)
     started = time.perf_counter()

@@ -136,6 +136,8 @@ def condense(
         return losses
 
     state = {**objective.modules(), **objective.optimizers()}
+    if hasattr(batches, "state_dict"):  # a resumable BatchStream: resume on the same batches
+        state["batches"] = batches
     history = run_steps(step_fn, state, params.steps, Path(state_path), params.checkpoint_every, desc="condense")
     prepared.eval()
     table = scale_table(layers, threshold)

@@ -121,6 +121,8 @@ def distill(
     betas = (params.beta1, 0.999)
     opt = torch.optim.Adam([*student.parameters(), *adapters.parameters()], lr=params.lr, betas=betas)
     state: dict[str, Any] = {"student": student, "adapters": adapters, "opt_student": opt}
+    if hasattr(batches, "state_dict"):  # a resumable BatchStream: resume on the same batches
+        state["batches"] = batches
     gan = GANLoss(params.gan_mode)
     if params.w_gan > 0:
         state["D"] = discriminator

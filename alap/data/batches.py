@@ -1,7 +1,9 @@
 """Endless, seeded mini-batch streams for step-based training loops.
 
 Training here counts optimiser steps, not epochs (tiny synthetic sets and huge real ones alike), so the loops
-draw from an endless stream that reshuffles every pass with a seeded generator.
+draw from an endless stream that reshuffles every pass with a seeded generator. The stream is resumable: it
+records how many batches it has handed out, and a resumed run fast-forwards to the same place, so a killed and
+resumed run sees exactly the batches an uninterrupted one would.
 """
 
 from __future__ import annotations
@@ -12,15 +14,42 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 
 
-def endless_batches(dataset: Dataset, batch_size: int, seed: int, device: torch.device) -> Iterator[dict[str, Any]]:
-    """Yield shuffled batches forever, tensors moved to ``device``; the last short batch of a pass is dropped."""
-    if len(dataset) < batch_size:  # type: ignore[arg-type]
-        raise ValueError(f"dataset has {len(dataset)} items, fewer than batch_size={batch_size}")  # type: ignore[arg-type]
-    generator = torch.Generator().manual_seed(seed)
-    while True:
-        loader = DataLoader(dataset, batch_size=batch_size, shuffle=True, drop_last=True, generator=generator)
-        for batch in loader:
-            yield to_device(batch, device)
+class BatchStream:
+    """Shuffled batches forever, tensors moved to ``device``; the last short batch of each pass is dropped."""
+
+    def __init__(self, dataset: Dataset, batch_size: int, seed: int, device: torch.device) -> None:
+        if len(dataset) < batch_size:  # type: ignore[arg-type]
+            raise ValueError(f"dataset has {len(dataset)} items, fewer than batch_size={batch_size}")  # type: ignore[arg-type]
+        self.dataset, self.batch_size, self.seed, self.device = dataset, batch_size, seed, device
+        self.consumed = 0
+        self._batches = self._generate()
+
+    def _generate(self) -> Iterator[dict[str, Any]]:
+        generator = torch.Generator().manual_seed(self.seed)
+        while True:
+            yield from DataLoader(self.dataset, batch_size=self.batch_size, shuffle=True, drop_last=True,
+                                  generator=generator)
+
+    def __iter__(self) -> "BatchStream":
+        return self
+
+    def __next__(self) -> dict[str, Any]:
+        self.consumed += 1
+        return to_device(next(self._batches), self.device)
+
+    def state_dict(self) -> dict[str, int]:
+        return {"consumed": self.consumed}
+
+    def load_state_dict(self, state: dict[str, int]) -> None:
+        """Restart the stream and skip the batches already used (cheap next to the training they fed)."""
+        self._batches = self._generate()
+        for _ in range(state["consumed"]):
+            next(self._batches)
+        self.consumed = state["consumed"]
+
+
+def endless_batches(dataset: Dataset, batch_size: int, seed: int, device: torch.device) -> BatchStream:
+    return BatchStream(dataset, batch_size, seed, device)
 
 
 def to_device(batch: dict[str, Any], device: torch.device) -> dict[str, Any]:

@@ -1,0 +1,84 @@
+"""Teacher training: outputs, resume after a kill, NaN guard (fault injection), both objectives."""
+
+from pathlib import Path
+
+import pytest
+import torch
+
+from alap.config import Params
+from alap.loop import NonFiniteLossError
+from alap.models import load_checkpoint
+from alap.objectives import Pix2PixObjective
+from alap.paths import TaskPaths
+from alap.pipeline import prepare_data
+from alap.train import load_aux, train_teacher
+from tiny import tiny_params
+
+
+def setup(tmp_path: Path, task: str) -> tuple[Params, TaskPaths]:
+    params = Params.model_validate(tiny_params(tmp_path, [task]))
+    prepare_data(params, task)
+    return params, TaskPaths(task, models=tmp_path / "models", reports=tmp_path / "reports",
+                             state=tmp_path / "state")
+
+
+@pytest.mark.parametrize("task", ["seg2face", "horse2zebra"])
+def test_train_writes_teacher_aux_and_metrics(tmp_path, task):
+    params, paths = setup(tmp_path, task)
+    result = train_teacher(params, task, paths)
+    model, meta = load_checkpoint(paths.teacher, expect_task=task)
+    assert meta["role"] == "teacher" and meta["steps"] == result.steps
+    out = model(torch.zeros(1, 8 if task == "seg2face" else 3, 32, 32))
+    assert out.shape == (1, 3, 32, 32)
+    aux = load_aux(paths.teacher_aux, task, torch.device("cpu"))
+    assert set(aux) == ({"D"} if task == "seg2face" else {"G_B", "D_A", "D_B"})
+    assert result.psnr_test is not None and result.psnr_mean_image is not None
+    assert paths.train_metrics.is_file()
+
+
+def test_resume_after_kill_matches_uninterrupted(tmp_path, monkeypatch):
+    params, paths = setup(tmp_path, "seg2face")
+    train_teacher(params, "seg2face", paths)
+    reference = torch.load(paths.teacher, weights_only=True)["state_dict"]
+
+    killed = TaskPaths("seg2face", models=tmp_path / "m2", reports=tmp_path / "r2", state=tmp_path / "s2")
+    original = Pix2PixObjective.step
+    calls = {"n": 0}
+
+    def dying_step(self, batch, extra_generator_loss=None):
+        calls["n"] += 1
+        if calls["n"] == 4:
+            raise KeyboardInterrupt
+        return original(self, batch, extra_generator_loss)
+
+    monkeypatch.setattr(Pix2PixObjective, "step", dying_step)
+    with pytest.raises(KeyboardInterrupt):
+        train_teacher(params, "seg2face", killed)
+    assert not killed.teacher.exists()
+    monkeypatch.setattr(Pix2PixObjective, "step", original)
+    result = train_teacher(params, "seg2face", killed)
+    assert result.steps == 6
+    resumed = torch.load(killed.teacher, weights_only=True)["state_dict"]
+    assert resumed.keys() == reference.keys()
+    for key, value in reference.items():  # same batches, same random state, same optimiser state: same weights
+        assert torch.equal(resumed[key], value), key
+
+
+def test_nan_loss_stops_and_keeps_last_good_checkpoint(tmp_path, monkeypatch):
+    params, paths = setup(tmp_path, "seg2face")
+    original = Pix2PixObjective.step
+
+    def nan_at_step_five(self, batch, extra_generator_loss=None):
+        losses = original(self, batch, extra_generator_loss)
+        if len(nan_at_step_five.seen) == 4:
+            losses["G_l1"] = float("nan")
+        nan_at_step_five.seen.append(1)
+        return losses
+
+    nan_at_step_five.seen = []
+    monkeypatch.setattr(Pix2PixObjective, "step", nan_at_step_five)
+    with pytest.raises(NonFiniteLossError, match="step 4"):
+        train_teacher(params, "seg2face", paths)
+    assert not paths.teacher.exists()
+    state = list(paths.state.glob("seg2face/train-*.pt"))
+    assert len(state) == 1 and torch.load(state[0], weights_only=True)["step"] == 4
