@@ -20,7 +20,7 @@ import re
 from dataclasses import dataclass
 from typing import Literal
 
-from alap.tracking import RunRecord, Tracker, VersionRecord, registered_model_name
+from alap.tracking import RunRecord, Tracker, VersionRecord, redact, registered_model_name
 
 TEACHER_RUN = "teacher"
 TEACHER_FID_TAG = "alap.teacher_fid"
@@ -114,14 +114,17 @@ def promote(
         raise ValueError(f"prefer must be 'quality' or 'speed', got '{prefer}'")
     if not _DEVICE_RE.match(device):
         raise ValueError(f"device '{device}' must be letters, digits, '-' or '_' (e.g. cpu-t2, cuda0)")
-    for name, limit in (("max_p50_ms", max_p50_ms), ("max_fid_ratio", max_fid_ratio), ("max_lpips_teacher", max_lpips_teacher)):
+    limits = {"max_p50_ms": max_p50_ms, "max_fid_ratio": max_fid_ratio, "max_lpips_teacher": max_lpips_teacher}
+    for name, limit in limits.items():
         if not (limit > 0 and math.isfinite(limit)):
             raise ValueError(f"{name} must be a positive number, got {limit}")
     tracker = client or Tracker.connect(project_dir)
     model = registered_model_name(task)
     versions = tracker.model_versions(model)
     if not versions:
-        raise LookupError(f"registered model '{model}' has no versions at {tracker.uri}: log and register a student first")
+        raise LookupError(
+            f"registered model '{model}' has no versions at {redact(tracker.uri)}: log and register a student first"
+        )
 
     gates = _Gates(device, backend, max_p50_ms, max_fid_ratio, max_lpips_teacher)
     siblings: dict[str, list[RunRecord]] = {}
@@ -201,9 +204,8 @@ def _teacher_fid(
         try:
             return float(version.tags[TEACHER_FID_TAG])
         except ValueError as exc:
-            raise ValueError(
-                f"{version.name} v{version.version}: tag {TEACHER_FID_TAG}={version.tags[TEACHER_FID_TAG]!r} is not a number"
-            ) from exc
+            value = version.tags[TEACHER_FID_TAG]
+            raise ValueError(f"{version.name} v{version.version}: tag {TEACHER_FID_TAG}={value!r} is not a number") from exc
     if run is None or run.parent_id is None:
         return None
     if run.parent_id not in siblings:

@@ -99,7 +99,8 @@ def s3_client(endpoint: str | None = None, *, timeout: float = 10.0, max_attempt
         signature_version="s3v4",
     )
     region = os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION") or "us-east-1"
-    return boto3.session.Session().client("s3", endpoint_url=resolve_endpoint(endpoint), region_name=region, config=config)
+    session = boto3.session.Session()
+    return session.client("s3", endpoint_url=resolve_endpoint(endpoint), region_name=region, config=config)
 
 
 def _describe(endpoint: str | None) -> str:
@@ -249,6 +250,13 @@ def mlflow_server_command(
 
 
 def mlflow_server_env(endpoint: str | None = None) -> dict[str, str]:
-    """Environment additions an MLflow server needs to reach a non-AWS S3 endpoint (empty for AWS)."""
+    """Environment additions for `mlflow_server_command`: the S3 endpoint (when not AWS), and no job runner.
+
+    MLflow 3 servers start a background job runner (huey) for GenAI evaluation jobs by default; alap
+    never submits such jobs, and the extra process costs start-up time and CPU on small machines.
+    """
+    env = {"MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"}
     server = resolve_endpoint(endpoint)
-    return {"MLFLOW_S3_ENDPOINT_URL": server} if server else {}
+    if server:
+        env["MLFLOW_S3_ENDPOINT_URL"] = server
+    return env

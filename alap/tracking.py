@@ -25,7 +25,6 @@ import re
 import subprocess
 import time
 import urllib.error
-import urllib.parse
 import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -274,7 +273,9 @@ class Tracker:
         found = self.client.get_experiment_by_name(name)
         if found is not None:
             if found.lifecycle_stage == "deleted":
-                raise ValueError(f"MLflow experiment '{name}' at {redact(self.uri)} is deleted; restore it or pick another")
+                raise ValueError(
+                    f"MLflow experiment '{name}' at {redact(self.uri)} is deleted; restore it or pick another"
+                )
             return found.experiment_id
         return self.client.create_experiment(name, artifact_location=self.artifact_root)
 
@@ -294,9 +295,8 @@ class Tracker:
                 raise ValueError(f"{PARENT_ENV}={from_env} names a deleted run")
             return run.info.run_id
         experiment_id = self.experiment_id(experiment)
-        hits = self.client.search_runs(
-            [experiment_id], f"tags.`{PIPELINE_TAG}` = '{_check_name(key, 'pipeline key')}'", order_by=["start_time ASC"]
-        )
+        query = f"tags.`{PIPELINE_TAG}` = '{_check_name(key, 'pipeline key')}'"
+        hits = self.client.search_runs([experiment_id], query, order_by=["start_time ASC"])
         parents = [run for run in hits if PARENT_TAG not in run.data.tags]
         if parents:
             return parents[0].info.run_id

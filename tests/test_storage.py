@@ -54,7 +54,8 @@ def test_mlflow_server_command_and_env():
         "server", "--backend-store-uri", "sqlite:///x.db", "--artifacts-destination", "s3://team/runs",
         "--host", "127.0.0.1", "--port", "5123", "--workers", "2",
     ]
-    assert storage.mlflow_server_env("http://s3:9") == {"MLFLOW_S3_ENDPOINT_URL": "http://s3:9"}
+    env = storage.mlflow_server_env("http://s3:9")
+    assert env == {"MLFLOW_S3_ENDPOINT_URL": "http://s3:9", "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"}
 
 
 @pytest.mark.integration

@@ -13,6 +13,7 @@ import torch
 
 from alap import storage
 from alap.tracking import (
+    HTTP_RETRY_DEFAULTS,
     PARENT_ENV,
     Tracker,
     TrackingUnavailable,
@@ -30,7 +31,8 @@ P50 = "latency.cpu-t2.onnxruntime.bs1.p50_ms"
 
 @pytest.fixture
 def clean_env(monkeypatch):
-    for name in ("MLFLOW_TRACKING_URI", "MLFLOW_REGISTRY_URI", PARENT_ENV):
+    """No server or parent from the caller's shell; retry defaults that connect() sets are undone after."""
+    for name in ("MLFLOW_TRACKING_URI", "MLFLOW_REGISTRY_URI", PARENT_ENV, *HTTP_RETRY_DEFAULTS):
         monkeypatch.delenv(name, raising=False)
 
 
@@ -234,7 +236,8 @@ def test_server_with_s3_artifacts_end_to_end(tmp_path: Path, clean_env, monkeypa
             model = tiny_generator()
             example = np.random.default_rng(0).random((2, 3, 16, 16), dtype=np.float32)
             assert tracker.log_generator_model(a, model, example, "alap-test") == 1
-            assert any(p.name == "model.pt2" for p in (s3.root / "mlflow-team").rglob("*"))
+            experiment_dir = s3.root / "mlflow-team" / "mlflow" / tracker.client.get_run(a).info.experiment_id
+            assert len(list(experiment_dir.rglob("model.pt2"))) == 1  # filed under the run's experiment
             mlflow.set_tracking_uri(url)  # models:/ resolves to mlflow-artifacts:/, served by this server
             mlflow.set_registry_uri(url)
             loaded = mlflow.pytorch.load_model("models:/alap-test/1")
