@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import functools
 import hashlib
 import json
 import math
@@ -28,7 +29,7 @@ import urllib.error
 import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterator, Mapping, Sequence
+from typing import Any, Callable, Iterator, Mapping, Sequence, TypeVar
 
 import mlflow
 import numpy as np
@@ -245,6 +246,31 @@ def _fluent_uri(uri: str) -> Iterator[None]:
                 os.environ[name] = value
 
 
+_F = TypeVar("_F", bound=Callable[..., Any])
+
+
+def _server_guard(method: _F) -> _F:
+    """Turn an MLflow error into TrackingUnavailable when the cause is a server that has gone away.
+
+    MLflow reports a dead server as a generic MlflowException after its own retries; asking /health
+    once tells "server down" (callers may skip tracking and keep their outputs) from a real error.
+    """
+
+    @functools.wraps(method)
+    def guarded(self: "Tracker", *args: Any, **kwargs: Any) -> Any:
+        try:
+            return method(self, *args, **kwargs)
+        except MlflowException as exc:
+            if self.uri.startswith(("http://", "https://")):
+                try:
+                    _wait_for_server(self.uri, attempts=1)
+                except TrackingUnavailable as down:
+                    raise down from exc
+            raise
+
+    return guarded  # type: ignore[return-value]
+
+
 class Tracker:
     """One tracking store (embedded SQLite or a server) and everything alap logs to or reads from it."""
 
@@ -268,6 +294,7 @@ class Tracker:
 
     # ----- runs -------------------------------------------------------------------------------
 
+    @_server_guard
     def experiment_id(self, name: str) -> str:
         """Find or create the experiment (artifacts under <project>/mlartifacts for the embedded store)."""
         found = self.client.get_experiment_by_name(name)
@@ -279,6 +306,7 @@ class Tracker:
             return found.experiment_id
         return self.client.create_experiment(name, artifact_location=self.artifact_root)
 
+    @_server_guard
     def parent_run(self, experiment: str, name: str, key: str, tags: Mapping[str, str] | None = None) -> str:
         """The parent run for one pipeline/sweep, found by ``key`` (tag alap.pipeline_id) or created.
 
@@ -304,6 +332,7 @@ class Tracker:
         _refuse_secrets(run_tags, "tag")
         return self.client.create_run(experiment_id, tags=run_tags, run_name=name).info.run_id
 
+    @_server_guard
     def child_run(self, parent_id: str, name: str) -> str:
         """The child run ``name`` under the parent, created on first use and reused on every rerun."""
         parent = self.client.get_run(parent_id)
@@ -317,6 +346,7 @@ class Tracker:
             return hits[0].info.run_id
         return self.client.create_run(experiment_id, tags={PARENT_TAG: parent_id}, run_name=name).info.run_id
 
+    @_server_guard
     def log_point(
         self,
         parent_id: str,
@@ -369,14 +399,17 @@ class Tracker:
         self.client.set_terminated(run_id, "FINISHED")
         return run_id
 
+    @_server_guard
     def finish_run(self, run_id: str, status: str = "FINISHED") -> None:
         """Close a parent run once its last child is logged (children close themselves)."""
         self.client.set_terminated(run_id, status)
 
+    @_server_guard
     def run(self, run_id: str) -> RunRecord:
         data = self.client.get_run(run_id)
         return _record(data)
 
+    @_server_guard
     def child_runs(self, parent_id: str) -> list[RunRecord]:
         experiment_id = self.client.get_run(parent_id).info.experiment_id
         runs = self.client.search_runs([experiment_id], f"tags.`{PARENT_TAG}` = '{parent_id}'")
@@ -384,6 +417,7 @@ class Tracker:
 
     # ----- models and registry ------------------------------------------------------------------
 
+    @_server_guard
     def log_generator_model(
         self,
         run_id: str,
@@ -433,6 +467,7 @@ class Tracker:
             self.client.set_model_version_tag(registered_name, str(version), key, value)
         return version
 
+    @_server_guard
     def model_versions(self, name: str) -> list[VersionRecord]:
         """All versions of a registered model, oldest first; empty when the model does not exist."""
         versions = self.client.search_model_versions(f"name = '{_check_name(name, 'model name')}'")
@@ -455,9 +490,11 @@ class Tracker:
         except MlflowException:
             return None
 
+    @_server_guard
     def set_alias(self, name: str, alias: str, version: int) -> None:
         self.client.set_registered_model_alias(name, alias, str(version))
 
+    @_server_guard
     def set_version_tags(self, name: str, version: int, tags: Mapping[str, str]) -> None:
         """Write only tags whose value differs, so repeating a promotion writes nothing new."""
         _refuse_secrets(dict(tags), "tag")

@@ -243,3 +243,6 @@ def test_server_with_s3_artifacts_end_to_end(tmp_path: Path, clean_env, monkeypa
             loaded = mlflow.pytorch.load_model("models:/alap-test/1")
             x = torch.from_numpy(example)
             torch.testing.assert_close(loaded(x), model(x).detach())
+        monkeypatch.setenv("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")  # the server is gone: fail fast
+        with pytest.raises(TrackingUnavailable, match=url):
+            tracker.log_point(parent, "s0.90", {}, {"fid": 50.0})
