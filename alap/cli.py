@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Callable, Sequence
 
 from alap.logs import setup_logging
-from alap.metrics.weights import DEFAULT_TORCH_HOME
+from alap.paths import DEFAULT_TORCH_HOME
 
 log = logging.getLogger("alap")
 

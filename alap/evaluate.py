@@ -7,6 +7,8 @@ PSNR/SSIM compare with the ground truth (paired tasks, and the hidden ground tru
 
 from __future__ import annotations
 
+import hashlib
+import json
 import logging
 from pathlib import Path
 from typing import Any
@@ -36,8 +38,13 @@ def _mean(values: list[torch.Tensor]) -> float | None:
 
 @torch.no_grad()
 def evaluate_model(params: Params, task_name: str, model_name: str, checkpoint: Path, teacher_checkpoint: Path,
-                   out_dir: Path, torch_home: Path, sparsity: float | None = None) -> dict[str, Any]:
-    """Evaluate ``checkpoint`` on the test split; write ``out_dir/metrics.json`` and ``out_dir/grid.png``."""
+                   out_dir: Path, torch_home: Path, sparsity: float | None = None,
+                   real_cache: Path | None = None) -> dict[str, Any]:
+    """Evaluate ``checkpoint`` on the test split; write ``out_dir/metrics.json`` and ``out_dir/grid.png``.
+
+    ``real_cache`` holds the Inception features of the real target images, shared by every model of a task
+    (computed and written when missing): on a CPU, Inception is the slowest part of an evaluation.
+    """
     task = Task.from_params(params, task_name)
     device = resolve_device(params.device)
     model, _ = load_checkpoint(checkpoint, map_location=device, expect_task=task_name)
@@ -70,9 +77,10 @@ def evaluate_model(params: Params, task_name: str, model_name: str, checkpoint: 
                 column.append(images[take].cpu())
             shown += inputs[take].shape[0]
 
-    real_features = _real_features(test_set, inception, params.evaluate.batch_size, device)
+    real_features = real_features_cached(test_set, inception, params.evaluate.batch_size, device, real_cache)
     fake_all = torch.cat(fake_features)
     kid_size = min(params.evaluate.kid_subset_size, len(fake_all), len(real_features))
+    kid, kid_std = kid_from_features(fake_all, real_features, subset_size=kid_size)
     size = task.image_size
     input_nc, _ = task.channels
     metrics: dict[str, Any] = {
@@ -80,7 +88,7 @@ def evaluate_model(params: Params, task_name: str, model_name: str, checkpoint: 
         "model": model_name,
         "sparsity": sparsity,
         "fid": fid_from_features(fake_all, real_features),
-        "kid": kid_from_features(fake_all, real_features, subset_size=kid_size),
+        "kid": kid,
         **{name: _mean(values) for name, values in scores.items()},
         "gmacs": count_gmacs(model, (1, input_nc, size, size)),
         "params_m": count_params_m(model),
@@ -88,6 +96,8 @@ def evaluate_model(params: Params, task_name: str, model_name: str, checkpoint: 
             "image_size": size,
             "samples": len(fake_all),
             "real_samples": len(real_features),
+            "kid_std": kid_std,
+            "kid_subset_size": kid_size,
             "split": "test",
             "device": str(device),
             "weights": {"fid": inception.provenance, "lpips": lpips.provenance},
@@ -100,10 +110,22 @@ def evaluate_model(params: Params, task_name: str, model_name: str, checkpoint: 
     return metrics
 
 
-def _real_features(test_set: Dataset, inception: InceptionFeatures, batch_size: int,
-                   device: torch.device) -> torch.Tensor:
-    """Inception features of the real target-domain test images (domain B for unpaired tasks)."""
-    real_set = test_set.real_targets() if hasattr(test_set, "real_targets") else test_set
-    feats = [inception.features(b["B"].to(device)) for b in DataLoader(real_set, batch_size=batch_size)]
-    return torch.cat(feats)
-
+def real_features_cached(test_set: Dataset, inception: InceptionFeatures, batch_size: int, device: torch.device,
+                         cache: Path | None) -> torch.Tensor:
+    """Inception features of the real target-domain test images (domain B for unpaired tasks), from ``cache``
+    when it was made from the same images with the same weights."""
+    real_set = test_set.real_targets()
+    digest = hashlib.sha256()
+    for batch in DataLoader(real_set, batch_size=batch_size):
+        digest.update(batch["B"].numpy().tobytes())
+    stamp = {"images_sha256": digest.hexdigest(), "weights": json.dumps(inception.provenance, sort_keys=True)}
+    if cache is not None and cache.is_file():
+        saved = torch.load(cache, map_location="cpu", weights_only=True)
+        if saved["stamp"] == stamp:
+            return saved["features"]
+        log.info("real-feature cache %s is stale (other images or weights); recomputing", cache)
+    feats = torch.cat([inception.features(b["B"].to(device)) for b in
+                       tqdm(DataLoader(real_set, batch_size=batch_size), desc="inception (real)", mininterval=2.0)])
+    if cache is not None:
+        io.torch_save({"stamp": stamp, "features": feats}, cache)
+    return feats

@@ -10,6 +10,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 
+DEFAULT_TORCH_HOME = Path(".torch")  # project-local (gitignored) home of the offline FID/LPIPS weights
+
+
 def point_name(sparsity: float) -> str:
     return f"s{sparsity:.2f}"
 
@@ -53,6 +56,11 @@ class TaskPaths:
     @property
     def report_dir(self) -> Path:
         return self.reports / self.task
+
+    @property
+    def real_features(self) -> Path:
+        """Inception features of the real test targets, shared by the evaluations of every model of the task."""
+        return self.report_dir / "fid_real_features.pt"
 
     def resume_state(self, stage: str, key: str) -> Path:
         """Resume checkpoints live outside DVC outputs (DVC deletes outs before rerunning a stage) and are keyed

@@ -155,7 +155,8 @@ def evaluate_entry(params: Params, task_name: str, model_name: str, sparsity: fl
     """Evaluate one model of a task into ``<paths.reports>/<task>/<model>/`` (default ``reports/...``)."""
     paths = paths or TaskPaths(task_name)
     return evaluate_model(params, task_name, model_name, model_checkpoint(task_name, model_name, point_dir, paths),
-                          paths.teacher, paths.report_dir / model_name, torch_home, sparsity=sparsity)
+                          paths.teacher, paths.report_dir / model_name, torch_home, sparsity=sparsity,
+                          real_cache=paths.real_features)
 
 
 def profile_entry(params: Params, task_name: str, model_name: str, point_dir: Path | None = None,

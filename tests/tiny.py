@@ -22,8 +22,8 @@ def tiny_params(root: Path, tasks: list[str] | None = None, sparsities: list[flo
                        "resnet": {"ngf": 8, "n_blocks": 2, "norm": "instance", "dropout": False},
                        "discriminator": {"ndf": 8, "n_layers": 2}}
     params["train"].update(steps=6, unpaired_steps=4, batch_size=4, checkpoint_every=2)
-    params["condense"] = {"steps": 4, "warmup_steps": 2, "checkpoint_every": 2, "sparsity_weight": 0.01}
-    params["distill"] = {"steps": 4, "checkpoint_every": 2}
+    params["condense"].update(steps=4, warmup_steps=2, checkpoint_every=2, sparsity_weight=0.01)
+    params["distill"].update(steps=4, checkpoint_every=2, feature_layers={"unet": ["down2"], "resnet": ["block1"]})
     params["sweep"] = {"sparsities": sparsities or [0.5]}
     params["evaluate"].update(batch_size=8, kid_subset_size=4, grid_rows=2)
     params["profile"] = {"devices": ["cpu-t1"], "backends": ["torch", "onnxruntime"], "batch_sizes": [1],

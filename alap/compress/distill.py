@@ -31,6 +31,7 @@ from torch.nn import functional as F
 from alap.compress.features import FeatureTap, feature_modules, make_adapters
 from alap.compress.params import DistillParams
 from alap.loop import run_steps
+from alap.models import arch_of
 from alap.losses import GANLoss
 from alap.metrics.pixel import psnr
 
@@ -114,7 +115,7 @@ def distill(
     if params.w_target > 0 and not paired:
         log.info("distill: unpaired task, the ground-truth loss (w_target) does not apply")
     teacher.eval()  # frozen: only ever run under no_grad, never optimised
-    names = list(params.feature_layers)
+    names = params.layers_for(arch_of(student)["kind"])
     adapters = make_adapters(student, teacher, names, example_input)
     student_tap = FeatureTap(feature_modules(student, names, example_input))
     teacher_tap = FeatureTap(feature_modules(teacher, names, example_input))

@@ -82,20 +82,29 @@ class DistillParams(_Strict):
     w_teacher: float = Field(10.0, ge=0, description="L1 between student and teacher outputs")
     w_target: float = Field(10.0, ge=0, description="L1 between student output and ground truth (paired tasks)")
     w_feature: float = Field(1.0, ge=0, description="L1 between adapted student features and teacher features")
-    feature_layers: list[str] = Field(
+    feature_layers: list[str] | dict[Literal["unet", "resnet"], list[str]] = Field(
         default_factory=list,
-        description='layers whose outputs are distilled, e.g. ["down2", "up3"] (U-Net) or ["block4"] (ResNet); '
-        "empty = output-only distillation",
+        description='layers whose outputs are distilled, e.g. ["down2", "up3"] (U-Net) or ["block4"] (ResNet), or '
+        'one list per generator kind ({"unet": [...], "resnet": [...]}) when tasks mix kinds; empty = output-only',
     )
     w_gan: float = Field(0.0, ge=0, description="adversarial loss with the teacher's discriminator (0 = off)")
     gan_mode: Literal["lsgan", "vanilla"] = "lsgan"
     checkpoint_every: PositiveInt = Field(250, description="resume checkpoint and validation period in steps")
 
+    def layers_for(self, kind: str) -> list[str]:
+        """The feature layers to distill for a generator of ``kind`` (``unet`` or ``resnet``)."""
+        if isinstance(self.feature_layers, dict):
+            return list(self.feature_layers.get(kind, []))  # type: ignore[call-overload]
+        return list(self.feature_layers)
+
     @model_validator(mode="after")
     def _some_loss(self) -> "DistillParams":
-        if self.w_teacher + self.w_target + self.w_feature * bool(self.feature_layers) + self.w_gan <= 0:
+        lists = self.feature_layers.values() if isinstance(self.feature_layers, dict) else [self.feature_layers]
+        for names in lists:
+            if len(set(names)) != len(names):
+                raise ValueError(f"feature_layers must be distinct, got {names}")
+        # Feature distillation counts only if some kind has layers; the per-kind check happens in distill().
+        if self.w_teacher + self.w_target + self.w_feature * any(lists) + self.w_gan <= 0:
             raise ValueError("distill needs at least one loss with a positive weight "
                              "(w_teacher, w_target, w_feature with feature_layers, w_gan)")
-        if len(set(self.feature_layers)) != len(self.feature_layers):
-            raise ValueError(f"feature_layers must be distinct, got {self.feature_layers}")
         return self

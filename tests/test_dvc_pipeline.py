@@ -1,0 +1,70 @@
+"""A tiny end-to-end `dvc repro` of the real dvc.yaml in a scratch git repo: every stage runs once, a second
+repro does nothing, a changed sweep runs only the new branch, and `dvc metrics show` reads the outputs."""
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tiny import ROOT, tiny_params, write_params
+
+DVC = str(Path(sys.executable).with_name("dvc"))
+TASKS = ["seg2face", "face2cartoon", "horse2zebra"]  # the report stage depends on every built-in task
+
+
+def run(args: list[str], cwd: Path) -> str:
+    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
+    proc = subprocess.run(args, cwd=cwd, capture_output=True, text=True, timeout=900, env=env)
+    assert proc.returncode == 0, f"{' '.join(args)} failed:\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}"
+    return proc.stdout
+
+
+@pytest.fixture(scope="module")
+def project(tmp_path_factory) -> Path:
+    repo = tmp_path_factory.mktemp("project")
+    for name in ["alap", "stages", "configs"]:
+        shutil.copytree(ROOT / name, repo / name, ignore=shutil.ignore_patterns("__pycache__"))
+    shutil.copytree(ROOT / "tests" / "data", repo / "tests" / "data")
+    shutil.copy(ROOT / "dvc.yaml", repo / "dvc.yaml")
+    params = tiny_params(repo, TASKS, sparsities=[0.5])
+    for task in params["tasks"].values():  # relative roots, as in the shipped profiles
+        task["root"] = str(Path(task["root"]).relative_to(repo))
+    write_params(repo / "params.yaml", params)
+    run(["git", "init", "-q"], repo)
+    run([DVC, "init", "-q"], repo)
+    return repo
+
+
+@pytest.mark.integration
+def test_repro_runs_every_stage_then_nothing(project):
+    out = run([DVC, "repro"], project)
+    assert "Running stage 'report'" in out
+    for task in TASKS:
+        for model in ["teacher", "condensed", "s0.5"]:
+            metrics = json.loads((project / "reports" / task / model / "metrics.json").read_text())
+            assert metrics["task"] == task and metrics["model"] == model
+            assert metrics["fid"] >= 0 and metrics["gmacs"] > 0
+        latency = json.loads((project / "reports" / task / "s0.5" / "latency.json").read_text())
+        assert "latency.cpu-t1.onnxruntime.bs1.p50_ms" in latency
+    assert (project / "reports" / "summary.csv").is_file()
+    assert (project / "reports" / "index.html").is_file()
+
+    again = run([DVC, "repro"], project)
+    assert "Running stage" not in again
+
+    shown = json.loads(run([DVC, "metrics", "show", "--json"], project))
+    assert shown, "dvc metrics show returned nothing"
+
+
+@pytest.mark.integration
+def test_adding_a_sparsity_runs_only_the_new_branch(project):
+    params = (project / "params.yaml").read_text().replace("- 0.5\n", "- 0.5\n  - 0.75\n", 1)
+    (project / "params.yaml").write_text(params)
+    out = run([DVC, "repro", "distill@seg2face-0.75"], project)
+    assert "Running stage 'prune@seg2face-0.75'" in out and "Running stage 'distill@seg2face-0.75'" in out
+    assert "Running stage 'train@" not in out and "Running stage 'condense@" not in out
+    assert "Running stage 'distill@seg2face-0.5'" not in out
