@@ -114,6 +114,40 @@ def cmd_report(args: argparse.Namespace) -> None:
     log.info("report written: %s", ", ".join(str(p) for p in written.values()))
 
 
+def cmd_import_generator(args: argparse.Namespace) -> None:
+    from alap.models import import_reference_generator
+
+    _, meta = import_reference_generator(
+        args.pth, args.out, kind=args.kind, input_nc=args.input_nc, output_nc=args.output_nc, task=args.task,
+        ngf=args.ngf, norm=args.norm, dropout=args.dropout, num_downs=args.num_downs, n_blocks=args.n_blocks)
+    log.info("imported %s as %s (%s)", args.pth, args.out, meta.get("source", ""))
+
+
+def cmd_promote(args: argparse.Namespace) -> None:
+    from alap.promote import promote
+
+    result = promote(args.task, args.device, backend=args.backend, max_p50_ms=args.max_p50_ms,
+                     max_fid_ratio=args.max_fid_ratio, max_lpips_teacher=args.max_lpips_teacher, prefer=args.prefer)
+    print(result.report())
+    if result.champion is None:
+        raise SystemExit(1)
+
+
+def cmd_storage(args: argparse.Namespace) -> None:
+    from alap import storage
+
+    if args.create_bucket:
+        created = storage.create_bucket(args.bucket, args.endpoint)
+        log.info("bucket %s %s", storage.resolve_bucket(args.bucket), "created" if created else "already exists")
+    info = storage.check_bucket(args.bucket, args.endpoint)
+    log.info("bucket ok: %s", info)
+    if args.configure_dvc:
+        url = storage.configure_dvc_remote(".", url=f"s3://{info.bucket}/dvc", endpoint=args.endpoint)
+        log.info("DVC remote 'storage' -> %s (in .dvc/config.local, default)", url)
+    command = storage.mlflow_server_command("sqlite:///mlflow-server.db", info.bucket)
+    print("MLflow server with artifacts on this bucket:\n  " + " ".join(command))
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="alap", description=__doc__.splitlines()[0])
     parser.add_argument("--params", type=Path, default=Path("params.yaml"), help="params file (default params.yaml)")
@@ -150,19 +184,61 @@ def build_parser() -> argparse.ArgumentParser:
         "--torch-home", type=Path, default=DEFAULT_TORCH_HOME)
     verb("report", cmd_report, "summary table, Pareto plots and HTML page from the evaluated models").add_argument(
         "--reports", type=Path, default=Path("reports"))
+    p = verb("import-generator", cmd_import_generator,
+             "turn a reference pix2pix/CycleGAN latest_net_G.pth into an alap checkpoint")
+    p.add_argument("pth", type=Path)
+    p.add_argument("out", type=Path)
+    p.add_argument("--kind", choices=["unet", "resnet"], required=True)
+    p.add_argument("--task", required=True, help="task name recorded in the checkpoint")
+    p.add_argument("--input-nc", type=int, default=3)
+    p.add_argument("--output-nc", type=int, default=3)
+    p.add_argument("--ngf", type=int, default=64)
+    p.add_argument("--norm", choices=["batch", "instance"], default="batch")
+    p.add_argument("--dropout", action="store_true")
+    p.add_argument("--num-downs", type=int, default=8)
+    p.add_argument("--n-blocks", type=int, default=9)
+
+    p = verb("promote", cmd_promote, "gate the registered students of a task and set the champion aliases")
+    p.add_argument("--task", required=True)
+    p.add_argument("--device", required=True, help="e.g. cpu-t2")
+    p.add_argument("--backend", default="onnxruntime", choices=["torch", "onnxruntime"])
+    p.add_argument("--max-p50-ms", type=float, default=33.0)
+    p.add_argument("--max-fid-ratio", type=float, default=1.10)
+    p.add_argument("--max-lpips-teacher", type=float, default=0.05)
+    p.add_argument("--prefer", choices=["quality", "speed"], default="quality")
+
+    p = verb("storage", cmd_storage, "check the S3 bucket (endpoint and keys from the environment) and configure "
+             "DVC and MLflow to use it")
+    p.add_argument("--bucket", help="default: $ALAP_S3_BUCKET")
+    p.add_argument("--endpoint", help="default: $AWS_ENDPOINT_URL or $ALAP_S3_ENDPOINT")
+    p.add_argument("--create-bucket", action="store_true", help="create the bucket first if it does not exist")
+    p.add_argument("--configure-dvc", action="store_true", help="make it the default DVC remote (config.local)")
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     setup_logging()
+
     args = build_parser().parse_args(argv)
     try:
         args.fn(args)
-    except (ValueError, FileNotFoundError) as exc:
-        # Bad input (params, data, checkpoints): the message names the file or key; a traceback adds nothing.
+    except Exception as exc:
+        if not _is_user_error(exc):
+            raise
         log.error("%s", exc)
         return 2
     return 0
+
+
+_USER_ERROR_CLASSES = {"WeightsError", "StorageError", "TrackingUnavailable"}
+
+
+def _is_user_error(exc: Exception) -> bool:
+    """Bad input (params, data, checkpoints) or an unreachable service: the message names the file, key or
+    endpoint, so a traceback adds nothing. Matched by name so that the CLI need not import mlflow/boto3."""
+    if isinstance(exc, (ValueError, FileNotFoundError)):
+        return True
+    return any(c.__name__ in _USER_ERROR_CLASSES and c.__module__.startswith("alap.") for c in type(exc).__mro__)
 
 
 if __name__ == "__main__":

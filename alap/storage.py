@@ -33,7 +33,7 @@ from botocore.exceptions import (
 
 BUCKET_ENV = "ALAP_S3_BUCKET"
 ENDPOINT_ENVS = ("AWS_ENDPOINT_URL", "ALAP_S3_ENDPOINT")
-CREATE_HINT = "create it with `alap storage --create-bucket {bucket}` (alap.storage.create_bucket)"
+CREATE_HINT = "create it with `alap storage --bucket {bucket} --create-bucket` (alap.storage.create_bucket)"
 
 _UNREACHABLE = (EndpointConnectionError, ConnectTimeoutError, ReadTimeoutError, ConnectionClosedError)
 _CREDENTIAL_CODES = {"403", "AccessDenied", "InvalidAccessKeyId", "SignatureDoesNotMatch", "Forbidden"}
