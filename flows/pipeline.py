@@ -1,0 +1,83 @@
+"""The ``alap-pipeline`` flow: ``dvc repro`` stage group by stage group, then the summary and MLflow.
+
+DVC decides what is stale (no Prefect caching, see flows/tasks.py); Prefect adds retries for transient
+failures, one place to watch the run, a table artifact of reports/summary.csv and the MLflow logging of every
+model (alap.track_pipeline). The params are validated before the first stage, so a bad params.yaml fails at
+once instead of being retried.
+
+    python -m flows.pipeline                # every stage group of dvc.yaml
+    python -m flows.pipeline --stages data train
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+from typing import Sequence
+
+from prefect import flow, get_run_logger, task
+from prefect.artifacts import create_table_artifact
+from prefect.cache_policies import NO_CACHE
+
+from alap.config import Params, load_params
+from alap.track_pipeline import log_pipeline_outputs, summary_rows
+from flows.tasks import dvc_repro
+
+# dvc.yaml's stage groups in dependency order; `dvc repro <group>` runs every member that is stale.
+STAGES = ("data", "train", "weights", "condense", "prune", "distill", "evaluate-base", "evaluate",
+          "profile-teacher", "profile", "report")
+REPORT_STAGE = "report"
+SUMMARY_ARTIFACT = "alap-summary"
+
+
+@task(name="publish-summary", cache_policy=NO_CACHE)
+def publish_summary(project_dir: str) -> int:
+    """reports/summary.csv as a Prefect table artifact (key ``alap-summary``); returns its row count."""
+    rows = summary_rows(Path(project_dir) / "reports")
+    create_table_artifact(rows, key=SUMMARY_ARTIFACT, description="reports/summary.csv of the latest pipeline run")
+    return len(rows)
+
+
+@task(name="log-to-mlflow", cache_policy=NO_CACHE)
+def log_outputs(params: Params, project_dir: str, params_file: str) -> dict:
+    logged = log_pipeline_outputs(params, Path(project_dir), Path(params_file))
+    return {task_name: {"parent_id": entry["parent_id"], "children": len(entry["children"])}
+            for task_name, entry in logged.items()}
+
+
+@flow(name="alap-pipeline")
+def pipeline(params_path: str = "params.yaml", project_dir: str = ".", stages: list[str] | None = None,
+             track: bool = True) -> dict:
+    """Reproduce ``stages`` (default: all of :data:`STAGES`, in order) in the DVC project ``project_dir``.
+
+    When the report stage ran, its summary becomes a table artifact and (``track``) every model is logged to
+    MLflow under one parent run per task.
+    """
+    logger = get_run_logger()
+    project = Path(project_dir).resolve()
+    params_file = project / params_path
+    params = load_params(params_file)  # ParamsError: fail before any stage, never retried
+    order = list(stages or STAGES)
+    for stage in order:
+        dvc_repro(stage, str(project))
+    outcome: dict = {"stages": order}
+    if REPORT_STAGE in order:
+        outcome["summary_rows"] = publish_summary(str(project))
+        if track:
+            outcome["mlflow"] = log_outputs(params, str(project), str(params_file))
+    logger.info("pipeline done: %s", outcome)
+    return outcome
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description="Run the alap pipeline flow once.")
+    parser.add_argument("--params", default="params.yaml")
+    parser.add_argument("--project-dir", default=".")
+    parser.add_argument("--stages", nargs="+", help=f"stage groups in order (default: {' '.join(STAGES)})")
+    parser.add_argument("--no-track", action="store_true", help="skip MLflow logging")
+    args = parser.parse_args(argv)
+    pipeline(params_path=args.params, project_dir=args.project_dir, stages=args.stages, track=not args.no_track)
+
+
+if __name__ == "__main__":
+    main()

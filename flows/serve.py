@@ -1,0 +1,66 @@
+"""Serve alap's deployments so they run on schedule and show in the Prefect UI.
+
+    prefect server start                                   # terminal 1: API and UI on http://127.0.0.1:4200
+    prefect config set PREFECT_API_URL=http://127.0.0.1:4200/api
+    python -m flows.serve                                  # terminal 2: serves the deployments below
+
+Deployments: ``nightly-sweep`` (the sweep at 02:00), ``nightly-promote`` (promotion at 06:00, after the sweep
+has registered its students) and ``pipeline`` (no schedule; run it from the UI or
+``prefect deployment run alap-pipeline/pipeline``). Cron times, time zone and the promotion gates are options.
+"""
+
+from __future__ import annotations
+
+import argparse
+from typing import Sequence
+
+from prefect import serve
+from prefect.deployments.runner import RunnerDeployment
+from prefect.schedules import Cron
+
+from flows.pipeline import pipeline
+from flows.promote import promote_flow
+from flows.sweep import sweep
+
+SWEEP_CRON = "0 2 * * *"
+PROMOTE_CRON = "0 6 * * *"
+
+
+def build_deployments(sweep_cron: str = SWEEP_CRON, promote_cron: str = PROMOTE_CRON, timezone: str = "UTC",
+                      params_path: str = "params.yaml", out_root: str = "sweeps/nightly", device: str = "cpu-t2",
+                      max_p50_ms: float = 33.0, dask_address: str | None = None) -> list[RunnerDeployment]:
+    """The three deployments, with their schedules and default parameters (overridable per run in the UI)."""
+    sweep_params = {"params_path": params_path, "out_root": out_root, "name": "nightly-sweep"}
+    if dask_address:
+        sweep_params["dask_address"] = dask_address
+    return [
+        sweep.to_deployment(name="nightly-sweep", schedules=[Cron(sweep_cron, timezone=timezone)],
+                            parameters=sweep_params, tags=["alap", "sweep"],
+                            description="Nightly sparsity sweep; students registered as alap-<task>."),
+        promote_flow.to_deployment(name="nightly-promote", schedules=[Cron(promote_cron, timezone=timezone)],
+                                   parameters={"params_path": params_path, "device": device,
+                                               "max_p50_ms": max_p50_ms},
+                                   tags=["alap", "promote"],
+                                   description="Aliases the best gated student champion / <device>-champion."),
+        pipeline.to_deployment(name="pipeline", parameters={"params_path": params_path}, tags=["alap", "pipeline"],
+                               description="dvc repro stage by stage, summary artifact, MLflow logging."),
+    ]
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description="Serve the alap deployments (runs until interrupted).")
+    parser.add_argument("--sweep-cron", default=SWEEP_CRON)
+    parser.add_argument("--promote-cron", default=PROMOTE_CRON)
+    parser.add_argument("--timezone", default="UTC")
+    parser.add_argument("--params", default="params.yaml")
+    parser.add_argument("--out-root", default="sweeps/nightly")
+    parser.add_argument("--device", default="cpu-t2", help="device whose latency gates promotion")
+    parser.add_argument("--max-p50-ms", type=float, default=33.0)
+    parser.add_argument("--dask-address", help="run sweep points on this Dask scheduler")
+    args = parser.parse_args(argv)
+    serve(*build_deployments(args.sweep_cron, args.promote_cron, args.timezone, args.params, args.out_root,
+                             args.device, args.max_p50_ms, args.dask_address))
+
+
+if __name__ == "__main__":
+    main()

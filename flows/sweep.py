@@ -1,0 +1,251 @@
+"""The ``alap-sweep`` flow: one teacher per task, one condensed network per (task, sparsity weight), and the
+sparsity points fanned out over a task runner (threads by default, Dask for a cluster).
+
+Every point works in its own directory, ``<out_root>/<task>/w<weight>/models/<task>/s<sparsity>/`` (reports
+beside it under ``.../reports/``), by calling alap's step functions directly: parallel points never share a
+file, and no DVC workspace lock is involved. Latency is measured after the fan-out, one model at a time, so
+no point is timed while others compete for the same cores. MLflow gets one parent run per task (experiment
+``alap-<task>``), a ``teacher`` child (promotion's fid reference) and one child per point with the point's
+resolved params (also as a ``params.yaml`` snapshot that reproduces it with ``dvc repro``); students are
+registered as ``alap-<task>``.
+
+    python -m flows.sweep --sparsities 0.5 0.75 --weights 1e-3 3e-3 --dask-workers 2
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Sequence
+
+import yaml
+from prefect import flow, get_run_logger
+from prefect.task_runners import TaskRunner, ThreadPoolTaskRunner
+from pydantic import ValidationError
+
+from alap import io
+from alap.config import Params, ParamsError, load_params
+from alap.metrics.weights import DEFAULT_TORCH_HOME
+from alap.paths import TaskPaths, point_name
+from alap.report.tables import TEACHER
+from alap.track_pipeline import ModelOutputs, experiment_name, input_example, log_model
+from alap.tracking import Tracker, git_commit, pipeline_key, provenance_tags
+from flows.tasks import (
+    compress_point_task,
+    condense_run_task,
+    evaluate_task,
+    prepare_data_task,
+    profile_task,
+    train_teacher_task,
+)
+
+PARAMS_SNAPSHOT = "params.yaml"
+
+
+def layout(root: Path, task_name: str) -> TaskPaths:
+    """A self-contained models/reports/state tree under ``root`` for one task."""
+    return TaskPaths(task_name, models=root / "models", reports=root / "reports", state=root / "state")
+
+
+@dataclass(frozen=True)
+class SweepPoint:
+    """One (task, sparsity weight, sparsity) point: the params that reproduce it and where it writes."""
+
+    task: str
+    weight: float
+    sparsity: float
+    params: Params
+    paths: TaskPaths
+
+    @property
+    def name(self) -> str:
+        """Run and task name, unique within a task's sweep (``w0.001-s0.50``)."""
+        return f"w{self.weight:g}-{point_name(self.sparsity)}"
+
+    @property
+    def point_dir(self) -> Path:
+        return self.paths.point_dir(self.sparsity)
+
+
+@dataclass(frozen=True)
+class SweepGrid:
+    """The resolved grid: per task the teacher's params and layout; per (task, weight) a condense run; points."""
+
+    base: Params
+    teachers: dict[str, tuple[Params, TaskPaths]]
+    runs: dict[tuple[str, float], tuple[Params, TaskPaths]]
+    points: list[SweepPoint]
+
+
+def _resolved(base: Params, what: str, **updates: Any) -> Params:
+    """``base`` with section keys replaced (``condense={"sparsity_weight": w}``), validated like params.yaml."""
+    raw = base.model_dump(mode="json")
+    for section, value in updates.items():
+        raw[section] = {**raw[section], **value} if isinstance(value, dict) else value
+    try:
+        return Params.model_validate(raw)
+    except ValidationError as exc:
+        problems = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())
+        raise ParamsError(f"sweep parameters for {what} are invalid: {problems}") from None
+
+
+def resolve_grid(base: Params, out_root: Path, tasks: Sequence[str] | None = None,
+                 sparsities: Sequence[float] | None = None, sparsity_weights: Sequence[float] | None = None,
+                 devices: Sequence[str] | None = None) -> SweepGrid:
+    """Expand the sweep parameters (defaults: params.yaml's run_tasks, sweep.sparsities, condense weight,
+    profile devices) into validated per-point params; bad values raise ParamsError before any work starts."""
+    tasks = list(tasks or base.run_tasks)
+    sparsities = list(sparsities or base.sweep.sparsities)
+    weights = list(sparsity_weights or [base.condense.sparsity_weight])
+    if len(set(weights)) != len(weights):
+        raise ParamsError(f"sparsity_weights must be distinct, got {weights}")
+    profile = {"devices": list(devices)} if devices else {}
+    teachers, runs, points = {}, {}, []
+    for task_name in tasks:
+        task_root = out_root / task_name
+        teacher_params = _resolved(base, f"task {task_name}", run_tasks=[task_name], profile=profile,
+                                   sweep={"sparsities": sparsities})
+        teachers[task_name] = (teacher_params, layout(task_root / TEACHER, task_name))
+        for weight in weights:
+            run_params = _resolved(teacher_params, f"{task_name} w={weight:g}", condense={"sparsity_weight": weight})
+            paths = layout(task_root / f"w{weight:g}", task_name)
+            runs[(task_name, weight)] = (run_params, paths)
+            for sparsity in sparsities:
+                point_params = _resolved(run_params, f"{task_name} w={weight:g} s={sparsity:g}",
+                                         sweep={"sparsities": [sparsity]})
+                points.append(SweepPoint(task_name, weight, sparsity, point_params, paths))
+    return SweepGrid(base, teachers, runs, points)
+
+
+def task_runner(dask_address: str | None = None, dask_workers: int | None = None, dask_processes: bool = True,
+                max_threads: int | None = None) -> TaskRunner:
+    """Threads by default; a Dask scheduler when an address is given; a local Dask cluster of ``dask_workers``
+    single-threaded workers (processes unless ``dask_processes`` is false) when asked for."""
+    if dask_address and dask_workers:
+        raise ValueError("give either dask_address (an existing cluster) or dask_workers (a local one), not both")
+    if dask_address or dask_workers:
+        from prefect_dask import DaskTaskRunner
+
+        if dask_address:
+            return DaskTaskRunner(address=dask_address)
+        if dask_workers < 1:
+            raise ValueError(f"dask_workers must be >= 1, got {dask_workers}")
+        return DaskTaskRunner(cluster_class="distributed.LocalCluster",
+                              cluster_kwargs={"n_workers": dask_workers, "threads_per_worker": 1,
+                                              "processes": dask_processes, "dashboard_address": None})
+    return ThreadPoolTaskRunner(max_workers=max_threads)
+
+
+def write_snapshot(params: Params, path: Path) -> Path:
+    """The params a point ran with, as a params.yaml that ``dvc repro`` (or ``alap --params``) accepts."""
+    io.write_text(path, yaml.safe_dump(params.model_dump(mode="json"), sort_keys=False))
+    return path
+
+
+@flow(name="alap-sweep-grid")
+def sweep_grid(tasks: list[str] | None = None, sparsities: list[float] | None = None,
+               sparsity_weights: list[float] | None = None, devices: list[str] | None = None,
+               params_path: str = "params.yaml", out_root: str = "sweeps/latest",
+               torch_home: str = str(DEFAULT_TORCH_HOME), name: str = "sweep", project_dir: str = ".",
+               track: bool = True) -> list[dict]:
+    """The sweep's work on whatever task runner this flow was given (see :func:`sweep`)."""
+    logger = get_run_logger()
+    root = Path(out_root).resolve()
+    grid = resolve_grid(load_params(params_path), root, tasks, sparsities, sparsity_weights, devices)
+    teacher_done, teacher_evals = {}, {}
+    for task_name, (params, paths) in grid.teachers.items():
+        data = prepare_data_task.submit(params, task_name)
+        teacher_done[task_name] = train_teacher_task.submit(params, task_name, paths, wait_for=[data])
+        teacher_evals[task_name] = evaluate_task.submit(params, task_name, TEACHER, paths, torch_home,
+                                                        wait_for=[teacher_done[task_name]])
+    condensed = {key: condense_run_task.submit(params, key[0], grid.teachers[key[0]][1], paths,
+                                               wait_for=[teacher_done[key[0]]])
+                 for key, (params, paths) in grid.runs.items()}
+    for point in grid.points:
+        write_snapshot(point.params, point.point_dir / PARAMS_SNAPSHOT)
+    futures = [compress_point_task.submit(p.params, p.task, p.sparsity, p.paths, torch_home, p.name,
+                                          wait_for=[condensed[(p.task, p.weight)]]) for p in grid.points]
+    results = [f.result() for f in futures]
+    for future in teacher_evals.values():
+        future.result()
+    logger.info("all %d points compressed and evaluated; profiling one model at a time", len(results))
+
+    for task_name, (params, paths) in grid.teachers.items():
+        profile_task(params, task_name, TEACHER, paths)
+    for point, result in zip(grid.points, results):
+        result["latency"] = profile_task(point.params, point.task, point.point_dir.name, point.paths,
+                                         str(point.point_dir))
+    if track:
+        _track(grid, results, name, root, Path(project_dir))
+    return results
+
+
+def _track(grid: SweepGrid, results: list[dict], name: str, root: Path, project_dir: Path) -> None:
+    """One parent per task, the teacher and every point as children, students registered."""
+    tracker = Tracker.connect(project_dir)
+    commit = git_commit(project_dir)
+    grid_id = {"out_root": str(root), "points": [[p.task, p.weight, p.sparsity] for p in grid.points]}
+    for task_name, (params, paths) in grid.teachers.items():
+        key = pipeline_key({"sweep": name, "grid": grid_id, "params": params.model_dump(mode="json")}, commit)
+        parent = tracker.parent_run(experiment_name(task_name), name, key,
+                                    tags={"alap.task": task_name, "alap.sweep": name, **provenance_tags(project_dir)})
+        teacher = ModelOutputs(task_name, TEACHER, paths.report_dir / TEACHER, paths.teacher)
+        log_model(tracker, parent, TEACHER, teacher, params.model_dump(mode="json"))
+        example = input_example(params, task_name)
+        for point, result in zip(grid.points, results):
+            if point.task != task_name:
+                continue
+            outputs = ModelOutputs(task_name, point.point_dir.name, Path(result["report_dir"]),
+                                   point.point_dir / "student.pt")
+            extra = [point.point_dir / PARAMS_SNAPSHOT, point.point_dir / "prune_report.json",
+                     point.point_dir / "distill_report.json"]
+            timing = {"alap.point.started": f"{result['started']:.3f}", "alap.point.ended": f"{result['ended']:.3f}",
+                      "alap.point.worker": result["worker"], "alap.point.dir": str(point.point_dir)}
+            logged = log_model(tracker, parent, point.name, outputs, point.params.model_dump(mode="json"),
+                               example, extra, timing)
+            result.update(run_id=logged["run_id"], version=logged.get("version"))
+        tracker.finish_run(parent)
+
+
+@flow(name="alap-sweep")
+def sweep(tasks: list[str] | None = None, sparsities: list[float] | None = None,
+          sparsity_weights: list[float] | None = None, devices: list[str] | None = None,
+          params_path: str = "params.yaml", out_root: str = "sweeps/latest", torch_home: str = str(DEFAULT_TORCH_HOME),
+          name: str = "sweep", project_dir: str = ".", track: bool = True, dask_address: str | None = None,
+          dask_workers: int | None = None, dask_processes: bool = True, max_threads: int | None = None) -> list[dict]:
+    """Sweep tasks x sparsity weights x sparsities from the base params; returns one summary per point.
+
+    Params are validated (and the grid resolved) before any work, so a bad value fails at once; the work then
+    runs as the subflow ``alap-sweep-grid`` on the chosen task runner.
+    """
+    resolve_grid(load_params(params_path), Path(out_root).resolve(), tasks, sparsities, sparsity_weights, devices)
+    runner = task_runner(dask_address, dask_workers, dask_processes, max_threads)
+    return sweep_grid.with_options(task_runner=runner)(
+        tasks=tasks, sparsities=sparsities, sparsity_weights=sparsity_weights, devices=devices,
+        params_path=params_path, out_root=out_root, torch_home=torch_home, name=name, project_dir=project_dir,
+        track=track,
+    )
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description="Run the alap sweep flow once.")
+    parser.add_argument("--params", default="params.yaml")
+    parser.add_argument("--tasks", nargs="+")
+    parser.add_argument("--sparsities", nargs="+", type=float)
+    parser.add_argument("--weights", nargs="+", type=float, help="condense sparsity weights")
+    parser.add_argument("--devices", nargs="+", help="profile devices, e.g. cpu-t1 cpu-t2 cuda0")
+    parser.add_argument("--out-root", default="sweeps/latest")
+    parser.add_argument("--name", default="sweep")
+    parser.add_argument("--dask-address")
+    parser.add_argument("--dask-workers", type=int)
+    args = parser.parse_args(argv)
+    results = sweep(tasks=args.tasks, sparsities=args.sparsities, sparsity_weights=args.weights,
+                    devices=args.devices, params_path=args.params, out_root=args.out_root, name=args.name,
+                    dask_address=args.dask_address, dask_workers=args.dask_workers)
+    print(json.dumps([{k: r[k] for k in ("name", "point_dir", "fid")} for r in results], indent=2))
+
+
+if __name__ == "__main__":
+    main()

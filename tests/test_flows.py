@@ -1,0 +1,256 @@
+"""Prefect flows against a temporary Prefect server and an embedded MLflow store: tiny sweeps on threads and
+on a 2-worker Dask cluster, promotion, the DVC pipeline's fail-fast and retry behaviour, and the deployments."""
+
+from __future__ import annotations
+
+import os
+import socket
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+REPO = Path(__file__).resolve().parents[1]
+# flows/ is not an installed package (pyproject installs alap* only); `python -m pytest` from the repo root has it
+# on sys.path, a bare `pytest` does not.
+if str(REPO) not in sys.path:
+    sys.path.insert(0, str(REPO))
+
+from alap.config import ParamsError, load_params  # noqa: E402
+from alap.metrics.weights import provision_weights  # noqa: E402
+from alap.tracking import Tracker, registered_model_name  # noqa: E402
+from flows.tasks import StageFailed  # noqa: E402
+from tiny import tiny_params, write_params  # noqa: E402
+
+pytestmark = pytest.mark.integration
+
+TASK = "seg2face"
+SPARSITIES = [0.5, 0.75]
+WEIGHT = 0.002
+P50 = "latency.cpu-t1.onnxruntime.bs1.p50_ms"
+
+
+@pytest.fixture(scope="module")
+def harness():
+    from prefect.testing.utilities import prefect_test_harness
+
+    with prefect_test_harness():
+        yield
+
+
+@pytest.fixture(scope="module")
+def workdir(tmp_path_factory) -> Path:
+    return tmp_path_factory.mktemp("flows")
+
+
+@pytest.fixture(scope="module")
+def params_file(workdir: Path) -> Path:
+    params = tiny_params(workdir, [TASK], SPARSITIES)
+    params["data"].update(n_val=4, n_test=4)  # evaluation (Inception on CPU) dominates: fewest images that work
+    params["condense"]["sparsity_weight"] = WEIGHT
+    return write_params(workdir / "params.yaml", params)
+
+
+@pytest.fixture(scope="module")
+def torch_home(workdir: Path) -> Path:
+    """FID/LPIPS weights: the project's provisioned copy when present, else converted into a temp torch home."""
+    project_home = REPO / ".torch"
+    if (project_home / "weights.json").is_file():
+        return project_home
+    home = workdir / "torch"
+    provision_weights(home)
+    return home
+
+
+@pytest.fixture(scope="module")
+def mlflow_store(workdir: Path):
+    """An embedded MLflow store in the test's temp dir for the whole module."""
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{workdir / 'mlflow.db'}")
+        for name in ("MLFLOW_REGISTRY_URI", "ALAP_PARENT_RUN_ID"):
+            mp.delenv(name, raising=False)
+        yield Tracker.connect(workdir)
+
+
+def run_sweep(name: str, workdir: Path, params_file: Path, torch_home: Path, **runner) -> list[dict]:
+    from flows.sweep import sweep
+
+    return sweep(tasks=[TASK], sparsities=SPARSITIES, params_path=str(params_file), out_root=str(workdir / name),
+                 torch_home=str(torch_home), name=name, project_dir=str(workdir), **runner)
+
+
+@pytest.fixture(scope="module")
+def thread_sweep(harness, mlflow_store, workdir, params_file, torch_home) -> list[dict]:
+    return run_sweep("threads", workdir, params_file, torch_home)
+
+
+def sweep_runs(tracker: Tracker, sweep_name: str):
+    """The sweep's parent run (found by its tag) and its children by name."""
+    experiment = tracker.client.get_experiment_by_name(f"alap-{TASK}")
+    parents = tracker.client.search_runs([experiment.experiment_id], f"tags.`alap.sweep` = '{sweep_name}'")
+    assert len(parents) == 1, [p.info.run_name for p in parents]
+    children = {r.name: r for r in tracker.child_runs(parents[0].info.run_id)}
+    return parents[0], children
+
+
+def check_sweep(results: list[dict], tracker: Tracker, sweep_name: str, workdir: Path) -> None:
+    """Both points in their own directories with every output, and MLflow holding parent + teacher + points."""
+    assert sorted(r["sparsity"] for r in results) == SPARSITIES
+    point_dirs = {Path(r["point_dir"]) for r in results}
+    report_dirs = {Path(r["report_dir"]) for r in results}
+    assert len(point_dirs) == 2 and len(report_dirs) == 2
+    for result in results:
+        point_dir, report_dir = Path(result["point_dir"]), Path(result["report_dir"])
+        assert point_dir.is_relative_to(workdir / sweep_name / TASK / f"w{WEIGHT:g}")
+        for name in ("pruned.pt", "student.pt", "prune_report.json", "distill_report.json", "params.yaml"):
+            assert (point_dir / name).is_file(), point_dir / name
+        for name in ("metrics.json", "latency.json", "grid.png", "model.onnx"):
+            assert (report_dir / name).is_file(), report_dir / name
+        snapshot = load_params(point_dir / "params.yaml")  # reproduces the point: valid params, this point only
+        assert snapshot.sweep.sparsities == [result["sparsity"]]
+        assert snapshot.condense.sparsity_weight == WEIGHT and snapshot.run_tasks == [TASK]
+        assert result["latency"][P50] > 0
+
+    parent, children = sweep_runs(tracker, sweep_name)
+    names = {f"w{WEIGHT:g}-s{s:.2f}" for s in SPARSITIES}
+    assert set(children) == {"teacher", *names}
+    assert "fid" in children["teacher"].metrics
+    for name in names:
+        run = children[name]
+        assert run.parent_id == parent.info.run_id
+        assert {"fid", "lpips", "lpips_teacher", "gmacs", P50} <= set(run.metrics)
+        assert run.params["condense.sparsity_weight"] == str(WEIGHT)
+        artifacts = {a.path for a in tracker.client.list_artifacts(run.run_id)}
+        assert {"params.yaml", "metrics.json", "grid.png", "model.onnx"} <= artifacts
+    versions = [v for v in tracker.model_versions(registered_model_name(TASK)) if v.run_id in
+                {children[n].run_id for n in names}]
+    assert len(versions) == 2
+
+
+def point_runs(tracker: Tracker, sweep_name: str) -> list:
+    _, children = sweep_runs(tracker, sweep_name)
+    return [run for name, run in children.items() if name != "teacher"]
+
+
+def overlapping(runs) -> bool:
+    """Whether the two points' recorded [started, ended] intervals intersect, i.e. they ran concurrently."""
+    (a0, a1), (b0, b1) = [(float(r.tags["alap.point.started"]), float(r.tags["alap.point.ended"])) for r in runs]
+    return a0 < b1 and b0 < a1
+
+
+def completed_point_runs(sweep_name: str) -> set[str]:
+    """Names of the Completed compress-point task runs the Prefect server holds for the sweep ``sweep_name``."""
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import FlowFilter, FlowFilterName, FlowRunFilter, FlowRunFilterId
+
+    with get_client(sync_client=True) as client:
+        grids = client.read_flow_runs(flow_filter=FlowFilter(name=FlowFilterName(any_=["alap-sweep-grid"])))
+        ids = [run.id for run in grids if run.parameters.get("name") == sweep_name]
+        runs = client.read_task_runs(flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=ids)))
+    return {run.name for run in runs if run.task_key.startswith("compress_point") and run.state.is_completed()}
+
+
+def test_sweep_on_threads(thread_sweep, mlflow_store, workdir):
+    check_sweep(thread_sweep, mlflow_store, "threads", workdir)
+    runs = point_runs(mlflow_store, "threads")
+    assert overlapping(runs)
+    assert {r.tags["alap.point.worker"] for r in runs} == {f"{socket.gethostname()}:{os.getpid()}"}
+
+
+def test_sweep_on_dask_local_cluster(harness, mlflow_store, workdir, params_file, torch_home):
+    results = run_sweep("dask", workdir, params_file, torch_home, dask_workers=2)
+    check_sweep(results, mlflow_store, "dask", workdir)
+    runs = point_runs(mlflow_store, "dask")
+    assert overlapping(runs)
+    workers = {r.tags["alap.point.worker"] for r in runs}
+    assert len(workers) == 2 and f"{socket.gethostname()}:{os.getpid()}" not in workers  # two worker processes
+    names = {r["name"] for r in results}
+    assert completed_point_runs("dask") == names  # the workers reported to this Prefect server
+
+
+def test_sweep_rejects_bad_grid_before_work(harness, workdir, params_file):
+    from flows.sweep import sweep
+
+    out_root = workdir / "bad"
+    with pytest.raises(ParamsError, match="sparsit"):
+        sweep(tasks=[TASK], sparsities=[0.5, 1.5], params_path=str(params_file), out_root=str(out_root))
+    with pytest.raises(ParamsError, match="run_tasks"):
+        sweep(tasks=["nope"], params_path=str(params_file), out_root=str(out_root))
+    with pytest.raises(ParamsError, match="distinct"):
+        sweep(tasks=[TASK], sparsity_weights=[0.1, 0.1], params_path=str(params_file), out_root=str(out_root))
+    assert not out_root.exists()
+
+
+def test_promote_flow_gates(thread_sweep, mlflow_store, workdir, params_file):
+    from flows.promote import promote_flow
+
+    strict = promote_flow(tasks=[TASK], device="cpu-t1", max_p50_ms=1e-6, params_path=str(params_file),
+                          project_dir=str(workdir))
+    assert strict[TASK]["champion"] is None and strict[TASK]["passed"] == []
+    loose = promote_flow(tasks=[TASK], device="cpu-t1", max_p50_ms=1e6, max_fid_ratio=1e6, max_lpips_teacher=1e6,
+                         prefer="speed", params_path=str(params_file), project_dir=str(workdir))
+    champion = loose[TASK]["champion"]
+    assert champion is not None
+    model = registered_model_name(TASK)
+    assert mlflow_store.alias_version(model, "champion") == champion
+    assert mlflow_store.alias_version(model, "cpu-t1-champion") == champion
+
+
+def dvc_project(root: Path, params_file: Path, stage_cmds: dict[str, str]) -> Path:
+    """A DVC project (no git) with valid params and stages running the given commands."""
+    import subprocess
+
+    from flows.tasks import dvc_executable
+
+    root.mkdir()
+    subprocess.run([str(dvc_executable()), "init", "--no-scm", "-q"], cwd=root, check=True)
+    (root / "params.yaml").write_text(params_file.read_text())
+    (root / "dvc.yaml").write_text(yaml.safe_dump({"stages": {name: {"cmd": cmd} for name, cmd in stage_cmds.items()}}))
+    return root
+
+
+def test_pipeline_retries_transient_failures_not_bad_input(harness, workdir, params_file):
+    from flows.pipeline import pipeline
+
+    py = sys.executable
+    flaky = ("import pathlib, sys; p = pathlib.Path('attempts'); n = int(p.read_text()) if p.exists() else 0; "
+             "p.write_text(str(n + 1)); sys.exit(1 if n == 0 else 0)")
+    bad = "import pathlib, sys; p = pathlib.Path('bad_attempts'); p.write_text(p.read_text() + 'x' if p.exists() else 'x'); sys.exit(2)"
+    project = dvc_project(workdir / "dvcproj", params_file, {"flaky": f'{py} -c "{flaky}"', "bad": f'{py} -c "{bad}"'})
+
+    outcome = pipeline(params_path="params.yaml", project_dir=str(project), stages=["flaky"], track=False)
+    assert outcome["stages"] == ["flaky"]
+    assert (project / "attempts").read_text() == "2"  # failed once, retried once
+    with pytest.raises(StageFailed, match="exited with 2") as failure:
+        pipeline(params_path="params.yaml", project_dir=str(project), stages=["bad"], track=False)
+    assert failure.value.command_exit == 2
+    assert (project / "bad_attempts").read_text() == "x"  # bad input is not retried
+
+
+def test_pipeline_validates_params_before_any_stage(harness, workdir, params_file):
+    from flows.pipeline import pipeline
+
+    project = workdir / "badparams"
+    project.mkdir()
+    raw = yaml.safe_load(params_file.read_text())
+    raw["train"]["steps"] = -1
+    (project / "params.yaml").write_text(yaml.safe_dump(raw))
+    with pytest.raises(ParamsError, match="train.steps"):
+        pipeline(params_path="params.yaml", project_dir=str(project))  # no dvc project here: no stage ever ran
+
+
+def test_serve_builds_scheduled_deployments():
+    from flows.serve import build_deployments
+
+    deployments = {d.name: d for d in build_deployments("30 1 * * *", "15 5 * * 1-5", timezone="Europe/Berlin",
+                                                        params_path="configs/demo.yaml", device="cpu-t1")}
+    assert set(deployments) == {"nightly-sweep", "nightly-promote", "pipeline"}
+    sweep, promote, pipeline = deployments["nightly-sweep"], deployments["nightly-promote"], deployments["pipeline"]
+    assert [(s.schedule.cron, s.schedule.timezone) for s in sweep.schedules] == [("30 1 * * *", "Europe/Berlin")]
+    assert [s.schedule.cron for s in promote.schedules] == ["15 5 * * 1-5"]
+    assert pipeline.schedules == []
+    assert (sweep.flow_name, promote.flow_name, pipeline.flow_name) == ("alap-sweep", "alap-promote", "alap-pipeline")
+    assert sweep.entrypoint == "flows/sweep.py:sweep"
+    assert sweep.parameters["params_path"] == "configs/demo.yaml"
+    assert promote.parameters["device"] == "cpu-t1"
