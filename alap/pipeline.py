@@ -19,7 +19,6 @@ from alap.data.batches import endless_batches, to_device
 from alap.data.synthetic import generate_task
 from alap.device import resolve_device
 from alap.evaluate import evaluate_model
-from alap.metrics.cost import count_gmacs
 from alap.models import arch_of, load_checkpoint, save_checkpoint
 from alap.objectives import make_objective
 from alap.paths import TaskPaths
@@ -171,8 +170,7 @@ def profile_entry(params: Params, task_name: str, model_name: str, point_dir: Pa
     p = params.profile
     out_dir = paths.report_dir / model_name
     result = profile_model(model, shape, p.devices, p.backends, p.batch_sizes, onnx_dir=out_dir,
-                           warmup=p.warmup, min_repeats=p.min_repeats, min_seconds=p.min_seconds,
-                           gmacs=count_gmacs(model, (1, *shape)), name="model")
+                           warmup=p.warmup, min_repeats=p.min_repeats, min_seconds=p.min_seconds, name="model")
     peaks = {f"{r['device']}.{r['backend']}": r["peak_gflops"] for r in result["records"]}
     io.write_json(out_dir / "latency.json", {**result["metrics"], "records": result["records"],
                                              "peak_gflops": peaks, "skipped": result["skipped"],

@@ -1,5 +1,9 @@
-"""A tiny end-to-end `dvc repro` of the real dvc.yaml in a scratch git repo: every stage runs once, a second
-repro does nothing, a changed sweep runs only the new branch, and `dvc metrics show` reads the outputs."""
+"""Tiny `dvc repro` runs of the real dvc.yaml in a scratch git repo.
+
+The default suite reproduces one task's compression branch (data -> train -> condense -> prune -> distill), checks
+that a second repro does nothing and that a new sparsity runs only its own branch. The whole pipeline (every task,
+evaluate, profile, report, `dvc metrics show`) runs in the slow suite: ~35 stage processes take minutes here.
+"""
 
 import json
 import os
@@ -14,6 +18,7 @@ from tiny import ROOT, tiny_params, write_params
 
 DVC = str(Path(sys.executable).with_name("dvc"))
 TASKS = ["seg2face", "face2cartoon", "horse2zebra"]  # the report stage depends on every built-in task
+BRANCH = "distill@seg2face-0.5"
 
 
 def run(args: list[str], cwd: Path) -> str:
@@ -40,31 +45,39 @@ def project(tmp_path_factory) -> Path:
 
 
 @pytest.mark.integration
-def test_repro_runs_every_stage_then_nothing(project):
-    out = run([DVC, "repro"], project)
-    assert "Running stage 'report'" in out
-    for task in TASKS:
-        for model in ["teacher", "condensed", "s0.5"]:
-            metrics = json.loads((project / "reports" / task / model / "metrics.json").read_text())
-            assert metrics["task"] == task and metrics["model"] == model
-            assert metrics["fid"] >= 0 and metrics["gmacs"] > 0
-        latency = json.loads((project / "reports" / task / "s0.5" / "latency.json").read_text())
-        assert "latency.cpu-t1.onnxruntime.bs1.p50_ms" in latency
-    assert (project / "reports" / "summary.csv").is_file()
-    assert (project / "reports" / "index.html").is_file()
+def test_repro_branch_then_nothing_then_only_new_sparsity(project):
+    out = run([DVC, "repro", BRANCH], project)
+    for stage in ["data@seg2face", "train@seg2face", "condense@seg2face", "prune@seg2face-0.5", BRANCH]:
+        assert f"Running stage '{stage}'" in out
+    assert (project / "models" / "seg2face" / "s0.5" / "student.pt").is_file()
+    report = json.loads((project / "models" / "seg2face" / "s0.5" / "prune_report.json").read_text())
+    assert report["sparsity"] == 0.5
 
-    again = run([DVC, "repro"], project)
+    again = run([DVC, "repro", BRANCH], project)
     assert "Running stage" not in again
 
-    shown = json.loads(run([DVC, "metrics", "show", "--json"], project))
-    assert shown, "dvc metrics show returned nothing"
-
-
-@pytest.mark.integration
-def test_adding_a_sparsity_runs_only_the_new_branch(project):
     params = (project / "params.yaml").read_text().replace("- 0.5\n", "- 0.5\n  - 0.75\n", 1)
     (project / "params.yaml").write_text(params)
     out = run([DVC, "repro", "distill@seg2face-0.75"], project)
     assert "Running stage 'prune@seg2face-0.75'" in out and "Running stage 'distill@seg2face-0.75'" in out
     assert "Running stage 'train@" not in out and "Running stage 'condense@" not in out
     assert "Running stage 'distill@seg2face-0.5'" not in out
+
+
+@pytest.mark.slow
+@pytest.mark.integration
+def test_whole_pipeline_then_nothing(project):
+    run([DVC, "repro"], project)
+    for task in TASKS:
+        for model in ["teacher", "condensed", "s0.5"]:
+            metrics = json.loads((project / "reports" / task / model / "metrics.json").read_text())
+            assert metrics["task"] == task and metrics["model"] == model
+            assert metrics["fid"] >= 0 and metrics["gmacs"] > 0
+            assert (project / "reports" / task / model / "grid.png").is_file()
+        latency = json.loads((project / "reports" / task / "s0.5" / "latency.json").read_text())
+        assert "latency.cpu-t1.onnxruntime.bs1.p50_ms" in latency
+    assert (project / "reports" / "summary.csv").is_file()
+    assert (project / "reports" / "index.html").is_file()
+    assert "Running stage" not in run([DVC, "repro"], project)
+    shown = json.loads(run([DVC, "metrics", "show", "--json"], project))
+    assert shown, "dvc metrics show returned nothing"
