@@ -8,7 +8,7 @@ never an hour into a run.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Literal
+from typing import Literal, TypeVar
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, PositiveInt, ValidationError, model_validator
@@ -167,6 +167,10 @@ class Params(Strict):
                 raise ValueError(
                     f"tasks.{name}: source 'synthetic' needs a built-in task name, one of {sorted(SYNTHETIC_TASKS)}"
                 )
+        uses_unet = any(self.tasks[t].arch == "unet" for t in self.run_tasks)
+        if uses_unet and 2 ** self.model.unet.num_downs > self.data.image_size:
+            raise ValueError(f"model.unet.num_downs={self.model.unet.num_downs} halves {self.data.image_size}-pixel "
+                             f"images below 1 pixel; use at most {self.data.image_size.bit_length() - 1}")
         return self
 
 
@@ -176,21 +180,30 @@ class ParamsError(ValueError):
 
 def load_params(path: str | Path = DEFAULT_PARAMS) -> Params:
     """Read and validate ``path``; raise :class:`ParamsError` naming the file and each bad key path."""
+    return load_validated(path, Params, ParamsError, hint="copy one of configs/*.yaml there")
+
+
+M = TypeVar("M", bound=BaseModel)
+
+
+def load_validated(path: str | Path, model: type[M], error: type[ValueError], hint: str = "") -> M:
+    """Read a YAML mapping from ``path`` into ``model``; every failure is an ``error`` naming the file and,
+    for validation failures, each bad key path with what was expected and what was given."""
     path = Path(path)
     if not path.is_file():
-        raise ParamsError(f"{path}: params file not found (copy one of configs/*.yaml to {path})")
+        raise error(f"{path}: params file not found" + (f" ({hint})" if hint else ""))
     try:
         raw = yaml.safe_load(path.read_text())
     except yaml.YAMLError as exc:
-        raise ParamsError(f"{path}: not valid YAML: {exc}") from exc
+        raise error(f"{path}: not valid YAML: {exc}") from exc
     if not isinstance(raw, dict):
-        raise ParamsError(f"{path}: expected a mapping of sections at the top level, got {type(raw).__name__}")
+        raise error(f"{path}: expected a mapping of sections at the top level, got {type(raw).__name__}")
     try:
-        return Params.model_validate(raw)
+        return model.model_validate(raw)
     except ValidationError as exc:
         lines = [f"{path}: invalid parameters:"]
         for err in exc.errors():
             where = ".".join(str(p) for p in err["loc"]) or "<top level>"
             got = f" (got {err['input']!r})" if err["type"] != "missing" and not isinstance(err["input"], dict) else ""
             lines.append(f"  - {where}: {err['msg']}{got}")
-        raise ParamsError("\n".join(lines)) from None
+        raise error("\n".join(lines)) from None

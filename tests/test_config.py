@@ -44,6 +44,7 @@ def test_params_yaml_is_a_valid_profile():
         (lambda d: d["data"].update(image_size=100), "power of two"),
         (lambda d: d["tasks"]["face2cartoon"].update(num_classes=3), "num_classes"),
         (lambda d: d.pop("sweep"), "sweep"),
+        (lambda d: d["model"]["unet"].update(num_downs=7), "num_downs=7"),
     ],
 )
 def test_bad_params_name_the_key(tmp_path, mutate, fragment):
