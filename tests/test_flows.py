@@ -254,3 +254,48 @@ def test_serve_builds_scheduled_deployments():
     assert sweep.entrypoint == "flows/sweep.py:sweep"
     assert sweep.parameters["params_path"] == "configs/demo.yaml"
     assert promote.parameters["device"] == "cpu-t1"
+
+
+@pytest.mark.slow
+def test_pipeline_flow_end_to_end(harness, mlflow_store, tmp_path):
+    """The real dvc.yaml on tiny params in a scratch project: every stage, the summary artifact, MLflow runs;
+    a second run reproduces nothing and logs nothing new."""
+    import shutil
+
+    from prefect.client.orchestration import get_client
+
+    from flows.pipeline import SUMMARY_ARTIFACT, pipeline
+    from flows.tasks import dvc_executable
+
+    tasks = ["seg2face", "face2cartoon", "horse2zebra"]  # the report stage depends on every built-in task
+    for name in ["alap", "stages", "configs"]:
+        shutil.copytree(REPO / name, tmp_path / name, ignore=shutil.ignore_patterns("__pycache__"))
+    shutil.copytree(REPO / "tests" / "data", tmp_path / "tests" / "data")
+    shutil.copy(REPO / "dvc.yaml", tmp_path / "dvc.yaml")
+    write_params(tmp_path / "params.yaml", tiny_params(tmp_path, tasks, sparsities=[0.5]))
+    import subprocess
+
+    subprocess.run(["git", "init", "-q"], cwd=tmp_path, check=True)
+    subprocess.run([str(dvc_executable()), "init", "-q"], cwd=tmp_path, check=True)
+
+    outcome = pipeline(project_dir=str(tmp_path))
+    assert outcome["summary_rows"] == 3 * len(tasks)
+    with get_client(sync_client=True) as client:
+        artifact = client.read_latest_artifacts()
+    assert any(a.key == SUMMARY_ARTIFACT for a in artifact)
+    for task in tasks:
+        parent = outcome["mlflow"][task]["parent_id"]
+        children = {r.name: r for r in mlflow_store.child_runs(parent)}
+        assert set(children) == {"teacher", "condensed", "s0.5"}
+        assert "fid" in children["s0.5"].metrics and P50 in children["s0.5"].metrics
+        assert len(student_versions(mlflow_store, task, children["s0.5"].run_id)) == 1
+
+    again = pipeline(project_dir=str(tmp_path))
+    assert again["mlflow"] == outcome["mlflow"]
+    for task in tasks:
+        children = {r.name: r for r in mlflow_store.child_runs(outcome["mlflow"][task]["parent_id"])}
+        assert len(children) == 3 and len(student_versions(mlflow_store, task, children["s0.5"].run_id)) == 1
+
+
+def student_versions(tracker: Tracker, task: str, run_id: str) -> list:
+    return [v for v in tracker.model_versions(registered_model_name(task)) if v.run_id == run_id]
