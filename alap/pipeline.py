@@ -58,7 +58,7 @@ def condense_task(params: Params, task_name: str, paths: TaskPaths | None = None
     teacher, teacher_meta = load_checkpoint(paths.teacher, map_location=device, expect_task=task_name)
     aux = load_aux(paths.teacher_aux, task_name, device)
     batches = endless_batches(task.dataset("train"), params.train.batch_size, params.seed + 1, device)
-    key = params_key(teacher_meta, params.condense, params.prune.threshold, params.train)
+    key = params_key(paths.teacher, params.condense, params.prune.threshold, params.train)
     started = time.perf_counter()
     result = condense(
         teacher, arch_of(teacher), lambda g: make_objective(task.objective_kind, g, aux, params.train), batches,
@@ -111,14 +111,14 @@ def distill_point(params: Params, task_name: str, sparsity: float, point_dir: Pa
     student, pruned_meta = load_checkpoint(point_dir / "pruned.pt", map_location=device, expect_task=task_name)
     choice = params.distill.teacher
     teacher_path = point_dir / "pruned.pt" if choice == "pruned" else getattr(paths, TEACHER_FILES[choice])
-    teacher, teacher_meta = load_checkpoint(teacher_path, map_location=device, expect_task=task_name)
+    teacher, _ = load_checkpoint(teacher_path, map_location=device, expect_task=task_name)
     discriminator = None
     if params.distill.w_gan > 0:
         aux = load_aux(paths.teacher_aux, task_name, device)
         discriminator = aux["D"] if task.params.paired else aux["D_A"]
     batches = endless_batches(task.dataset("train"), params.train.batch_size, params.seed + 2, device)
     val_batches = list(_batches_of(task.dataset("val"), params.evaluate.batch_size, device))
-    key = params_key(pruned_meta, teacher_meta, params.distill, params.train.batch_size)
+    key = params_key(point_dir / "pruned.pt", teacher_path, params.distill, params.train.batch_size)
     started = time.perf_counter()
     result = distill(student, teacher, batches, val_batches, params.distill, task.params.paired,
                      _example_inputs(task, device), paths.resume_state(f"distill-{point_dir.name}", key),

@@ -94,9 +94,14 @@ def linear_decay(objective: Objective, total_steps: int, decay_from: float) -> d
 
 
 def params_key(*parts: object) -> str:
-    """Short stable hash of the inputs that define a run, to key its resume checkpoint."""
-    blob = json.dumps([p.model_dump(mode="json") if hasattr(p, "model_dump") else p for p in parts], sort_keys=True,
-                      default=str)
+    """Short stable hash of the inputs that define a run, to key its resume checkpoint. A ``Path`` part stands
+    for its file's bytes, so a retrained input model never resumes a run that started from the old one."""
+    def canonical(part: object) -> object:
+        if isinstance(part, Path):
+            return hashlib.sha256(part.read_bytes()).hexdigest()
+        return part.model_dump(mode="json") if hasattr(part, "model_dump") else part
+
+    blob = json.dumps([canonical(p) for p in parts], sort_keys=True, default=str)
     return hashlib.sha256(blob.encode()).hexdigest()[:12]
 
 
