@@ -33,7 +33,6 @@ def project(tmp_path_factory) -> Path:
     repo = tmp_path_factory.mktemp("project")
     for name in ["alap", "stages", "configs"]:
         shutil.copytree(ROOT / name, repo / name, ignore=shutil.ignore_patterns("__pycache__"))
-    shutil.copytree(ROOT / "tests" / "data", repo / "tests" / "data")
     shutil.copy(ROOT / "dvc.yaml", repo / "dvc.yaml")
     params = tiny_params(repo, TASKS, sparsities=[0.5])
     for task in params["tasks"].values():  # relative roots, as in the shipped profiles

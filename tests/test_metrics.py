@@ -17,7 +17,7 @@ from alap.metrics.fid import InceptionFeatures, compute_fid_kid, fid_from_featur
 from alap.metrics.lpips_metric import LpipsMetric
 from alap.metrics.pixel import psnr, ssim
 
-EXAMPLES = Path(__file__).parent / "data" / "lpips"
+EXAMPLES = W.DEFAULT_LPIPS_EXAMPLES
 
 
 @pytest.fixture(scope="module")

@@ -23,7 +23,7 @@ from alap.metrics.errors import (
 from alap.metrics.fid import InceptionFeatures
 from alap.metrics.lpips_metric import LpipsMetric
 
-EXAMPLES = Path(__file__).parent / "data" / "lpips"
+EXAMPLES = W.DEFAULT_LPIPS_EXAMPLES
 ALEX = W.LPIPS_TRUNK_FILES["alex"]
 
 

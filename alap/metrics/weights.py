@@ -48,7 +48,7 @@ from alap.metrics.errors import (
     WeightsVerificationError,
 )
 
-DEFAULT_LPIPS_EXAMPLES = Path(__file__).resolve().parents[2] / "tests" / "data" / "lpips"
+DEFAULT_LPIPS_EXAMPLES = Path(__file__).resolve().parent / "reference" / "lpips"  # lpips' own example images
 PROVENANCE_FILE = "weights.json"
 RECORD_FORMAT = "alap-weights/1"
 
