@@ -35,7 +35,7 @@ P50 = "latency.cpu-t1.onnxruntime.bs1.p50_ms"
 def harness():
     from prefect.testing.utilities import prefect_test_harness
 
-    with prefect_test_harness():
+    with prefect_test_harness(server_startup_timeout=120):  # a busy 2-core machine can take a minute
         yield
 
 
