@@ -63,10 +63,23 @@ def prepare_for_condense(model: nn.Module, arch: dict[str, Any],
     return new, new_arch
 
 
+def scale_parameters(layers: list[ChannelLayer]) -> list[torch.Tensor]:
+    """The penalised parameters: the hidden convs' norm gammas and gates."""
+    return [p for layer in hidden_layers(layers) for p in (layer.norm_weight, layer.gate) if p is not None]
+
+
+def _own_group_for_scales(optimizer: torch.optim.Optimizer, layers: list[ChannelLayer], lr: float) -> None:
+    """Give the penalised scale factors their own, larger learning rate (before any step, so no state moves)."""
+    scales = scale_parameters(layers)
+    ids = {id(p) for p in scales}
+    for group in optimizer.param_groups:
+        group["params"] = [p for p in group["params"] if id(p) not in ids]
+    optimizer.add_param_group({"params": scales, "lr": lr})
+
+
 def sparsity_penalty(layers: list[ChannelLayer]) -> torch.Tensor:
     """Sum of |scale-factor parameters| of the hidden convs (norm gammas and gates alike)."""
-    terms = [p.abs().sum() for layer in hidden_layers(layers) for p in (layer.norm_weight, layer.gate) if p is not None]
-    return torch.stack(terms).sum()
+    return torch.stack([p.abs().sum() for p in scale_parameters(layers)]).sum()
 
 
 def group_l1_penalty(layers: list[ChannelLayer]) -> torch.Tensor:
@@ -120,6 +133,7 @@ def condense(
     for optimizer in objective.optimizers().values():
         for group in optimizer.param_groups:
             group["lr"] = params.lr
+    _own_group_for_scales(objective.optimizers()["opt_G"], layers, params.scale_lr)
     objective.train()
 
     def extra_loss(_: nn.Module, step: int) -> torch.Tensor:

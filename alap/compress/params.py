@@ -28,6 +28,10 @@ class CondenseParams(_Strict):
 
     steps: PositiveInt = Field(1000, description="optimiser steps of condensing")
     lr: float = Field(2e-4, gt=0, le=1e-1, description="learning rate of the generator and discriminator(s)")
+    scale_lr: float = Field(
+        1e-2, gt=0, le=1.0, description="learning rate of the scale factors (norm gammas, gates): Adam moves a "
+        "parameter by about lr per step, so at the task's lr a factor of 1 could not reach 0 within a short run"
+    )
     sparsity_weight: float = Field(
         1e-3, ge=0, le=10, description="weight of the L1 penalty on channel scale factors (Network Slimming: "
         "1e-5..1e-4 for classifiers; generators with an L1 task loss of weight 100 need more)"
