@@ -148,6 +148,17 @@ def cmd_storage(args: argparse.Namespace) -> None:
     print("MLflow server with artifacts on this bucket:\n  " + " ".join(command))
 
 
+def cmd_bench(args: argparse.Namespace) -> None:
+    """Benchmark ALAP against baselines and ablations at MACs budgets (bench/params.yaml), then the report."""
+    from alap.bench.entry import bench
+    from alap.bench.params import load_bench_params
+
+    done = bench(_params(args), load_bench_params(args.bench_params), args.task, args.torch_home,
+                 run=not args.report_only, report=not args.no_report)
+    if "report" in done:
+        log.info("benchmark report: %s", done["report"]["report"])
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="alap", description=__doc__.splitlines()[0])
     parser.add_argument("--params", type=Path, default=Path("params.yaml"), help="params file (default params.yaml)")
@@ -213,6 +224,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--endpoint", help="default: $AWS_ENDPOINT_URL or $ALAP_S3_ENDPOINT")
     p.add_argument("--create-bucket", action="store_true", help="create the bucket first if it does not exist")
     p.add_argument("--configure-dvc", action="store_true", help="make it the default DVC remote (config.local)")
+
+    p = verb("bench", cmd_bench, "benchmark ALAP against uniform-width, L1-norm, slimming and Torch-Pruning "
+             "baselines and its ablations at MACs budgets; write reports/benchmark.md")
+    p.add_argument("--bench-params", type=Path, default=Path("bench/params.yaml"))
+    p.add_argument("--task", action="append", help="benchmark this task (repeatable; default: bench params' tasks)")
+    p.add_argument("--torch-home", type=Path, default=DEFAULT_TORCH_HOME)
+    only = p.add_mutually_exclusive_group()
+    only.add_argument("--no-report", action="store_true", help="run the tasks, leave the report alone")
+    only.add_argument("--report-only", action="store_true", help="rebuild the report from existing results")
     return parser
 
 

@@ -1,0 +1,62 @@
+"""The ``alap bench`` verb as one function: run tasks, write DVC metrics, log to MLflow, build the report."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any
+
+from alap import io
+from alap.bench.params import BenchParams
+from alap.bench.report import build_report
+from alap.bench.run import budget_name, run_task
+from alap.config import Params
+
+log = logging.getLogger(__name__)
+
+METRIC_KEYS = ("fid", "kid", "lpips", "lpips_teacher", "psnr", "ssim", "gmacs", "params_m", "gmacs_deviation",
+               "wall_ratio")
+
+
+def dvc_metrics(results: dict[str, Any], latency_key: str) -> dict[str, Any]:
+    """One task's numbers for `dvc metrics show`: ``{teacher: {...}, condensed: {...}, b4: {method: {...}}}``;
+    ``p50_ms`` is the latency the report ranks by."""
+
+    def numbers(row: dict[str, Any]) -> dict[str, Any]:
+        return {**{k: row[k] for k in METRIC_KEYS if row.get(k) is not None}, "p50_ms": row.get(latency_key)}
+
+    metrics: dict[str, Any] = {ref["method"]: numbers(ref) for ref in results["references"]}
+    for row in results["rows"]:
+        metrics.setdefault(budget_name(row["budget"]), {})[row["method"]] = numbers(row)
+    return metrics
+
+
+def bench(params: Params, settings: BenchParams, tasks: list[str] | None, torch_home: Path, run: bool = True,
+          report: bool = True, project_dir: Path = Path(".")) -> dict[str, Any]:
+    """Benchmark ``tasks`` (default: all of bench/params.yaml) and/or (re)build reports/benchmark.md."""
+    tasks = list(tasks or settings.tasks)
+    unknown = [t for t in tasks if t not in params.tasks]
+    if unknown:
+        raise ValueError(f"tasks {unknown} are not defined in the pipeline's params (tasks: {sorted(params.tasks)})")
+    done: dict[str, Any] = {}
+    if run:
+        for task in tasks:
+            results = run_task(params, settings, task, torch_home)
+            io.write_json(Path(settings.metrics_dir) / f"{task}.json", dvc_metrics(results, settings.latency_key()))
+            if settings.track:
+                _track(results, params, settings, project_dir)
+            done[task] = results
+    if report:
+        done["report"] = build_report(settings, list(dict.fromkeys([*settings.tasks, *tasks])))
+    return done
+
+
+def _track(results: dict[str, Any], params: Params, settings: BenchParams, project_dir: Path) -> None:
+    from alap.bench.track import log_task  # imports mlflow: only when tracking
+    from alap.tracking import TrackingUnavailable
+
+    try:
+        log_task(results, params, settings, Path(settings.out_dir) / results["task"], project_dir)
+    except TrackingUnavailable as exc:  # a side channel: results are on disk already
+        log.warning("benchmark of %s not logged to MLflow: %s", results["task"], exc)
+

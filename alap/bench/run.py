@@ -1,0 +1,291 @@
+"""Run the benchmark of one task: every method at every MACs budget, evaluated and profiled like the pipeline's
+students, into ``<out_dir>/<task>/`` (one folder per budget and method) plus ``results.json``.
+
+The teacher and the condensed network are the pipeline's own (``models/<task>/teacher.pt``, ``condensed.pt``);
+when absent they are made exactly as ``alap train`` / ``alap condense`` make them. Each finished row is written
+to ``row.json`` with a key of everything it depends on, so an interrupted benchmark continues where it stopped
+(unfinished training resumes from its checkpoint in ``.alap/state``) and a changed setting recomputes.
+"""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+import json
+import logging
+import math
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+from torch.utils.data import DataLoader
+
+from alap import io
+from alap.bench.finetune import TuneResult, finetune_on_objective, train_from_scratch
+from alap.bench.methods import METHODS, Method
+from alap.bench.params import BenchParams
+from alap.bench.students import Originals, Student, land_student
+from alap.compress.distill import distill
+from alap.compress.features import feature_modules
+from alap.compress.params import DistillParams
+from alap.config import Params
+from alap.data.batches import endless_batches, to_device
+from alap.device import resolve_device
+from alap.evaluate import evaluate_model
+from alap.models import arch_of, build_generator, load_checkpoint, save_checkpoint
+from alap.paths import TaskPaths
+from alap.pipeline import condense_task, prepare_data
+from alap.profile.latency import profile_model
+from alap.task import Task
+from alap.train import build_gan, load_aux, params_key, train_teacher
+
+log = logging.getLogger(__name__)
+
+RESULTS_FILE = "results.json"
+ROW_FILE = "row.json"
+REFERENCES = ("teacher", "condensed")
+QUALITY_KEYS = ("fid", "kid", "lpips", "lpips_teacher", "psnr", "ssim", "gmacs", "params_m")
+
+
+def budget_name(budget: float) -> str:
+    """Folder and run-name form of a budget: ``b4``, ``b8``, ``b2.5``."""
+    return f"b{budget:g}"
+
+
+@dataclass
+class TaskBench:
+    """Everything the methods of one task share, loaded once."""
+
+    params: Params
+    bench: BenchParams
+    task: Task
+    device: torch.device
+    paths: TaskPaths
+    out_dir: Path
+    torch_home: Path
+    originals: Originals
+    aux: dict[str, nn.Module]
+    teacher_wall_s: float
+    condense_wall_s: float
+    val_batches: list[dict[str, Any]]
+    identity: str
+
+    @property
+    def shape(self) -> tuple[int, int, int]:
+        return tuple(self.originals.example_input.shape[1:])  # type: ignore[return-value]
+
+
+def prepare_task(params: Params, bench: BenchParams, task_name: str, torch_home: Path,
+                 paths: TaskPaths | None = None) -> TaskBench:
+    """Load (or make) the task's data, teacher and condensed network; check the feature layers up front."""
+    task = Task.from_params(params, task_name)
+    paths = paths or TaskPaths(task_name)
+    device = resolve_device(params.device)
+    if not Path(task.params.root).exists():
+        prepare_data(params, task_name)
+    if not paths.teacher.is_file():
+        log.info("%s: no teacher at %s, training one (alap train)", task_name, paths.teacher)
+        train_teacher(params, task_name, paths)
+    if not paths.condensed.is_file():
+        log.info("%s: no condensed network at %s, condensing (alap condense)", task_name, paths.condensed)
+        condense_task(params, task_name, paths)
+    teacher_wall = _wall_of(paths.train_metrics, "train_metrics.json of the teacher")
+    teacher, _ = load_checkpoint(paths.teacher, map_location=device, expect_task=task_name)
+    condensed, condensed_meta = load_checkpoint(paths.condensed, map_location=device, expect_task=task_name)
+    if "wall_s" not in condensed_meta:
+        raise ValueError(f"{paths.condensed}: meta lacks 'wall_s' (condense time); recondense with `alap condense`")
+    example = next(iter(DataLoader(task.dataset("val"), batch_size=16)))["A"].to(device)
+    originals = Originals(teacher, arch_of(teacher), condensed, arch_of(condensed), example, params.prune)
+    _check_feature_layers(params, bench, originals.teacher_arch["kind"], teacher, example)
+    val_batches = [to_device(b, device) for b in DataLoader(task.dataset("val"), batch_size=params.evaluate.batch_size)]
+    identity = params_key(_digest(teacher), _digest(condensed))
+    return TaskBench(params, bench, task, device, paths, Path(bench.out_dir) / task_name, Path(torch_home),
+                     originals, load_aux(paths.teacher_aux, task_name, device), teacher_wall,
+                     float(condensed_meta["wall_s"]), val_batches, identity)
+
+
+def _check_feature_layers(params: Params, bench: BenchParams, kind: str, teacher: nn.Module,
+                          example: torch.Tensor) -> None:
+    """ALAP distils features at the pipeline's distill.feature_layers; fail now, not after hours of training."""
+    names = params.distill.layers_for(kind)
+    if not names and "alap_output_only" in bench.methods:
+        raise ValueError(f"distill.feature_layers names no layer for {kind} generators, so ALAP would be output-only "
+                         "and the 'alap_output_only' ablation would repeat it; set feature layers in params.yaml")
+    feature_modules(teacher, names, example)  # unknown names raise with the valid ones
+
+
+def finetune_steps(params: Params, bench: BenchParams) -> int:
+    """Steps of every fine-tuning method: the benchmark's setting, else the pipeline's distill.steps."""
+    return bench.finetune_steps or params.distill.steps
+
+
+def _digest(model: nn.Module) -> str:
+    """sha256 of a network's tensors: rows are recomputed when the teacher or condensed network changes.
+
+    (alap.tracking.weights_digest would do, but fails on 0-dim buffers such as BatchNorm's num_batches_tracked.)
+    """
+    digest = hashlib.sha256()
+    for name, tensor in sorted(model.state_dict().items()):
+        data = tensor.detach().to("cpu").contiguous().reshape(-1)
+        digest.update(f"{name}:{tuple(tensor.shape)}:{tensor.dtype}".encode())
+        digest.update(data.view(torch.uint8).numpy().tobytes())
+    return digest.hexdigest()
+
+
+def _wall_of(path: Path, what: str) -> float:
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: {what} not found; the benchmark needs the teacher's training wall time "
+                                "(retrain with `alap train` to write it)")
+    data = json.loads(path.read_text())
+    if not isinstance(data.get("wall_s"), (int, float)) or data["wall_s"] <= 0:
+        raise ValueError(f"{path}: expected a positive number 'wall_s', got {data.get('wall_s')!r}")
+    return float(data["wall_s"])
+
+
+def run_task(params: Params, bench: BenchParams, task_name: str, torch_home: Path,
+             paths: TaskPaths | None = None) -> dict[str, Any]:
+    """Benchmark one task; write and return ``<out_dir>/<task>/results.json``."""
+    tb = prepare_task(params, bench, task_name, torch_home, paths)
+    references = [_reference_row(tb, name) for name in REFERENCES]
+    rows = []
+    for budget in bench.budgets:
+        students: dict[str, Student] = {}
+        for name in bench.methods:
+            rows.append(_method_row(tb, METHODS[name], budget, students))
+    results = {"task": task_name, "teacher_train_wall_s": tb.teacher_wall_s, "condense_wall_s": tb.condense_wall_s,
+               "image_size": tb.task.image_size, "budgets": list(bench.budgets), "methods": list(bench.methods),
+               "finetune_steps": finetune_steps(params, bench), "teacher_steps": params.train.steps_for(tb.task.params),
+               "paired": tb.task.params.paired, "distill_w_gan": params.distill.w_gan,
+               "feature_layers": params.distill.layers_for(tb.originals.teacher_arch["kind"]),
+               "references": references, "rows": rows}
+    io.write_json(tb.out_dir / RESULTS_FILE, _finite(results))
+    return results
+
+
+def _reference_row(tb: TaskBench, name: str) -> dict[str, Any]:
+    """The teacher or condensed network, evaluated and profiled like every student."""
+    out = tb.out_dir / name
+    key = params_key(tb.identity, name, tb.params.evaluate, tb.params.profile)
+    done = _finished(out, key)
+    if done is not None:
+        return done
+    checkpoint = getattr(tb.paths, name)
+    wall = tb.teacher_wall_s if name == "teacher" else tb.condense_wall_s
+    row = {"task": tb.task.name, "method": name, "budget": 1.0, "model": name, "dir": name,
+           "wall_s": {"total": wall}, "wall_ratio": wall / tb.teacher_wall_s, "key": key}
+    return _measure(tb, row, checkpoint, out, sparsity=None)
+
+
+def _method_row(tb: TaskBench, method: Method, budget: float, students: dict[str, Student]) -> dict[str, Any]:
+    """Compress with ``method`` at ``budget`` (reusing the budget's landed students), then evaluate and profile."""
+    out = tb.out_dir / budget_name(budget) / method.name
+    key = _method_key(tb, method, budget)
+    done = _finished(out, key)
+    if done is not None:
+        log.info("%s %s %s: already done (%s)", tb.task.name, budget_name(budget), method.name, out / ROW_FILE)
+        return done
+    if method.source not in students:
+        students[method.source] = land_student(method.source, budget, tb.originals, tb.bench)
+    student = students[method.source]
+    log.info("%s %s %s: student %.4g GMACs (%+.1f%% of budget), %s", tb.task.name, budget_name(budget), method.name,
+             student.landing.gmacs, 100 * student.landing.deviation, method.tune)
+    state = tb.paths.resume_state(f"bench-{budget_name(budget)}-{method.name}", key)
+    torch.manual_seed(tb.params.seed)
+    started = time.perf_counter()
+    tuned = _tune(tb, method, student, state)
+    tune_wall = time.perf_counter() - started
+    save_checkpoint(out / "student.pt", tuned.student, arch_of(tuned.student),
+                    {"task": tb.task.name, "role": "bench", "method": method.name, "budget": budget})
+    condense = tb.condense_wall_s if method.condenses else 0.0
+    wall = {"condense": condense, "student": round(student.wall_s, 2), "train": round(tune_wall, 2),
+            "total": round(condense + student.wall_s + tune_wall, 2)}
+    row = {"task": tb.task.name, "method": method.name, "budget": budget,
+           "model": f"{method.name}-{budget_name(budget)}",
+           "dir": f"{budget_name(budget)}/{method.name}",
+           "source": method.source, "tune": method.tune, "teacher": method.teacher, "features": method.features,
+           "target_gmacs": student.landing.target_gmacs, "gmacs_deviation": student.landing.deviation,
+           "student": student.describe(), "steps": tuned.steps, "best_step": tuned.best_step,
+           "val_psnr_best": tuned.best_psnr, "val_psnr_start": tuned.start_psnr,
+           "wall_s": wall, "wall_ratio": wall["total"] / tb.teacher_wall_s, "key": key}
+    return _measure(tb, row, out / "student.pt", out, sparsity=1.0 - 1.0 / budget)
+
+
+def _method_key(tb: TaskBench, method: Method, budget: float) -> str:
+    b = tb.bench
+    return params_key(tb.identity, method.name, budget, tb.params.seed, tb.params.train, tb.params.prune,
+                      tb.params.distill, tb.params.evaluate, tb.params.profile, b.tolerance,
+                      finetune_steps(tb.params, b), b.l1_norm, b.tp_magnitude, b.search_steps)
+
+
+def _finished(out: Path, key: str) -> dict[str, Any] | None:
+    """The row written by an earlier run with the same key, if any."""
+    path = out / ROW_FILE
+    if not path.is_file():
+        return None
+    row = json.loads(path.read_text())
+    return row if row.get("key") == key else None
+
+
+def _tune(tb: TaskBench, method: Method, student: Student, state: Path) -> TuneResult:
+    """Train a private copy of the landed student as ``method`` says."""
+    params, paired = tb.params, tb.task.params.paired
+    batches = endless_batches(tb.task.dataset("train"), params.train.batch_size, params.seed + 2, tb.device)
+    if method.tune == "scratch":  # a fresh start: new weights for the landed widths, new discriminators
+        network = build_generator(student.landing.arch).to(tb.device)
+        _, _, fresh_aux = build_gan(tb.task, params, tb.device)
+        steps = params.train.steps_for(tb.task.params)
+        return train_from_scratch(network, tb.task.objective_kind, fresh_aux, params.train, steps, batches, state)
+    if method.tune == "objective":
+        network = copy.deepcopy(student.landing.student).to(tb.device)
+        return finetune_on_objective(network, tb.task.objective_kind, copy.deepcopy(tb.aux), params.train,
+                                     params.distill.lr, finetune_steps(params, tb.bench), batches, tb.val_batches,
+                                     paired, state, params.distill.checkpoint_every)
+    teachers = {"condensed": tb.originals.condensed, "original": tb.originals.teacher,
+                "pruned": copy.deepcopy(student.landing.student).to(tb.device).eval()}
+    layers = params.distill.layers_for(tb.originals.teacher_arch["kind"]) if method.features else []
+    settings = DistillParams.model_validate({**params.distill.model_dump(), "steps": finetune_steps(params, tb.bench),
+                                             "teacher": method.teacher, "feature_layers": layers})
+    discriminator = None
+    if settings.w_gan > 0:
+        discriminator = copy.deepcopy(tb.aux["D"] if paired else tb.aux["D_A"])
+    network = copy.deepcopy(student.landing.student).to(tb.device)
+    result = distill(network, teachers[method.teacher], batches, tb.val_batches, settings, paired,
+                     tb.originals.example_input, state, discriminator=discriminator)
+    best = result.best_psnr if math.isfinite(result.best_psnr) else None
+    return TuneResult(result.student, settings.steps, result.best_step, best, result.start_psnr)
+
+
+def _measure(tb: TaskBench, row: dict[str, Any], checkpoint: Path, out: Path, sparsity: float | None) -> dict[str, Any]:
+    """Evaluate and profile ``checkpoint`` into ``out`` with the pipeline's code; write and return the row."""
+    metrics = evaluate_model(tb.params, tb.task.name, row["model"], checkpoint, tb.paths.teacher, out, tb.torch_home,
+                             sparsity=sparsity, real_cache=tb.out_dir / "fid_real_features.pt")
+    latency = _profile(tb, checkpoint, out, row["model"])
+    row = {**row, **{k: metrics.get(k) for k in QUALITY_KEYS}, **latency}
+    io.write_json(out / ROW_FILE, _finite(row))
+    return _finite(row)
+
+
+def _profile(tb: TaskBench, checkpoint: Path, out: Path, name: str) -> dict[str, float]:
+    """Latency of the model on every configured device x backend (as ``alap profile``), into ``out/latency.json``."""
+    model, _ = load_checkpoint(checkpoint, map_location="cpu", expect_task=tb.task.name)
+    p = tb.params.profile
+    result = profile_model(model, tb.shape, p.devices, p.backends, p.batch_sizes, onnx_dir=out, warmup=p.warmup,
+                           min_repeats=p.min_repeats, min_seconds=p.min_seconds, name="model", progress=False)
+    io.write_json(out / "latency.json", _finite({**result["metrics"], "records": result["records"],
+                                                 "skipped": result["skipped"], "task": tb.task.name, "model": name,
+                                                 "onnx_max_abs_diff": result["onnx_max_abs_diff"]}))
+    return result["metrics"]
+
+
+def _finite(value: Any) -> Any:
+    """JSON has no inf/nan: non-finite floats (e.g. PSNR of identical outputs) become null."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {k: _finite(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_finite(v) for v in value]
+    return value

@@ -1,0 +1,346 @@
+"""Benchmark: budget search, the magnitude baselines, students landing on budgets, teacher-free fine-tuning, the
+report's winners and explanations, and the whole tiny benchmark end to end (both tasks, every method)."""
+
+from __future__ import annotations
+
+import copy
+import json
+import sqlite3
+from pathlib import Path
+from typing import Any, Iterator
+
+import pytest
+import torch
+import yaml
+from pydantic import ValidationError
+from torch import nn
+
+from alap.bench.budget import BudgetMissed, Infeasible, land_on_budget, scale_arch
+from alap.bench.entry import bench, dvc_metrics
+from alap.bench.finetune import finetune_on_objective
+from alap.bench.magnitude import l1_importance, magnitude_importance, magnitude_prune, max_ratio
+from alap.bench.methods import METHODS
+from alap.bench.params import ALL_METHODS, BenchParams, BenchParamsError, load_bench_params
+from alap.bench.report import QUALITY, Metric, rank, render, winner
+from alap.bench.students import Originals, land_student
+from alap.compress.condense import prepare_for_condense
+from alap.compress.params import PruneParams
+from alap.config import TrainParams, load_params
+from alap.metrics import weights as W
+from alap.metrics.cost import count_gmacs
+from alap.models import NLayerDiscriminator, build_generator, default_arch
+
+from tiny import ROOT, tiny_params, write_params
+
+SIZE = 32
+
+
+@pytest.fixture(autouse=True)
+def _one_thread() -> Iterator[None]:
+    """One intra-op thread: on a shared 2-core machine torch's default pool oversubscribes the cores and tiny
+    networks run ~100x slower (measured here: 29 s vs 0.3 s to land a U-Net student)."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+def _images(n: int, channels: int = 3, seed: int = 0) -> torch.Tensor:
+    return torch.rand(n, channels, SIZE, SIZE, generator=torch.Generator().manual_seed(seed)) * 2 - 1
+
+
+# ----- params -------------------------------------------------------------------------------------------------
+
+
+def test_repo_bench_params_load_and_name_demo_tasks() -> None:
+    bench_params = load_bench_params(ROOT / "bench" / "params.yaml")
+    demo = load_params(ROOT / "configs" / "demo.yaml")
+    assert set(bench_params.tasks) <= set(demo.tasks)
+    assert bench_params.budgets == [4.0, 8.0, 16.0] and bench_params.tolerance == 0.05
+    assert tuple(bench_params.methods) == ALL_METHODS == tuple(METHODS)
+
+
+@pytest.mark.parametrize("bad, where", [({"budgets": [1.0]}, "reduction factor"), ({"budgets": [4, 4]}, "distinct"),
+                                         ({"methods": ["magic"]}, "methods"), ({"latency": "cpu-t1"}, "latency"),
+                                         ({"tolerance": 0.0}, "tolerance"), ({"typo": 1}, "typo")])
+def test_bench_params_reject_bad_values(bad: dict, where: str) -> None:
+    with pytest.raises(ValidationError, match=where):
+        BenchParams.model_validate({"tasks": ["seg2face"], **bad})
+
+
+def test_bench_params_file_errors_name_the_file(tmp_path: Path) -> None:
+    with pytest.raises(BenchParamsError, match="not found"):
+        load_bench_params(tmp_path / "missing.yaml")
+    bad = tmp_path / "bench.yaml"
+    bad.write_text("tasks: [seg2face]\nbudgets: [0.5]\n")
+    with pytest.raises(BenchParamsError, match=f"(?s){bad}.*budgets: .*> 1"):
+        load_bench_params(bad)
+
+
+# ----- budget search ------------------------------------------------------------------------------------------
+
+
+def _fake_build(gmacs_of, infeasible_above: float = 2.0):
+    def build(knob: float):
+        if knob > infeasible_above:
+            raise Infeasible(f"knob {knob}")
+        return nn.Identity(), {"knob": knob}, gmacs_of(knob), {}
+    return build
+
+
+def test_land_on_budget_bisects_both_directions_and_through_infeasible_knobs() -> None:
+    up = land_on_budget(_fake_build(lambda m: 10 * m * m), 2.5, 0.0, 1.0, increasing=True, tolerance=0.05,
+                        max_tries=40, what="up")
+    assert abs(up.deviation) <= 0.005 and abs(up.knob - 0.5) < 0.01
+    # decreasing in the knob, infeasible past 0.8: the search must back off from infeasible knobs
+    down = land_on_budget(_fake_build(lambda r: 10 * (1 - r), infeasible_above=0.8), 3.0, 0.0, 0.999,
+                          increasing=False, tolerance=0.05, max_tries=40, what="down", first=0.95)
+    assert abs(down.gmacs - 3.0) <= 0.015 and down.knob <= 0.8
+
+
+def test_land_on_budget_reports_an_unreachable_budget() -> None:
+    with pytest.raises(BudgetMissed, match=r"steps: the closest student has 4\.0\d* GMACs, \+100\.\d%"):
+        land_on_budget(_fake_build(lambda r: 8.0 - 4.0 * r), 2.0, 0.0, 1.0, increasing=False, tolerance=0.05,
+                       max_tries=30, what="steps")
+
+
+def test_scale_arch_scales_every_width_and_keeps_at_least_one() -> None:
+    arch = default_arch("resnet", 3, 3, ngf=16, n_blocks=2, norm="instance")
+    half = scale_arch(arch, 0.5)
+    assert half["widths"] == {"encoder": [8, 16], "trunk": 32, "blocks": [32, 32], "decoder": [16, 8]}
+    assert scale_arch(arch, 0.001)["widths"]["encoder"] == [1, 1]
+    assert count_gmacs(build_generator(half), (1, 3, SIZE, SIZE)) < count_gmacs(build_generator(arch), (1, 3, SIZE, SIZE))
+    with pytest.raises(ValueError, match="multiplier"):
+        scale_arch(arch, 0.0)
+
+
+# ----- magnitude baselines ------------------------------------------------------------------------------------
+
+
+@torch.no_grad()
+def _unet(seed: int = 0) -> nn.Module:
+    torch.manual_seed(seed)
+    model = build_generator(default_arch("unet", 3, 3, ngf=8, num_downs=4, norm="batch")).eval()
+    for module in model.modules():
+        if isinstance(module, (nn.Conv2d, nn.ConvTranspose2d)):
+            module.weight.mul_(10.0)
+    return model
+
+
+@torch.no_grad()
+def test_l1_norm_keeps_the_filters_with_the_largest_l1_norm() -> None:
+    model = _unet()
+    level = model.levels()[1]  # a hidden down conv followed by BatchNorm
+    conv, norm = level.downconv, level.model[2]
+    norm.weight.copy_(torch.arange(norm.num_features, dtype=torch.float) + 1)  # tags: which channels survive
+    expected = sorted(conv.weight.abs().flatten(1).sum(1).argsort(descending=True)[: conv.out_channels // 2].tolist())
+    student, arch = magnitude_prune(model, l1_importance(), 0.5, False, _images(2))
+    kept = student.levels()[1].model[2].weight
+    assert sorted((kept - 1).round().long().tolist()) == expected
+    assert arch["widths"]["down"][0] == 8  # the input layer is never pruned
+
+
+def test_magnitude_pruning_macs_fall_monotonically_up_to_the_ratio_bound() -> None:
+    model, x = _unet(), _images(2)
+    bound = max_ratio(model, x)
+    assert bound == pytest.approx(1 - 1 / 8, abs=1e-6)  # narrowest hidden conv has 8 channels
+    macs = [count_gmacs(magnitude_prune(model, magnitude_importance(), r, False, x)[0], (1, 3, SIZE, SIZE))
+            for r in (0.0, 0.3, 0.6, bound)]
+    assert macs[0] == pytest.approx(count_gmacs(model, (1, 3, SIZE, SIZE)))
+    assert all(a > b for a, b in zip(macs, macs[1:])), macs
+    same, _ = magnitude_prune(model, magnitude_importance(), 0.0, False, x)
+    assert torch.allclose(same(x), model(x), atol=1e-5)
+    with pytest.raises(ValueError, match="ratio"):
+        magnitude_prune(model, l1_importance(), 1.0, False, x)
+
+
+# ----- students on budgets -------------------------------------------------------------------------------------
+
+
+@torch.no_grad()
+def _originals(kind: str) -> Originals:
+    torch.manual_seed(0)
+    arch = default_arch(kind, 3, 3, ngf=8, num_downs=4, n_blocks=2, norm="batch" if kind == "unet" else "instance")
+    teacher = build_generator(arch).eval()
+    x = _images(2, seed=1)
+    condensed, condensed_arch = prepare_for_condense(teacher, arch, x)
+    for module in condensed.modules():
+        if isinstance(module, (nn.BatchNorm2d, nn.InstanceNorm2d)) and module.weight is not None:
+            module.weight.uniform_(0.0, 1.0)  # condensed-like: spread scale factors
+    return Originals(teacher, arch, condensed.eval(), condensed_arch, x, PruneParams(min_width=1))
+
+
+@pytest.mark.parametrize("kind", ["unet", "resnet"])
+def test_every_source_lands_within_tolerance(kind: str) -> None:
+    originals = _originals(kind)
+    settings = BenchParams(tasks=["t"], search_steps=10)
+    full = originals.count(originals.teacher)
+    for source in ("uniform", "l1", "tp", "slim"):
+        student = land_student(source, 3.0, originals, settings)
+        assert abs(student.landing.gmacs / (full / 3.0) - 1) <= 0.05, (source, student.describe())
+        assert count_gmacs(student.landing.student, (1, 3, SIZE, SIZE)) == pytest.approx(student.landing.gmacs)
+        assert student.describe()["source"] == source
+
+
+# ----- teacher-free fine-tuning ----------------------------------------------------------------------------------
+
+
+def _paired_batches(target: nn.Module) -> Iterator[dict[str, Any]]:
+    i = 0
+    while True:
+        a = _images(4, seed=100 + i)
+        with torch.no_grad():
+            b = target(a).clamp(-1, 1)
+        yield {"A": a, "B": b}  # never yield inside no_grad: the caller would inherit it
+        i += 1
+
+
+def test_objective_finetuning_keeps_the_best_validated_student_and_trains_the_aux_copy(tmp_path: Path) -> None:
+    target = _unet(seed=3)
+    student, _ = magnitude_prune(_unet(seed=3), l1_importance(), 0.5, False, _images(2))
+    disc = NLayerDiscriminator(6, ndf=8, n_layers=2, norm="batch")
+    before = copy.deepcopy(disc.state_dict())
+    a = _images(8, seed=999)
+    with torch.no_grad():
+        val = [{"A": a, "B": target(a).clamp(-1, 1)}]
+    result = finetune_on_objective(student, "pix2pix", {"D": disc}, TrainParams(), 2e-3, 6, _paired_batches(target),
+                                   val, paired=True, state_path=tmp_path / "state.pt", checkpoint_every=3)
+    assert result.best_step in (0, 3, 6) and result.best_psnr >= result.start_psnr
+    assert not result.student.training
+    assert any(not torch.equal(before[k], v) for k, v in disc.state_dict().items())  # D trained alongside
+
+
+# ----- report -----------------------------------------------------------------------------------------------------
+
+
+def _row(method: str, budget: float = 4.0, **values: float) -> dict[str, Any]:
+    base = {"fid": 50.0, "kid": 0.05, "lpips": 0.3, "lpips_teacher": 0.1, "psnr": 20.0, "ssim": 0.6,
+            "latency.cpu-t1.torch.bs1.p50_ms": 10.0, "gmacs": 1.0, "gmacs_deviation": 0.01, "params_m": 0.1}
+    return {"task": "seg2face", "method": method, "budget": budget, "model": f"{method}-b{budget:g}",
+            "target_gmacs": 1.0, "wall_ratio": 0.5, "steps": 10, "best_step": 10,
+            "student": {"arch": {"widths": {"down": [8, 8]}}}, **base, **values}
+
+
+def _results(rows: list[dict[str, Any]], teacher: dict[str, float], condensed: dict[str, float]) -> dict[str, Any]:
+    refs = [{**_row("teacher", 1.0), "gmacs": 4.0, **teacher}, {**_row("condensed", 1.0), "gmacs": 4.0, **condensed}]
+    return {"task": "seg2face", "budgets": [4.0], "paired": True, "image_size": 32, "teacher_train_wall_s": 100.0,
+            "condense_wall_s": 30.0, "teacher_steps": 20, "finetune_steps": 10, "distill_w_gan": 0.0,
+            "feature_layers": ["down2"], "references": refs, "rows": rows}
+
+
+def test_winner_rank_and_ties() -> None:
+    rows = [_row("alap", psnr=21.0, fid=40.0), _row("slimming", psnr=22.0, fid=45.0), _row("uniform", psnr=21.004)]
+    psnr = next(m for m in QUALITY if m.key == "psnr")
+    fid = next(m for m in QUALITY if m.key == "fid")
+    assert winner(rows, psnr)["method"] == "slimming" and rank(rows, psnr, "alap") == 3
+    assert winner(rows, fid)["method"] == "alap" and rank(rows, fid, "uniform") == 3
+    assert rank(rows + [_row("l1_norm", psnr=22.0)], psnr, "l1_norm") == 1  # ties share the better rank
+    assert psnr.clearly_better(22.0, 21.0) and not psnr.clearly_better(21.004, 21.0)
+    assert Metric("x", "x", True, 2, relative_margin=0.05).clearly_better(9.0, 10.0)
+    assert not Metric("x", "x", True, 2, relative_margin=0.05).clearly_better(9.8, 10.0)
+
+
+def test_report_names_winners_and_explains_alap_losses_from_the_controls() -> None:
+    settings = BenchParams(tasks=["seg2face"], budgets=[4.0])
+    rows = [_row("uniform"), _row("l1_norm"), _row("slimming", psnr=25.0), _row("tp_magnitude"),
+            _row("alap", fid=30.0, psnr=21.0, lpips=0.29), _row("alap_original_teacher", psnr=22.0),
+            _row("alap_pruned_teacher"), _row("alap_output_only", lpips=0.28996), _row("alap_no_condense")]
+    text = render(settings, [_results(rows, teacher={"psnr": 24.0}, condensed={"psnr": 23.0})], Path("reports"))
+    assert "| seg2face | 4x | `alap` 30.00 |" in text
+    assert "- FID: `alap` (30.00) -- ALAP wins" in text
+    assert "- PSNR: `slimming` (25.00); ALAP 21.00, rank 3 of 9" in text
+    psnr_note = next(line for line in text.splitlines() if line.startswith("- **PSNR**"))
+    assert "Condensing cost the teacher quality (24.00 -> 23.00)" in psnr_note
+    assert "original teacher instead of the condensed one does better (22.00 vs 21.00)" in psnr_note
+    assert "`slimming` beats even the teacher (25.00 vs 24.00)" in psnr_note
+    assert "very same pruned student" in psnr_note
+    assert "- LPIPS: `alap_output_only` (0.2900); ALAP 0.2900, rank 2 of 9 (a tie" in text  # within 1e-4: a tie
+    assert "- KID: `uniform` (0.0500); ALAP 0.0500, rank 1 of 9 (a tie" in text
+    assert "- **LPIPS**" not in text
+    assert "![seg2face Pareto plot](bench/seg2face_pareto.png)" in text
+
+
+def test_dvc_metrics_nest_budgets_and_methods() -> None:
+    results = _results([_row("alap"), _row("uniform", budget=8.0)], teacher={}, condensed={})
+    metrics = dvc_metrics(results, "latency.cpu-t1.torch.bs1.p50_ms")
+    assert set(metrics) == {"teacher", "condensed", "b4", "b8"}
+    assert metrics["b4"]["alap"]["p50_ms"] == 10.0 and metrics["b8"]["uniform"]["fid"] == 50.0
+
+
+# ----- end to end -------------------------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def torch_home(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    home = tmp_path_factory.mktemp("torch_home")
+    W.provision_weights(home, caches=[])
+    return home
+
+
+def _bench_workspace(root: Path, budgets: list[float]) -> tuple[Path, Path]:
+    params = tiny_params(root, tasks=["seg2face", "horse2zebra"])
+    params["data"]["n_test"] = 4
+    params["profile"]["backends"] = ["torch"]
+    params_file = write_params(root / "params.yaml", params)
+    bench_file = root / "bench.yaml"
+    bench_file.write_text(yaml.safe_dump({"tasks": ["seg2face", "horse2zebra"], "budgets": budgets,
+                                          "search_steps": 12, "track": True}))
+    return params_file, bench_file
+
+
+def test_tiny_benchmark_runs_every_method_for_both_tasks(tmp_path: Path, torch_home: Path,
+                                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path / 'mlflow.db'}")
+    monkeypatch.delenv("ALAP_PARENT_RUN_ID", raising=False)
+    params_file, bench_file = _bench_workspace(tmp_path, [3.0])
+    params, settings = load_params(params_file), load_bench_params(bench_file)
+    done = bench(params, settings, None, torch_home, project_dir=tmp_path)
+
+    for task in ("seg2face", "horse2zebra"):
+        results = done[task]
+        assert [r["method"] for r in results["rows"]] == list(ALL_METHODS)
+        teacher_gmacs = results["references"][0]["gmacs"]
+        for row in results["rows"]:
+            assert abs(row["gmacs"] / (teacher_gmacs / 3.0) - 1) <= 0.05, row["model"]
+            assert row["fid"] is not None and row["lpips"] is not None and row["psnr"] is not None
+            assert row["latency.cpu-t1.torch.bs1.p50_ms"] > 0 and row["wall_ratio"] > 0
+            assert (tmp_path / "bench/out" / task / row["dir"] / "student.pt").is_file()
+        by = {r["method"]: r for r in results["rows"]}
+        assert by["alap"]["student"]["arch"] == by["slimming"]["student"]["arch"]  # one pruned student, two tunings
+        assert by["l1_norm"]["student"]["arch"] == by["alap_no_condense"]["student"]["arch"]
+        assert by["uniform"]["steps"] == params.train.steps_for(params.tasks[task])
+        assert {by[m]["steps"] for m in ALL_METHODS if m != "uniform"} == {params.distill.steps}
+        metrics = json.loads((tmp_path / "bench/metrics" / f"{task}.json").read_text())
+        assert set(metrics["b3"]) == set(ALL_METHODS)
+
+    report = (tmp_path / "reports/benchmark.md").read_text()
+    assert "### seg2face, 3x fewer MACs" in report and "### horse2zebra, 3x fewer MACs" in report
+    assert (tmp_path / "reports/bench/horse2zebra_pareto.png").stat().st_size > 10_000
+    with sqlite3.connect(tmp_path / "mlflow.db") as db:
+        children = db.execute("select count(*) from runs r join experiments e on r.experiment_id = e.experiment_id "
+                              "where e.name = 'alap-bench' and r.name not like 'bench-%'").fetchone()[0]
+    assert children == 2 * (len(ALL_METHODS) + 2)
+
+    # a second run reuses every finished row instead of recomputing it
+    row_file = tmp_path / "bench/out/seg2face/b3/alap/row.json"
+    stamp = row_file.stat().st_mtime_ns
+    again = bench(params, settings, ["seg2face"], torch_home, project_dir=tmp_path)
+    assert row_file.stat().st_mtime_ns == stamp and again["seg2face"]["rows"] == done["seg2face"]["rows"]
+
+
+@pytest.mark.slow
+def test_demo_size_benchmark(tmp_path: Path, torch_home: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The demo profile at its real size, both benchmarked tasks, every method and budget (hours on 2 cores)."""
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path / 'mlflow.db'}")
+    params = yaml.safe_load((ROOT / "configs" / "demo.yaml").read_text())
+    params["run_tasks"] = ["seg2face", "horse2zebra"]
+    params["profile"]["devices"] = [d for d in params["profile"]["devices"] if d != "cuda0" or torch.cuda.is_available()]
+    params_file = write_params(tmp_path / "params.yaml", params)
+    settings = load_bench_params(ROOT / "bench" / "params.yaml")
+    done = bench(load_params(params_file), settings, None, torch_home, project_dir=tmp_path)
+    for task in settings.tasks:
+        assert len(done[task]["rows"]) == len(settings.budgets) * len(settings.methods)
+        assert all(abs(r["gmacs_deviation"]) <= settings.tolerance for r in done[task]["rows"])
+    assert "Winners:" in (tmp_path / "reports/benchmark.md").read_text()
