@@ -220,7 +220,7 @@ def _samples(bench: BenchParams, res: dict[str, Any]) -> str:
 def _budget_section(bench: BenchParams, res: dict[str, Any], budget: float, refs: dict[str, Any]) -> list[str]:
     rows = _budget_rows(res, budget)
     latency = _latency_metric(bench)
-    target = rows[0]["target_gmacs"] if rows else float("nan")
+    target = refs["teacher"]["gmacs"] / budget
     lines = [
         f"### {res['task']}, {budget:g}x fewer MACs (target {target:.4g} GMACs)",
         "",
@@ -258,6 +258,10 @@ def _budget_section(bench: BenchParams, res: dict[str, Any], budget: float, refs
         lines += ["", "ALAP vs. the baselines alone: " + (
             "better than every baseline on every metric." if not beaten else
             "; ".join(f"{m.label}: beaten by {', '.join(f'`{n}`' for n in names)}" for m, names in beaten) + ".")]
+    missed = [m for m in res.get("missed", []) if m["budget"] == budget]
+    if missed:
+        lines += ["", "No student within the tolerance (not in the table):", "",
+                  *[f"- `{m['method']}`: {m['error']}" for m in missed]]
     if notes:
         lines += ["", "Where ALAP does not win, and what the controls suggest:", "", *notes]
     return [*lines, ""]

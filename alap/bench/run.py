@@ -24,6 +24,7 @@ from torch import nn
 from torch.utils.data import DataLoader
 
 from alap import io
+from alap.bench.budget import BudgetMissed
 from alap.bench.finetune import TuneResult, finetune_on_objective, train_from_scratch
 from alap.bench.methods import METHODS, Method
 from alap.bench.params import BenchParams
@@ -150,17 +151,21 @@ def run_task(params: Params, bench: BenchParams, task_name: str, torch_home: Pat
     """Benchmark one task; write and return ``<out_dir>/<task>/results.json``."""
     tb = prepare_task(params, bench, task_name, torch_home, paths)
     references = [_reference_row(tb, name) for name in REFERENCES]
-    rows = []
+    rows, missed = [], []
     for budget in bench.budgets:
         students: dict[str, Student] = {}
         for name in bench.methods:
-            rows.append(_method_row(tb, METHODS[name], budget, students))
+            try:
+                rows.append(_method_row(tb, METHODS[name], budget, students))
+            except BudgetMissed as exc:  # this method cannot reach this budget: say so, go on with the rest
+                log.warning("%s %s %s: %s", task_name, budget_name(budget), name, exc)
+                missed.append({"method": name, "budget": budget, "error": str(exc)})
     results = {"task": task_name, "teacher_train_wall_s": tb.teacher_wall_s, "condense_wall_s": tb.condense_wall_s,
                "image_size": tb.task.image_size, "budgets": list(bench.budgets), "methods": list(bench.methods),
                "finetune_steps": finetune_steps(params, bench), "teacher_steps": params.train.steps_for(tb.task.params),
                "paired": tb.task.params.paired, "distill_w_gan": params.distill.w_gan,
                "feature_layers": params.distill.layers_for(tb.originals.teacher_arch["kind"]),
-               "references": references, "rows": rows}
+               "references": references, "rows": rows, "missed": missed}
     io.write_json(tb.out_dir / RESULTS_FILE, _finite(results))
     return results
 
