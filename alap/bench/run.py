@@ -153,7 +153,7 @@ def run_task(params: Params, bench: BenchParams, task_name: str, torch_home: Pat
     references = [_reference_row(tb, name) for name in REFERENCES]
     rows, missed = [], []
     for budget in bench.budgets:
-        students: dict[str, Student] = {}
+        students: dict[str, Student | BudgetMissed] = {}
         for name in bench.methods:
             try:
                 rows.append(_method_row(tb, METHODS[name], budget, students))
@@ -184,8 +184,10 @@ def _reference_row(tb: TaskBench, name: str) -> dict[str, Any]:
     return _measure(tb, row, checkpoint, out, sparsity=None)
 
 
-def _method_row(tb: TaskBench, method: Method, budget: float, students: dict[str, Student]) -> dict[str, Any]:
-    """Compress with ``method`` at ``budget`` (reusing the budget's landed students), then evaluate and profile."""
+def _method_row(tb: TaskBench, method: Method, budget: float,
+                students: dict[str, Student | BudgetMissed]) -> dict[str, Any]:
+    """Compress with ``method`` at ``budget`` (reusing the budget's landed students, or the failure to land
+    one), then evaluate and profile."""
     out = tb.out_dir / budget_name(budget) / method.name
     key = _method_key(tb, method, budget)
     done = _finished(out, key)
@@ -193,8 +195,13 @@ def _method_row(tb: TaskBench, method: Method, budget: float, students: dict[str
         log.info("%s %s %s: already done (%s)", tb.task.name, budget_name(budget), method.name, out / ROW_FILE)
         return done
     if method.source not in students:
-        students[method.source] = land_student(method.source, budget, tb.originals, tb.bench)
+        try:
+            students[method.source] = land_student(method.source, budget, tb.originals, tb.bench)
+        except BudgetMissed as exc:
+            students[method.source] = exc
     student = students[method.source]
+    if isinstance(student, BudgetMissed):
+        raise student
     log.info("%s %s %s: student %.4g GMACs (%+.1f%% of budget), %s", tb.task.name, budget_name(budget), method.name,
              student.landing.gmacs, 100 * student.landing.deviation, method.tune)
     state = tb.paths.resume_state(f"bench-{budget_name(budget)}-{method.name}", key)
