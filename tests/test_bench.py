@@ -242,7 +242,7 @@ def test_winner_rank_and_ties() -> None:
 
 def test_report_names_winners_and_explains_alap_losses_from_the_controls() -> None:
     settings = BenchParams(tasks=["seg2face"], budgets=[4.0])
-    rows = [_row("uniform"), _row("l1_norm"), _row("slimming", psnr=25.0), _row("tp_magnitude"),
+    rows = [_row("uniform", resumed=True), _row("l1_norm"), _row("slimming", psnr=25.0), _row("tp_magnitude"),
             _row("alap", fid=30.0, psnr=21.0, lpips=0.29), _row("alap_original_teacher", psnr=22.0),
             _row("alap_pruned_teacher"), _row("alap_output_only", lpips=0.28996), _row("alap_no_condense")]
     results = _results(rows, teacher={"psnr": 24.0}, condensed={"psnr": 23.0})
@@ -250,6 +250,7 @@ def test_report_names_winners_and_explains_alap_losses_from_the_controls() -> No
     text = render(settings, [results], Path("reports"))
     assert "No student within the tolerance (not in the table):\n\n- `uniform`: uniform student at 4x: closest" in text
     assert "| seg2face | 4x | `alap` 30.00 |" in text
+    assert "| 0.50 (resumed: partial) | 10 of 10 |" in text and text.count("resumed: partial") == 1
     assert "- FID: `alap` (30.00) -- ALAP wins" in text
     assert "- PSNR: `slimming` (25.00); ALAP 21.00, rank 3 of 9" in text
     psnr_note = next(line for line in text.splitlines() if line.startswith("- **PSNR**"))

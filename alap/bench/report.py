@@ -232,7 +232,8 @@ def _budget_section(bench: BenchParams, res: dict[str, Any], budget: float, refs
         name = f"**`{row['method']}`**" if row["method"] == ALAP else f"`{row['method']}`"
         lines.append(f"| {name} | {row['gmacs']:.4g} ({100 * row['gmacs_deviation']:+.1f}%) | "
                      + " | ".join(m.fmt(row.get(m.key)) for m in QUALITY)
-                     + f" | {latency.fmt(row.get(latency.key))} | {row['wall_ratio']:.2f} | "
+                     + f" | {latency.fmt(row.get(latency.key))} | {row['wall_ratio']:.2f}"
+                     + f"{' (resumed: partial)' if row.get('resumed') else ''} | "
                      + f"{row.get('best_step')} of {row.get('steps')} |")
     lines += ["", "Winners:", ""]
     notes: list[str] = []

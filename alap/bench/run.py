@@ -205,6 +205,7 @@ def _method_row(tb: TaskBench, method: Method, budget: float,
     log.info("%s %s %s: student %.4g GMACs (%+.1f%% of budget), %s", tb.task.name, budget_name(budget), method.name,
              student.landing.gmacs, 100 * student.landing.deviation, method.tune)
     state = tb.paths.resume_state(f"bench-{budget_name(budget)}-{method.name}", key)
+    resumed = state.is_file()  # then the wall time below covers only the part after the interruption
     torch.manual_seed(tb.params.seed)
     started = time.perf_counter()
     tuned = _tune(tb, method, student, state)
@@ -221,7 +222,7 @@ def _method_row(tb: TaskBench, method: Method, budget: float,
            "target_gmacs": student.landing.target_gmacs, "gmacs_deviation": student.landing.deviation,
            "student": student.describe(), "steps": tuned.steps, "best_step": tuned.best_step,
            "val_psnr_best": tuned.best_psnr, "val_psnr_start": tuned.start_psnr,
-           "wall_s": wall, "wall_ratio": wall["total"] / tb.teacher_wall_s, "key": key}
+           "wall_s": wall, "wall_ratio": wall["total"] / tb.teacher_wall_s, "resumed": resumed, "key": key}
     return _measure(tb, row, out / "student.pt", out, sparsity=1.0 - 1.0 / budget)
 
 
