@@ -11,8 +11,9 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-import yaml
-from pydantic import BaseModel, ConfigDict, Field, PositiveInt, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, PositiveInt, field_validator
+
+from alap.config import load_validated
 
 MethodName = Literal[
     "uniform", "l1_norm", "slimming", "tp_magnitude", "alap", "alap_original_teacher", "alap_pruned_teacher",
@@ -81,20 +82,4 @@ class BenchParamsError(ValueError):
 
 def load_bench_params(path: str | Path = DEFAULT_BENCH_PARAMS) -> BenchParams:
     """Read and validate the benchmark's params file."""
-    path = Path(path)
-    if not path.is_file():
-        raise BenchParamsError(f"{path}: benchmark params file not found")
-    try:
-        raw = yaml.safe_load(path.read_text())
-    except yaml.YAMLError as exc:
-        raise BenchParamsError(f"{path}: not valid YAML: {exc}") from exc
-    if not isinstance(raw, dict):
-        raise BenchParamsError(f"{path}: expected a mapping at the top level, got {type(raw).__name__}")
-    try:
-        return BenchParams.model_validate(raw)
-    except ValidationError as exc:
-        lines = [f"{path}: invalid benchmark parameters:"]
-        for err in exc.errors():
-            where = ".".join(str(p) for p in err["loc"]) or "<top level>"
-            lines.append(f"  - {where}: {err['msg']}")
-        raise BenchParamsError("\n".join(lines)) from None
+    return load_validated(path, BenchParams, BenchParamsError, hint="the benchmark's own params, see bench/")
