@@ -78,7 +78,7 @@ def test_check_bucket_wrong_credentials(s3_env: S3Server, monkeypatch):
 
 @pytest.mark.integration
 def test_check_bucket_missing(s3_env: S3Server):
-    with pytest.raises(storage.MissingBucketError, match="alap storage --create-bucket no-such-bucket"):
+    with pytest.raises(storage.MissingBucketError, match="alap storage --bucket no-such-bucket --create-bucket"):
         storage.check_bucket("no-such-bucket")
 
 
