@@ -11,6 +11,7 @@ penalty added to the generator's loss; so the objective is an object with a ``st
 
 from __future__ import annotations
 
+from abc import ABC, abstractmethod
 from typing import Any, Callable
 
 import torch
@@ -21,7 +22,7 @@ from alap.losses import GANLoss
 ExtraLoss = Callable[[nn.Module], torch.Tensor]
 
 
-class Objective:
+class Objective(ABC):
     """Holds the networks and optimisers of one objective; subclasses define ``step``."""
 
     def __init__(self, generator: nn.Module, aux: dict[str, nn.Module], lr: float, beta1: float, gan_mode: str) -> None:
@@ -39,8 +40,8 @@ class Objective:
     def _other_generators(self) -> list[nn.Module]:
         return []
 
-    def _discriminators(self) -> list[nn.Module]:
-        raise NotImplementedError
+    @abstractmethod
+    def _discriminators(self) -> list[nn.Module]: ...
 
     def modules(self) -> dict[str, nn.Module]:
         return {"G": self.generator, **self.aux}
@@ -52,8 +53,9 @@ class Objective:
         for module in self.modules().values():
             module.train()
 
+    @abstractmethod
     def step(self, batch: dict[str, Any], extra_generator_loss: ExtraLoss | None = None) -> dict[str, float]:
-        raise NotImplementedError
+        """One discriminator and one generator update; ``extra_generator_loss(G)`` is added to G's loss."""
 
     def _update(self, name: str, loss: torch.Tensor) -> None:
         opt = self._optimizers[name]
