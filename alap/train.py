@@ -26,6 +26,7 @@ from alap.loop import run_steps
 from alap.models import NLayerDiscriminator, build_generator, save_checkpoint
 from alap.objectives import Objective, make_objective
 from alap.paths import TaskPaths
+from alap.seeding import seeded
 from alap.task import Task
 
 log = logging.getLogger(__name__)
@@ -118,9 +119,9 @@ def train_teacher(params: Params, task_name: str, paths: TaskPaths | None = None
     task = Task.from_params(params, task_name)
     paths = paths or TaskPaths(task_name)
     device = resolve_device(params.device)
-    torch.manual_seed(params.seed)
     train_set = task.dataset("train")
-    generator, arch, aux = build_gan(task, params, device)
+    with seeded(params.seed):
+        generator, arch, aux = build_gan(task, params, device)
     objective = make_objective(task.objective_kind, generator, aux, params.train)
     total = params.train.steps_for(task.params)
     schedulers = linear_decay(objective, total, params.train.lr_decay_from)

@@ -220,7 +220,15 @@ def sweep(tasks: list[str] | None = None, sparsities: list[float] | None = None,
     Params are validated (and the grid resolved) before any work, so a bad value fails at once; the work then
     runs as the subflow ``alap-sweep-grid`` on the chosen task runner.
     """
-    resolve_grid(load_params(params_path), Path(out_root).resolve(), tasks, sparsities, sparsity_weights, devices)
+    grid = resolve_grid(load_params(params_path), Path(out_root).resolve(), tasks, sparsities, sparsity_weights,
+                        devices)
+    shares_process = not (dask_address or dask_workers) or not dask_processes
+    with_dropout = [name for name in grid.teachers if getattr(grid.base.model, grid.base.tasks[name].arch).dropout]
+    if shares_process and with_dropout:
+        get_run_logger().warning(
+            "%s train with dropout: points running as threads of one process draw their dropout masks from one "
+            "shared torch generator, so they are not bitwise reproducible; run them as processes "
+            "(--dask-workers N) for that", ", ".join(with_dropout))
     runner = task_runner(dask_address, dask_workers, dask_processes, max_threads)
     return sweep_grid.with_options(task_runner=runner)(
         tasks=tasks, sparsities=sparsities, sparsity_weights=sparsity_weights, devices=devices,

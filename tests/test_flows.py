@@ -1,5 +1,7 @@
-"""Prefect flows against a temporary Prefect server and an embedded MLflow store: tiny sweeps on threads and
-on a 2-worker Dask cluster, promotion, the DVC pipeline's fail-fast and retry behaviour, and the deployments."""
+"""Prefect flows against a temporary Prefect server, a real MLflow server (SQLite backend) whose artifacts live on
+a real S3 server: tiny sweeps on threads and on a 2-worker Dask cluster, promotion and the champion loaded back
+from the registry, the sweep's data and models through `dvc push`/`dvc pull`, the DVC pipeline's fail-fast and
+retry behaviour, and the deployments."""
 
 from __future__ import annotations
 
@@ -17,10 +19,13 @@ REPO = Path(__file__).resolve().parents[1]
 if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
+from alap import storage  # noqa: E402
 from alap.config import ParamsError, load_params  # noqa: E402
+from alap.report.tables import TEACHER  # noqa: E402
 from alap.metrics.weights import provision_weights  # noqa: E402
 from alap.tracking import Tracker, registered_model_name  # noqa: E402
 from flows.tasks import StageFailed  # noqa: E402
+from servers import S3Server, mlflow_server, s3_server  # noqa: E402
 from tiny import tiny_params, write_params  # noqa: E402
 
 pytestmark = pytest.mark.integration
@@ -29,6 +34,7 @@ TASK = "seg2face"
 SPARSITIES = [0.5, 0.75]
 WEIGHT = 0.002
 P50 = "latency.cpu-t1.onnxruntime.bs1.p50_ms"
+ARTIFACT_BUCKET, DVC_BUCKET = "mlflow-team", "dvc-team"
 
 
 @pytest.fixture(scope="module")
@@ -64,11 +70,28 @@ def torch_home(workdir: Path) -> Path:
 
 
 @pytest.fixture(scope="module")
-def mlflow_store(workdir: Path):
-    """An embedded MLflow store in the test's temp dir for the whole module."""
+def s3(tmp_path_factory) -> S3Server:
+    """A real S3 server (rclone) for the module, with the MLflow artifact and DVC buckets."""
+    with s3_server(tmp_path_factory.mktemp("s3")) as server, pytest.MonkeyPatch.context() as mp:
+        for name, value in server.env().items():  # for boto3 here; removed again below for the MLflow client
+            mp.setenv(name, value)
+        for bucket in (ARTIFACT_BUCKET, DVC_BUCKET):
+            storage.create_bucket(bucket)
+        yield server
+
+
+@pytest.fixture(scope="module")
+def mlflow_url(s3: S3Server, tmp_path_factory) -> str:
+    with mlflow_server(tmp_path_factory.mktemp("mlflow"), f"s3://{ARTIFACT_BUCKET}/mlflow", env=s3.env()) as url:
+        yield url
+
+
+@pytest.fixture(scope="module")
+def mlflow_store(mlflow_url: str, s3: S3Server, workdir: Path):
+    """The MLflow server for the whole module; the client has no S3 credentials (artifacts are proxied)."""
     with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{workdir / 'mlflow.db'}")
-        for name in ("MLFLOW_REGISTRY_URI", "ALAP_PARENT_RUN_ID"):
+        mp.setenv("MLFLOW_TRACKING_URI", mlflow_url)
+        for name in ("MLFLOW_REGISTRY_URI", "ALAP_PARENT_RUN_ID", *s3.env()):
             mp.delenv(name, raising=False)
         yield Tracker.connect(workdir)
 
@@ -151,8 +174,10 @@ def completed_point_runs(sweep_name: str) -> set[str]:
     return {run.name for run in runs if run.task_key.startswith("compress_point") and run.state.is_completed()}
 
 
-def test_sweep_on_threads(thread_sweep, mlflow_store, workdir):
+def test_sweep_on_threads(thread_sweep, mlflow_store, workdir, s3):
     check_sweep(thread_sweep, mlflow_store, "threads", workdir)
+    grids_on_s3 = list((s3.root / ARTIFACT_BUCKET / "mlflow").rglob("grid.png"))
+    assert len(grids_on_s3) >= 3  # teacher + 2 points, stored on the S3 server through MLflow's proxy
     runs = point_runs(mlflow_store, "threads")
     assert overlapping(runs)
     assert {r.tags["alap.point.worker"] for r in runs} == {f"{socket.gethostname()}:{os.getpid()}"}
@@ -182,19 +207,103 @@ def test_sweep_rejects_bad_grid_before_work(harness, workdir, params_file):
     assert not out_root.exists()
 
 
-def test_promote_flow_gates(thread_sweep, mlflow_store, workdir, params_file):
+@pytest.fixture(scope="module")
+def promoted(thread_sweep, mlflow_store, workdir, params_file) -> dict:
+    """Gates every point passes; the fastest passing version becomes champion."""
     from flows.promote import promote_flow
 
-    strict = promote_flow(tasks=[TASK], device="cpu-t1", max_p50_ms=1e-6, params_path=str(params_file),
-                          project_dir=str(workdir))
-    assert strict[TASK]["champion"] is None and strict[TASK]["passed"] == []
-    loose = promote_flow(tasks=[TASK], device="cpu-t1", max_p50_ms=1e6, max_fid_ratio=1e6, max_lpips_teacher=1e6,
-                         prefer="speed", params_path=str(params_file), project_dir=str(workdir))
-    champion = loose[TASK]["champion"]
+    return promote_flow(tasks=[TASK], device="cpu-t1", max_p50_ms=1e6, max_fid_ratio=1e6, max_lpips_teacher=1e6,
+                        prefer="speed", params_path=str(params_file), project_dir=str(workdir))
+
+
+def test_promote_flow_gates(promoted, mlflow_store, workdir, params_file):
+    from flows.promote import promote_flow
+
+    champion = promoted[TASK]["champion"]
     assert champion is not None
     model = registered_model_name(TASK)
     assert mlflow_store.alias_version(model, "champion") == champion
     assert mlflow_store.alias_version(model, "cpu-t1-champion") == champion
+    strict = promote_flow(tasks=[TASK], device="cpu-t1", max_p50_ms=1e-6, params_path=str(params_file),
+                          project_dir=str(workdir))
+    assert strict[TASK]["champion"] is None and strict[TASK]["passed"] == []
+    assert mlflow_store.alias_version(model, "champion") == champion  # a failed promotion changes nothing
+
+
+def test_champion_loads_from_registry_and_reproduces_its_logged_psnr(promoted, mlflow_store, mlflow_url,
+                                                                      params_file):
+    import mlflow
+    import torch
+    from torch.utils.data import DataLoader
+
+    from alap.metrics.pixel import psnr
+    from alap.task import Task
+
+    version = mlflow_store.client.get_model_version_by_alias(registered_model_name(TASK), "champion")
+    logged = mlflow_store.run(version.run_id).metrics["psnr"]
+    before = mlflow.get_tracking_uri(), mlflow.get_registry_uri()
+    mlflow.set_tracking_uri(mlflow_url)  # models:/ resolves to mlflow-artifacts:/, which this server proxies
+    mlflow.set_registry_uri(mlflow_url)
+    try:
+        model = mlflow.pytorch.load_model(f"models:/{registered_model_name(TASK)}@champion")
+    finally:
+        mlflow.set_tracking_uri(before[0])
+        mlflow.set_registry_uri(before[1])
+    test_set = Task.from_params(load_params(params_file), TASK).dataset("test", for_eval=True)
+    with torch.no_grad():
+        scores = [psnr(model(batch["A"]).clamp(-1, 1), batch["B"]) for batch in DataLoader(test_set, batch_size=3)]
+    assert torch.cat(scores).mean().item() == pytest.approx(logged, abs=1e-3)
+
+
+def _git_dvc(cwd: Path, *argv: str) -> None:
+    import subprocess
+
+    from flows.tasks import dvc_executable
+
+    command = [str(dvc_executable()), *argv[1:]] if argv[0] == "dvc" else list(argv)
+    result = subprocess.run(command, cwd=cwd, capture_output=True, text=True)
+    assert result.returncode == 0, f"{' '.join(argv)} failed:\n{result.stdout}\n{result.stderr}"
+
+
+def test_dvc_push_to_s3_then_pull_into_fresh_clone(thread_sweep, s3, workdir, tmp_path, monkeypatch):
+    """The sweep's real data and models, tracked by DVC, pushed to the S3 server and pulled into a clone."""
+    import shutil
+
+    for name, value in s3.env().items():
+        monkeypatch.setenv(name, value)
+    repo = tmp_path / "repo"
+    repo.mkdir()
+    shutil.copytree(workdir / "data" / TASK, repo / "data" / TASK)
+    point_dir = Path(thread_sweep[0]["point_dir"])
+    shutil.copytree(point_dir, repo / "models" / TASK / point_dir.name)
+    from flows.sweep import layout
+
+    shutil.copy(layout(workdir / "threads" / TASK / TEACHER, TASK).teacher, repo / "models" / TASK / "teacher.pt")
+    tracked = ["data", "models"]
+    originals = {p.relative_to(repo): p.read_bytes() for d in tracked for p in (repo / d).rglob("*") if p.is_file()}
+    assert any(p.suffix == ".png" for p in originals) and any(p.name == "student.pt" for p in originals)
+
+    _git_dvc(repo, "git", "init", "-q")
+    _git_dvc(repo, "git", "config", "user.email", "t@example.com")
+    _git_dvc(repo, "git", "config", "user.name", "t")
+    _git_dvc(repo, "dvc", "init", "-q")
+    _git_dvc(repo, "dvc", "add", "-q", *tracked)
+    _git_dvc(repo, "git", "add", ".")
+    _git_dvc(repo, "git", "commit", "-q", "-m", "sweep outputs")
+    assert storage.configure_dvc_remote(repo, "team", f"s3://{DVC_BUCKET}/dvc") == f"s3://{DVC_BUCKET}/dvc"
+    assert s3.endpoint not in (repo / ".dvc" / "config").read_text()  # the endpoint stays out of git
+    local = (repo / ".dvc" / "config.local").read_text()
+    assert s3.endpoint in local and s3.secret not in local  # credentials come from the environment only
+    _git_dvc(repo, "dvc", "push", "-q")
+
+    clone = tmp_path / "clone"
+    _git_dvc(tmp_path, "git", "clone", "-q", str(repo), str(clone))
+    assert not (clone / "data").exists() and not (clone / "models").exists()
+    storage.configure_dvc_remote(clone, "team", f"s3://{DVC_BUCKET}/dvc")
+    _git_dvc(clone, "dvc", "pull", "-q")
+    pulled = {p.relative_to(clone): p.read_bytes() for d in tracked for p in (clone / d).rglob("*") if p.is_file()}
+    assert pulled.keys() == originals.keys()
+    assert all(pulled[name] == originals[name] for name in originals)
 
 
 def dvc_project(root: Path, params_file: Path, stage_cmds: dict[str, str]) -> Path:

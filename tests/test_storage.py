@@ -1,11 +1,9 @@
-"""alap.storage against a real S3 server (rclone) and a tiny fault-injecting HTTP server."""
+"""alap.storage against a real S3 server (rclone) and a tiny fault-injecting HTTP server (DVC push/pull of real
+outputs through S3 is in test_flows.py)."""
 
 from __future__ import annotations
 
 import http.server
-import os
-import subprocess
-import sys
 import threading
 import time
 from pathlib import Path
@@ -14,8 +12,6 @@ import pytest
 
 from alap import storage
 from servers import S3Server, free_port, s3_server
-
-DVC = str(Path(sys.executable).parent / "dvc")
 
 
 @pytest.fixture(scope="module")
@@ -133,44 +129,6 @@ def test_transient_faults_are_retried_a_bounded_number_of_times(monkeypatch, fai
         server.shutdown()
         server.server_close()
     assert handler.seen == min(failures + 1, attempts)
-
-
-def _run(cwd: Path, *argv: str) -> str:
-    result = subprocess.run(list(argv), cwd=cwd, capture_output=True, text=True, env=os.environ.copy())
-    assert result.returncode == 0, f"{' '.join(argv)} failed:\n{result.stdout}\n{result.stderr}"
-    return result.stdout
-
-
-@pytest.mark.integration
-def test_dvc_push_then_pull_into_fresh_clone(s3_env: S3Server, tmp_path: Path):
-    repo = tmp_path / "repo"
-    repo.mkdir()
-    _run(repo, "git", "init", "-q")
-    _run(repo, "git", "config", "user.email", "t@example.com")
-    _run(repo, "git", "config", "user.name", "t")
-    _run(repo, DVC, "init", "-q")
-    payload = os.urandom(50_000)
-    (repo / "data.bin").write_bytes(payload)
-    _run(repo, DVC, "add", "-q", "data.bin")
-    _run(repo, "git", "add", ".")
-    _run(repo, "git", "commit", "-q", "-m", "data")
-
-    storage.create_bucket("dvc-team")
-    url = storage.configure_dvc_remote(repo, "team", "s3://dvc-team/dvc")
-    assert url == "s3://dvc-team/dvc"
-    assert "127.0.0.1" not in (repo / ".dvc" / "config").read_text()  # endpoint stays out of git
-    local = (repo / ".dvc" / "config.local").read_text()
-    assert s3_env.endpoint in local and s3_env.secret not in local
-    _run(repo, DVC, "push", "-q")
-    stored = [p for p in (s3_env.root / "dvc-team" / "dvc").rglob("*") if p.is_file()]
-    assert any(p.read_bytes() == payload for p in stored)
-
-    clone = tmp_path / "clone"
-    _run(tmp_path, "git", "clone", "-q", str(repo), str(clone))
-    assert not (clone / "data.bin").exists()
-    storage.configure_dvc_remote(clone, "team", "s3://dvc-team/dvc")
-    _run(clone, DVC, "pull", "-q")
-    assert (clone / "data.bin").read_bytes() == payload
 
 
 def test_configure_dvc_remote_rejects_non_dvc_dir_and_bad_url(tmp_path: Path):
