@@ -39,6 +39,18 @@ class DataParams(Strict):
         return self
 
 
+class TrainOverrides(Strict):
+    """What one task trains differently from the shared ``train`` section (unset keys keep the shared value).
+
+    Datasets differ: CycleGAN's two generators and two discriminators cost ~4x a pix2pix step, so an unpaired
+    task usually wants smaller batches, and a harder mapping a different learning rate or more steps.
+    """
+
+    steps: PositiveInt | None = None
+    batch_size: PositiveInt | None = None
+    lr: float | None = Field(None, gt=0, le=1e-1)
+
+
 class TaskParams(Strict):
     """Where one task's data lives and which generator it trains.
 
@@ -51,6 +63,7 @@ class TaskParams(Strict):
     root: Path
     arch: Literal["unet", "resnet"]
     num_classes: PositiveInt | None = Field(None, description="mask_image only: number of class ids")
+    train: TrainOverrides = TrainOverrides()
 
     @model_validator(mode="after")
     def _classes_for_masks(self) -> "TaskParams":
@@ -92,7 +105,6 @@ class TrainParams(Strict):
     """Teacher training: pix2pix (L1 + cGAN) for paired tasks, CycleGAN (GAN + cycle + identity) otherwise."""
 
     steps: PositiveInt = 2000
-    unpaired_steps: PositiveInt | None = Field(None, description="steps for CycleGAN tasks (default: steps)")
     batch_size: PositiveInt = 8
     lr: float = Field(2e-4, gt=0, le=1e-1)
     beta1: float = Field(0.5, ge=0, lt=1)
@@ -103,9 +115,6 @@ class TrainParams(Strict):
     lambda_identity: float = Field(0.5, ge=0)
     checkpoint_every: PositiveInt = 250
     lr_decay_from: float = Field(0.5, ge=0, le=1, description="fraction of steps after which lr decays linearly to 0")
-
-    def steps_for(self, task: TaskParams) -> int:
-        return self.steps if task.paired or self.unpaired_steps is None else self.unpaired_steps
 
 
 class SweepParams(Strict):
@@ -172,6 +181,10 @@ class Params(Strict):
             raise ValueError(f"model.unet.num_downs={self.model.unet.num_downs} halves {self.data.image_size}-pixel "
                              f"images below 1 pixel; use at most {self.data.image_size.bit_length() - 1}")
         return self
+
+    def train_for(self, task_name: str) -> TrainParams:
+        """The ``train`` section with ``tasks.<task_name>.train``'s overrides applied."""
+        return self.train.model_copy(update=self.tasks[task_name].train.model_dump(exclude_none=True))
 
 
 class ParamsError(ValueError):

@@ -57,11 +57,11 @@ def condense_task(params: Params, task_name: str, paths: TaskPaths | None = None
     torch.manual_seed(params.seed)
     teacher, teacher_meta = load_checkpoint(paths.teacher, map_location=device, expect_task=task_name)
     aux = load_aux(paths.teacher_aux, task_name, device)
-    batches = endless_batches(task.dataset("train"), params.train.batch_size, params.seed + 1, device)
-    key = params_key(paths.teacher, params.condense, params.prune.threshold, params.train)
+    batches = endless_batches(task.dataset("train"), task.train.batch_size, params.seed + 1, device)
+    key = params_key(paths.teacher, params.condense, params.prune.threshold, task.train)
     started = time.perf_counter()
     result = condense(
-        teacher, arch_of(teacher), lambda g: make_objective(task.objective_kind, g, aux, params.train), batches,
+        teacher, arch_of(teacher), lambda g: make_objective(task.objective_kind, g, aux, task.train), batches,
         params.condense, params.prune.threshold, _example_inputs(task, device),
         state_path=paths.resume_state("condense", key),
         table_path=paths.report_dir / "condense" / "scale_factors.csv",
@@ -73,6 +73,7 @@ def condense_task(params: Params, task_name: str, paths: TaskPaths | None = None
     meta = {"task": task_name, "role": "condensed", "steps": params.condense.steps, "wall_s": round(wall, 1),
             "channels_below_threshold": below, "channels": total}
     save_checkpoint(paths.condensed, result.model, result.arch, meta)
+    io.write_json(paths.condense_report, meta)
     log.info("condensed %s in %.0f s: %d of %d channels below threshold %g", task_name, wall, below, total,
              params.prune.threshold)
     return meta
@@ -116,9 +117,9 @@ def distill_point(params: Params, task_name: str, sparsity: float, point_dir: Pa
     if params.distill.w_gan > 0:
         aux = load_aux(paths.teacher_aux, task_name, device)
         discriminator = aux["D"] if task.params.paired else aux["D_A"]
-    batches = endless_batches(task.dataset("train"), params.train.batch_size, params.seed + 2, device)
+    batches = endless_batches(task.dataset("train"), task.train.batch_size, params.seed + 2, device)
     val_batches = list(_batches_of(task.dataset("val"), params.evaluate.batch_size, device))
-    key = params_key(point_dir / "pruned.pt", teacher_path, params.distill, params.train.batch_size)
+    key = params_key(point_dir / "pruned.pt", teacher_path, params.distill, task.train.batch_size)
     started = time.perf_counter()
     result = distill(student, teacher, batches, val_batches, params.distill, task.params.paired,
                      _example_inputs(task, device), paths.resume_state(f"distill-{point_dir.name}", key),

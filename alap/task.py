@@ -10,7 +10,7 @@ from dataclasses import dataclass
 
 from torch.utils.data import Dataset
 
-from alap.config import ModelParams, Params, TaskParams
+from alap.config import ModelParams, Params, TaskParams, TrainParams
 from alap.data.datasets import channels, open_dataset
 from alap.models import default_arch
 
@@ -21,12 +21,14 @@ class Task:
     params: TaskParams
     image_size: int
     seed: int
+    train: TrainParams  # the shared train section with this task's overrides applied
 
     @classmethod
     def from_params(cls, params: Params, name: str) -> "Task":
         if name not in params.tasks:
             raise ValueError(f"unknown task {name!r}; params.yaml defines {sorted(params.tasks)}")
-        return cls(name=name, params=params.tasks[name], image_size=params.data.image_size, seed=params.seed)
+        return cls(name=name, params=params.tasks[name], image_size=params.data.image_size, seed=params.seed,
+                   train=params.train_for(name))
 
     @property
     def channels(self) -> tuple[int, int]:

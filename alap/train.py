@@ -122,10 +122,11 @@ def train_teacher(params: Params, task_name: str, paths: TaskPaths | None = None
     train_set = task.dataset("train")
     with seeded(params.seed):
         generator, arch, aux = build_gan(task, params, device)
-    objective = make_objective(task.objective_kind, generator, aux, params.train)
-    total = params.train.steps_for(task.params)
-    schedulers = linear_decay(objective, total, params.train.lr_decay_from)
-    batches = endless_batches(train_set, params.train.batch_size, params.seed, device)
+    settings = task.train
+    objective = make_objective(task.objective_kind, generator, aux, settings)
+    total = settings.steps
+    schedulers = linear_decay(objective, total, settings.lr_decay_from)
+    batches = endless_batches(train_set, settings.batch_size, params.seed, device)
     objective.train()
 
     def step(_: int) -> dict[str, float]:
@@ -135,10 +136,10 @@ def train_teacher(params: Params, task_name: str, paths: TaskPaths | None = None
         return losses
 
     state = {**objective.modules(), **objective.optimizers(), **schedulers, "batches": batches}
-    key = params_key(params.seed, params.data, task.params, params.model, params.train)
+    key = params_key(params.seed, params.data, task.params, params.model, settings)
     log.info("training %s teacher (%s, %d steps, device %s)", task_name, arch["kind"], total, device)
     started = time.perf_counter()
-    history = run_steps(step, state, total, paths.resume_state("train", key), params.train.checkpoint_every,
+    history = run_steps(step, state, total, paths.resume_state("train", key), settings.checkpoint_every,
                         desc=f"train {task_name}")
     wall = time.perf_counter() - started
 

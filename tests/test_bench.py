@@ -313,7 +313,7 @@ def test_tiny_benchmark_runs_every_method_for_both_tasks(tmp_path: Path, torch_h
         by = {r["method"]: r for r in results["rows"]}
         assert by["alap"]["student"]["arch"] == by["slimming"]["student"]["arch"]  # one pruned student, two tunings
         assert by["l1_norm"]["student"]["arch"] == by["alap_no_condense"]["student"]["arch"]
-        assert by["uniform"]["steps"] == params.train.steps_for(params.tasks[task])
+        assert by["uniform"]["steps"] == params.train_for(task).steps
         assert {by[m]["steps"] for m in ALL_METHODS if m != "uniform"} == {params.distill.steps}
         metrics = json.loads((tmp_path / "bench/metrics" / f"{task}.json").read_text())
         assert set(metrics["b3"]) == set(ALL_METHODS)

@@ -45,6 +45,8 @@ def test_params_yaml_is_a_valid_profile():
         (lambda d: d["tasks"]["face2cartoon"].update(num_classes=3), "num_classes"),
         (lambda d: d.pop("sweep"), "sweep"),
         (lambda d: d["model"]["unet"].update(num_downs=7), "num_downs=7"),
+        (lambda d: d["tasks"]["seg2face"].update(train={"lambda_l1": 1.0}), "tasks.seg2face.train.lambda_l1"),
+        (lambda d: d["tasks"]["seg2face"].update(train={"batch_size": 0}), "tasks.seg2face.train.batch_size"),
     ],
 )
 def test_bad_params_name_the_key(tmp_path, mutate, fragment):
@@ -54,6 +56,16 @@ def test_bad_params_name_the_key(tmp_path, mutate, fragment):
         load_params(write(tmp_path, data))
     assert str(tmp_path / "params.yaml") in str(err.value)
     assert fragment in str(err.value)
+
+
+def test_task_train_overrides_apply_to_that_task_only(tmp_path):
+    data = demo()
+    data["tasks"]["horse2zebra"]["train"] = {"steps": 123, "batch_size": 1, "lr": 3e-4}
+    params = load_params(write(tmp_path, data))
+    own, shared = params.train_for("horse2zebra"), params.train_for("seg2face")
+    assert (own.steps, own.batch_size, own.lr) == (123, 1, 3e-4)
+    assert own.lambda_cycle == shared.lambda_cycle == params.train.lambda_cycle  # everything else is shared
+    assert shared == params.train
 
 
 def test_missing_and_malformed_files(tmp_path):

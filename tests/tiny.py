@@ -21,7 +21,8 @@ def tiny_params(root: Path, tasks: list[str] | None = None, sparsities: list[flo
     params["model"] = {"unet": {"ngf": 8, "num_downs": 5, "norm": "batch", "dropout": False},
                        "resnet": {"ngf": 8, "n_blocks": 2, "norm": "instance", "dropout": False},
                        "discriminator": {"ndf": 8, "n_layers": 2}}
-    params["train"].update(steps=6, unpaired_steps=4, batch_size=4, checkpoint_every=2)
+    params["train"].update(steps=6, batch_size=4, checkpoint_every=2)
+    params["tasks"]["horse2zebra"]["train"] = {"steps": 4, "batch_size": 2}
     params["condense"].update(steps=4, warmup_steps=2, checkpoint_every=2, sparsity_weight=0.01)
     params["distill"].update(steps=4, checkpoint_every=2, feature_layers={"unet": ["down2"], "resnet": ["block1"]})
     params["sweep"] = {"sparsities": sparsities or [0.5]}

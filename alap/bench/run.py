@@ -162,7 +162,7 @@ def run_task(params: Params, bench: BenchParams, task_name: str, torch_home: Pat
                 missed.append({"method": name, "budget": budget, "error": str(exc)})
     results = {"task": task_name, "teacher_train_wall_s": tb.teacher_wall_s, "condense_wall_s": tb.condense_wall_s,
                "image_size": tb.task.image_size, "budgets": list(bench.budgets), "methods": list(bench.methods),
-               "finetune_steps": finetune_steps(params, bench), "teacher_steps": params.train.steps_for(tb.task.params),
+               "finetune_steps": finetune_steps(params, bench), "teacher_steps": tb.task.train.steps,
                "paired": tb.task.params.paired, "distill_w_gan": params.distill.w_gan,
                "feature_layers": params.distill.layers_for(tb.originals.teacher_arch["kind"]),
                "references": references, "rows": rows, "missed": missed}
@@ -228,7 +228,7 @@ def _method_row(tb: TaskBench, method: Method, budget: float,
 
 def _method_key(tb: TaskBench, method: Method, budget: float) -> str:
     b = tb.bench
-    return params_key(tb.identity, method.name, budget, tb.params.seed, tb.params.train, tb.params.prune,
+    return params_key(tb.identity, method.name, budget, tb.params.seed, tb.task.train, tb.params.prune,
                       tb.params.distill, tb.params.evaluate, tb.params.profile, b.tolerance,
                       finetune_steps(tb.params, b), b.l1_norm, b.tp_magnitude, b.search_steps)
 
@@ -245,15 +245,16 @@ def _finished(out: Path, key: str) -> dict[str, Any] | None:
 def _tune(tb: TaskBench, method: Method, student: Student, state: Path) -> TuneResult:
     """Train a private copy of the landed student as ``method`` says."""
     params, paired = tb.params, tb.task.params.paired
-    batches = endless_batches(tb.task.dataset("train"), params.train.batch_size, params.seed + 2, tb.device)
+    settings = tb.task.train
+    batches = endless_batches(tb.task.dataset("train"), settings.batch_size, params.seed + 2, tb.device)
     if method.tune == "scratch":  # a fresh start: new weights for the landed widths, new discriminators
         network = build_generator(student.landing.arch).to(tb.device)
         _, _, fresh_aux = build_gan(tb.task, params, tb.device)
-        steps = params.train.steps_for(tb.task.params)
-        return train_from_scratch(network, tb.task.objective_kind, fresh_aux, params.train, steps, batches, state)
+        return train_from_scratch(network, tb.task.objective_kind, fresh_aux, settings, settings.steps, batches,
+                                  state)
     if method.tune == "objective":
         network = copy.deepcopy(student.landing.student).to(tb.device)
-        return finetune_on_objective(network, tb.task.objective_kind, copy.deepcopy(tb.aux), params.train,
+        return finetune_on_objective(network, tb.task.objective_kind, copy.deepcopy(tb.aux), settings,
                                      params.distill.lr, finetune_steps(params, tb.bench), batches, tb.val_batches,
                                      paired, state, params.distill.checkpoint_every)
     teachers = {"condensed": tb.originals.condensed, "original": tb.originals.teacher,
