@@ -110,7 +110,7 @@ def cmd_weights(args: argparse.Namespace) -> None:
 def cmd_report(args: argparse.Namespace) -> None:
     from alap.report.build import build_report
 
-    written = build_report(args.reports, _params(args).run_tasks)
+    written = build_report(args.reports, _params(args).run_tasks, args.models)
     log.info("report written: %s", ", ".join(str(p) for p in written.values()))
 
 
@@ -193,8 +193,10 @@ def build_parser() -> argparse.ArgumentParser:
             p.add_argument("--torch-home", type=Path, default=DEFAULT_TORCH_HOME)
     verb("weights", cmd_weights, "provide and verify the FID Inception and LPIPS weights offline").add_argument(
         "--torch-home", type=Path, default=DEFAULT_TORCH_HOME)
-    verb("report", cmd_report, "summary table, Pareto plots and HTML page from the evaluated models").add_argument(
-        "--reports", type=Path, default=Path("reports"))
+    p = verb("report", cmd_report, "summary table, Pareto plots and HTML page from the evaluated models")
+    p.add_argument("--reports", type=Path, default=Path("reports"))
+    p.add_argument("--models", type=Path, default=Path("models"),
+                   help="the stages' models/ (teacher training and compression times for the notes)")
     p = verb("import-generator", cmd_import_generator,
              "turn a reference pix2pix/CycleGAN latest_net_G.pth into an alap checkpoint")
     p.add_argument("pth", type=Path)

@@ -58,6 +58,11 @@ class TaskPaths:
         return self.reports / self.task
 
     @property
+    def condense_report(self) -> Path:
+        """The condensed checkpoint's meta (wall time, channels below threshold), readable without torch."""
+        return self.report_dir / "condense" / "condense.json"
+
+    @property
     def real_features(self) -> Path:
         """Inception features of the real test targets, shared by the evaluations of every model of the task."""
         return self.report_dir / "fid_real_features.pt"

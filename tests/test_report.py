@@ -128,6 +128,7 @@ def test_markdown_contains_the_numbers(built: tuple[Path, dict[str, Path]]) -> N
     assert "ms" not in condensed and "—" in condensed
     assert "No latency.json for: condensed." in md
     assert "Quality measured on 20 samples at 32 px." in md
+    assert "Metric weights: fid `pt_inception-2015-12-05`; full provenance in each metrics.json." in md
     assert "Not profiled: cuda0 (no CUDA device)." in md
 
 
@@ -220,3 +221,31 @@ def test_pareto_mask_directions() -> None:
     cost = [1.0, 2.0, 3.0, 2.0, math.nan]
     assert pareto_mask(cost, [5.0, 4.0, 1.0, 6.0, 0.0], lower_is_better=True) == [True, True, True, False, False]
     assert pareto_mask(cost, [5.0, 4.0, 1.0, 6.0, 9.0], lower_is_better=False) == [True, False, False, True, False]
+
+
+def test_weights_note_is_short_for_full_provenance_records() -> None:
+    from alap.report.tables import _weights_note
+
+    records = {"lpips": {"metric": "lpips-alex", "sha256": "cf1ac3496b80dc53" * 4, "trunk": {"file": "a.pth"}},
+               "fid": {"file": "pt_inception.pth", "sha256": "c7f5eed04665aceff" * 4, "source": {"package": "x"}}}
+    assert _weights_note(records) == ("fid `pt_inception.pth` (sha256 c7f5eed04665…), "
+                                      "lpips `lpips-alex` (sha256 cf1ac3496b80…)")
+
+
+def test_cost_notes_give_teacher_quality_and_compression_time(reports: Path, tmp_path: Path) -> None:
+    models = tmp_path / "models"
+    _write(models / "seg2face" / "train_metrics.json",
+           {"steps": 800, "wall_s": 200.0, "psnr_test": 29.5, "psnr_mean_image": 15.0})
+    _write(reports / "seg2face" / "condense" / "condense.json", {"wall_s": 40.0})
+    for point, distill_s in (("s0.50", 50.0), ("s0.75", 60.0), ("s0.90", 70.0)):
+        _write(models / "seg2face" / point / "prune_report.json", {"wall_s": 10.0})
+        _write(models / "seg2face" / point / "distill_report.json", {"wall_s": distill_s})
+    (models / "seg2face" / "s0.90" / "distill_report.json").unlink()  # an unfinished point is marked, not hidden
+    md = build_report(reports, ["seg2face", "horse2zebra"], models)["summary_md"].read_text()
+    assert "Teacher: 800 steps in 200 s; test PSNR 29.50 dB vs 15.00 dB for the mean training image (+14.50 dB)." in md
+    assert ("Compression time vs teacher training (condense once, then prune + distill per student): "
+            "s0.50 0.50x (100 s), s0.75 0.55x (110 s), s0.90 ?.") in md
+    assert f"No {models / 'horse2zebra' / 'train_metrics.json'}: the teacher's training time" in md
+    _write(models / "horse2zebra" / "train_metrics.json", ["not", "an", "object"])
+    with pytest.raises(ValueError, match="horse2zebra/train_metrics.json: expected a JSON object"):
+        build_report(reports, ["seg2face", "horse2zebra"], models)

@@ -14,6 +14,7 @@ import pandas as pd
 from matplotlib.figure import Figure
 
 from alap.io import atomic_path, write_text
+from alap.report.costs import cost_notes
 from alap.report.html import TaskSection, render_page
 from alap.report.plots import gmacs_figure, latency_figure, pareto_data
 from alap.report.tables import ModelReport, display_table, load_task, markdown_summary, summary_frame, task_notes
@@ -47,8 +48,11 @@ def _relative(path: Path, start: Path) -> str:
     return Path(os.path.relpath(path, start)).as_posix()
 
 
-def build_report(reports_dir: Path, tasks: list[str]) -> dict[str, Path]:
+def build_report(reports_dir: Path, tasks: list[str], models_dir: Path | None = None) -> dict[str, Path]:
     """Write summary.csv, summary.md, per-task Pareto plots and data, and index.html under ``reports_dir``.
+
+    With ``models_dir`` (the stages' ``models/``), each task's notes also give the teacher's training time and
+    test PSNR and each student's compression time relative to it.
 
     Returns the written paths by name (``summary_csv``, ``summary_md``, ``index_html``,
     ``<task>_pareto_csv``, ``<task>_pareto_latency``, ``<task>_pareto_gmacs``).
@@ -60,10 +64,14 @@ def build_report(reports_dir: Path, tasks: list[str]) -> dict[str, Path]:
         raise ValueError(f"tasks must be a non-empty list of distinct task names, got {tasks!r}")
     loaded: dict[str, list[ModelReport]] = {task: load_task(reports_dir, task) for task in tasks}
     frame = summary_frame(loaded)
+    notes = {task: task_notes(reports) for task, reports in loaded.items()}
+    if models_dir is not None:
+        for task, reports in loaded.items():
+            notes[task] += cost_notes(models_dir, reports_dir, task, reports)
 
     written = {"summary_csv": reports_dir / "summary.csv", "summary_md": reports_dir / "summary.md"}
     _write_csv(frame, written["summary_csv"])
-    write_text(written["summary_md"], markdown_summary(frame, loaded))
+    write_text(written["summary_md"], markdown_summary(frame, loaded, notes))
 
     sections: list[TaskSection] = []
     for task, reports in loaded.items():
@@ -78,7 +86,7 @@ def build_report(reports_dir: Path, tasks: list[str]) -> dict[str, Path]:
             task=task,
             headers=headers,
             rows=rows,
-            notes=task_notes(reports),
+            notes=notes[task],
             plots=[_relative(paths[f"{task}_pareto_{kind}"], reports_dir) for kind in ("gmacs", "latency")],
             grids=[(r.model, None if r.grid is None else _relative(r.grid, reports_dir)) for r in reports],
         ))

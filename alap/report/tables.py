@@ -65,7 +65,7 @@ class LatencyKey:
         return f"{self.device}/{self.backend} bs{self.batch}"
 
 
-def _read_json(path: Path) -> dict[str, Any]:
+def read_json(path: Path) -> dict[str, Any]:
     try:
         data = json.loads(path.read_text())
     except json.JSONDecodeError as err:
@@ -177,10 +177,10 @@ def load_task(reports_dir: Path, task: str) -> list[ModelReport]:
         if not metrics_path.is_file() and not latency_path.is_file():
             log.debug("%s: no %s or %s, not a model report", directory, METRICS_FILE, LATENCY_FILE)
             continue
-        metrics = _read_json(metrics_path) if metrics_path.is_file() else None
+        metrics = read_json(metrics_path) if metrics_path.is_file() else None
         if metrics is not None:
             _validate_metrics(metrics_path, metrics, task, directory.name)
-        latency = _read_json(latency_path) if latency_path.is_file() else None
+        latency = read_json(latency_path) if latency_path.is_file() else None
         if latency is not None:
             _validate_latency(latency_path, latency, task, directory.name)
         reports.append(ModelReport(task, directory.name, directory, metrics, latency))
@@ -284,6 +284,19 @@ def display_table(task_frame: pd.DataFrame, reports: list[ModelReport]) -> tuple
     return headers, rows
 
 
+def _weights_note(weights: dict[str, Any]) -> str:
+    """One short phrase per metric (file or name, and the start of its sha256) instead of the whole record."""
+    parts = []
+    for metric, record in sorted(weights.items()):
+        if isinstance(record, dict):
+            name = record.get("file") or record.get("metric") or "?"
+            digest = f" (sha256 {record['sha256'][:12]}…)" if record.get("sha256") else ""
+            parts.append(f"{metric} `{name}`{digest}")
+        else:
+            parts.append(f"{metric} `{record}`")
+    return ", ".join(parts)
+
+
 def task_notes(reports: list[ModelReport]) -> list[str]:
     """What a reader must know to trust the table: what it was measured on, and what is missing."""
     notes: list[str] = []
@@ -300,7 +313,7 @@ def task_notes(reports: list[ModelReport]) -> list[str]:
     teacher = _teacher(reports)
     weights = teacher.metrics.get("measured_on", {}).get("weights") if teacher and teacher.metrics else None
     if weights:
-        notes.append("Metric weights: " + json.dumps(weights, sort_keys=True) + ".")
+        notes.append(f"Metric weights: {_weights_note(weights)}; full provenance in each {METRICS_FILE}.")
     if teacher is None or teacher.metrics is None:
         notes.append("No teacher metrics: MAC reductions and speed-ups are not available.")
     no_metrics = [r.model for r in reports if r.metrics is None]
@@ -327,11 +340,11 @@ def markdown_table(headers: list[str], rows: list[list[str]]) -> str:
     return "\n".join(lines)
 
 
-def markdown_summary(frame: pd.DataFrame, tasks: dict[str, list[ModelReport]]) -> str:
+def markdown_summary(frame: pd.DataFrame, tasks: dict[str, list[ModelReport]], notes: dict[str, list[str]]) -> str:
     """reports/summary.md: per task, its notes and one table."""
     parts = ["# alap summary", "",
              "Speed-up and × fewer MACs are relative to the teacher; p50 is the median latency per call.", ""]
     for task, reports in tasks.items():
         headers, rows = display_table(frame[frame["task"] == task], reports)
-        parts += [f"## {task}", "", *(f"- {note}" for note in task_notes(reports)), "", markdown_table(headers, rows), ""]
+        parts += [f"## {task}", "", *(f"- {note}" for note in notes[task]), "", markdown_table(headers, rows), ""]
     return "\n".join(parts)
