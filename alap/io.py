@@ -42,7 +42,13 @@ def write_json(path: str | os.PathLike, obj: Any) -> None:
 
 
 def torch_save(obj: Any, path: str | os.PathLike) -> None:
+    """``torch.save`` through an open file, atomically.
+
+    Given a path, torch names the records inside the zip after the file, here a random temporary name, so the
+    same weights would hash differently on every run and DVC would see every rerun as a new model. Through a file
+    object the records are always named ``archive``: same tensors, same bytes.
+    """
     import torch
 
-    with atomic_path(path) as tmp:
-        torch.save(obj, tmp)
+    with atomic_path(path) as tmp, open(tmp, "wb") as handle:
+        torch.save(obj, handle)

@@ -360,6 +360,16 @@ def test_checkpoint_round_trip(tmp_path, kind, norm):
     assert [p.name for p in tmp_path.iterdir()] == ["m.pt"]  # atomic write left no temp file
 
 
+def test_same_weights_save_to_same_bytes(tmp_path):
+    """DVC hashes checkpoints: a rerun that reproduces the weights must reproduce the file, or every downstream
+    stage would rerun (torch names the zip records after the file it writes, a random temp name here)."""
+    arch = tiny("unet", "batch")
+    model = build_generator(arch)
+    for name in ("a.pt", "b.pt"):
+        save_checkpoint(tmp_path / name, model, arch, {"task": "seg2face"})
+    assert (tmp_path / "a.pt").read_bytes() == (tmp_path / "b.pt").read_bytes()
+
+
 def test_save_checkpoint_refuses_wrong_arch_and_meta(tmp_path):
     model = build_generator(tiny("unet"))
     wrong = tiny("unet")
