@@ -18,7 +18,6 @@ from alap.config import Params
 from alap.data.batches import endless_batches, to_device
 from alap.data.synthetic import generate_task
 from alap.device import resolve_device
-from alap.evaluate import evaluate_model
 from alap.models import arch_of, load_checkpoint, save_checkpoint
 from alap.objectives import make_objective
 from alap.paths import TaskPaths
@@ -153,6 +152,10 @@ def model_checkpoint(task_name: str, model_name: str, point_dir: Path | None = N
 def evaluate_entry(params: Params, task_name: str, model_name: str, sparsity: float | None, torch_home: Path,
                    point_dir: Path | None = None, paths: TaskPaths | None = None) -> dict:
     """Evaluate one model of a task into ``<paths.reports>/<task>/<model>/`` (default ``reports/...``)."""
+    # Imported here: pytorch-fid pulls in torchvision (and torch._dynamo through it), seconds of start-up that
+    # every other stage process would otherwise pay.
+    from alap.evaluate import evaluate_model
+
     paths = paths or TaskPaths(task_name)
     return evaluate_model(params, task_name, model_name, model_checkpoint(task_name, model_name, point_dir, paths),
                           paths.teacher, paths.report_dir / model_name, torch_home, sparsity=sparsity,
