@@ -43,12 +43,15 @@ class TrainOverrides(Strict):
     """What one task trains differently from the shared ``train`` section (unset keys keep the shared value).
 
     Datasets differ: CycleGAN's two generators and two discriminators cost ~4x a pix2pix step, so an unpaired
-    task usually wants smaller batches, and a harder mapping a different learning rate or more steps.
+    task usually wants smaller batches; a harder mapping wants more steps or another learning rate; and Adam's
+    beta1 of 0.5, which keeps a GAN whose loss is all adversarial stable, slows a pix2pix teacher whose loss is
+    mostly L1 (measured on face2cartoon at 64 px: +0.3 dB test PSNR with 0.9 at the same steps).
     """
 
     steps: PositiveInt | None = None
     batch_size: PositiveInt | None = None
     lr: float | None = Field(None, gt=0, le=1e-1)
+    beta1: float | None = Field(None, ge=0, lt=1)
 
 
 class TaskParams(Strict):

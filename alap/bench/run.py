@@ -1,8 +1,10 @@
 """Run the benchmark of one task: every method at every MACs budget, evaluated and profiled like the pipeline's
 students, into ``<out_dir>/<task>/`` (one folder per budget and method) plus ``results.json``.
 
-The teacher and the condensed network are the pipeline's own (``models/<task>/teacher.pt``, ``condensed.pt``);
-when absent they are made exactly as ``alap train`` / ``alap condense`` make them. Each finished row is written
+The benchmark owns its teacher and condensed network (``<out_dir>/<task>/teacher.pt``, ``condensed.pt``, and
+the synthetic data under ``<out_dir>/<task>/data``), made exactly as ``alap train`` / ``alap condense`` make them
+from the same params: so it runs for any task of params.yaml, also one the pipeline's ``run_tasks`` leave out
+(the demo leaves out the CycleGAN task), and DVC tracks it as one output per task. Each finished row is written
 to ``row.json`` with a key of everything it depends on, so an interrupted benchmark continues where it stopped
 (unfinished training resumes from its checkpoint in ``.alap/state``) and a changed setting recomputes.
 """
@@ -79,11 +81,27 @@ class TaskBench:
         return tuple(self.originals.example_input.shape[1:])  # type: ignore[return-value]
 
 
+def bench_paths(bench: BenchParams, task_name: str) -> TaskPaths:
+    """Where the benchmark keeps the teacher and condensed network of a task: inside its own task folder."""
+    out = Path(bench.out_dir)
+    return TaskPaths(task_name, models=out, reports=out / task_name / "pipeline")
+
+
+def bench_params(params: Params, bench: BenchParams, task_name: str) -> Params:
+    """``params`` with a synthetic task generated under the benchmark's task folder (folder datasets stay put)."""
+    task = params.tasks[task_name]
+    if task.source != "synthetic":
+        return params
+    root = Path(bench.out_dir) / task_name / "data"
+    return params.model_copy(update={"tasks": {**params.tasks, task_name: task.model_copy(update={"root": root})}})
+
+
 def prepare_task(params: Params, bench: BenchParams, task_name: str, torch_home: Path,
                  paths: TaskPaths | None = None) -> TaskBench:
     """Load (or make) the task's data, teacher and condensed network; check the feature layers up front."""
+    params = bench_params(params, bench, task_name)
     task = Task.from_params(params, task_name)
-    paths = paths or TaskPaths(task_name)
+    paths = paths or bench_paths(bench, task_name)
     device = resolve_device(params.device)
     if not Path(task.params.root).exists():
         prepare_data(params, task_name)

