@@ -18,6 +18,7 @@ def tiny_params(root: Path, tasks: list[str] | None = None, sparsities: list[flo
     params["data"] = {"image_size": 32, "n_train": 16, "n_val": 8, "n_test": 8}
     for name, task in params["tasks"].items():
         task["root"] = str(root / "data" / name)
+        task.pop("train", None)  # the profile's per-task steps would dwarf the tiny shared ones
     params["model"] = {"unet": {"ngf": 8, "num_downs": 5, "norm": "batch", "dropout": False},
                        "resnet": {"ngf": 8, "n_blocks": 2, "norm": "instance", "dropout": False},
                        "discriminator": {"ndf": 8, "n_layers": 2}}
