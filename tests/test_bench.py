@@ -321,6 +321,8 @@ def test_tiny_benchmark_runs_every_method_for_both_tasks(tmp_path: Path, torch_h
         assert set(metrics["b3"]) == set(ALL_METHODS)
 
     assert not (tmp_path / "models").exists() and not (tmp_path / "data").exists()  # the pipeline's are untouched
+    # resume checkpoints apart from the pipeline's, whose finished runs would otherwise "resume" in no time
+    assert [p.name for p in (tmp_path / ".alap/state").iterdir()] == ["bench"]
     report = (tmp_path / "reports/benchmark.md").read_text()
     assert "### seg2face, 3x fewer MACs" in report and "### horse2zebra, 3x fewer MACs" in report
     assert (tmp_path / "reports/bench/horse2zebra_pareto.png").stat().st_size > 10_000
