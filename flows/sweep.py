@@ -32,6 +32,7 @@ from alap.paths import TaskPaths, point_name
 from alap.report.tables import TEACHER
 from alap.track_pipeline import ModelOutputs, experiment_name, input_example, log_model
 from alap.tracking import Tracker, git_commit, pipeline_key, provenance_tags
+import flows.tasks as flows_tasks
 from flows.tasks import (
     compress_point_task,
     condense_run_task,
@@ -132,9 +133,12 @@ def task_runner(dask_address: str | None = None, dask_workers: int | None = None
             return DaskTaskRunner(address=dask_address)
         if dask_workers < 1:
             raise ValueError(f"dask_workers must be >= 1, got {dask_workers}")
+        # Each worker imports the tasks' modules (torch, prefect, alap: about 8 s here) as it starts, not at its
+        # first task; otherwise the second of two points submitted together started only as the first ended.
         return DaskTaskRunner(cluster_class="distributed.LocalCluster",
                               cluster_kwargs={"n_workers": dask_workers, "threads_per_worker": 1,
-                                              "processes": dask_processes, "dashboard_address": None})
+                                              "processes": dask_processes, "dashboard_address": None,
+                                              "preload": [flows_tasks.__name__]})
     return ThreadPoolTaskRunner(max_workers=max_threads)
 
 
@@ -158,8 +162,6 @@ def sweep_grid(tasks: list[str] | None = None, sparsities: list[float] | None = 
     for task_name, (params, paths) in grid.teachers.items():
         data = prepare_data_task.submit(params, task_name)
         teacher_done[task_name] = train_teacher_task.submit(params, task_name, paths, wait_for=[data])
-        teacher_evals[task_name] = evaluate_task.submit(params, task_name, TEACHER, paths, torch_home,
-                                                        wait_for=[teacher_done[task_name]])
     condensed = {key: condense_run_task.submit(params, key[0], grid.teachers[key[0]][1], paths,
                                                wait_for=[teacher_done[key[0]]])
                  for key, (params, paths) in grid.runs.items()}
@@ -167,6 +169,11 @@ def sweep_grid(tasks: list[str] | None = None, sparsities: list[float] | None = 
         write_snapshot(point.params, point.point_dir / PARAMS_SNAPSHOT)
     futures = [compress_point_task.submit(p.params, p.task, p.sparsity, p.paths, torch_home, p.name,
                                           wait_for=[condensed[(p.task, p.weight)]]) for p in grid.points]
+    # The teacher's evaluation waits for its task's points, so that they get the workers first.
+    for task_name, (params, paths) in grid.teachers.items():
+        teacher_evals[task_name] = evaluate_task.submit(
+            params, task_name, TEACHER, paths, torch_home,
+            wait_for=[f for f, p in zip(futures, grid.points) if p.task == task_name])
     results = [f.result() for f in futures]
     for future in teacher_evals.values():
         future.result()

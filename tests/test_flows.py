@@ -59,6 +59,15 @@ def params_file(workdir: Path) -> Path:
 
 
 @pytest.fixture(scope="module")
+def long_points_params_file(params_file: Path) -> Path:
+    """The tiny params with ~10 s of distillation per point: a worker's first Prefect task run starts a few
+    seconds late, and the parallel-points check needs points that outlast that."""
+    params = yaml.safe_load(params_file.read_text())
+    params["distill"].update(steps=300, checkpoint_every=100)
+    return write_params(params_file.with_name("long_points.yaml"), params)
+
+
+@pytest.fixture(scope="module")
 def torch_home(workdir: Path) -> Path:
     """FID/LPIPS weights: the project's provisioned copy when present, else converted into a temp torch home."""
     project_home = REPO / ".torch"
@@ -183,8 +192,8 @@ def test_sweep_on_threads(thread_sweep, mlflow_store, workdir, s3):
     assert {r.tags["alap.point.worker"] for r in runs} == {f"{socket.gethostname()}:{os.getpid()}"}
 
 
-def test_sweep_on_dask_local_cluster(harness, mlflow_store, workdir, params_file, torch_home):
-    results = run_sweep("dask", workdir, params_file, torch_home, dask_workers=2)
+def test_sweep_on_dask_local_cluster(harness, mlflow_store, workdir, long_points_params_file, torch_home):
+    results = run_sweep("dask", workdir, long_points_params_file, torch_home, dask_workers=2)
     check_sweep(results, mlflow_store, "dask", workdir)
     runs = point_runs(mlflow_store, "dask")
     assert overlapping(runs)
