@@ -47,12 +47,15 @@ class TrainOverrides(Strict):
     beta1 of 0.5, the reference setting that steadies a loss of adversarial and cycle terms, need not suit a
     pix2pix teacher whose loss is mostly L1 (face2cartoon at 64 px, 800 steps: 18.58 dB test PSNR with 0.9,
     18.26 with 0.5; at 1200 steps 18.17 and 18.61, so the spread between runs is as large as the effect).
+    ``lr_decay_from`` 1.0 keeps the rate constant: a task whose validation PSNR falls while the rate decays to 0
+    can stop at the step where it peaked instead.
     """
 
     steps: PositiveInt | None = None
     batch_size: PositiveInt | None = None
     lr: float | None = Field(None, gt=0, le=1e-1)
     beta1: float | None = Field(None, ge=0, lt=1)
+    lr_decay_from: float | None = Field(None, ge=0, le=1)
 
 
 class TaskParams(Strict):

@@ -60,11 +60,12 @@ def test_bad_params_name_the_key(tmp_path, mutate, fragment):
 
 def test_task_train_overrides_apply_to_that_task_only(tmp_path):
     data = demo()
-    data["tasks"]["horse2zebra"]["train"] = {"steps": 123, "batch_size": 1, "lr": 3e-4, "beta1": 0.25}
+    data["tasks"]["horse2zebra"]["train"] = {"steps": 123, "batch_size": 1, "lr": 3e-4, "beta1": 0.25,
+                                              "lr_decay_from": 0.9}
     data["tasks"]["seg2face"].pop("train", None)
     params = load_params(write(tmp_path, data))
     own, shared = params.train_for("horse2zebra"), params.train_for("seg2face")
-    assert (own.steps, own.batch_size, own.lr, own.beta1) == (123, 1, 3e-4, 0.25)
+    assert (own.steps, own.batch_size, own.lr, own.beta1, own.lr_decay_from) == (123, 1, 3e-4, 0.25, 0.9)
     assert own.lambda_cycle == shared.lambda_cycle == params.train.lambda_cycle  # everything else is shared
     assert shared == params.train
 
