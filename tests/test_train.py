@@ -11,7 +11,7 @@ from alap.models import load_checkpoint
 from alap.objectives import Pix2PixObjective
 from alap.paths import TaskPaths
 from alap.pipeline import prepare_data
-from alap.train import load_aux, train_teacher
+from alap.train import linear_decay, load_aux, train_teacher
 from tiny import tiny_params
 
 
@@ -82,3 +82,26 @@ def test_nan_loss_stops_and_keeps_last_good_checkpoint(tmp_path, monkeypatch):
     assert not paths.teacher.exists()
     state = list(paths.state.glob("seg2face/train-*.pt"))
     assert len(state) == 1 and torch.load(state[0], weights_only=True)["step"] == 4
+
+
+class _OneOptimizer:
+    """Stands in for an objective: linear_decay only asks for its optimisers."""
+
+    def __init__(self, lr: float) -> None:
+        self.opt = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=lr)
+
+    def optimizers(self) -> dict:
+        return {"opt_G": self.opt}
+
+
+@pytest.mark.parametrize("decay_from, expected", [(0.5, [1.0, 1.0, 1.0, 1.0, 1.0, 0.75, 0.5, 0.25]),
+                                                  (1.0, [1.0] * 8)])
+def test_learning_rate_is_constant_then_decays_linearly_to_zero(decay_from, expected):
+    objective = _OneOptimizer(lr=0.1)
+    sched = linear_decay(objective, total_steps=8, decay_from=decay_from)["sched_opt_G"]
+    seen = []
+    for _ in range(8):
+        seen.append(objective.opt.param_groups[0]["lr"] / 0.1)
+        objective.opt.step()
+        sched.step()
+    assert seen == pytest.approx(expected)
