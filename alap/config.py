@@ -8,7 +8,7 @@ never an hour into a run.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Literal, TypeVar
+from typing import Annotated, Literal, TypeVar
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, PositiveInt, ValidationError, model_validator
@@ -16,6 +16,11 @@ from pydantic import BaseModel, ConfigDict, Field, PositiveInt, ValidationError,
 from alap.compress.params import CondenseParams, DistillParams, PruneParams
 
 DEFAULT_PARAMS = Path("params.yaml")
+
+# Bounds shared by the ``train`` section and a task's overrides of it, so the two cannot drift apart.
+LearningRate = Annotated[float, Field(gt=0, le=1e-1)]
+AdamBeta1 = Annotated[float, Field(ge=0, lt=1)]
+DecayFrom = Annotated[float, Field(ge=0, le=1, description="fraction of steps after which lr decays linearly to 0")]
 
 
 class Strict(BaseModel):
@@ -53,9 +58,9 @@ class TrainOverrides(Strict):
 
     steps: PositiveInt | None = None
     batch_size: PositiveInt | None = None
-    lr: float | None = Field(None, gt=0, le=1e-1)
-    beta1: float | None = Field(None, ge=0, lt=1)
-    lr_decay_from: float | None = Field(None, ge=0, le=1)
+    lr: LearningRate | None = None
+    beta1: AdamBeta1 | None = None
+    lr_decay_from: DecayFrom | None = None
 
 
 class TaskParams(Strict):
@@ -113,15 +118,15 @@ class TrainParams(Strict):
 
     steps: PositiveInt = 2000
     batch_size: PositiveInt = 8
-    lr: float = Field(2e-4, gt=0, le=1e-1)
-    beta1: float = Field(0.5, ge=0, lt=1)
+    lr: LearningRate = 2e-4
+    beta1: AdamBeta1 = 0.5
     gan_mode: Literal["lsgan", "vanilla"] = "lsgan"
     lambda_l1: float = Field(100.0, ge=0)
     lambda_gan: float = Field(1.0, ge=0)
     lambda_cycle: float = Field(10.0, ge=0)
     lambda_identity: float = Field(0.5, ge=0)
     checkpoint_every: PositiveInt = 250
-    lr_decay_from: float = Field(0.5, ge=0, le=1, description="fraction of steps after which lr decays linearly to 0")
+    lr_decay_from: DecayFrom = 0.5
 
 
 class SweepParams(Strict):
