@@ -1,9 +1,8 @@
-"""Generators, gates, discriminator, checkpoints and reference import (alap/models)."""
+"""Generators, gates, discriminator and checkpoints (alap/models); importing foreign files: test_import.py."""
 
 from __future__ import annotations
 
 import copy
-import functools
 
 import pytest
 import torch
@@ -19,106 +18,12 @@ from alap.models import (
     fold_gates,
     gateable_convs,
     gated_convs,
-    import_reference_generator,
-    infer_reference_config,
     load_checkpoint,
     save_checkpoint,
     validate_arch,
 )
 
-# --- A compact re-statement of the reference layout (junyanz/pytorch-CycleGAN-and-pix2pix, networks.py),
-# --- written independently of alap: in-place activations, width rules from ngf, as the reference builds them.
-
-
-def ref_norm(norm: str):
-    if norm == "batch":
-        return functools.partial(nn.BatchNorm2d, affine=True)
-    return functools.partial(nn.InstanceNorm2d, affine=False, track_running_stats=False)
-
-
-class RefUnetBlock(nn.Module):
-    def __init__(self, outer, inner, input_nc=None, sub=None, outermost=False, innermost=False, norm="batch",
-                 drop=False):
-        super().__init__()
-        self.outermost = outermost
-        bias = norm == "instance"
-        nl = ref_norm(norm)
-        down = nn.Conv2d(input_nc or outer, inner, 4, 2, 1, bias=bias)
-        if outermost:
-            seq = [down, sub, nn.ReLU(True), nn.ConvTranspose2d(inner * 2, outer, 4, 2, 1), nn.Tanh()]
-        elif innermost:
-            up = nn.ConvTranspose2d(inner, outer, 4, 2, 1, bias=bias)
-            seq = [nn.LeakyReLU(0.2, True), down, nn.ReLU(True), up, nl(outer)]
-        else:
-            up = nn.ConvTranspose2d(inner * 2, outer, 4, 2, 1, bias=bias)
-            seq = [nn.LeakyReLU(0.2, True), down, nl(inner), sub, nn.ReLU(True), up, nl(outer)]
-            seq += [nn.Dropout(0.5)] * drop
-        self.model = nn.Sequential(*seq)
-
-    def forward(self, x):
-        return self.model(x) if self.outermost else torch.cat([x, self.model(x)], 1)
-
-
-class RefUnet(nn.Module):
-    def __init__(self, input_nc, output_nc, num_downs, ngf, norm, drop):
-        super().__init__()
-        block = RefUnetBlock(ngf * 8, ngf * 8, innermost=True, norm=norm)
-        for _ in range(num_downs - 5):
-            block = RefUnetBlock(ngf * 8, ngf * 8, sub=block, norm=norm, drop=drop)
-        for mult in (4, 2, 1):
-            block = RefUnetBlock(ngf * mult, ngf * mult * 2, sub=block, norm=norm)
-        self.model = RefUnetBlock(output_nc, ngf, input_nc=input_nc, sub=block, outermost=True, norm=norm)
-
-    def forward(self, x):
-        return self.model(x)
-
-
-class RefResnetBlock(nn.Module):
-    def __init__(self, dim, norm, drop):
-        super().__init__()
-        bias, nl = norm == "instance", ref_norm(norm)
-        seq = [nn.ReflectionPad2d(1), nn.Conv2d(dim, dim, 3, bias=bias), nl(dim), nn.ReLU(True)]
-        seq += [nn.Dropout(0.5)] * drop
-        self.conv_block = nn.Sequential(*seq, nn.ReflectionPad2d(1), nn.Conv2d(dim, dim, 3, bias=bias), nl(dim))
-
-    def forward(self, x):
-        return x + self.conv_block(x)
-
-
-class RefResnet(nn.Module):
-    def __init__(self, input_nc, output_nc, ngf, norm, drop, n_blocks):
-        super().__init__()
-        bias, nl = norm == "instance", ref_norm(norm)
-        seq = [nn.ReflectionPad2d(3), nn.Conv2d(input_nc, ngf, 7, bias=bias), nl(ngf), nn.ReLU(True)]
-        for mult in (1, 2):
-            seq += [nn.Conv2d(ngf * mult, ngf * mult * 2, 3, 2, 1, bias=bias), nl(ngf * mult * 2), nn.ReLU(True)]
-        seq += [RefResnetBlock(ngf * 4, norm, drop) for _ in range(n_blocks)]
-        for mult in (4, 2):
-            up = nn.ConvTranspose2d(ngf * mult, ngf * mult // 2, 3, 2, 1, output_padding=1, bias=bias)
-            seq += [up, nl(ngf * mult // 2), nn.ReLU(True)]
-        seq += [nn.ReflectionPad2d(3), nn.Conv2d(ngf, output_nc, 7), nn.Tanh()]
-        self.model = nn.Sequential(*seq)
-
-    def forward(self, x):
-        return self.model(x)
-
-
-def ref_discriminator(input_nc, ndf, n_layers, norm):
-    bias, nl = norm == "instance", ref_norm(norm)
-    seq, mult = [nn.Conv2d(input_nc, ndf, 4, 2, 1), nn.LeakyReLU(0.2, True)], 1
-    for n in range(1, n_layers + 1):
-        prev, mult = mult, min(2**n, 8)
-        seq += [nn.Conv2d(ndf * prev, ndf * mult, 4, 2 if n < n_layers else 1, 1, bias=bias), nl(ndf * mult),
-                nn.LeakyReLU(0.2, True)]
-    net = nn.Module()
-    net.model = nn.Sequential(*seq, nn.Conv2d(ndf * mult, 1, 4, 1, 1))
-    return net
-
-
-def reference(kind, norm, dropout, ngf=64, num_downs=8, n_blocks=9, input_nc=3, output_nc=3):
-    if kind == "unet":
-        return RefUnet(input_nc, output_nc, num_downs, ngf, norm, dropout)
-    return RefResnet(input_nc, output_nc, ngf, norm, dropout, n_blocks)
+from reference_nets import ref_discriminator, reference
 
 
 def shapes(model: nn.Module) -> dict[str, tuple[int, ...]]:
@@ -428,53 +333,3 @@ def test_load_checkpoint_errors(tmp_path, saved):
     _rewrite(saved, tmp_path / "keys.pt", lambda o: o["state_dict"].pop("model.model.0.weight"))
     with pytest.raises(ValueError, match=r"(?s)keys\.pt: weights do not fit.*Missing key"):
         load_checkpoint(tmp_path / "keys.pt")
-
-
-# --- reference import
-
-
-def _reference_file(tmp_path, kind, norm, prefix="", old_instance_stats=False, **kw):
-    torch.manual_seed(0)
-    ref = reference(kind, norm, False, ngf=4, **kw).eval()
-    for p in ref.parameters():
-        nn.init.normal_(p, 0.0, 0.3)
-    state = {prefix + k: v for k, v in ref.state_dict().items()}
-    if old_instance_stats:  # what PyTorch < 0.4 saved for InstanceNorm; the reference loader drops it
-        state[prefix + "model.2.running_mean"] = torch.zeros(4)
-        state[prefix + "model.2.running_var"] = torch.ones(4)
-    torch.save(state, tmp_path / "latest_net_G.pth")
-    return ref, tmp_path / "latest_net_G.pth"
-
-
-@pytest.mark.parametrize("kind,norm,prefix,old", [("unet", "batch", "", False),
-                                                  ("resnet", "instance", "module.", True)])
-def test_import_reference_generator(tmp_path, kind, norm, prefix, old):
-    depth = {"num_downs": 6} if kind == "unet" else {"n_blocks": 3}
-    ref, pth = _reference_file(tmp_path, kind, norm, prefix, old, **depth)
-    model, meta = import_reference_generator(pth, tmp_path / "teacher.pt", kind=kind, input_nc=3, output_nc=3,
-                                             task="t", ngf=4, norm=norm, **depth)
-    assert meta["task"] == "t" and meta["source_file"] == "latest_net_G.pth" and len(meta["source_sha256"]) == 64
-    loaded, loaded_meta = load_checkpoint(tmp_path / "teacher.pt", expect_kind=kind, expect_task="t")
-    assert loaded_meta == meta
-    x = torch.randn(1, 3, 64, 64)
-    torch.testing.assert_close(model(x), ref(x))
-    torch.testing.assert_close(loaded(x), ref(x))
-
-
-def test_import_reference_mismatch_suggests_the_file_config(tmp_path):
-    _, pth = _reference_file(tmp_path, "unet", "instance", num_downs=7)
-    looks_like = r"latest_net_G\.pth: does not match.*'ngf': 4, 'num_downs': 7, 'norm': 'instance'"
-    with pytest.raises(ValueError, match=looks_like):
-        import_reference_generator(pth, tmp_path / "t.pt", kind="unet", input_nc=3, output_nc=3, task="t", ngf=8,
-                                   norm="batch", num_downs=8)
-    assert not (tmp_path / "t.pt").exists()
-    with pytest.raises(FileNotFoundError, match="missing.pth"):
-        import_reference_generator(tmp_path / "missing.pth", tmp_path / "t.pt", kind="unet", input_nc=3, output_nc=3,
-                                   task="t")
-
-
-def test_infer_reference_config_resnet():
-    state = RefResnet(1, 2, 4, "batch", True, 3).state_dict()
-    assert infer_reference_config(state) == {"kind": "resnet", "input_nc": 1, "output_nc": 2, "ngf": 4, "n_blocks": 3,
-                                             "norm": "batch", "dropout": True}
-    assert infer_reference_config({"x": torch.zeros(1)}) == {"kind": "unknown"}

@@ -20,8 +20,7 @@ from alap.compress.condense import prepare_for_condense
 from alap.compress.params import PruneParams
 from alap.compress.prune import output_difference, prune
 from alap.compress.scale_factors import hidden_layers, trace_layers
-from alap.models import (build_generator, default_arch, fold_gates, import_reference_generator, load_checkpoint,
-                         save_checkpoint)
+from alap.models import build_generator, default_arch, fold_gates, import_generator, load_checkpoint, save_checkpoint
 
 ATOL = 1e-5
 SIZE = 32
@@ -83,8 +82,7 @@ def _reference_resnet(tmp_path) -> tuple[nn.Module, dict]:
     torch.manual_seed(1)
     original = build_generator(default_arch("resnet", 3, 3, ngf=8, norm="instance", n_blocks=3))
     torch.save(original.state_dict(), tmp_path / "latest_net_G.pth")
-    imported, _ = import_reference_generator(tmp_path / "latest_net_G.pth", tmp_path / "teacher.pt", kind="resnet",
-                                             input_nc=3, output_nc=3, task="h2z", ngf=8, norm="instance", n_blocks=3)
+    imported, _ = import_generator(tmp_path / "latest_net_G.pth", tmp_path / "teacher.pt", task="h2z")
     arch = default_arch("resnet", 3, 3, ngf=8, norm="instance", n_blocks=3)
     model, arch = prepare_for_condense(imported, arch, _inputs())
     assert output_difference(imported, model, _inputs())["max_abs"] == 0.0  # affine IN with 1/0 is the same function

@@ -4,7 +4,7 @@ from alap.models.arch import KINDS, arch_of, build_generator, default_arch, vali
 from alap.models.checkpoint import FORMAT, load_checkpoint, save_checkpoint
 from alap.models.discriminator import NLayerDiscriminator
 from alap.models.gates import add_gates, fold_gates, gateable_convs, gated_convs
-from alap.models.reference import import_reference_generator, infer_reference_config, read_reference_state_dict
+from alap.models.reference import import_generator, match_generator, read_generator_state
 from alap.models.resnet import ResnetBlock, ResnetGenerator
 from alap.models.unet import UnetGenerator, UnetSkipConnectionBlock
 
@@ -23,10 +23,10 @@ __all__ = [
     "fold_gates",
     "gateable_convs",
     "gated_convs",
-    "import_reference_generator",
-    "infer_reference_config",
+    "import_generator",
     "load_checkpoint",
-    "read_reference_state_dict",
+    "match_generator",
+    "read_generator_state",
     "save_checkpoint",
     "validate_arch",
 ]
