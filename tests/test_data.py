@@ -13,10 +13,12 @@ import torch
 from PIL import Image
 
 from alap.data import synthetic
-from alap.data.datasets import (MaskImageFolder, PairedAB, PairedFolder, UnpairedEval, UnpairedFolder, channels,
-                                open_dataset)
+from alap.data.batches import BatchStream
+from alap.data.datasets import (InputImages, MaskImageFolder, PairedAB, PairedFolder, UnpairedEval, UnpairedFolder,
+                                channels, open_dataset)
 from alap.data.errors import DataError
 from alap.data.faces import draw_face, render_face
+from alap.data.splits import carve
 from alap.data.synthetic import generate_task
 from alap.data.tasks import SYNTHETIC_TASKS
 
@@ -289,7 +291,7 @@ def test_unpaired_eval_items_carry_the_hidden_ground_truth(tasks: dict[str, Path
 
 def test_channels_per_layout() -> None:
     assert channels("mask_image", 8) == (8, 3)
-    assert channels("paired") == channels("paired_ab") == channels("unpaired") == (3, 3)
+    assert channels("paired") == channels("paired_ab") == channels("unpaired") == channels("images") == (3, 3)
     for name, info in SYNTHETIC_TASKS.items():
         assert channels(info.layout, info.num_classes) == (info.input_nc, info.output_nc), name
 
@@ -385,3 +387,215 @@ def test_unknown_layout_and_missing_num_classes(tasks: dict[str, Path]) -> None:
         open_dataset("mask_image", tasks["seg2face"], "train", SIZE)
     with pytest.raises(DataError, match="unknown dataset layout"):
         channels("cityscapes")
+
+
+# --- datasets: data as users have it ---------------------------------------------------------------------
+
+def _noise(path: Path, size: tuple[int, int] = (SIZE, SIZE), seed: int = 0, mode: str = "RGB") -> Path:
+    """A random image at ``path`` (width, height = ``size``); every window of it differs from every other."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    pixels = np.random.default_rng(seed).integers(0, 256, (size[1], size[0], 3), dtype=np.uint8)
+    Image.fromarray(pixels).convert(mode).save(path)
+    return path
+
+
+def _paired(root: Path, counts: dict[str, int], suffix: str = ".png") -> Path:
+    """A paired A/B folder of noise images whose B is a copy of A (so equal crops mean the same window)."""
+    for split, count in counts.items():
+        for i in range(count):
+            a = _noise(root / split / "A" / f"{i:03d}{suffix}", seed=i)
+            (root / split / "B").mkdir(parents=True, exist_ok=True)
+            shutil.copy(a, root / split / "B" / a.name)
+    return root
+
+
+def _without_val(task: str, tasks: dict[str, Path], tmp_path: Path) -> tuple[Path, list[str]]:
+    """A copy of ``task`` with its val folder(s) removed, and the names of its train items."""
+    if task == "paired_ab":
+        root = _side_by_side(tasks["face2cartoon"], tmp_path / "ab")
+        return _rmtree(root, "val"), [p.stem for p in sorted((root / "train").iterdir())]
+    root = _copy(tasks[task], tmp_path)
+    val, train = {"seg2face": (["val"], "train/mask"), "face2cartoon": (["val"], "train/A"),
+                  "horse2zebra": (["valA", "valB"], "trainA")}[task]
+    return _rmtree(root, *val), [p.stem for p in sorted((root / train).iterdir())]
+
+
+def _rmtree(root: Path, *folders: str) -> Path:
+    for folder in folders:
+        shutil.rmtree(root / folder)
+    return root
+
+
+LAYOUT_OF = {"seg2face": "mask_image", "face2cartoon": "paired", "paired_ab": "paired_ab", "horse2zebra": "unpaired"}
+
+
+@pytest.mark.parametrize("task", sorted(LAYOUT_OF))
+def test_a_missing_val_split_is_carved_from_train(task: str, tasks: dict[str, Path], tmp_path: Path,
+                                                 caplog: pytest.LogCaptureFixture) -> None:
+    root, names = _without_val(task, tasks, tmp_path)
+
+    def names_of(split: str, seed: int = 0) -> list[str]:
+        return open_dataset(LAYOUT_OF[task], root, split, SIZE, num_classes=8, seed=seed).names
+
+    with caplog.at_level("INFO", logger="alap.data"):
+        val, train = names_of("val"), names_of("train")
+    assert (names_of("train"), names_of("val")) == (train, val)  # the other order, and again
+    assert len(val) == 1 and len(train) == 5 and sorted(val + train) == names
+    assert "no val split; carved 1 as val from its 6 items (seed 0); 5 left for train" in caplog.text
+    assert any(names_of("val", seed) != val for seed in range(1, 6))
+    ds = open_dataset(LAYOUT_OF[task], root, "val", SIZE, num_classes=8)
+    assert [ds[i]["name"] for i in range(len(ds))] == ds.names == val
+
+
+def test_carve_deals_about_a_tenth_to_each_carved_split(tmp_path: Path) -> None:
+    names = [f"{i:02d}" for i in range(70)]
+    parts = carve(names, 0, ("val", "test"), tmp_path)
+    assert [len(parts[s]) for s in ("train", "val", "test")] == [56, 7, 7]
+    assert sorted(name for part in parts.values() for name in part) == names
+    assert carve(names[::-1], 0, ("val", "test"), tmp_path) == parts
+    assert [len(v) for v in carve(names[:3], 0, ("val", "test"), tmp_path).values()] == [1, 1, 1]
+    with pytest.raises(DataError, match=r"x: 2 item\(s\), too few to carve a val and a test split"):
+        carve(names[:2], 0, ("val", "test"), tmp_path / "x")
+
+
+def test_a_single_train_item_cannot_be_carved(tmp_path: Path) -> None:
+    root = _paired(tmp_path / "one", {"train": 1, "test": 1})
+    with pytest.raises(DataError, match=r"one/train: 1 item\(s\), too few to carve a val split"):
+        open_dataset("paired", root, "val", SIZE)
+
+
+def test_cyclegan_folders_as_published(tasks: dict[str, Path], tmp_path: Path) -> None:
+    """trainA/trainB/testA/testB, no val and no ground truth: val is carved from trainA and trainB alike."""
+    root = _rmtree(_copy(tasks["horse2zebra"], tmp_path), "valA", "valB", "testA_gt")
+    train, val = (open_dataset("unpaired", root, split, SIZE) for split in ("train", "val"))
+    test, test_eval = open_dataset("unpaired", root, "test", SIZE), open_dataset("unpaired", root, "test", SIZE,
+                                                                                  for_eval=True)
+    assert [len(ds) for ds in (train, val, test, test_eval)] == [5, 1, 4, 4]
+    assert [len(ds.real_targets()) for ds in (train, val, test_eval)] == [5, 1, 4]
+    assert not set(train.real_targets().names) & set(val.real_targets().names)
+    assert set(val[0]) == {"A", "B", "name"} and set(test_eval[0]) == {"A", "name"}
+
+
+@pytest.mark.parametrize("task, folder", [("face2cartoon", "test"), ("horse2zebra", "testA")])
+def test_a_missing_test_split_is_an_error(task: str, folder: str, tasks: dict[str, Path], tmp_path: Path) -> None:
+    root = _rmtree(_copy(tasks[task], tmp_path), *({"test": ["test"], "testA": ["testA", "testB", "testA_gt"]}[folder]))
+    with pytest.raises(DataError, match=rf"/{folder}: folder missing; a test split is required"):
+        open_dataset(LAYOUT_OF[task], root, "test", SIZE, for_eval=True)
+
+
+def test_a_flat_folder_of_images(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    root = tmp_path / "mine"
+    for i in range(30):
+        _noise(root / f"photo {i}.jpg", seed=i)
+    (root / "notes.txt").write_text("not an image")
+    with caplog.at_level("INFO", logger="alap.data"):
+        splits = {split: open_dataset("images", root, split, SIZE) for split in ("train", "val", "test")}
+    assert isinstance(splits["train"], InputImages)
+    names = {split: set(ds.names) for split, ds in splits.items()}
+    assert [len(names[s]) for s in ("train", "val", "test")] == [24, 3, 3]
+    assert set.union(*names.values()) == {f"photo {i}" for i in range(30)} and sum(map(len, names.values())) == 30
+    assert "carved 3 as val and 3 as test from its 30 items" in caplog.text
+    assert "skipped 1 non-image file(s) (notes.txt)" in caplog.text
+    item = splits["test"][0]
+    assert set(item) == {"A", "name"}
+    _check_rgb(item["A"], SIZE)
+    with pytest.raises(DataError, match="FID against real images needs them"):
+        splits["test"].real_targets()
+    for path in sorted(root.glob("*.jpg"))[:28]:
+        path.unlink()
+    with pytest.raises(DataError, match=r"mine: 2 item\(s\), too few to carve a val and a test split"):
+        open_dataset("images", root, "train", SIZE)
+
+
+def test_a_folder_of_images_with_train_and_test(tmp_path: Path) -> None:
+    root = tmp_path / "mine"
+    for i in range(10):
+        _noise(root / "train" / f"{i}.png", seed=i)
+    for i in range(2):
+        _noise(root / "test" / f"t{i}.png", seed=i)
+    train, val, test = (open_dataset("images", root, split, SIZE) for split in ("train", "val", "test"))
+    assert [len(train), len(val), len(test)] == [9, 1, 2] and test.names == ["t0", "t1"]
+    assert sorted(train.names + val.names) == [str(i) for i in range(10)]
+
+
+# --- datasets: load_size and crop_size -------------------------------------------------------------------
+
+def test_train_items_are_cropped_with_one_window_for_a_and_b(tmp_path: Path) -> None:
+    root = _paired(tmp_path / "same", {"train": 4, "val": 2, "test": 2})
+    first, again = (open_dataset("paired", root, "train", SIZE, seed=5, crop_size=12) for _ in range(2))
+    order = [0, 1, 0, 3, 0, 2]
+    crops = [first[i] for i in order]
+    for item in crops:
+        assert item["A"].shape == (3, 12, 12) and torch.equal(item["A"], item["B"])
+    assert all(torch.equal(x["A"], again[i]["A"]) for x, i in zip(crops, order, strict=True))
+    assert len({tuple(crops[i]["A"].flatten().tolist()) for i in (0, 2, 4)}) == 3  # a new window each pass
+    for split, for_eval in [("val", False), ("test", False), ("test", True), ("train", True)]:
+        item = open_dataset("paired", root, split, SIZE, crop_size=12, for_eval=for_eval)[0]
+        assert item["A"].shape == item["B"].shape == (3, SIZE, SIZE), (split, for_eval)
+
+
+def test_a_resumed_batch_stream_sees_the_same_crops(tmp_path: Path) -> None:
+    root = _paired(tmp_path / "same", {"train": 4, "val": 1, "test": 1})
+
+    def stream() -> BatchStream:
+        return BatchStream(open_dataset("paired", root, "train", SIZE, crop_size=12), 2, 0, torch.device("cpu"))
+
+    first = stream()
+    straight = [next(first)["A"] for _ in range(6)]  # 4 items, 2 a batch: three passes, three crops of each
+    resumed = stream()
+    resumed.load_state_dict({"consumed": 3})
+    assert all(torch.equal(next(resumed)["A"], batch) for batch in straight[3:])
+
+
+def test_a_mask_and_its_image_are_cropped_alike(tasks: dict[str, Path]) -> None:
+    full = open_dataset("mask_image", tasks["seg2face"], "train", SIZE, num_classes=8)[3]
+    crop = open_dataset("mask_image", tasks["seg2face"], "train", SIZE, num_classes=8, crop_size=20)[3]
+    windows = [(t, x) for t in range(SIZE - 19) for x in range(SIZE - 19)
+               if torch.equal(full["B"][:, t:t + 20, x:x + 20], crop["B"])]
+    assert len(windows) == 1
+    top, left = windows[0]
+    assert torch.equal(full["A"][:, top:top + 20, left:left + 20], crop["A"])
+
+
+def test_images_of_another_size_are_resized_to_load_size(tmp_path: Path) -> None:
+    root = tmp_path / "wide"
+    for split in ("train", "test"):
+        for i in range(3):
+            _noise(root / split / "A" / f"{i}.png", (48, 40), seed=i)
+            _noise(root / split / "B" / f"{i}.png", (48, 40), seed=i + 9)
+    item = open_dataset("paired", root, "train", SIZE, crop_size=16)[0]
+    assert item["A"].shape == item["B"].shape == (3, 16, 16)
+    assert open_dataset("paired", root, "test", SIZE)[0]["A"].shape == (3, SIZE, SIZE)
+    with pytest.raises(ValueError, match="crop_size must be an integer from 1 to load_size=32"):
+        open_dataset("paired", root, "train", SIZE, crop_size=64)
+
+
+# --- datasets: files that would be mangled ---------------------------------------------------------------
+
+def test_a_pair_of_different_sizes_is_refused(tmp_path: Path) -> None:
+    root = _paired(tmp_path / "p", {"train": 3, "test": 1})
+    _noise(root / "train" / "B" / "001.png", (SIZE, 2 * SIZE))
+    with pytest.raises(DataError, match=r"A/001\.png: input is 32x32 but its target .*B/001\.png is 32x64"):
+        open_dataset("paired", root, "train", SIZE)
+
+
+def test_16_bit_images_are_refused_as_rgb_but_not_as_masks(tasks: dict[str, Path], tmp_path: Path) -> None:
+    root = _paired(tmp_path / "p", {"train": 3, "test": 1})
+    deep = root / "test" / "A" / "000.png"
+    Image.fromarray(np.full((SIZE, SIZE), 4000, dtype=np.uint16)).save(deep)
+    assert Image.open(deep).mode in ("I", "I;16")
+    with pytest.raises(DataError, match=r"A/000\.png: mode I(;16)? has more than 8 bits a channel"):
+        open_dataset("paired", root, "test", SIZE)
+    seg = _copy(tasks["seg2face"], tmp_path)
+    mask = seg / "test" / "mask" / "00000.png"
+    Image.fromarray(np.asarray(Image.open(mask)).astype(np.uint16)).save(mask)
+    assert Image.open(mask).mode in ("I", "I;16")
+    _open_seg(seg, "test")
+
+
+def test_a_gif_pair_is_loaded(tmp_path: Path) -> None:
+    root = _paired(tmp_path / "g", {"train": 2, "val": 1, "test": 1}, suffix=".gif")
+    ds = open_dataset("paired", root, "train", SIZE)
+    assert ds.names == ["000", "001"]
+    _check_rgb(ds[1]["A"], SIZE)
+    assert torch.equal(ds[1]["A"], ds[1]["B"])

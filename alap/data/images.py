@@ -7,6 +7,7 @@ naming the file and what was expected.
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 
 import numpy as np
@@ -15,9 +16,13 @@ from PIL import Image
 
 from alap.data.errors import DataError
 
-IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".webp", ".tif", ".tiff")
+IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff", ".ppm", ".pgm")
 MASK_MODES = ("L", "P", "I", "I;16")
+# More than 8 bits a channel: converting to RGB clips every value above 255, so such an input turns white.
+DEEP_MODES = ("I", "I;16", "I;16B", "I;16L", "I;16N", "F")
 SHOWN_NAMES = 5
+
+log = logging.getLogger("alap.data")
 
 
 def list_images(folder: Path, expected: str) -> dict[str, Path]:
@@ -25,13 +30,19 @@ def list_images(folder: Path, expected: str) -> dict[str, Path]:
     if not folder.is_dir():
         raise DataError(f"{folder}: folder missing; expected {expected}")
     images: dict[str, Path] = {}
+    skipped: list[str] = []
     for path in sorted(folder.iterdir()):
-        if path.name.startswith(".") or path.suffix.lower() not in IMAGE_EXTENSIONS or not path.is_file():
+        if path.name.startswith(".") or not path.is_file():
+            continue
+        if path.suffix.lower() not in IMAGE_EXTENSIONS:
+            skipped.append(path.name)
             continue
         if path.stem in images:
             raise DataError(f"{folder}: two images share the name {path.stem!r} "
                             f"({images[path.stem].name}, {path.name}); names must be unique")
         images[path.stem] = path
+    if skipped:
+        log.info("%s: skipped %d non-image file(s) (%s)", folder, len(skipped), ", ".join(skipped[:SHOWN_NAMES]))
     if not images:
         raise DataError(f"{folder}: no images (looked for {', '.join(IMAGE_EXTENSIONS)}); expected {expected}")
     return images
@@ -55,11 +66,20 @@ def read_checked(path: Path) -> Image.Image:
     try:
         with Image.open(path) as probe:
             probe.verify()
-        image = Image.open(path)
-        image.load()
+        with Image.open(path) as image:  # closes the file (left open for multi-frame formats such as GIF)
+            image.load()
     except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as exc:
         raise DataError(f"{path}: corrupt or truncated image ({exc})") from exc
     return image
+
+
+def check_rgb(path: Path) -> tuple[int, int]:
+    """Check an input or target image (8 bits a channel, any colour mode); return its (width, height)."""
+    image = read_checked(path)
+    if image.mode in DEEP_MODES:
+        raise DataError(f"{path}: mode {image.mode} has more than 8 bits a channel, which would clip to white "
+                        f"as RGB; save inputs and targets as 8-bit images (masks may keep such modes)")
+    return image.size
 
 
 def check_mask(path: Path, num_classes: int) -> tuple[int, int]:
