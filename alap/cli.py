@@ -52,6 +52,12 @@ def cmd_train(args: argparse.Namespace) -> None:
     train_teacher(_params(args), args.task)
 
 
+def cmd_import_teacher(args: argparse.Namespace) -> None:
+    from alap.pipeline import import_teacher
+
+    import_teacher(_params(args), args.task)
+
+
 def cmd_condense(args: argparse.Namespace) -> None:
     from alap.pipeline import condense_task
 
@@ -115,12 +121,25 @@ def cmd_report(args: argparse.Namespace) -> None:
 
 
 def cmd_import_generator(args: argparse.Namespace) -> None:
-    from alap.models import import_reference_generator
+    """Match a foreign generator state dict to alap's U-Net/ResNet by structure and save it as a checkpoint."""
+    from alap.models import import_generator
 
-    _, meta = import_reference_generator(
-        args.pth, args.out, kind=args.kind, input_nc=args.input_nc, output_nc=args.output_nc, task=args.task,
-        ngf=args.ngf, norm=args.norm, dropout=args.dropout, num_downs=args.num_downs, n_blocks=args.n_blocks)
-    log.info("imported %s as %s (%s)", args.pth, args.out, meta.get("source", ""))
+    _, meta = import_generator(args.pth, args.out, task=args.task, key=args.key, kind=args.kind, norm=args.norm,
+                               norm_affine=args.norm_affine, dropout=args.dropout)
+    log.info("imported %s as %s: %s", args.pth, args.out, meta["reference_config"])
+
+
+def cmd_compress(args: argparse.Namespace) -> None:
+    """Compress a user's generator on a folder of the user's images, without DVC; print teacher vs student."""
+    from alap.compress_own import CompressRequest, compress_own, results_table
+
+    request = CompressRequest(
+        teacher=args.teacher, data=args.data, out=args.out, layout=args.layout, key=args.key, reverse=args.reverse,
+        dropout=args.dropout, sparsity=args.sparsity, macs_reduction=args.macs_x, load_size=args.load_size,
+        crop_size=args.crop_size, params=args.params_file, condense_steps=args.condense_steps,
+        distill_steps=args.distill_steps, batch_size=args.batch_size, device=args.device,
+        torch_home=args.torch_home, task=args.task)
+    print(results_table(compress_own(request)))
 
 
 def cmd_promote(args: argparse.Namespace) -> None:
@@ -173,6 +192,8 @@ def build_parser() -> argparse.ArgumentParser:
         "name", help="profile name, e.g. demo or paper")
     verb("data", cmd_data, "generate a synthetic task or validate a folder dataset").add_argument("--task", required=True)
     verb("train", cmd_train, "train the teacher generator of a task").add_argument("--task", required=True)
+    verb("import-teacher", cmd_import_teacher, "import the teacher file named in tasks.<task>.teacher (instead of "
+         "training one)").add_argument("--task", required=True)
     verb("condense", cmd_condense, "condense the trained teacher (sparsity penalty on channel scale factors)"
          ).add_argument("--task", required=True)
     for name, fn, text in [("prune", cmd_prune, "prune the condensed network at one sparsity setting"),
@@ -198,18 +219,45 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--models", type=Path, default=Path("models"),
                    help="the stages' models/ (teacher training and compression times for the notes)")
     p = verb("import-generator", cmd_import_generator,
-             "turn a reference pix2pix/CycleGAN latest_net_G.pth into an alap checkpoint")
+             "turn a pix2pix U-Net / CycleGAN ResNet generator state dict (e.g. a reference latest_net_G.pth) into "
+             "an alap checkpoint; kind, channels, widths and norm are read from its tensors")
     p.add_argument("pth", type=Path)
     p.add_argument("out", type=Path)
-    p.add_argument("--kind", choices=["unet", "resnet"], required=True)
     p.add_argument("--task", required=True, help="task name recorded in the checkpoint")
-    p.add_argument("--input-nc", type=int, default=3)
-    p.add_argument("--output-nc", type=int, default=3)
-    p.add_argument("--ngf", type=int, default=64)
-    p.add_argument("--norm", choices=["batch", "instance"], default="batch")
-    p.add_argument("--dropout", action="store_true")
-    p.add_argument("--num-downs", type=int, default=8)
-    p.add_argument("--n-blocks", type=int, default=9)
+    p.add_argument("--key", help="the network to take from a file that holds several, e.g. netG_A")
+    p.add_argument("--kind", choices=["unet", "resnet"], help="check the kind read from the tensors")
+    p.add_argument("--norm", choices=["batch", "instance"], help="check the norm read from the tensors")
+    p.add_argument("--affine", dest="norm_affine", action=argparse.BooleanOptionalAction,
+                   help="check whether the norm layers are affine")
+    p.add_argument("--dropout", action=argparse.BooleanOptionalAction,
+                   help="trained with dropout (default: read from reference key names, else U-Net on, ResNet off)")
+
+    p = verb("compress", cmd_compress, "compress your own generator on your own images, without DVC: import, "
+             "condense, prune, distill, evaluate, profile and ONNX export into --out (resumes after a kill)")
+    p.add_argument("teacher", type=Path, help="the generator's weights, e.g. latest_net_G.pth")
+    p.add_argument("--data", type=Path, required=True, help="dataset folder: trainA/trainB/testA/testB (unpaired), "
+                   "train/A, train/B, test/... (paired), or a plain folder of input images")
+    p.add_argument("--out", type=Path, required=True, help="output folder (created; a rerun resumes it)")
+    target = p.add_mutually_exclusive_group()
+    target.add_argument("--sparsity", type=float, help="fraction of the teacher's MACs to remove (0 <= S < 1)")
+    target.add_argument("--macs-x", type=float, help="times fewer MACs than the teacher, e.g. 8")
+    p.add_argument("--layout", choices=["paired", "paired_ab", "unpaired", "images"],
+                   help="dataset layout (default: detected from the folder names)")
+    p.add_argument("--key", help="the entry to use when the file holds several networks (e.g. netG_A)")
+    p.add_argument("--reverse", type=Path, help="CycleGAN's B->A generator (latest_net_G_B.pth): keeps the cycle "
+                   "term while condensing")
+    p.add_argument("--dropout", action=argparse.BooleanOptionalAction, default=None,
+                   help="whether the generator was trained with dropout (default: the reference's default, logged)")
+    p.add_argument("--load-size", type=int, default=256, help="images are resized to this square side (default 256)")
+    p.add_argument("--crop-size", type=int, help="train on random crops of this side (default: whole images)")
+    p.add_argument("--params-file", type=Path, help="a params.yaml whose train/condense/prune/distill/evaluate/"
+                   "profile sections to use (default: the built-in defaults)")
+    p.add_argument("--condense-steps", type=int)
+    p.add_argument("--distill-steps", type=int)
+    p.add_argument("--batch-size", type=int)
+    p.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N (training)")
+    p.add_argument("--task", default="own", help="the task name recorded in the checkpoints (default own)")
+    p.add_argument("--torch-home", type=Path, default=DEFAULT_TORCH_HOME)
 
     p = verb("promote", cmd_promote, "gate the registered students of a task and set the champion aliases")
     p.add_argument("--task", required=True)
@@ -258,7 +306,7 @@ _USER_ERROR_CLASSES = {"WeightsError", "StorageError", "TrackingUnavailable"}
 def _is_user_error(exc: Exception) -> bool:
     """Bad input (params, data, checkpoints) or an unreachable service: the message names the file, key or
     endpoint, so a traceback adds nothing. Matched by name so that the CLI need not import mlflow/boto3."""
-    if isinstance(exc, (ValueError, FileNotFoundError)):
+    if isinstance(exc, (ValueError, FileNotFoundError, IsADirectoryError, NotADirectoryError)):
         return True
     return any(c.__name__ in _USER_ERROR_CLASSES and c.__module__.startswith("alap.") for c in type(exc).__mro__)
 

@@ -63,29 +63,66 @@ class TrainOverrides(Strict):
     lr_decay_from: DecayFrom | None = None
 
 
+class TeacherFile(Strict):
+    """A generator the user already trained, imported by the ``import@<task>`` stage instead of training one.
+
+    Kind, widths, norm and depth are read from the file's tensors; the options here only settle what a state
+    dict cannot say (dropout has no weights) or pick one net out of a file that holds several.
+    """
+
+    checkpoint: Path = Field(description="the generator's weights, e.g. latest_net_G.pth of the reference code base")
+    key: str | None = Field(None, description="the entry to use when the file holds several nets (e.g. netG_A)")
+    reverse: Path | None = Field(None, description="CycleGAN's B->A generator (latest_net_G_B.pth): with it, "
+                                 "condense keeps the cycle term; without it the cycle term is off")
+    reverse_key: str | None = None
+    kind: Literal["unet", "resnet"] | None = None
+    norm: Literal["batch", "instance"] | None = None
+    norm_affine: bool | None = None
+    dropout: bool | None = Field(None, description="whether the generator was trained with dropout (not "
+                                 "readable from a state dict: the reference default is assumed and logged)")
+
+
 class TaskParams(Strict):
-    """Where one task's data lives and which generator it trains.
+    """Where one task's data lives and which generator it compresses.
 
     ``source: synthetic`` generates the built-in task of the same name into ``root``; ``folder`` reads a real
-    dataset already there in the given ``layout``.
+    dataset already there in the given ``layout`` (an input of the pipeline: alap never writes into it).
+    The teacher is trained from ``arch`` (``model.unet``/``model.resnet``) unless ``teacher`` names a file.
+    Images are resized to ``load_size`` (default ``data.image_size``); with ``crop_size``, training sees random
+    crops of that size (the reference pix2pix/CycleGAN policy) while validation and evaluation use whole images.
     """
 
     source: Literal["synthetic", "folder"] = "synthetic"
-    layout: Literal["mask_image", "paired", "paired_ab", "unpaired"]
+    layout: Literal["mask_image", "paired", "paired_ab", "unpaired", "images"]
     root: Path
-    arch: Literal["unet", "resnet"]
+    arch: Literal["unet", "resnet"] | None = Field(None, description="the generator to train (no teacher file)")
+    teacher: TeacherFile | None = None
     num_classes: PositiveInt | None = Field(None, description="mask_image only: number of class ids")
+    load_size: int | None = Field(None, ge=16, le=4096, description="square side images are resized to")
+    crop_size: int | None = Field(None, ge=16, le=4096, description="side of the random training crops")
     train: TrainOverrides = TrainOverrides()
 
     @model_validator(mode="after")
-    def _classes_for_masks(self) -> "TaskParams":
+    def _consistent(self) -> "TaskParams":
         if (self.layout == "mask_image") != (self.num_classes is not None):
             raise ValueError("num_classes is required for layout 'mask_image' and only allowed there")
+        if (self.arch is None) == (self.teacher is None):
+            raise ValueError("give exactly one of `arch` (train a teacher) and `teacher` (import a file)")
+        if self.layout == "images" and self.teacher is None:
+            raise ValueError("layout 'images' has no targets to train a teacher on: name a `teacher` file")
+        if self.crop_size is not None and self.load_size is not None and self.crop_size > self.load_size:
+            raise ValueError(f"crop_size ({self.crop_size}) must not exceed load_size ({self.load_size})")
         return self
 
     @property
     def paired(self) -> bool:
-        return self.layout != "unpaired"
+        """Whether items carry a ground-truth target for their input."""
+        return self.layout not in ("unpaired", "images")
+
+    @property
+    def has_targets(self) -> bool:
+        """Whether the task has real target-domain images (for GAN losses and FID against real images)."""
+        return self.layout != "images"
 
 
 class UnetParams(Strict):
@@ -158,6 +195,19 @@ class ProfileParams(Strict):
     min_seconds: float = Field(1.0, ge=0)
 
 
+class DvcRoster(Strict):
+    """What dvc.yaml iterates over, per kind of stage. DVC's templating cannot filter ``run_tasks`` or look a
+    value up by task name, so these lists spell out what ``tasks`` and ``run_tasks`` already say; alap checks
+    them (:meth:`Params._roster_matches`) and, when they are off, says the exact lines to write."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, serialize_by_alias=True)  # `import` is a Python keyword
+
+    generate: list[str] = Field(default_factory=list, description="built-in tasks: data@<task> writes data/<task>")
+    train: list[str] = Field(default_factory=list, description="tasks whose teacher train@<task> trains")
+    imports: dict[str, Path] = Field(default_factory=dict, alias="import",
+                                     description="import@<task>: task -> its teacher file (a dep of the stage)")
+
+
 class Params(Strict):
     """The whole of params.yaml."""
 
@@ -165,6 +215,7 @@ class Params(Strict):
     seed: int = 0
     device: str = Field("auto", pattern=r"^(auto|cpu|cuda(:\d+)?)$")
     run_tasks: list[str] = Field(min_length=1, description="the tasks (keys of `tasks`) the pipeline runs")
+    dvc: DvcRoster | None = Field(None, description="run_tasks as dvc.yaml iterates them (DVC pipelines only)")
     data: DataParams = DataParams()
     tasks: dict[str, TaskParams]
     model: ModelParams = ModelParams()
@@ -188,15 +239,47 @@ class Params(Strict):
                 raise ValueError(
                     f"tasks.{name}: source 'synthetic' needs a built-in task name, one of {sorted(SYNTHETIC_TASKS)}"
                 )
-        uses_unet = any(self.tasks[t].arch == "unet" for t in self.run_tasks)
-        if uses_unet and 2 ** self.model.unet.num_downs > self.data.image_size:
-            raise ValueError(f"model.unet.num_downs={self.model.unet.num_downs} halves {self.data.image_size}-pixel "
-                             f"images below 1 pixel; use at most {self.data.image_size.bit_length() - 1}")
+        if any(self.tasks[t].arch == "unet" for t in self.run_tasks):
+            smallest = min(min(self.load_size(t), self.crop_size(t)) for t in self.run_tasks
+                           if self.tasks[t].arch == "unet")
+            if 2 ** self.model.unet.num_downs > smallest:
+                raise ValueError(f"model.unet.num_downs={self.model.unet.num_downs} halves {smallest}-pixel "
+                                 f"images below 1 pixel; use at most {smallest.bit_length() - 1}")
+        return self
+
+    @model_validator(mode="after")
+    def _roster_matches(self) -> "Params":
+        if self.dvc is None:
+            return self
+        run = [self.tasks[t] for t in self.run_tasks]
+        want = DvcRoster.model_validate({
+            "generate": [t for t, p in zip(self.run_tasks, run) if p.source == "synthetic"],
+            "train": [t for t, p in zip(self.run_tasks, run) if p.teacher is None],
+            "import": {t: p.teacher.checkpoint for t, p in zip(self.run_tasks, run) if p.teacher is not None},
+        })
+        if self.dvc != want:
+            shown = want.model_dump(mode="json")
+            raise ValueError("dvc: does not match tasks and run_tasks; dvc.yaml iterates these lists, so write "
+                             f"dvc: {{generate: {shown['generate']}, train: {shown['train']}, "
+                             f"import: {shown['import']}}}")
+        folder_roots = {t: p.root for t, p in zip(self.run_tasks, run) if p.source == "folder"}
+        for name, root in folder_roots.items():
+            if Path(root) != Path("data") / name:
+                raise ValueError(f"tasks.{name}.root is {str(root)!r}; dvc.yaml reads a task's data from "
+                                 f"data/{name}: move or link the folder there (alap compress takes any folder)")
         return self
 
     def train_for(self, task_name: str) -> TrainParams:
         """The ``train`` section with ``tasks.<task_name>.train``'s overrides applied."""
         return self.train.model_copy(update=self.tasks[task_name].train.model_dump(exclude_none=True))
+
+    def load_size(self, task_name: str) -> int:
+        """The square side a task's images are resized to (whole images: validation, evaluation, profiling)."""
+        return self.tasks[task_name].load_size or self.data.image_size
+
+    def crop_size(self, task_name: str) -> int:
+        """The side of a task's training crops (its load size when it does not crop)."""
+        return self.tasks[task_name].crop_size or self.load_size(task_name)
 
 
 class ParamsError(ValueError):

@@ -2,7 +2,10 @@
 
 FID/KID compare generated images with real target-domain images through the reference Inception; LPIPS and
 PSNR/SSIM compare with the ground truth (paired tasks, and the hidden ground truth of synthetic horse2zebra);
-``lpips_teacher`` compares with the teacher's output, which is what a student is trained to reproduce.
+``lpips_teacher`` and ``psnr_teacher`` compare with the teacher's output, which is what a student is trained to
+reproduce. A task of input images alone (layout ``images``) has no real targets: its FID and KID are of the
+model's outputs against the teacher's outputs, named ``fid_teacher`` and ``kid_teacher`` so that they are never
+mistaken for an FID against real images.
 """
 
 from __future__ import annotations
@@ -23,6 +26,7 @@ from alap.device import resolve_device
 from alap.metrics.cost import count_gmacs, count_params_m
 from alap.metrics.fid import InceptionFeatures, fid_from_features, kid_from_features
 from alap.metrics.lpips_metric import LpipsMetric
+from alap.compress.distill import PSNR_CAP_DB
 from alap.metrics.pixel import psnr, ssim
 from alap.models import load_checkpoint
 from alap.report.grid import save_grid
@@ -54,7 +58,9 @@ def evaluate_model(params: Params, task_name: str, model_name: str, checkpoint: 
     inception = InceptionFeatures(torch_home, device)
     lpips = LpipsMetric(params.evaluate.lpips_net, torch_home, device)
 
-    fake_features, scores = [], {"lpips": [], "lpips_teacher": [], "psnr": [], "ssim": []}
+    against_teacher = not task.params.has_targets
+    fake_features, teacher_features = [], []
+    scores = {"lpips": [], "lpips_teacher": [], "psnr": [], "psnr_teacher": [], "ssim": []}
     grid: list[list[torch.Tensor]] = [[], [], [], []]
     shown = 0
     loader = DataLoader(test_set, batch_size=params.evaluate.batch_size)
@@ -63,7 +69,10 @@ def evaluate_model(params: Params, task_name: str, model_name: str, checkpoint: 
         fake = model(inputs).clamp(-1, 1)
         reference = teacher(inputs).clamp(-1, 1)
         fake_features.append(inception.features(fake))
+        if against_teacher:
+            teacher_features.append(inception.features(reference))
         scores["lpips_teacher"].append(lpips(fake, reference).cpu())
+        scores["psnr_teacher"].append(psnr(fake, reference).clamp(max=PSNR_CAP_DB).cpu())
         target = batch.get("B")
         if target is not None:
             target = target.to(device)
@@ -76,7 +85,11 @@ def evaluate_model(params: Params, task_name: str, model_name: str, checkpoint: 
                 column.append(images[take].cpu())
             shown += inputs[take].shape[0]
 
-    real_features = real_features_cached(test_set, inception, params.evaluate.batch_size, device, real_cache)
+    if against_teacher:
+        real_features, suffix = torch.cat(teacher_features), "_teacher"
+    else:
+        real_features = real_features_cached(test_set, inception, params.evaluate.batch_size, device, real_cache)
+        suffix = ""
     fake_all = torch.cat(fake_features)
     kid_size = min(params.evaluate.kid_subset_size, len(fake_all), len(real_features))
     kid, kid_std = kid_from_features(fake_all, real_features, subset_size=kid_size)
@@ -86,8 +99,8 @@ def evaluate_model(params: Params, task_name: str, model_name: str, checkpoint: 
         "task": task_name,
         "model": model_name,
         "sparsity": sparsity,
-        "fid": fid_from_features(fake_all, real_features),
-        "kid": kid,
+        f"fid{suffix}": fid_from_features(fake_all, real_features),
+        f"kid{suffix}": kid,
         **{name: _mean(values) for name, values in scores.items()},
         "gmacs": count_gmacs(model, (1, input_nc, size, size)),
         "params_m": count_params_m(model),
@@ -95,6 +108,7 @@ def evaluate_model(params: Params, task_name: str, model_name: str, checkpoint: 
             "image_size": size,
             "samples": len(fake_all),
             "real_samples": len(real_features),
+            "fid_reference": "teacher outputs" if against_teacher else "real target-domain test images",
             "kid_std": kid_std,
             "kid_subset_size": kid_size,
             "split": "test",
@@ -104,8 +118,8 @@ def evaluate_model(params: Params, task_name: str, model_name: str, checkpoint: 
     }
     save_grid([torch.cat(c) for c in grid], out_dir / "grid.png")
     io.write_json(out_dir / "metrics.json", metrics)
-    log.info("%s/%s: fid %.2f, lpips %s, psnr %s, %.3f GMACs", task_name, model_name, metrics["fid"],
-             metrics["lpips"], metrics["psnr"], metrics["gmacs"])
+    log.info("%s/%s: fid%s %.2f, lpips %s, psnr %s, psnr_teacher %.2f, %.3f GMACs", task_name, model_name, suffix,
+             metrics[f"fid{suffix}"], metrics["lpips"], metrics["psnr"], metrics["psnr_teacher"], metrics["gmacs"])
     return metrics
 
 

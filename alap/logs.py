@@ -7,13 +7,15 @@ import os
 
 
 def setup_logging(level: str | None = None) -> None:
-    """Log to stderr through rich; ``ALAP_LOG_LEVEL`` (default INFO) picks the level."""
+    """Log to stderr through rich (stdout stays for results, e.g. ``alap compress``'s table);
+    ``ALAP_LOG_LEVEL`` (default INFO) picks the level."""
+    from rich.console import Console
     from rich.logging import RichHandler
 
     logging.basicConfig(
         level=(level or os.environ.get("ALAP_LOG_LEVEL", "INFO")).upper(),
         format="%(name)s: %(message)s",
         datefmt="[%X]",
-        handlers=[RichHandler(show_path=False, rich_tracebacks=False)],
+        handlers=[RichHandler(console=Console(stderr=True), show_path=False, rich_tracebacks=False)],
         force=True,
     )

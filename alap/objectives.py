@@ -6,7 +6,10 @@ penalty added to the generator's loss; so the objective is an object with a ``st
 - CycleGAN (unpaired): adversarial + cycle consistency + identity, with the reverse generator and both
   discriminators kept in ``aux``. The A->B generator is the one alap compresses. Unlike the reference code there
   is no image history pool: the synthetic tasks train stably without it and it would be one more piece of
-  state to resume.
+  state to resume. A user who imports only the A->B generator has no reverse generator: the cycle term (and
+  the B-side terms) are then off, leaving adversarial + identity.
+- teacher (input images alone, no targets): L1 to a frozen teacher's output, weighted like pix2pix's L1, so
+  condensing a generator nobody has targets for keeps its function while the penalty empties channels.
 """
 
 from __future__ import annotations
@@ -32,10 +35,9 @@ class Objective(ABC):
         betas = (beta1, 0.999)
         gen_params = [p for m in [generator, *self._other_generators()] for p in m.parameters()]
         disc_params = [p for m in self._discriminators() for p in m.parameters()]
-        self._optimizers = {
-            "opt_G": torch.optim.Adam(gen_params, lr=lr, betas=betas),
-            "opt_D": torch.optim.Adam(disc_params, lr=lr, betas=betas),
-        }
+        self._optimizers = {"opt_G": torch.optim.Adam(gen_params, lr=lr, betas=betas)}
+        if disc_params:
+            self._optimizers["opt_D"] = torch.optim.Adam(disc_params, lr=lr, betas=betas)
 
     def _other_generators(self) -> list[nn.Module]:
         return []
@@ -62,6 +64,39 @@ class Objective(ABC):
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
+
+
+class TeacherObjective(Objective):
+    """L1 to the output of a frozen ``teacher`` (``aux["T"]``, never optimised); no discriminator."""
+
+    def __init__(self, generator: nn.Module, aux: dict[str, nn.Module], lr: float, beta1: float, gan_mode: str,
+                 lambda_l1: float) -> None:
+        super().__init__(generator, aux, lr, beta1, gan_mode)
+        self.lambda_l1 = lambda_l1
+        aux["T"].eval().requires_grad_(False)
+
+    def _discriminators(self) -> list[nn.Module]:
+        return []
+
+    def modules(self) -> dict[str, nn.Module]:
+        return {"G": self.generator}  # the frozen teacher is an input, not training state
+
+    def train(self) -> None:
+        self.generator.train()
+
+    def step(self, batch: dict[str, Any], extra_generator_loss: ExtraLoss | None = None) -> dict[str, float]:
+        real_a = batch["A"]
+        with torch.no_grad():
+            target = self.aux["T"](real_a)
+        loss_l1 = nn.functional.l1_loss(self.generator(real_a), target)
+        loss_g = self.lambda_l1 * loss_l1
+        losses = {"G_l1_teacher": loss_l1.item()}
+        if extra_generator_loss is not None:
+            extra = extra_generator_loss(self.generator)
+            loss_g = loss_g + extra
+            losses["penalty"] = extra.item()
+        self._update("opt_G", loss_g)
+        return losses
 
 
 def _set_requires_grad(modules: list[nn.Module], flag: bool) -> None:
@@ -109,7 +144,7 @@ class Pix2PixObjective(Objective):
 
 class CycleObjective(Objective):
     """CycleGAN (Zhu et al. 2017). ``aux`` holds ``G_B`` (B->A), ``D_A`` (judges domain B) and ``D_B`` (domain A),
-    following the reference code's naming."""
+    following the reference code's naming. Without ``G_B`` only ``D_A`` is needed: adversarial + identity."""
 
     def __init__(self, generator: nn.Module, aux: dict[str, nn.Module], lr: float, beta1: float, gan_mode: str,
                  lambda_cycle: float, lambda_identity: float) -> None:
@@ -117,26 +152,39 @@ class CycleObjective(Objective):
         self.lambda_cycle = lambda_cycle
         self.lambda_identity = lambda_identity
 
+    @property
+    def has_reverse(self) -> bool:
+        return "G_B" in self.aux
+
     def _other_generators(self) -> list[nn.Module]:
-        return [self.aux["G_B"]]
+        return [self.aux["G_B"]] if self.has_reverse else []
 
     def _discriminators(self) -> list[nn.Module]:
-        return [self.aux["D_A"], self.aux["D_B"]]
+        return [self.aux["D_A"], self.aux["D_B"]] if self.has_reverse else [self.aux["D_A"]]
 
     def step(self, batch: dict[str, Any], extra_generator_loss: ExtraLoss | None = None) -> dict[str, float]:
         real_a, real_b = batch["A"], batch["B"]
-        g_a, g_b, d_a, d_b = self.generator, self.aux["G_B"], self.aux["D_A"], self.aux["D_B"]
+        g_a, d_a = self.generator, self.aux["D_A"]
+        g_b, d_b = (self.aux["G_B"], self.aux["D_B"]) if self.has_reverse else (None, None)
+        discs = self._discriminators()
         l1 = nn.functional.l1_loss
 
         fake_b = g_a(real_a)
-        fake_a = g_b(real_b)
-        _set_requires_grad([d_a, d_b], False)
-        loss_gan = self.gan(d_a(fake_b), True) + self.gan(d_b(fake_a), True)
-        loss_cycle = l1(g_b(fake_b), real_a) + l1(g_a(fake_a), real_b)
-        loss_g = loss_gan + self.lambda_cycle * loss_cycle
-        losses = {"G_gan": loss_gan.item(), "G_cycle": loss_cycle.item()}
+        fake_a = g_b(real_b) if g_b is not None else None
+        _set_requires_grad(discs, False)
+        loss_gan = self.gan(d_a(fake_b), True)
+        if g_b is not None:
+            loss_gan = loss_gan + self.gan(d_b(fake_a), True)
+            loss_cycle = l1(g_b(fake_b), real_a) + l1(g_a(fake_a), real_b)
+            loss_g = loss_gan + self.lambda_cycle * loss_cycle
+            losses = {"G_gan": loss_gan.item(), "G_cycle": loss_cycle.item()}
+        else:
+            loss_g = loss_gan
+            losses = {"G_gan": loss_gan.item()}
         if self.lambda_identity > 0:
-            loss_idt = l1(g_a(real_b), real_b) + l1(g_b(real_a), real_a)
+            loss_idt = l1(g_a(real_b), real_b)
+            if g_b is not None:
+                loss_idt = loss_idt + l1(g_b(real_a), real_a)
             loss_g = loss_g + self.lambda_cycle * self.lambda_identity * loss_idt
             losses["G_idt"] = loss_idt.item()
         if extra_generator_loss is not None:
@@ -145,21 +193,23 @@ class CycleObjective(Objective):
             losses["penalty"] = extra.item()
         self._update("opt_G", loss_g)
 
-        _set_requires_grad([d_a, d_b], True)
-        loss_d = 0.5 * (
-            self.gan(d_a(real_b), True) + self.gan(d_a(fake_b.detach()), False)
-            + self.gan(d_b(real_a), True) + self.gan(d_b(fake_a.detach()), False)
-        )
+        _set_requires_grad(discs, True)
+        loss_d = self.gan(d_a(real_b), True) + self.gan(d_a(fake_b.detach()), False)
+        if g_b is not None:
+            loss_d = loss_d + self.gan(d_b(real_a), True) + self.gan(d_b(fake_a.detach()), False)
+        loss_d = 0.5 * loss_d
         self._update("opt_D", loss_d)
         losses["D"] = loss_d.item()
         return losses
 
 
 def make_objective(kind: str, generator: nn.Module, aux: dict[str, nn.Module], train: Any) -> Objective:
-    """Build the objective for ``kind`` ("pix2pix" or "cycle") from a :class:`alap.config.TrainParams`."""
+    """Build the objective for ``kind`` ("pix2pix", "cycle" or "teacher") from a :class:`alap.config.TrainParams`."""
     if kind == "pix2pix":
         return Pix2PixObjective(generator, aux, train.lr, train.beta1, train.gan_mode, train.lambda_l1, train.lambda_gan)
     if kind == "cycle":
         return CycleObjective(generator, aux, train.lr, train.beta1, train.gan_mode, train.lambda_cycle,
                               train.lambda_identity)
-    raise ValueError(f"objective kind must be 'pix2pix' or 'cycle', got {kind!r}")
+    if kind == "teacher":
+        return TeacherObjective(generator, aux, train.lr, train.beta1, train.gan_mode, train.lambda_l1)
+    raise ValueError(f"objective kind must be 'pix2pix', 'cycle' or 'teacher', got {kind!r}")

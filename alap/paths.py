@@ -1,7 +1,7 @@
 """Where each stage reads and writes, in one place, so stages, flows, the CLI and dvc.yaml agree.
 
-The layout is per task and per sweep point: ``models/<task>/teacher.pt``, ``models/<task>/s0.50/student.pt``, ...
-A sweep point's name is its sparsity with two decimals (``s0.50``), the ``model`` column of reports/summary.csv.
+The layout is per task and per sweep point: ``models/<task>/teacher.pt``, ``models/<task>/s0.5/student.pt``, ...
+A sweep point's name is ``s`` and its sparsity (``s0.5``), the ``model`` column of reports/summary.csv.
 """
 
 from __future__ import annotations
@@ -14,7 +14,9 @@ DEFAULT_TORCH_HOME = Path(".torch")  # project-local (gitignored) home of the of
 
 
 def point_name(sparsity: float) -> str:
-    return f"s{sparsity:.2f}"
+    """``s0.9`` for 0.9: the float as Python (and DVC's ``s${item.s}`` in dvc.yaml) writes it, so the CLI, the
+    flows and DVC name a point's folder alike."""
+    return f"s{float(sparsity)}"
 
 
 @dataclass(frozen=True)
@@ -39,6 +41,11 @@ class TaskPaths:
     @property
     def train_metrics(self) -> Path:
         return self.model_dir / "train_metrics.json"
+
+    @property
+    def teacher_source(self) -> Path:
+        """Where an imported teacher came from (file, digest, inferred layout) and how good it is on the task."""
+        return self.model_dir / "teacher_source.json"
 
     @property
     def condensed(self) -> Path:

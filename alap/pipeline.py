@@ -18,12 +18,14 @@ from alap.config import Params
 from alap.data.batches import endless_batches, to_device
 from alap.data.synthetic import generate_task
 from alap.device import resolve_device
+from alap.metrics.baselines import generator_psnr, mean_image_psnr
 from alap.models import arch_of, load_checkpoint, save_checkpoint
+from alap.models.reference import import_generator
 from alap.objectives import make_objective
 from alap.paths import TaskPaths
 from alap.profile.latency import profile_model
 from alap.task import Task
-from alap.train import load_aux, params_key
+from alap.train import _build_aux, aux_archs, load_aux, params_key, save_aux
 
 log = logging.getLogger(__name__)
 
@@ -31,7 +33,8 @@ SPLITS = ("train", "val", "test")
 
 
 def prepare_data(params: Params, task_name: str) -> None:
-    """Generate a synthetic task into its root, or validate a folder dataset in place (every split)."""
+    """Generate a synthetic task into its root, or validate a folder dataset where it is (every split; the
+    folder is only read)."""
     task = Task.from_params(params, task_name)
     if task.params.source == "synthetic":
         d = params.data
@@ -40,6 +43,78 @@ def prepare_data(params: Params, task_name: str) -> None:
     for split in SPLITS:
         dataset = task.dataset(split, for_eval=split == "test")
         log.info("%s/%s: %d items", task_name, split, len(dataset))
+
+
+def import_teacher(params: Params, task_name: str, paths: TaskPaths | None = None) -> dict:
+    """The ``import@<task>`` step: the task's teacher file becomes ``teacher.pt`` (and CycleGAN's reverse
+    generator, when given, ``teacher_aux.pt``), as if ``train@<task>`` had trained them; nothing is trained."""
+    task = Task.from_params(params, task_name)
+    spec = task.params.teacher
+    if spec is None:
+        raise ValueError(f"tasks.{task_name} names no teacher file (tasks.{task_name}.teacher.checkpoint); "
+                         f"its teacher is trained by train@{task_name}")
+    paths = paths or TaskPaths(task_name)
+    options = {"kind": spec.kind, "norm": spec.norm, "norm_affine": spec.norm_affine, "dropout": spec.dropout}
+    input_nc, output_nc = task.channels
+    teacher, meta = import_generator(spec.checkpoint, task=task_name, key=spec.key, **options)
+    _check_fits(teacher, spec.checkpoint, task, (input_nc, output_nc))
+    aux, archs = {}, {}
+    if spec.reverse is not None:
+        if task.objective_kind != "cycle":
+            raise ValueError(f"tasks.{task_name}.teacher.reverse: only unpaired (CycleGAN) tasks use a reverse "
+                             f"generator; layout {task.params.layout!r} has none")
+        reverse, _ = import_generator(spec.reverse, task=task_name, key=spec.reverse_key, **options)
+        _check_fits(reverse, spec.reverse, task, (output_nc, input_nc))
+        aux["G_B"], archs["G_B"] = reverse, arch_of(reverse)
+    record = {"task": task_name, **{k: v for k, v in meta.items() if k != "task"},
+              "reverse_file": None if spec.reverse is None else str(spec.reverse)}
+    if task.params.paired:
+        device = resolve_device(params.device)
+        test_set = task.dataset("test", for_eval=True)
+        record["psnr_test"] = generator_psnr(teacher.to(device), test_set, device)
+        record["psnr_mean_image"] = mean_image_psnr(task.dataset("train", for_eval=True), test_set)
+        teacher.cpu()
+    save_checkpoint(paths.teacher, teacher, arch_of(teacher), {**meta, "role": "teacher",
+                                                                "image_size": task.image_size})
+    save_aux(paths.teacher_aux, task_name, archs, aux)
+    io.write_json(paths.teacher_source, record)
+    log.info("imported %s as the %s teacher (%s)%s", spec.checkpoint, task_name, arch_of(teacher)["kind"],
+             "" if spec.reverse is None else f", with the reverse generator {spec.reverse}")
+    return record
+
+
+def _check_fits(model: torch.nn.Module, source: Path, task: Task, channels: tuple[int, int]) -> None:
+    """Refuse a generator whose channels or depth do not fit the task's data, naming the file and the task."""
+    arch = arch_of(model)
+    found = (arch["input_nc"], arch["output_nc"])
+    if found != channels:
+        raise ValueError(f"{source}: the generator maps {found[0]} to {found[1]} channels, but task {task.name!r} "
+                         f"(layout {task.params.layout}) needs {channels[0]} to {channels[1]}")
+    factor = 2 ** arch["num_downs"] if arch["kind"] == "unet" else 4
+    smallest = min(task.image_size, task.crop_size)
+    if smallest % factor:
+        raise ValueError(f"{source}: a {arch['kind']} generator of this depth needs image sides divisible by "
+                         f"{factor}; task {task.name!r} uses {smallest}-pixel images (set its load_size/crop_size)")
+
+
+def stage_aux(task: Task, params: Params, teacher_arch: dict, paths: TaskPaths,
+              device: torch.device) -> dict[str, torch.nn.Module]:
+    """The auxiliary networks of the task's objective for a stage that continues training the teacher.
+
+    Those saved beside the teacher come back as they were trained (``train@``) or imported (a reverse generator).
+    Missing discriminators -- an imported teacher has none -- are built fresh here and train along; they are part
+    of the stage's resume state. Without a reverse generator the CycleGAN objective drops its cycle term, and
+    with it the B-side discriminator.
+    """
+    saved = load_aux(paths.teacher_aux, task.name, device) if paths.teacher_aux.is_file() else {}
+    wanted = aux_archs(task, teacher_arch, params)
+    if "G_B" not in saved:
+        wanted = {k: v for k, v in wanted.items() if k not in ("G_B", "D_B")}
+    fresh = [name for name in wanted if name not in saved]
+    if fresh:
+        log.info("%s: no trained %s beside the teacher; starting them fresh, trained along", task.name,
+                 ", ".join(fresh))
+    return {**saved, **{name: _build_aux(wanted[name]).to(device) for name in fresh}}
 
 
 def _example_inputs(task: Task, device: torch.device, count: int = 16) -> torch.Tensor:
@@ -55,7 +130,9 @@ def condense_task(params: Params, task_name: str, paths: TaskPaths | None = None
     device = resolve_device(params.device)
     torch.manual_seed(params.seed)
     teacher, teacher_meta = load_checkpoint(paths.teacher, map_location=device, expect_task=task_name)
-    aux = load_aux(paths.teacher_aux, task_name, device)
+    aux = stage_aux(task, params, arch_of(teacher), paths, device)
+    if task.objective_kind == "teacher":
+        aux["T"] = teacher  # no targets: condensing follows the imported teacher's own outputs
     batches = endless_batches(task.dataset("train"), task.train.batch_size, params.seed + 1, device)
     key = params_key(paths.teacher, params.condense, params.prune.threshold, task.train)
     started = time.perf_counter()
@@ -114,7 +191,10 @@ def distill_point(params: Params, task_name: str, sparsity: float, point_dir: Pa
     teacher, _ = load_checkpoint(teacher_path, map_location=device, expect_task=task_name)
     discriminator = None
     if params.distill.w_gan > 0:
-        aux = load_aux(paths.teacher_aux, task_name, device)
+        if not task.params.has_targets:
+            raise ValueError(f"distill.w_gan > 0 needs real target images; task {task_name!r} (layout images) has "
+                             "none: set distill.w_gan: 0")
+        aux = stage_aux(task, params, arch_of(teacher), paths, device)
         discriminator = aux["D"] if task.params.paired else aux["D_A"]
     batches = endless_batches(task.dataset("train"), task.train.batch_size, params.seed + 2, device)
     val_batches = list(_batches_of(task.dataset("val"), params.evaluate.batch_size, device))

@@ -19,7 +19,8 @@ from alap.models import default_arch
 class Task:
     name: str
     params: TaskParams
-    image_size: int
+    image_size: int  # whole images: validation, evaluation, profiling
+    crop_size: int  # training crops (= image_size when the task does not crop)
     seed: int
     train: TrainParams  # the shared train section with this task's overrides applied
 
@@ -27,8 +28,8 @@ class Task:
     def from_params(cls, params: Params, name: str) -> "Task":
         if name not in params.tasks:
             raise ValueError(f"unknown task {name!r}; params.yaml defines {sorted(params.tasks)}")
-        return cls(name=name, params=params.tasks[name], image_size=params.data.image_size, seed=params.seed,
-                   train=params.train_for(name))
+        return cls(name=name, params=params.tasks[name], image_size=params.load_size(name),
+                   crop_size=params.crop_size(name), seed=params.seed, train=params.train_for(name))
 
     @property
     def channels(self) -> tuple[int, int]:
@@ -36,13 +37,21 @@ class Task:
 
     @property
     def objective_kind(self) -> str:
+        """pix2pix for paired data, CycleGAN for unpaired, and for inputs alone the teacher's own outputs."""
+        if not self.params.has_targets:
+            return "teacher"
         return "pix2pix" if self.params.paired else "cycle"
 
     def dataset(self, split: str, for_eval: bool = False) -> Dataset:
+        crop = self.crop_size if self.crop_size < self.image_size else None
         return open_dataset(self.params.layout, self.params.root, split, self.image_size,
-                            num_classes=self.params.num_classes, seed=self.seed, for_eval=for_eval)
+                            num_classes=self.params.num_classes, seed=self.seed, for_eval=for_eval, crop_size=crop)
 
     def teacher_arch(self, model: ModelParams) -> dict:
+        """The arch of the teacher to train (tasks with a teacher file read theirs from the file)."""
+        if self.params.arch is None:
+            raise ValueError(f"tasks.{self.name} imports its teacher from {self.params.teacher.checkpoint}; "
+                             "it has no teacher to train")
         input_nc, output_nc = self.channels
         if self.params.arch == "unet":
             m = model.unet

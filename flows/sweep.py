@@ -62,7 +62,7 @@ class SweepPoint:
 
     @property
     def name(self) -> str:
-        """Run and task name, unique within a task's sweep (``w0.001-s0.50``)."""
+        """Run and task name, unique within a task's sweep (``w0.001-s0.5``)."""
         return f"w{self.weight:g}-{point_name(self.sparsity)}"
 
     @property
@@ -83,6 +83,7 @@ class SweepGrid:
 def _resolved(base: Params, what: str, **updates: Any) -> Params:
     """``base`` with section keys replaced (``condense={"sparsity_weight": w}``), validated like params.yaml."""
     raw = base.model_dump(mode="json")
+    raw["dvc"] = None  # a sweep point runs its steps directly, outside dvc.yaml's stage lists
     for section, value in updates.items():
         raw[section] = {**raw[section], **value} if isinstance(value, dict) else value
     try:

@@ -15,6 +15,7 @@ def tiny_params(root: Path, tasks: list[str] | None = None, sparsities: list[flo
     params["profile_name"] = "tiny"
     params["device"] = "cpu"
     params["run_tasks"] = tasks or ["seg2face"]
+    params["dvc"] = {"generate": params["run_tasks"], "train": params["run_tasks"], "import": {}}
     params["data"] = {"image_size": 32, "n_train": 16, "n_val": 8, "n_test": 8}
     for name, task in params["tasks"].items():
         task["root"] = str(root / "data" / name)

@@ -1,0 +1,215 @@
+"""``alap compress``: a user's generator and image folder in, a compressed student and its numbers out.
+
+The DVC pipeline needs a project (params.yaml, dvc.yaml, data under data/). A user who just wants their
+``latest_net_G.pth`` smaller should not: this runs the same steps (alap.pipeline: import, condense, prune,
+distill, evaluate, profile with ONNX export) for one task that it describes itself, in one output folder.
+A killed run resumes: finished steps are skipped by their output files, and the training steps resume from their
+checkpoints. The folder records the settings it was made with, so a rerun with other settings is refused
+instead of mixing outputs of two configurations.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable
+
+from alap import io
+from alap.config import Params, load_params
+from alap.paths import TaskPaths
+
+log = logging.getLogger(__name__)
+
+SETTINGS_FILE = "compress.json"
+RESULTS_FILE = "results.json"
+
+
+@dataclass(frozen=True)
+class CompressRequest:
+    """What the user asked for, as given on the command line (validated by :func:`check_request`)."""
+
+    teacher: Path
+    data: Path
+    out: Path
+    layout: str | None = None
+    key: str | None = None
+    reverse: Path | None = None
+    dropout: bool | None = None
+    sparsity: float | None = None
+    macs_reduction: float | None = None
+    load_size: int = 256
+    crop_size: int | None = None
+    params: Path | None = None
+    condense_steps: int | None = None
+    distill_steps: int | None = None
+    batch_size: int | None = None
+    device: str = "auto"
+    torch_home: Path = Path(".torch")
+    task: str = "own"
+
+
+def detect_layout(root: Path) -> str:
+    """The dataset layout of ``root`` from its folders (the names the reference code bases use)."""
+    if (root / "trainA").is_dir():
+        return "unpaired"
+    if (root / "train" / "A").is_dir():
+        return "paired"
+    if (root / "train" / "mask").is_dir():
+        raise ValueError(f"--data {root}: looks like a mask_image dataset (train/mask); it needs num_classes, "
+                         "which only params.yaml can give: use the DVC pipeline for it")
+    return "images"
+
+
+def check_request(req: CompressRequest) -> None:
+    """Every flag checked before any file is loaded; each problem is one ValueError naming the flag."""
+    if not req.teacher.is_file():
+        raise ValueError(f"TEACHER {req.teacher}: " + ("is a directory; expected a .pth file" if req.teacher.is_dir()
+                                                       else "no such file"))
+    if req.reverse is not None and not req.reverse.is_file():
+        raise ValueError(f"--reverse {req.reverse}: no such file")
+    if not req.data.is_dir():
+        raise ValueError(f"--data {req.data}: not a folder of images")
+    if req.out.exists() and not req.out.is_dir():
+        raise ValueError(f"--out {req.out}: exists and is not a folder")
+    if (req.sparsity is None) == (req.macs_reduction is None):
+        raise ValueError("give exactly one target: --sparsity S (fraction of MACs to remove, 0 <= S < 1) or "
+                         "--macs-x N (N times fewer MACs, N > 1)")
+    if req.sparsity is not None and not 0 <= req.sparsity < 1:
+        raise ValueError(f"--sparsity {req.sparsity}: expected 0 <= S < 1 (the fraction of MACs to remove)")
+    if req.macs_reduction is not None and not req.macs_reduction > 1:
+        raise ValueError(f"--macs-x {req.macs_reduction}: expected a number > 1 (times fewer MACs)")
+    for flag, value in (("--load-size", req.load_size), ("--crop-size", req.crop_size),
+                        ("--condense-steps", req.condense_steps), ("--distill-steps", req.distill_steps),
+                        ("--batch-size", req.batch_size)):
+        if value is not None and value < 1:
+            raise ValueError(f"{flag} {value}: expected a positive integer")
+    if req.crop_size is not None and req.crop_size > req.load_size:
+        raise ValueError(f"--crop-size {req.crop_size}: must not exceed --load-size {req.load_size}")
+    if req.params is not None and not req.params.is_file():
+        raise ValueError(f"--params {req.params}: no such file")
+
+
+def target_sparsity(req: CompressRequest) -> float:
+    """The fraction of the teacher's MACs to remove."""
+    if req.sparsity is not None:
+        return req.sparsity
+    return round(1.0 - 1.0 / req.macs_reduction, 6)
+
+
+def build_params(req: CompressRequest) -> Params:
+    """One task made of the request, on top of ``--params`` (its training, compression and evaluation sections)
+    or of the code defaults; the flags win over both."""
+    raw: dict[str, Any] = {}
+    if req.params is not None:
+        raw = load_params(req.params).model_dump(mode="json")
+    teacher = {"checkpoint": str(req.teacher), "key": req.key, "dropout": req.dropout,
+               "reverse": None if req.reverse is None else str(req.reverse)}
+    task = {"source": "folder", "layout": req.layout or detect_layout(req.data), "root": str(req.data),
+            "teacher": teacher, "load_size": req.load_size, "crop_size": req.crop_size}
+    raw.update(profile_name="compress", device=req.device, run_tasks=[req.task], dvc=None, tasks={req.task: task},
+               sweep={"sparsities": [target_sparsity(req)]})
+    raw["prune"] = {**raw.get("prune", {}), "target": "macs", "sparsity": target_sparsity(req)}
+    if req.condense_steps is not None:
+        steps = req.condense_steps
+        warmup = min(raw.get("condense", {}).get("warmup_steps", 100), steps)
+        raw["condense"] = {**raw.get("condense", {}), "steps": steps, "warmup_steps": warmup}
+    if req.distill_steps is not None:
+        raw["distill"] = {**raw.get("distill", {}), "steps": req.distill_steps}
+    if req.batch_size is not None:
+        raw["train"] = {**raw.get("train", {}), "batch_size": req.batch_size}
+    if req.params is None:  # CPU latency as deployed: one thread and every core
+        from alap.profile.devices import cpu_cores
+
+        raw["profile"] = {"devices": sorted({"cpu-t1", f"cpu-t{cpu_cores()}", "cuda0"}),
+                          "backends": ["torch", "onnxruntime"]}
+    return Params.model_validate(raw)
+
+
+def _claim_out_dir(out: Path, params: Params) -> None:
+    """Record the settings in ``out``; refuse a folder made with other settings (its outputs would mix)."""
+    settings = params.model_dump(mode="json")
+    stamp = out / SETTINGS_FILE
+    if stamp.is_file():
+        before = json.loads(stamp.read_text())
+        if before != settings:
+            changed = sorted(k for k in settings.keys() | before.keys() if settings.get(k) != before.get(k))
+            raise ValueError(f"--out {out}: holds a run made with other settings (sections {', '.join(changed)} "
+                             "differ); give another --out, or the same flags to resume it")
+        log.info("resuming the run in %s", out)
+    io.write_json(stamp, settings)
+
+
+def compress_own(req: CompressRequest) -> dict[str, Any]:
+    """Run every step for ``req``; returns and writes (``out/results.json``) the teacher and student rows."""
+    check_request(req)
+    params = build_params(req)
+    out = req.out
+    out.mkdir(parents=True, exist_ok=True)
+    _claim_out_dir(out, params)
+    paths = TaskPaths(req.task, models=out / "models", reports=out / "reports", state=out / ".state")
+    sparsity = params.sweep.sparsities[0]
+    point = paths.point_dir(sparsity)
+
+    from alap import pipeline
+    from alap.metrics.weights import provision_weights
+
+    steps: list[tuple[str, Path, Callable[[], Any]]] = [
+        ("import", paths.teacher, lambda: pipeline.import_teacher(params, req.task, paths)),
+        ("condense", paths.condensed, lambda: pipeline.condense_task(params, req.task, paths)),
+        ("prune", point / "prune_report.json", lambda: pipeline.prune_point(params, req.task, sparsity, point, paths)),
+        ("distill", point / "distill_report.json",
+         lambda: pipeline.distill_point(params, req.task, sparsity, point, paths)),
+    ]
+    for model, model_dir in (("teacher", None), (point.name, point)):
+        steps += [
+            (f"evaluate {model}", paths.report_dir / model / "metrics.json",
+             lambda m=model, d=model_dir: pipeline.evaluate_entry(params, req.task, m, None, req.torch_home, d, paths)),
+            (f"profile {model}", paths.report_dir / model / "latency.json",
+             lambda m=model, d=model_dir: pipeline.profile_entry(params, req.task, m, d, paths)),
+        ]
+    for name, output, run in steps:
+        if output.exists():
+            log.info("%s: done before (%s)", name, output)
+            continue
+        log.info("%s ...", name)
+        if name.startswith("evaluate"):
+            provision_weights(req.torch_home)  # idempotent: only hashes when the files are there
+        run()
+    results = {"task": req.task, "sparsity": sparsity, "teacher_file": str(req.teacher), "data": str(req.data),
+               "student": str(point / "student.pt"), "onnx": str(paths.report_dir / point.name / "model.onnx"),
+               "rows": [_row(paths, "teacher"), _row(paths, point.name)]}
+    io.write_json(out / RESULTS_FILE, results)
+    return results
+
+
+def _row(paths: TaskPaths, model: str) -> dict[str, Any]:
+    metrics = json.loads((paths.report_dir / model / "metrics.json").read_text())
+    latency = json.loads((paths.report_dir / model / "latency.json").read_text())
+    return {"model": model, **{k: v for k, v in metrics.items() if isinstance(v, (int, float)) or v is None},
+            **{k: v for k, v in latency.items() if k.startswith("latency.")}}
+
+
+def results_table(results: dict[str, Any]) -> str:
+    """The rows as a small Markdown table: quality next to the teacher, GMACs and p50 per device/backend."""
+    rows = results["rows"]
+    quality = [k for k in ("fid", "fid_teacher", "lpips", "lpips_teacher", "psnr", "psnr_teacher")
+               if any(r.get(k) is not None for r in rows)]
+    latency = sorted(k for k in rows[0] if k.startswith("latency.") and k.endswith(".p50_ms"))
+    header = ["model", *quality, "gmacs", *[k.removeprefix("latency.").removesuffix(".p50_ms") + " p50 ms"
+                                            for k in latency]]
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    for r in rows:
+        cells = [r["model"], *[_fmt(r.get(k)) for k in quality], _fmt(r["gmacs"]), *[_fmt(r.get(k)) for k in latency]]
+        lines.append("| " + " | ".join(cells) + " |")
+    teacher, student = rows
+    lines.append(f"\n{teacher['gmacs'] / student['gmacs']:.1f}x fewer MACs; student: {results['student']}, "
+                 f"ONNX: {results['onnx']}")
+    return "\n".join(lines)
+
+
+def _fmt(value: Any) -> str:
+    if value is None:
+        return "-"
+    return f"{value:.4g}" if isinstance(value, float) else str(value)
