@@ -1,23 +1,35 @@
-"""A resumable, NaN-guarded optimisation loop shared by train, condense and distill.
+"""The one training loop: teacher training, condense, distill and the benchmark's baselines all run :func:`fit`.
 
-Why one loop: the guarantees users rely on (a killed run resumes from its last checkpoint; a NaN/Inf loss
-stops with a clear error and keeps the last good checkpoint; progress is visible) must hold identically for
-every stage that trains, so they live in exactly one place.
+Why one loop: the guarantees users rely on must hold identically for every stage that trains, so they live in
+exactly one place:
+- a killed run resumes from its last checkpoint and ends with the weights, loss history, validations and wall time
+  of an uninterrupted run (models, optimisers, schedulers, the batch stream's position, the best weights so far
+  and torch's random state are all saved together, atomically);
+- a NaN/Inf loss stops with a clear error and keeps the last good checkpoint;
+- progress is visible (a tqdm bar on stderr).
 """
 
 from __future__ import annotations
 
 import logging
 import math
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Protocol
+from typing import Any, Protocol
 
 import torch
+from torch import nn
+from torch.optim.lr_scheduler import LRScheduler
 from tqdm import tqdm
 
 from alap import io
+from alap.data.batches import BatchStream
 
 log = logging.getLogger(__name__)
+
+STATE_FORMAT = "alap-fit/1"
 
 
 class Stateful(Protocol):
@@ -30,70 +42,124 @@ class NonFiniteLossError(RuntimeError):
     """A loss became NaN or Inf; the last good resume checkpoint was left untouched."""
 
 
-StepFn = Callable[[int], dict[str, float]]
+class KeepBest:
+    """The weights of ``model`` with the highest ``validate()`` so far, and every validation as ``[step, value]``.
 
-
-def run_steps(
-    step_fn: StepFn,
-    state: dict[str, Stateful],
-    total_steps: int,
-    state_path: Path,
-    checkpoint_every: int,
-    desc: str,
-    on_checkpoint: Callable[[int], None] | None = None,
-) -> list[dict[str, float]]:
-    """Call ``step_fn(step)`` for ``step`` in ``[start, total_steps)`` and return the loss history.
-
-    ``state`` names every object whose ``state_dict`` is needed to continue exactly (models, optimisers,
-    schedulers, the batch stream); torch's random state is saved with them. If ``state_path`` exists, the loop resumes from it. Every ``checkpoint_every`` steps and at the
-    end, the state is saved atomically; ``on_checkpoint(step)`` runs right after each save (e.g. to validate and
-    keep the best model). A non-finite loss raises :class:`NonFiniteLossError` before anything is saved.
+    Saved with the resume state, so the best weights survive a kill after the model has moved on from them.
     """
-    if total_steps < 0 or checkpoint_every < 1:
-        raise ValueError(f"total_steps must be >= 0 and checkpoint_every >= 1, got {total_steps}, {checkpoint_every}")
-    state_path = Path(state_path)
-    start, history = _resume(state_path, state)
+
+    def __init__(self, model: nn.Module, validate: Callable[[], float]) -> None:
+        self.model, self.validate = model, validate
+        self.value, self.step = -math.inf, -1
+        self.weights: dict[str, torch.Tensor] = {}
+        self.history: list[list[float]] = []
+
+    def offer(self, step: int) -> None:
+        value = self.validate()
+        self.history.append([step, value])
+        if value > self.value:
+            self.value, self.step = value, step
+            self.weights = {k: v.detach().clone() for k, v in self.model.state_dict().items()}
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"value": self.value, "step": self.step, "weights": self.weights, "history": self.history}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.value, self.step = float(state["value"]), int(state["step"])
+        self.weights, self.history = dict(state["weights"]), [list(h) for h in state["history"]]
+
+
+@dataclass
+class FitResult:
+    """``wall_s`` counts every run that led here: the seconds spent before a resume are saved with the state."""
+
+    history: list[dict[str, float]]
+    wall_s: float
+
+
+def fit(
+    step: Callable[[dict[str, Any], int], dict[str, float]],
+    batches: BatchStream,
+    state: dict[str, Stateful],
+    *,
+    steps: int,
+    checkpoint_every: int,
+    state_path: Path,
+    desc: str,
+    schedulers: dict[str, LRScheduler] | None = None,
+    keep_best: KeepBest | None = None,
+) -> FitResult:
+    """Call ``step(next(batches), i)`` for ``i`` in ``[start, steps)``, stepping ``schedulers`` after each step.
+
+    ``state`` names every other object whose ``state_dict`` is needed to continue exactly (models, optimisers);
+    the batch stream, the schedulers, ``keep_best`` and torch's random state are saved with them. If
+    ``state_path`` exists, the loop resumes from it. ``keep_best`` validates before the first step of a fresh run,
+    every ``checkpoint_every`` steps and after the last, each time just before the state is saved atomically; the
+    loop ends with its best weights loaded into its model. A non-finite loss raises :class:`NonFiniteLossError`
+    before anything is saved.
+    """
+    if steps < 0 or checkpoint_every < 1:
+        raise ValueError(f"steps must be >= 0 and checkpoint_every >= 1, got {steps}, {checkpoint_every}")
+    if not hasattr(batches, "load_state_dict"):
+        raise TypeError(f"{desc}: the batch stream must be resumable (alap.data.batches.BatchStream)")
+    schedulers = schedulers or {}
+    state = {**state, **schedulers, "batches": batches}
+    if keep_best is not None:
+        state["keep_best"] = keep_best
+    started = time.perf_counter()
+    start, history, spent = _resume(state_path, state)
     if start:
-        log.info("%s: resuming from step %d of %d (%s)", desc, start, total_steps, state_path)
+        log.info("%s: resuming from step %d of %d (%s)", desc, start, steps, state_path)
+    elif keep_best is not None:
+        keep_best.offer(0)
     last_saved = start
-    bar = tqdm(range(start, total_steps), initial=start, total=total_steps, desc=desc, dynamic_ncols=True, mininterval=2.0)
-    for step in bar:
-        losses = step_fn(step)
+    bar = tqdm(range(start, steps), initial=start, total=steps, desc=desc, dynamic_ncols=True, mininterval=2.0)
+    for i in bar:
+        losses = step(next(batches), i)
+        for scheduler in schedulers.values():
+            scheduler.step()
         bad = {k: v for k, v in losses.items() if not math.isfinite(v)}
         if bad:
             raise NonFiniteLossError(
-                f"{desc}: non-finite loss at step {step}: {bad}; the last good checkpoint "
+                f"{desc}: non-finite loss at step {i}: {bad}; the last good checkpoint "
                 f"({state_path}, step {last_saved}) is kept. "
                 "Lower the learning rate or the loss weights in params.yaml."
             )
-        history.append({"step": step, **losses})
+        history.append({"step": i, **losses})
         bar.set_postfix({k: f"{v:.3g}" for k, v in list(losses.items())[:4]}, refresh=False)
-        done = step + 1
-        if done % checkpoint_every == 0 or done == total_steps:
-            _save(state_path, state, done, history)
+        done = i + 1
+        if done % checkpoint_every == 0 or done == steps:
+            if keep_best is not None:
+                keep_best.offer(done)
+            _save(state_path, state, done, history, spent + time.perf_counter() - started)
             last_saved = done
-            if on_checkpoint is not None:
-                on_checkpoint(done)
     bar.close()
-    return history
+    if keep_best is not None:
+        keep_best.model.load_state_dict(keep_best.weights)
+    return FitResult(history, spent + time.perf_counter() - started)
 
 
-def _resume(state_path: Path, state: dict[str, Stateful]) -> tuple[int, list[dict[str, float]]]:
+def _resume(state_path: Path, state: dict[str, Stateful]) -> tuple[int, list[dict[str, float]], float]:
     if not state_path.exists():
-        return 0, []
+        return 0, [], 0.0
     saved = torch.load(state_path, map_location="cpu", weights_only=True)
-    missing = set(state) - set(saved["states"])
+    if saved.get("format") != STATE_FORMAT:  # an older alap's loop saved less: resuming would not be exact
+        log.warning("%s: resume state of an older alap (format %r, expected %r); starting over", state_path,
+                    saved.get("format"), STATE_FORMAT)
+        return 0, [], 0.0
+    missing = (set(state) - set(saved["states"])) | ({"wall_s"} - set(saved))
     if missing:
         raise ValueError(f"resume checkpoint {state_path} lacks state for {sorted(missing)}; delete it to start over")
     for name, obj in state.items():
         obj.load_state_dict(saved["states"][name])
     _set_rng_state(saved["rng"])
-    return int(saved["step"]), list(saved["history"])
+    return int(saved["step"]), list(saved["history"]), float(saved["wall_s"])
 
 
-def _save(state_path: Path, state: dict[str, Stateful], step: int, history: list[dict[str, float]]) -> None:
-    payload = {"step": step, "states": {k: v.state_dict() for k, v in state.items()}, "history": history,
-               "rng": _rng_state()}
+def _save(state_path: Path, state: dict[str, Stateful], step: int, history: list[dict[str, float]],
+          wall_s: float) -> None:
+    payload = {"format": STATE_FORMAT, "step": step, "states": {k: v.state_dict() for k, v in state.items()}, "history": history,
+               "rng": _rng_state(), "wall_s": wall_s}
     io.torch_save(payload, state_path)
 
 

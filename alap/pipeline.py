@@ -72,7 +72,7 @@ def import_teacher(params: Params, task_name: str, paths: TaskPaths | None = Non
         device = resolve_device(params.device)
         test_set = task.dataset("test", for_eval=True)
         record["psnr_test"] = generator_psnr(teacher.to(device), test_set, device)
-        record["psnr_mean_image"] = mean_image_psnr(task.dataset("train", for_eval=True), test_set)
+        record["psnr_mean_image"] = mean_image_psnr(task.dataset("train", for_eval=True).real_targets(), test_set)
         teacher.cpu()
     save_checkpoint(paths.teacher, teacher, arch_of(teacher), {**meta, "role": "teacher",
                                                                 "image_size": task.image_size})
@@ -135,7 +135,6 @@ def condense_task(params: Params, task_name: str, paths: TaskPaths | None = None
         aux["T"] = teacher  # no targets: condensing follows the imported teacher's own outputs
     batches = endless_batches(task.dataset("train"), task.train.batch_size, params.seed + 1, device)
     key = params_key(paths.teacher, params.condense, params.prune.threshold, task.train)
-    started = time.perf_counter()
     result = condense(
         teacher, arch_of(teacher), lambda g: make_objective(task.objective_kind, g, aux, task.train), batches,
         params.condense, params.prune.threshold, _example_inputs(task, device),
@@ -143,16 +142,18 @@ def condense_task(params: Params, task_name: str, paths: TaskPaths | None = None
         table_path=paths.report_dir / "condense" / "scale_factors.csv",
         plot_path=paths.report_dir / "condense" / "scale_factors.png",
     )
-    wall = time.perf_counter() - started
     below = sum(row["below_threshold"] for row in result.table)
     total = sum(row["width"] for row in result.table)
-    meta = {"task": task_name, "role": "condensed", "steps": params.condense.steps, "wall_s": round(wall, 1),
+    meta = {"task": task_name, "role": "condensed", "steps": params.condense.steps,
             "channels_below_threshold": below, "channels": total}
+    # The wall time goes to the report only: in the checkpoint it would change the bytes of identical weights
+    # on every rerun, and DVC would rerun every prune stage downstream.
     save_checkpoint(paths.condensed, result.model, result.arch, meta)
-    io.write_json(paths.condense_report, meta)
-    log.info("condensed %s in %.0f s: %d of %d channels below threshold %g", task_name, wall, below, total,
+    report = {**meta, "wall_s": round(result.wall_s, 1)}
+    io.write_json(paths.condense_report, report)
+    log.info("condensed %s in %.0f s: %d of %d channels below threshold %g", task_name, result.wall_s, below, total,
              params.prune.threshold)
-    return meta
+    return report
 
 
 def prune_point(params: Params, task_name: str, sparsity: float, out_dir: Path,
@@ -199,12 +200,10 @@ def distill_point(params: Params, task_name: str, sparsity: float, point_dir: Pa
     batches = endless_batches(task.dataset("train"), task.train.batch_size, params.seed + 2, device)
     val_batches = list(_batches_of(task.dataset("val"), params.evaluate.batch_size, device))
     key = params_key(point_dir / "pruned.pt", teacher_path, params.distill, task.train.batch_size)
-    started = time.perf_counter()
     result = distill(student, teacher, batches, val_batches, params.distill, task.params.paired,
                      _example_inputs(task, device), paths.resume_state(f"distill-{point_dir.name}", key),
                      discriminator=discriminator)
-    wall = time.perf_counter() - started
-    report = {"task": task_name, "sparsity": sparsity, "teacher": choice, "wall_s": round(wall, 1),
+    report = {"task": task_name, "sparsity": sparsity, "teacher": choice, "wall_s": round(result.wall_s, 1),
               "best_step": result.best_step, "val_psnr_best": result.best_psnr,
               "val_psnr_before": result.start_psnr, "val_psnr_teacher": result.teacher_psnr,
               "validation": result.validation}

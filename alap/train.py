@@ -10,7 +10,6 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -21,8 +20,8 @@ from alap import io
 from alap.config import Params
 from alap.data.batches import endless_batches
 from alap.device import resolve_device
+from alap.loop import fit
 from alap.metrics.baselines import generator_psnr, mean_image_psnr
-from alap.loop import run_steps
 from alap.models import NLayerDiscriminator, build_generator, save_checkpoint
 from alap.objectives import Objective, make_objective
 from alap.paths import TaskPaths
@@ -50,6 +49,8 @@ def aux_archs(task: Task, arch: dict, params: Params) -> dict[str, dict]:
     def patchgan(channels: int) -> dict:
         return {"kind": "patchgan", "input_nc": channels, "ndf": d.ndf, "n_layers": d.n_layers, "norm": arch["norm"]}
 
+    if task.objective_kind == "teacher":
+        return {}
     if task.objective_kind == "pix2pix":
         return {"D": patchgan(input_nc + output_nc)}
     return {"G_B": dict(arch, input_nc=output_nc, output_nc=input_nc), "D_A": patchgan(output_nc),
@@ -83,7 +84,8 @@ def load_aux(path: Path, task_name: str, device: torch.device) -> dict[str, nn.M
     return aux
 
 
-def linear_decay(objective: Objective, total_steps: int, decay_from: float) -> dict[str, torch.optim.lr_scheduler.LambdaLR]:
+def linear_decay(objective: Objective, total_steps: int,
+                 decay_from: float) -> dict[str, torch.optim.lr_scheduler.LambdaLR]:
     """Constant learning rate, then linear decay to zero over the last ``1 - decay_from`` of the steps (pix2pix)."""
     start = int(total_steps * decay_from)
     span = max(1, total_steps - start)
@@ -128,33 +130,24 @@ def train_teacher(params: Params, task_name: str, paths: TaskPaths | None = None
     schedulers = linear_decay(objective, total, settings.lr_decay_from)
     batches = endless_batches(train_set, settings.batch_size, params.seed, device)
     objective.train()
-
-    def step(_: int) -> dict[str, float]:
-        losses = objective.step(next(batches))
-        for sched in schedulers.values():
-            sched.step()
-        return losses
-
-    state = {**objective.modules(), **objective.optimizers(), **schedulers, "batches": batches}
     key = params_key(params.seed, params.data, task.params, params.model, settings)
     log.info("training %s teacher (%s, %d steps, device %s)", task_name, arch["kind"], total, device)
-    started = time.perf_counter()
-    history = run_steps(step, state, total, paths.resume_state("train", key), settings.checkpoint_every,
-                        desc=f"train {task_name}")
-    wall = time.perf_counter() - started
+    fitted = fit(lambda batch, _: objective.step(batch), batches, {**objective.modules(), **objective.optimizers()},
+                 steps=total, checkpoint_every=settings.checkpoint_every,
+                 state_path=paths.resume_state("train", key), desc=f"train {task_name}", schedulers=schedulers)
 
     meta = {"task": task_name, "role": "teacher", "steps": total, "image_size": task.image_size,
-            "final_losses": history[-1] if history else {}}
+            "final_losses": fitted.history[-1] if fitted.history else {}}
     save_checkpoint(paths.teacher, generator, arch, meta)
     save_aux(paths.teacher_aux, task_name, aux_archs(task, arch, params), aux)
 
     psnr_test = psnr_mean = None
     if task.params.paired or task.params.source == "synthetic":
         test_set = task.dataset("test", for_eval=True)
-        train_targets = task.dataset("train")
+        train_targets = task.dataset("train", for_eval=True).real_targets()  # whole images, like the test split
         psnr_test = generator_psnr(generator, test_set, device)
         psnr_mean = mean_image_psnr(train_targets, test_set)
-    result = TrainResult(steps=total, wall_s=round(wall, 1), psnr_test=psnr_test, psnr_mean_image=psnr_mean)
+    result = TrainResult(steps=total, wall_s=round(fitted.wall_s, 1), psnr_test=psnr_test, psnr_mean_image=psnr_mean)
     io.write_json(paths.train_metrics, {"task": task_name, **result.__dict__,
                                         "psnr_gain_db": None if psnr_test is None else psnr_test - psnr_mean})
     log.info("%s teacher: %s", task_name, result)

@@ -17,7 +17,7 @@ from torch import nn
 
 from alap.bench.budget import BudgetMissed, Infeasible, land_on_budget, scale_arch
 from alap.bench.entry import bench, dvc_metrics
-from alap.bench.finetune import finetune_on_objective
+from alap.bench.finetune import TuneResult, finetune_on_objective
 from alap.bench.magnitude import l1_importance, magnitude_importance, magnitude_prune, max_ratio
 from alap.bench.methods import METHODS
 from alap.bench.params import ALL_METHODS, BenchParams, BenchParamsError, load_bench_params
@@ -26,6 +26,7 @@ from alap.bench.students import Originals, land_student
 from alap.compress.condense import prepare_for_condense
 from alap.compress.params import PruneParams
 from alap.config import TrainParams, load_params
+from alap.data.batches import BatchStream
 from alap.metrics import weights as W
 from alap.metrics.cost import count_gmacs
 from alap.models import NLayerDiscriminator, build_generator, default_arch
@@ -185,29 +186,60 @@ def test_every_source_lands_within_tolerance(kind: str) -> None:
 # ----- teacher-free fine-tuning ----------------------------------------------------------------------------------
 
 
-def _paired_batches(target: nn.Module) -> Iterator[dict[str, Any]]:
-    i = 0
-    while True:
-        a = _images(4, seed=100 + i)
-        with torch.no_grad():
-            b = target(a).clamp(-1, 1)
-        yield {"A": a, "B": b}  # never yield inside no_grad: the caller would inherit it
-        i += 1
+def _paired_batches(target: nn.Module) -> BatchStream:
+    a = _images(16, seed=100)
+    with torch.no_grad():
+        b = target(a).clamp(-1, 1)
+    return BatchStream([{"A": x, "B": y} for x, y in zip(a, b, strict=True)], 4, 0, torch.device("cpu"))
 
 
-def test_objective_finetuning_keeps_the_best_validated_student_and_trains_the_aux_copy(tmp_path: Path) -> None:
-    target = _unet(seed=3)
+def _finetune(target: nn.Module, disc: nn.Module, state_path: Path) -> TuneResult:
+    """Fine-tune a pruned copy of ``target`` towards it for 6 steps, training ``disc`` alongside."""
     student, _ = magnitude_prune(_unet(seed=3), l1_importance(), 0.5, False, _images(2))
-    disc = NLayerDiscriminator(6, ndf=8, n_layers=2, norm="batch")
-    before = copy.deepcopy(disc.state_dict())
     a = _images(8, seed=999)
     with torch.no_grad():
         val = [{"A": a, "B": target(a).clamp(-1, 1)}]
-    result = finetune_on_objective(student, "pix2pix", {"D": disc}, TrainParams(), 2e-3, 6, _paired_batches(target),
-                                   val, paired=True, state_path=tmp_path / "state.pt", checkpoint_every=3)
+    return finetune_on_objective(student, "pix2pix", {"D": disc}, TrainParams(), 2e-3, 6, _paired_batches(target),
+                                 val, paired=True, state_path=state_path, checkpoint_every=3)
+
+
+def _disc() -> nn.Module:
+    torch.manual_seed(0)
+    return NLayerDiscriminator(6, ndf=8, n_layers=2, norm="batch")
+
+
+def test_objective_finetuning_keeps_the_best_validated_student_and_trains_the_aux_copy(tmp_path: Path) -> None:
+    disc = _disc()
+    before = copy.deepcopy(disc.state_dict())
+    result = _finetune(_unet(seed=3), disc, tmp_path / "state.pt")
     assert result.best_step in (0, 3, 6) and result.best_psnr >= result.start_psnr
     assert not result.student.training
     assert any(not torch.equal(before[k], v) for k, v in disc.state_dict().items())  # D trained alongside
+
+
+def test_objective_finetuning_resumed_after_a_kill_trains_on_the_same_batches(tmp_path: Path,
+                                                                              monkeypatch: pytest.MonkeyPatch) -> None:
+    target = _unet(seed=3)
+    reference_disc = _disc()
+    reference = _finetune(target, reference_disc, tmp_path / "ref.pt")
+    original = BatchStream.__next__
+
+    def dying_next(self: BatchStream) -> dict[str, Any]:  # fault injection: the process is killed at batch 4
+        if self.consumed == 4:
+            raise RuntimeError("injected interruption")
+        return original(self)
+
+    monkeypatch.setattr(BatchStream, "__next__", dying_next)
+    with pytest.raises(RuntimeError, match="injected"):
+        _finetune(target, _disc(), tmp_path / "run.pt")
+    monkeypatch.undo()
+    resumed_disc = _disc()  # a fresh process: nothing survives but the resume file
+    resumed = _finetune(target, resumed_disc, tmp_path / "run.pt")  # resumes at step 3, on batches 3 to 5
+    assert (resumed.best_step, resumed.best_psnr, resumed.start_psnr) == (
+        reference.best_step, reference.best_psnr, reference.start_psnr)
+    for trained, expected in [(resumed.student, reference.student), (resumed_disc, reference_disc)]:
+        for key, value in expected.state_dict().items():  # D trains to the end whichever student is best
+            assert torch.equal(trained.state_dict()[key], value), key
 
 
 # ----- report -----------------------------------------------------------------------------------------------------

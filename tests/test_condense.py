@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import csv
-from typing import Any, Iterator
+from collections.abc import Iterator
 
 import pytest
 import torch
@@ -15,23 +15,29 @@ from alap.compress.params import CondenseParams
 from alap.compress.prune import output_difference
 from alap.compress.scale_factors import hidden_layers, trace_layers
 from alap.config import TrainParams
+from alap.data.batches import BatchStream
 from alap.models import NLayerDiscriminator, build_generator, default_arch, load_checkpoint, save_checkpoint
 from alap.objectives import make_objective
 
 SIZE = 32
 
 
+@pytest.fixture(autouse=True)
+def _one_thread() -> Iterator[None]:
+    """One intra-op thread: on a shared 2-core machine torch's default pool makes tiny networks ~10x slower."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
 def _inputs(n: int = 4, seed: int = 0) -> torch.Tensor:
     return torch.rand(n, 3, SIZE, SIZE, generator=torch.Generator().manual_seed(seed)) * 2 - 1
 
 
-def _paired_batches(n: int = 16, batch: int = 4) -> Iterator[dict[str, Any]]:
+def _paired_batches(n: int = 16, batch: int = 4) -> BatchStream:
     """A fixed paired toy task: B is A mirrored and negated (a U-Net can learn it; every pixel matters)."""
-    a = _inputs(n, seed=3)
-    b = -a.flip(-1)
-    while True:
-        for i in range(0, n, batch):
-            yield {"A": a[i:i + batch], "B": b[i:i + batch], "name": [str(j) for j in range(i, i + batch)]}
+    return BatchStream([{"A": a, "B": -a.flip(-1)} for a in _inputs(n, seed=3)], batch, 0, torch.device("cpu"))
 
 
 def test_prepare_keeps_the_function_and_records_factors(tmp_path) -> None:

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from typing import Any, Iterator
+from collections.abc import Iterator
+from typing import Any
 
 import pytest
 import torch
@@ -14,9 +15,19 @@ from alap.compress.distill import distill
 from alap.compress.features import feature_modules, feature_names, make_adapters
 from alap.compress.params import DistillParams, PruneParams
 from alap.compress.prune import prune
+from alap.data.batches import BatchStream
 from alap.models import NLayerDiscriminator, build_generator, default_arch
 
 SIZE = 32
+
+
+@pytest.fixture(autouse=True)
+def _one_thread() -> Iterator[None]:
+    """One intra-op thread: on a shared 2-core machine torch's default pool makes tiny networks ~10x slower."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
 
 
 def _images(n: int, seed: int) -> torch.Tensor:
@@ -40,18 +51,12 @@ def _teacher_and_student(kind: str = "unet", sparsity: float = 0.5) -> tuple[nn.
     return teacher, student.train()
 
 
-def _batches(teacher: nn.Module, start: int = 0, fail_after: int | None = None) -> Iterator[dict[str, Any]]:
-    """Deterministic batch ``i`` for every index ``i >= start``; raises after ``fail_after`` batches (fault
-    injection: a killed process)."""
-    i = start
-    while True:
-        if fail_after is not None and i - start >= fail_after:
-            raise RuntimeError("injected interruption")
-        a = _images(4, 100 + i)
-        with torch.no_grad():
-            b = teacher(a)
-        yield {"A": a, "B": b, "name": [str(i)] * 4}
-        i += 1
+def _batches(teacher: nn.Module) -> BatchStream:
+    """A fixed training set: random images with the teacher's outputs as targets."""
+    a = _images(32, 100)
+    with torch.no_grad():
+        b = teacher(a)
+    return BatchStream([{"A": x, "B": y} for x, y in zip(a, b, strict=True)], 4, 0, torch.device("cpu"))
 
 
 def _val(teacher: nn.Module) -> list[dict[str, Any]]:
@@ -87,18 +92,27 @@ def test_paired_gan_path_and_resnet_features(tmp_path) -> None:
                 example_input=_images(2, 5), state_path=tmp_path / "other.pt")
 
 
-def test_killed_distill_resumes_where_it_stopped(tmp_path) -> None:
+def test_killed_distill_resumes_where_it_stopped(tmp_path, monkeypatch) -> None:
     params = DistillParams(steps=30, lr=2e-3, w_target=0.0, feature_layers=["down2"], checkpoint_every=10)
     teacher, student = _teacher_and_student()
     reference = distill(student, teacher, _batches(teacher), _val(teacher), params, paired=False,
                         example_input=_images(2, 5), state_path=tmp_path / "ref.pt")
 
     teacher, student = _teacher_and_student()
+    original = BatchStream.__next__
+
+    def dying_next(self: BatchStream) -> dict[str, Any]:  # fault injection: the process is killed at batch 15
+        if self.consumed == 15:
+            raise RuntimeError("injected interruption")
+        return original(self)
+
+    monkeypatch.setattr(BatchStream, "__next__", dying_next)
     with pytest.raises(RuntimeError, match="injected"):
-        distill(student, teacher, _batches(teacher, fail_after=15), _val(teacher), params, paired=False,
+        distill(student, teacher, _batches(teacher), _val(teacher), params, paired=False,
                 example_input=_images(2, 5), state_path=tmp_path / "run.pt")
+    monkeypatch.undo()
     teacher, student = _teacher_and_student()  # a fresh process: nothing survives but the resume file
-    resumed = distill(student, teacher, _batches(teacher, start=10), _val(teacher), params, paired=False,
+    resumed = distill(student, teacher, _batches(teacher), _val(teacher), params, paired=False,
                       example_input=_images(2, 5), state_path=tmp_path / "run.pt")
     assert [h["step"] for h in resumed.history] == list(range(30))
     assert resumed.validation == reference.validation

@@ -1,57 +1,116 @@
-"""The shared training loop: resume after an interruption, NaN guard keeping the last good checkpoint."""
+"""The one training loop's guarantees, tested once: a killed run resumes to exactly the uninterrupted result
+(weights, history, batches, schedules, best weights, wall time); a NaN stops it and keeps the last good checkpoint."""
 
 import math
+import time
+from collections.abc import Iterator
 
 import pytest
 import torch
 
-from alap.loop import NonFiniteLossError, run_steps
+from alap.data.batches import BatchStream
+from alap.loop import FitResult, KeepBest, NonFiniteLossError, fit
 
 
-def make_state():
-    torch.manual_seed(0)
-    model = torch.nn.Linear(3, 1)
-    opt = torch.optim.SGD(model.parameters(), lr=0.1)
-    return model, opt
+@pytest.fixture(autouse=True)
+def _one_thread() -> Iterator[None]:
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
 
 
-def step_fn(model, opt, fail_at=None, nan_at=None):
-    x = torch.linspace(-1, 1, 12).reshape(4, 3)
+class Run:
+    """A tiny model with dropout (random state), SGD with a decaying schedule and a shuffled batch stream; every
+    instance starts from the same state, as a fresh process would."""
 
-    def step(i: int) -> dict[str, float]:
-        if i == fail_at:
+    def __init__(self, path, fail_at: int | None = None, nan_at: int | None = None, sleep_s: float = 0.0) -> None:
+        torch.manual_seed(0)
+        self.model = torch.nn.Sequential(torch.nn.Linear(3, 8), torch.nn.Dropout(0.5), torch.nn.Linear(8, 1))
+        self.opt = torch.optim.SGD(self.model.parameters(), lr=0.1)
+        self.sched = torch.optim.lr_scheduler.LambdaLR(self.opt, lambda step: 1 / (1 + step))
+        data = [{"x": torch.linspace(-1, 1, 3) * i / 8, "i": i} for i in range(8)]
+        self.batches = BatchStream(data, batch_size=2, seed=0, device=torch.device("cpu"))
+        self.path, self.fail_at, self.nan_at, self.sleep_s = path, fail_at, nan_at, sleep_s
+        self.seen: dict[int, list[int]] = {}  # step -> indices of the batch it trained on
+        self.weights_before: dict[int, dict[str, torch.Tensor]] = {}  # step -> the weights it started from
+
+    def step(self, batch: dict, i: int) -> dict[str, float]:
+        if i == self.fail_at:
             raise KeyboardInterrupt  # a kill
-        loss = (model(x) - 1).pow(2).mean()
-        if i == nan_at:
-            loss = loss * float("nan")
-        opt.zero_grad()
+        time.sleep(self.sleep_s)
+        self.seen[i] = batch["i"].tolist()
+        self.weights_before[i] = {k: v.clone() for k, v in self.model.state_dict().items()}
+        loss = (self.model(batch["x"]) - 1).pow(2).mean() * (math.nan if i == self.nan_at else 1.0)
+        self.opt.zero_grad()
         loss.backward()
-        opt.step()
-        return {"loss": loss.item()}
+        self.opt.step()
+        return {"loss": loss.item(), "lr": self.opt.param_groups[0]["lr"]}
 
-    return step
+    def fit(self, keep_best: KeepBest | None = None) -> FitResult:
+        return fit(self.step, self.batches, {"model": self.model, "opt": self.opt}, steps=10, checkpoint_every=2,
+                   state_path=self.path, desc="test", schedulers={"sched": self.sched}, keep_best=keep_best)
 
 
-def test_resume_equals_uninterrupted(tmp_path):
-    model, opt = make_state()
-    run_steps(step_fn(model, opt), {"m": model, "o": opt}, 10, tmp_path / "a.pt", 2, "a")
-
-    model2, opt2 = make_state()
+def killed_then_resumed(path, **kwargs) -> tuple[Run, FitResult]:
     with pytest.raises(KeyboardInterrupt):
-        run_steps(step_fn(model2, opt2, fail_at=7), {"m": model2, "o": opt2}, 10, tmp_path / "b.pt", 2, "b")
-    assert torch.load(tmp_path / "b.pt", weights_only=True)["step"] == 6
-    model3, opt3 = make_state()  # a fresh process: state comes only from the checkpoint
-    history = run_steps(step_fn(model3, opt3), {"m": model3, "o": opt3}, 10, tmp_path / "b.pt", 2, "b")
-    assert [h["step"] for h in history] == list(range(10))
-    assert torch.allclose(model.weight, model3.weight) and torch.allclose(model.bias, model3.bias)
+        Run(path, fail_at=7, **kwargs).fit()
+    assert torch.load(path, weights_only=True)["step"] == 6
+    run = Run(path, **kwargs)
+    return run, run.fit()
 
 
-def test_nan_stops_and_keeps_last_good_checkpoint(tmp_path):
-    model, opt = make_state()
+def test_killed_run_resumes_to_the_uninterrupted_result(tmp_path) -> None:
+    reference = Run(tmp_path / "a.pt")
+    expected = reference.fit()
+    resumed, result = killed_then_resumed(tmp_path / "b.pt")
+    assert result.history == expected.history  # same losses (same dropout masks) and same learning rates
+    assert [h["step"] for h in result.history] == list(range(10))
+    assert [h["lr"] for h in result.history] == pytest.approx([0.1 / (1 + i) for i in range(10)])  # schedule resumed
+    assert resumed.seen == {i: reference.seen[i] for i in range(6, 10)}  # the stream resumed at batch 6
+    assert resumed.batches.consumed == 10
+    for key, value in reference.model.state_dict().items():
+        assert torch.equal(resumed.model.state_dict()[key], value), key
+
+
+def test_best_weights_survive_a_kill(tmp_path) -> None:
+    def best_of(run: Run) -> KeepBest:  # peaks at step 4, before the kill at 7 and its last checkpoint at 6
+        return KeepBest(run.model, lambda: -abs(run.batches.consumed - 4.0))
+
+    reference = Run(tmp_path / "a.pt")
+    best = best_of(reference)
+    reference.fit(best)
+    assert best.step == 4 and best.history == [[s, -abs(s - 4.0)] for s in range(0, 11, 2)]
+
+    killed = Run(tmp_path / "b.pt", fail_at=7)
+    with pytest.raises(KeyboardInterrupt):
+        killed.fit(best_of(killed))
+    resumed = Run(tmp_path / "b.pt")
+    resumed_best = best_of(resumed)
+    resumed.fit(resumed_best)
+    assert resumed_best.step == 4 and resumed_best.history == best.history
+    for key, value in reference.weights_before[4].items():  # the loop ends with the best weights loaded
+        assert torch.equal(resumed.model.state_dict()[key], value), key
+
+
+def test_nan_stops_and_keeps_last_good_checkpoint(tmp_path) -> None:
     path = tmp_path / "s.pt"
     with pytest.raises(NonFiniteLossError, match=r"step 5.*step 4"):
-        run_steps(step_fn(model, opt, nan_at=5), {"m": model, "o": opt}, 10, path, 2, "nan")
+        Run(path, nan_at=5).fit()
     saved = torch.load(path, weights_only=True)
     assert saved["step"] == 4
     assert all(math.isfinite(h["loss"]) for h in saved["history"])
     assert not list(tmp_path.glob("*.tmp"))
+
+
+def test_wall_time_counts_the_runs_before_a_resume(tmp_path) -> None:
+    _, result = killed_then_resumed(tmp_path / "s.pt", sleep_s=0.03)
+    assert result.wall_s >= 10 * 0.03  # 6 steps before the kill, 4 after
+    rerun = Run(tmp_path / "s.pt").fit()  # over the finished state: no step runs, the total stays
+    assert rerun.wall_s >= 10 * 0.03 and rerun.history == result.history
+
+
+def test_a_plain_iterator_is_refused(tmp_path) -> None:
+    run = Run(tmp_path / "s.pt")
+    with pytest.raises(TypeError, match="resumable"):
+        fit(run.step, (b for b in run.batches), {}, steps=2, checkpoint_every=1, state_path=tmp_path / "s.pt", desc="t")

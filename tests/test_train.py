@@ -1,5 +1,6 @@
 """Teacher training: outputs, resume after a kill, NaN guard (fault injection), both objectives."""
 
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -13,6 +14,15 @@ from alap.paths import TaskPaths
 from alap.pipeline import prepare_data
 from alap.train import linear_decay, load_aux, train_teacher
 from tiny import tiny_params
+
+
+@pytest.fixture(autouse=True)
+def _one_thread() -> Iterator[None]:
+    """One intra-op thread: on a shared 2-core machine torch's default pool makes tiny networks ~10x slower."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
 
 
 def setup(tmp_path: Path, task: str) -> tuple[Params, TaskPaths]:

@@ -17,13 +17,14 @@ import math
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 from torch import nn
 
-from alap.compress.distill import BestStudent, validate
+from alap.compress.distill import validate
 from alap.config import TrainParams
-from alap.loop import run_steps
+from alap.data.batches import BatchStream
+from alap.loop import KeepBest, fit
 from alap.objectives import make_objective
 from alap.train import linear_decay
 
@@ -46,7 +47,7 @@ def finetune_on_objective(
     train: TrainParams,
     lr: float,
     steps: int,
-    batches: Iterator[dict[str, Any]],
+    batches: BatchStream,
     val_batches: list[dict[str, Any]],
     paired: bool,
     state_path: str | os.PathLike,
@@ -60,29 +61,14 @@ def finetune_on_objective(
     for optimizer in objective.optimizers().values():
         for group in optimizer.param_groups:
             group["lr"] = lr
-    state: dict[str, Any] = {**objective.modules(), **objective.optimizers()}
-    best = BestStudent() if paired else None
-    start_psnr = None
-    if best is not None:
-        state["best"] = best
-        start_psnr = validate(student, student, val_batches, paired=True)
-        if not Path(state_path).exists():
-            best.offer(0, start_psnr, student)
+    best = KeepBest(student, lambda: validate(student, student, val_batches, paired=True)) if paired else None
     objective.train()
-
-    def step_fn(step: int) -> dict[str, float]:
-        losses = objective.step(next(batches))
-        done = step + 1
-        if best is not None and (done % checkpoint_every == 0 or done == steps):
-            best.offer(done, validate(student, student, val_batches, paired=True), student)
-        return losses
-
-    run_steps(step_fn, state, steps, Path(state_path), checkpoint_every, desc="finetune")
-    if best is not None:
-        student.load_state_dict(best.weights)
+    fit(lambda batch, _: objective.step(batch), batches, {**objective.modules(), **objective.optimizers()},
+        steps=steps, checkpoint_every=checkpoint_every, state_path=Path(state_path), desc="finetune", keep_best=best)
     student.eval()
-    return TuneResult(student, steps, best.step if best is not None else steps,
-                      best.psnr if best is not None and math.isfinite(best.psnr) else None, start_psnr)
+    if best is None:
+        return TuneResult(student, steps, steps, None, None)
+    return TuneResult(student, steps, best.step, best.value if math.isfinite(best.value) else None, best.history[0][1])
 
 
 def train_from_scratch(
@@ -91,7 +77,7 @@ def train_from_scratch(
     aux: dict[str, nn.Module],
     train: TrainParams,
     steps: int,
-    batches: Iterator[dict[str, Any]],
+    batches: BatchStream,
     state_path: str | os.PathLike,
 ) -> TuneResult:
     """Train a freshly initialised ``generator`` exactly as the teacher was trained (alap.train): same objective,
@@ -99,14 +85,8 @@ def train_from_scratch(
     objective = make_objective(objective_kind, generator, aux, train)
     schedulers = linear_decay(objective, steps, train.lr_decay_from)
     objective.train()
-
-    def step_fn(_: int) -> dict[str, float]:
-        losses = objective.step(next(batches))
-        for scheduler in schedulers.values():
-            scheduler.step()
-        return losses
-
-    state = {**objective.modules(), **objective.optimizers(), **schedulers}
-    run_steps(step_fn, state, steps, Path(state_path), train.checkpoint_every, desc="train from scratch")
+    fit(lambda batch, _: objective.step(batch), batches, {**objective.modules(), **objective.optimizers()},
+        steps=steps, checkpoint_every=train.checkpoint_every, state_path=Path(state_path), desc="train from scratch",
+        schedulers=schedulers)
     generator.eval()
     return TuneResult(generator, steps, steps, None, None)

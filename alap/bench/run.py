@@ -118,9 +118,8 @@ def prepare_task(params: Params, bench: BenchParams, task_name: str, torch_home:
         condense_task(params, task_name, paths)
     teacher_wall = _wall_of(paths.train_metrics, "train_metrics.json of the teacher")
     teacher, _ = load_checkpoint(paths.teacher, map_location=device, expect_task=task_name)
-    condensed, condensed_meta = load_checkpoint(paths.condensed, map_location=device, expect_task=task_name)
-    if "wall_s" not in condensed_meta:
-        raise ValueError(f"{paths.condensed}: meta lacks 'wall_s' (condense time); recondense with `alap condense`")
+    condensed, _ = load_checkpoint(paths.condensed, map_location=device, expect_task=task_name)
+    condense_wall = _wall_of(paths.condense_report, "condense.json of the condensed network")
     example = next(iter(DataLoader(task.dataset("val"), batch_size=16)))["A"].to(device)
     originals = Originals(teacher, arch_of(teacher), condensed, arch_of(condensed), example, params.prune)
     _check_feature_layers(params, bench, originals.teacher_arch["kind"], teacher, example)
@@ -128,7 +127,7 @@ def prepare_task(params: Params, bench: BenchParams, task_name: str, torch_home:
     identity = params_key(_digest(teacher), _digest(condensed))
     return TaskBench(params, bench, task, device, paths, Path(bench.out_dir) / task_name, Path(torch_home),
                      originals, load_aux(paths.teacher_aux, task_name, device), teacher_wall,
-                     float(condensed_meta["wall_s"]), val_batches, identity)
+                     condense_wall, val_batches, identity)
 
 
 def _check_feature_layers(params: Params, bench: BenchParams, kind: str, teacher: nn.Module,
@@ -161,8 +160,8 @@ def _digest(model: nn.Module) -> str:
 
 def _wall_of(path: Path, what: str) -> float:
     if not path.is_file():
-        raise FileNotFoundError(f"{path}: {what} not found; the benchmark needs the teacher's training wall time "
-                                "(retrain with `alap train` to write it)")
+        raise FileNotFoundError(f"{path}: {what} not found; the benchmark needs the wall times of training and "
+                                "condensing (rerun `alap train` / `alap condense` to write them)")
     data = json.loads(path.read_text())
     if not isinstance(data.get("wall_s"), (int, float)) or data["wall_s"] <= 0:
         raise ValueError(f"{path}: expected a positive number 'wall_s', got {data.get('wall_s')!r}")

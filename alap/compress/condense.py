@@ -15,9 +15,10 @@ from __future__ import annotations
 import copy
 import logging
 import os
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any
 
 import torch
 from torch import nn
@@ -25,7 +26,8 @@ from torch import nn
 from alap.compress.params import CondenseParams
 from alap.compress.plots import plot_scales, scale_table, write_scale_table
 from alap.compress.scale_factors import ChannelLayer, hidden_layers, trace_layers
-from alap.loop import run_steps
+from alap.data.batches import BatchStream
+from alap.loop import fit
 from alap.models.arch import arch_of, build_generator
 from alap.models.gates import add_gates
 from alap.objectives import Objective
@@ -103,13 +105,14 @@ class CondenseResult:
     arch: dict[str, Any]
     history: list[dict[str, float]]
     table: list[dict[str, Any]]
+    wall_s: float
 
 
 def condense(
     model: nn.Module,
     arch: dict[str, Any],
     build_objective: Callable[[nn.Module], Objective],
-    batches: Iterator[dict[str, Any]],
+    batches: BatchStream,
     params: CondenseParams,
     threshold: float,
     example_input: torch.Tensor,
@@ -121,9 +124,10 @@ def condense(
 
     ``build_objective(generator)`` builds the task objective (and its optimisers) around the *prepared* generator,
     e.g. ``lambda g: make_objective(kind, g, aux, train_params)``; its optimisers run at ``params.lr``.
-    ``batches`` yields training batches on the model's device. ``threshold`` is the prune threshold the table and
-    plot count channels against. Returns the condensed model (eval mode) with its arch, the loss history and the
-    per-layer table; writes the table (CSV) and plot (PNG).
+    ``batches`` is the resumable stream of training batches on the model's device. ``threshold`` is the prune
+    threshold the table and plot count channels against. Returns the condensed model (eval mode) with its arch, the
+    loss history, the per-layer table and the wall time (of every run, when resumed); writes the table (CSV) and
+    plot (PNG).
     """
     prepared, new_arch = prepare_for_condense(model, arch, example_input)
     layers = trace_layers(prepared, example_input[:1])
@@ -143,16 +147,14 @@ def condense(
             loss = loss + params.group_l1_weight * weight * group_l1_penalty(layers)
         return loss
 
-    def step_fn(step: int) -> dict[str, float]:
-        losses = objective.step(next(batches), extra_generator_loss=lambda g: extra_loss(g, step))
+    def step(batch: dict[str, Any], i: int) -> dict[str, float]:
+        losses = objective.step(batch, extra_generator_loss=lambda g: extra_loss(g, i))
         with torch.no_grad():
             losses["scale_l1"] = float(sparsity_penalty(layers))
         return losses
 
-    state = {**objective.modules(), **objective.optimizers()}
-    if hasattr(batches, "state_dict"):  # a resumable BatchStream: resume on the same batches
-        state["batches"] = batches
-    history = run_steps(step_fn, state, params.steps, Path(state_path), params.checkpoint_every, desc="condense")
+    fitted = fit(step, batches, {**objective.modules(), **objective.optimizers()}, steps=params.steps,
+                 checkpoint_every=params.checkpoint_every, state_path=Path(state_path), desc="condense")
     prepared.eval()
     table = scale_table(layers, threshold)
     write_scale_table(table, table_path)
@@ -160,4 +162,4 @@ def condense(
     below = sum(r["below_threshold"] for r in table)
     total = sum(r["width"] for r in table)
     log.info("condense: %d of %d prunable channels have a scale factor below %g", below, total, threshold)
-    return CondenseResult(prepared, new_arch, history, table)
+    return CondenseResult(prepared, new_arch, fitted.history, table, fitted.wall_s)

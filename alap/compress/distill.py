@@ -9,20 +9,19 @@ passes whichever module ``DistillParams.teacher`` names. Losses (weights in :cla
   named layers (alap.compress.features); the adapters are training-only and never part of the student;
 - optionally the adversarial loss of the teacher's discriminator (conditional on the input for paired tasks, as
   in pix2pix; unconditional for CycleGAN's ``D_A``), which keeps training against the student.
-Validation runs at every resume checkpoint, *inside* the step that precedes the save, so the best-so-far student
-is saved atomically together with the training state and survives a kill: PSNR vs ground truth for paired tasks,
-vs the teacher's output for unpaired ones.
+Validation runs before the first step and at every resume checkpoint, just before the save (alap.loop.fit), so the
+best-so-far student is saved atomically together with the training state and survives a kill: PSNR vs ground
+truth for paired tasks, vs the teacher's output for unpaired ones.
 """
 
 from __future__ import annotations
 
 import copy
 import logging
-import math
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import torch
 from torch import nn
@@ -30,42 +29,21 @@ from torch.nn import functional as F
 
 from alap.compress.features import FeatureTap, feature_modules, make_adapters
 from alap.compress.params import DistillParams
-from alap.loop import run_steps
-from alap.models import arch_of
+from alap.data.batches import BatchStream
+from alap.loop import KeepBest, fit
 from alap.losses import GANLoss
 from alap.metrics.pixel import psnr
+from alap.models import arch_of
 
 log = logging.getLogger(__name__)
 
 PSNR_CAP_DB = 100.0  # identical images have infinite PSNR; a cap keeps means and comparisons finite
 
 
-class BestStudent:
-    """The best validated student so far, with the validation history (saved with the resume state)."""
-
-    def __init__(self) -> None:
-        self.psnr = -math.inf
-        self.step = -1
-        self.weights: dict[str, torch.Tensor] = {}
-        self.history: list[list[float]] = []
-
-    def offer(self, step: int, value: float, student: nn.Module) -> None:
-        self.history.append([step, value])
-        if value > self.psnr:
-            self.psnr, self.step = value, step
-            self.weights = {k: v.detach().clone() for k, v in student.state_dict().items()}
-
-    def state_dict(self) -> dict[str, Any]:
-        return {"psnr": self.psnr, "step": self.step, "weights": self.weights, "history": self.history}
-
-    def load_state_dict(self, state: dict[str, Any]) -> None:
-        self.psnr, self.step = float(state["psnr"]), int(state["step"])
-        self.weights, self.history = dict(state["weights"]), [list(h) for h in state["history"]]
-
-
 @dataclass
 class DistillResult:
-    """``student`` holds the best validated weights (eval mode); PSNRs in dB on the validation batches."""
+    """``student`` holds the best validated weights (eval mode); PSNRs in dB on the validation batches; ``wall_s``
+    counts every run, when resumed."""
 
     student: nn.Module
     history: list[dict[str, float]]
@@ -74,6 +52,7 @@ class DistillResult:
     start_psnr: float
     teacher_psnr: float | None
     validation: list[list[float]]
+    wall_s: float
 
 
 @torch.no_grad()
@@ -94,7 +73,7 @@ def validate(student: nn.Module, teacher: nn.Module, batches: list[dict[str, Any
 def distill(
     student: nn.Module,
     teacher: nn.Module,
-    batches: Iterator[dict[str, Any]],
+    batches: BatchStream,
     val_batches: list[dict[str, Any]],
     params: DistillParams,
     paired: bool,
@@ -104,9 +83,9 @@ def distill(
 ) -> DistillResult:
     """Fine-tune ``student`` (in place) from the frozen ``teacher``; resumable from ``state_path``.
 
-    ``batches`` yields training batches ``{"A", "B", ...}`` on the models' device; ``val_batches`` is the
-    validation split as a list of such batches. ``discriminator`` (the teacher's D; for paired tasks it takes
-    ``cat(A, image)``) is required when ``params.w_gan > 0`` and is trained alongside.
+    ``batches`` is the resumable stream of training batches ``{"A", "B", ...}`` on the models' device;
+    ``val_batches`` is the validation split as a list of such batches. ``discriminator`` (the teacher's D; for
+    paired tasks it takes ``cat(A, image)``) is required when ``params.w_gan > 0`` and is trained alongside.
     """
     if not val_batches:
         raise ValueError("distill needs at least one validation batch to keep the best student")
@@ -122,25 +101,18 @@ def distill(
     betas = (params.beta1, 0.999)
     opt = torch.optim.Adam([*student.parameters(), *adapters.parameters()], lr=params.lr, betas=betas)
     state: dict[str, Any] = {"student": student, "adapters": adapters, "opt_student": opt}
-    if hasattr(batches, "state_dict"):  # a resumable BatchStream: resume on the same batches
-        state["batches"] = batches
     gan = GANLoss(params.gan_mode)
     if params.w_gan > 0:
         state["D"] = discriminator
         state["opt_D"] = torch.optim.Adam(discriminator.parameters(), lr=params.lr, betas=betas)
-    best = BestStudent()
-    state["best"] = best
-    start_psnr = validate(student, teacher, val_batches, paired)
+    best = KeepBest(student, lambda: validate(student, teacher, val_batches, paired))
     teacher_psnr = validate(teacher, teacher, val_batches, paired) if paired else None
-    if not Path(state_path).exists():
-        best.offer(0, start_psnr, student)
     student.train()
 
     def discriminate(a: torch.Tensor, image: torch.Tensor) -> torch.Tensor:
         return discriminator(torch.cat([a, image], 1) if paired else image)
 
-    def step_fn(step: int) -> dict[str, float]:
-        batch = next(batches)
+    def step(batch: dict[str, Any], _: int) -> dict[str, float]:
         a = batch["A"]
         with torch.no_grad():
             target_t = teacher(a)
@@ -171,17 +143,16 @@ def distill(
             loss_d.backward()
             state["opt_D"].step()
             report["D"] = float(loss_d.detach())
-        done = step + 1
-        if done % params.checkpoint_every == 0 or done == params.steps:
-            best.offer(done, validate(student, teacher, val_batches, paired), student)
         return report
 
     try:
-        history = run_steps(step_fn, state, params.steps, Path(state_path), params.checkpoint_every, desc="distill")
+        fitted = fit(step, batches, state, steps=params.steps, checkpoint_every=params.checkpoint_every,
+                     state_path=Path(state_path), desc="distill", keep_best=best)
     finally:
         student_tap.remove()
         teacher_tap.remove()
-    student.load_state_dict(best.weights)
     student.eval()
-    log.info("distill: best validation PSNR %.2f dB at step %d (start %.2f dB)", best.psnr, best.step, start_psnr)
-    return DistillResult(student, history, best.step, best.psnr, start_psnr, teacher_psnr, copy.deepcopy(best.history))
+    start_psnr = best.history[0][1]
+    log.info("distill: best validation PSNR %.2f dB at step %d (start %.2f dB)", best.value, best.step, start_psnr)
+    return DistillResult(student, fitted.history, best.step, best.value, start_psnr, teacher_psnr,
+                         copy.deepcopy(best.history), fitted.wall_s)
