@@ -25,7 +25,8 @@ from alap.objectives import make_objective
 from alap.paths import TaskPaths
 from alap.profile.latency import profile_model
 from alap.task import Task
-from alap.train import _build_aux, aux_archs, load_aux, params_key, save_aux
+from alap.gan_aux import save_aux, stage_aux
+from alap.train import params_key
 
 log = logging.getLogger(__name__)
 
@@ -95,26 +96,6 @@ def _check_fits(model: torch.nn.Module, source: Path, task: Task, channels: tupl
     if smallest % factor:
         raise ValueError(f"{source}: a {arch['kind']} generator of this depth needs image sides divisible by "
                          f"{factor}; task {task.name!r} uses {smallest}-pixel images (set its load_size/crop_size)")
-
-
-def stage_aux(task: Task, params: Params, teacher_arch: dict, paths: TaskPaths,
-              device: torch.device) -> dict[str, torch.nn.Module]:
-    """The auxiliary networks of the task's objective for a stage that continues training the teacher.
-
-    Those saved beside the teacher come back as they were trained (``train@``) or imported (a reverse generator).
-    Missing discriminators -- an imported teacher has none -- are built fresh here and train along; they are part
-    of the stage's resume state. Without a reverse generator the CycleGAN objective drops its cycle term, and
-    with it the B-side discriminator.
-    """
-    saved = load_aux(paths.teacher_aux, task.name, device) if paths.teacher_aux.is_file() else {}
-    wanted = aux_archs(task, teacher_arch, params)
-    if "G_B" not in saved:
-        wanted = {k: v for k, v in wanted.items() if k not in ("G_B", "D_B")}
-    fresh = [name for name in wanted if name not in saved]
-    if fresh:
-        log.info("%s: no trained %s beside the teacher; starting them fresh, trained along", task.name,
-                 ", ".join(fresh))
-    return {**saved, **{name: _build_aux(wanted[name]).to(device) for name in fresh}}
 
 
 def _example_inputs(task: Task, device: torch.device, count: int = 16) -> torch.Tensor:

@@ -20,9 +20,10 @@ from alap import io
 from alap.config import Params
 from alap.data.batches import endless_batches
 from alap.device import resolve_device
+from alap.gan_aux import aux_archs, build_aux, save_aux
 from alap.loop import fit
 from alap.metrics.baselines import generator_psnr, mean_image_psnr
-from alap.models import NLayerDiscriminator, build_generator, save_checkpoint
+from alap.models import build_generator, save_checkpoint
 from alap.objectives import Objective, make_objective
 from alap.paths import TaskPaths
 from alap.seeding import seeded
@@ -30,58 +31,12 @@ from alap.task import Task
 
 log = logging.getLogger(__name__)
 
-AUX_FORMAT = "alap-aux/1"
-
-
 def build_gan(task: Task, params: Params, device: torch.device) -> tuple[nn.Module, dict, dict[str, nn.Module]]:
     """Fresh teacher generator (with its arch dict) and the auxiliary networks its objective needs."""
     arch = task.teacher_arch(params.model)
     generator = build_generator(arch).to(device)
-    aux = {name: _build_aux(spec) for name, spec in aux_archs(task, arch, params).items()}
+    aux = {name: build_aux(spec) for name, spec in aux_archs(task, arch, params).items()}
     return generator, arch, {k: m.to(device) for k, m in aux.items()}
-
-
-def aux_archs(task: Task, arch: dict, params: Params) -> dict[str, dict]:
-    """What rebuilds each auxiliary network: the reverse generator by arch dict, discriminators by their shape."""
-    input_nc, output_nc = task.channels
-    d = params.model.discriminator
-
-    def patchgan(channels: int) -> dict:
-        return {"kind": "patchgan", "input_nc": channels, "ndf": d.ndf, "n_layers": d.n_layers, "norm": arch["norm"]}
-
-    if task.objective_kind == "teacher":
-        return {}
-    if task.objective_kind == "pix2pix":
-        return {"D": patchgan(input_nc + output_nc)}
-    return {"G_B": dict(arch, input_nc=output_nc, output_nc=input_nc), "D_A": patchgan(output_nc),
-            "D_B": patchgan(input_nc)}
-
-
-def _build_aux(spec: dict) -> nn.Module:
-    if spec["kind"] == "patchgan":
-        return NLayerDiscriminator(spec["input_nc"], ndf=spec["ndf"], n_layers=spec["n_layers"], norm=spec["norm"])
-    return build_generator(spec)
-
-
-def save_aux(path: Path, task_name: str, archs: dict[str, dict], aux: dict[str, nn.Module]) -> None:
-    io.torch_save({"format": AUX_FORMAT, "task": task_name, "archs": archs,
-                   "state_dicts": {k: m.state_dict() for k, m in aux.items()}}, path)
-
-
-def load_aux(path: Path, task_name: str, device: torch.device) -> dict[str, nn.Module]:
-    """Rebuild the discriminators (and CycleGAN's reverse generator) saved next to a teacher."""
-    if not Path(path).is_file():
-        raise FileNotFoundError(f"{path}: auxiliary GAN networks not found; run the train stage for {task_name}")
-    saved = torch.load(path, map_location=device, weights_only=True)
-    if saved.get("format") != AUX_FORMAT or saved.get("task") != task_name:
-        raise ValueError(f"{path}: expected {AUX_FORMAT} for task {task_name!r}, "
-                         f"got format {saved.get('format')!r} for task {saved.get('task')!r}")
-    aux = {}
-    for name, spec in saved["archs"].items():
-        module = _build_aux(spec).to(device)
-        module.load_state_dict(saved["state_dicts"][name])
-        aux[name] = module
-    return aux
 
 
 def linear_decay(objective: Objective, total_steps: int,

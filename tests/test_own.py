@@ -19,7 +19,8 @@ from PIL import Image
 
 from alap.cli import main
 from alap.config import Params
-from alap.pipeline import condense_task, distill_point, import_teacher, prune_point, stage_aux
+from alap.gan_aux import stage_aux
+from alap.pipeline import condense_task, distill_point, import_teacher, prune_point
 from alap.models import load_checkpoint
 from alap.paths import TaskPaths
 from alap.task import Task

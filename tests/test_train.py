@@ -12,7 +12,8 @@ from alap.models import load_checkpoint
 from alap.objectives import Pix2PixObjective
 from alap.paths import TaskPaths
 from alap.pipeline import prepare_data
-from alap.train import linear_decay, load_aux, train_teacher
+from alap.gan_aux import load_aux
+from alap.train import linear_decay, train_teacher
 from tiny import tiny_params
 
 

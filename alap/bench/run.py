@@ -43,7 +43,8 @@ from alap.paths import TaskPaths
 from alap.pipeline import condense_task, prepare_data
 from alap.profile.latency import profile_model
 from alap.task import Task
-from alap.train import build_gan, load_aux, params_key, train_teacher
+from alap.gan_aux import load_aux
+from alap.train import build_gan, params_key, train_teacher
 
 log = logging.getLogger(__name__)
 
