@@ -8,11 +8,14 @@ from __future__ import annotations
 import argparse
 import logging
 import sys
+import traceback
 from pathlib import Path
-from typing import Callable, Sequence
+from typing import Callable, NoReturn, Sequence
 
+from alap import io
+from alap.errors import UserError, is_user_error, message
 from alap.logs import setup_logging
-from alap.paths import DEFAULT_TORCH_HOME
+from alap.paths import DEFAULT_TORCH_HOME, TaskPaths
 
 log = logging.getLogger("alap")
 
@@ -32,10 +35,9 @@ def cmd_use_profile(args: argparse.Namespace) -> None:
     source = PROFILES_DIR / f"{args.name}.yaml"
     if not source.is_file():
         known = sorted(p.stem for p in PROFILES_DIR.glob("*.yaml"))
-        raise SystemExit(f"no profile {args.name!r} in {PROFILES_DIR}/ (known: {known})")
+        raise UserError(f"no profile {args.name!r} in {PROFILES_DIR}/ (known: {known})")
+    io.check_output(args.params)
     load_params(source)
-    from alap import io
-
     io.write_text(args.params, source.read_text())
     log.info("params file %s now holds profile %s", args.params, args.name)
 
@@ -49,37 +51,40 @@ def cmd_data(args: argparse.Namespace) -> None:
 def cmd_train(args: argparse.Namespace) -> None:
     from alap.train import train_teacher
 
+    io.check_output(TaskPaths(args.task).model_dir, folder=True)
     train_teacher(_params(args), args.task)
 
 
 def cmd_import_teacher(args: argparse.Namespace) -> None:
     from alap.pipeline import import_teacher
 
+    io.check_output(TaskPaths(args.task).model_dir, folder=True)
     import_teacher(_params(args), args.task)
 
 
 def cmd_condense(args: argparse.Namespace) -> None:
     from alap.pipeline import condense_task
 
+    paths = TaskPaths(args.task)
+    for folder in (paths.model_dir, paths.report_dir):
+        io.check_output(folder, folder=True)
     condense_task(_params(args), args.task)
 
 
 def _point_dir(args: argparse.Namespace) -> Path:
-    from alap.paths import TaskPaths
-
     return args.out or TaskPaths(args.task).point_dir(args.sparsity)
 
 
 def cmd_prune(args: argparse.Namespace) -> None:
     from alap.pipeline import prune_point
 
-    prune_point(_params(args), args.task, args.sparsity, _point_dir(args))
+    prune_point(_params(args), args.task, args.sparsity, io.check_output(_point_dir(args), folder=True))
 
 
 def cmd_distill(args: argparse.Namespace) -> None:
     from alap.pipeline import distill_point
 
-    distill_point(_params(args), args.task, args.sparsity, _point_dir(args))
+    distill_point(_params(args), args.task, args.sparsity, io.check_output(_point_dir(args), folder=True))
 
 
 def _model_args(args: argparse.Namespace) -> tuple[str, float | None, Path | None]:
@@ -94,6 +99,7 @@ def cmd_evaluate(args: argparse.Namespace) -> None:
     from alap.pipeline import evaluate_entry
 
     name, sparsity, point_dir = _model_args(args)
+    io.check_output(TaskPaths(args.task).report_dir / name, folder=True)
     evaluate_entry(_params(args), args.task, name, sparsity, args.torch_home, point_dir)
 
 
@@ -101,12 +107,15 @@ def cmd_profile(args: argparse.Namespace) -> None:
     from alap.pipeline import profile_entry
 
     name, _, point_dir = _model_args(args)
+    io.check_output(TaskPaths(args.task).report_dir / name, folder=True)
     profile_entry(_params(args), args.task, name, point_dir)
 
 
 def cmd_weights(args: argparse.Namespace) -> None:
-    from alap.metrics.weights import provision_weights, verify_weights
+    from alap.metrics.weights.provide import provision_weights
+    from alap.metrics.weights.verify import verify_weights
 
+    io.check_output(args.torch_home, folder=True)
     record = provision_weights(args.torch_home)
     log.info("weights in %s: %s", args.torch_home, ", ".join(sorted(record.get("files", record))))
     verify_weights(args.torch_home)
@@ -116,17 +125,20 @@ def cmd_weights(args: argparse.Namespace) -> None:
 def cmd_report(args: argparse.Namespace) -> None:
     from alap.report.build import build_report
 
+    io.check_output(args.reports, folder=True)
     written = build_report(args.reports, _params(args).run_tasks, args.models)
-    log.info("report written: %s", ", ".join(str(p) for p in written.values()))
+    print("\n".join(str(p) for p in written.values()))
 
 
 def cmd_import_generator(args: argparse.Namespace) -> None:
     """Match a foreign generator state dict to alap's U-Net/ResNet by structure and save it as a checkpoint."""
     from alap.models import import_generator
 
+    io.check_output(args.out)
     _, meta = import_generator(args.pth, args.out, task=args.task, key=args.key, kind=args.kind, norm=args.norm,
                                norm_affine=args.norm_affine, dropout=args.dropout)
-    log.info("imported %s as %s: %s", args.pth, args.out, meta["reference_config"])
+    log.info("imported %s: %s", args.pth, meta["reference_config"])
+    print(args.out)
 
 
 def cmd_compress(args: argparse.Namespace) -> None:
@@ -143,10 +155,13 @@ def cmd_compress(args: argparse.Namespace) -> None:
 
 
 def cmd_promote(args: argparse.Namespace) -> None:
+    """Gate with the params file's ``promote`` section; each flag given overrides its gate for this run."""
     from alap.promote import promote
 
-    result = promote(args.task, args.device, backend=args.backend, max_p50_ms=args.max_p50_ms,
-                     max_fid_ratio=args.max_fid_ratio, max_lpips_teacher=args.max_lpips_teacher, prefer=args.prefer)
+    gates = _params(args).promote.with_overrides(
+        device=args.device, backend=args.backend, max_p50_ms=args.max_p50_ms, max_fid_ratio=args.max_fid_ratio,
+        max_lpips_teacher=args.max_lpips_teacher, prefer=args.prefer)
+    result = promote(args.task, gates)
     print(result.report())
     if result.champion is None:
         raise SystemExit(1)
@@ -178,9 +193,31 @@ def cmd_bench(args: argparse.Namespace) -> None:
         log.info("benchmark report: %s", done["report"]["report"])
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse whose errors take the CLI's one error path (:func:`main`): one line, no usage block."""
+
+    def error(self, message: str) -> NoReturn:
+        raise UserError(f"{message} (see {self.prog} --help)")
+
+
+def _sparsity(text: str) -> float:
+    """``--sparsity``, in range before any file is read."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number, expected 0 <= S < 1") from None
+    if not 0 <= value < 1:
+        raise argparse.ArgumentTypeError(f"{text} is out of range, expected 0 <= S < 1")
+    return value
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="alap", description=__doc__.splitlines()[0])
+    parser = _Parser(prog="alap", description=__doc__.splitlines()[0])
     parser.add_argument("--params", type=Path, default=Path("params.yaml"), help="params file (default params.yaml)")
+    loudness = parser.add_mutually_exclusive_group()
+    loudness.add_argument("--quiet", "-q", action="store_true", help="log warnings and errors only")
+    loudness.add_argument("--verbose", "-v", action="store_true",
+                          help="log alap's debug messages too, and print the traceback of a user error")
     sub = parser.add_subparsers(dest="verb", required=True)
 
     def verb(name: str, fn: Callable[[argparse.Namespace], None], help: str) -> argparse.ArgumentParser:
@@ -200,7 +237,7 @@ def build_parser() -> argparse.ArgumentParser:
                            ("distill", cmd_distill, "distill a pruned student from its teacher")]:
         p = verb(name, fn, text)
         p.add_argument("--task", required=True)
-        p.add_argument("--sparsity", type=float, required=True)
+        p.add_argument("--sparsity", type=_sparsity, required=True, help="the sweep point (0 <= S < 1)")
         p.add_argument("--out", type=Path, help="the sweep point's directory (default models/<task>/s<sparsity>)")
     for name, fn, text in [("evaluate", cmd_evaluate, "FID/KID/LPIPS/PSNR/SSIM/GMACs of one model on the test split"),
                            ("profile", cmd_profile, "latency of one model on each device x backend in params")]:
@@ -208,7 +245,7 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--task", required=True)
         which = p.add_mutually_exclusive_group(required=True)
         which.add_argument("--model", choices=["teacher", "condensed"])
-        which.add_argument("--sparsity", type=float, help="a sweep point (its student)")
+        which.add_argument("--sparsity", type=_sparsity, help="a sweep point (its student)")
         p.add_argument("--out", type=Path, help="the sweep point's directory (default models/<task>/s<sparsity>)")
         if name == "evaluate":
             p.add_argument("--torch-home", type=Path, default=DEFAULT_TORCH_HOME)
@@ -259,14 +296,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--task", default="own", help="the task name recorded in the checkpoints (default own)")
     p.add_argument("--torch-home", type=Path, default=DEFAULT_TORCH_HOME)
 
-    p = verb("promote", cmd_promote, "gate the registered students of a task and set the champion aliases")
+    p = verb("promote", cmd_promote, "gate the registered students of a task and set the champion aliases "
+             "(gates: the params file's promote section; a flag overrides its gate)")
     p.add_argument("--task", required=True)
-    p.add_argument("--device", required=True, help="e.g. cpu-t2")
-    p.add_argument("--backend", default="onnxruntime", choices=["torch", "onnxruntime"])
-    p.add_argument("--max-p50-ms", type=float, default=33.0)
-    p.add_argument("--max-fid-ratio", type=float, default=1.10)
-    p.add_argument("--max-lpips-teacher", type=float, default=0.05)
-    p.add_argument("--prefer", choices=["quality", "speed"], default="quality")
+    p.add_argument("--device", help="device whose latency gates, e.g. cpu-t2")
+    p.add_argument("--backend", help="torch or onnxruntime")
+    p.add_argument("--max-p50-ms", type=float)
+    p.add_argument("--max-fid-ratio", type=float)
+    p.add_argument("--max-lpips-teacher", type=float)
+    p.add_argument("--prefer", help="quality (lowest FID) or speed (lowest latency)")
 
     p = verb("storage", cmd_storage, "check the S3 bucket (endpoint and keys from the environment) and configure "
              "DVC and MLflow to use it")
@@ -287,28 +325,23 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    setup_logging()
-
-    args = build_parser().parse_args(argv)
+    """Run one verb. A user error (:func:`alap.errors.is_user_error`) is one line on stderr and exit status 2;
+    anything else is a bug and keeps its traceback."""
+    prog, verbose = "alap", False
     try:
+        args = build_parser().parse_args(argv)
+        prog, verbose = f"alap {args.verb}", args.verbose
+        setup_logging("WARNING" if args.quiet else None)
+        logging.getLogger("alap").setLevel(logging.DEBUG if verbose else logging.NOTSET)
         args.fn(args)
     except Exception as exc:
-        if not _is_user_error(exc):
+        if not is_user_error(exc):
             raise
-        log.error("%s", exc)
+        if verbose:
+            traceback.print_exc()
+        print(f"{prog}: error: {message(exc)}", file=sys.stderr)
         return 2
     return 0
-
-
-_USER_ERROR_CLASSES = {"WeightsError", "StorageError", "TrackingUnavailable"}
-
-
-def _is_user_error(exc: Exception) -> bool:
-    """Bad input (params, data, checkpoints) or an unreachable service: the message names the file, key or
-    endpoint, so a traceback adds nothing. Matched by name so that the CLI need not import mlflow/boto3."""
-    if isinstance(exc, (ValueError, FileNotFoundError, IsADirectoryError, NotADirectoryError)):
-        return True
-    return any(c.__name__ in _USER_ERROR_CLASSES and c.__module__.startswith("alap.") for c in type(exc).__mro__)
 
 
 if __name__ == "__main__":

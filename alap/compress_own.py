@@ -12,12 +12,14 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
 from alap import io
-from alap.config import Params, load_params
+from alap.config import DEVICE_PATTERN, Params, load_params
+from alap.metrics.names import QUALITY, LatencyKey, Metric, metric
 from alap.paths import TaskPaths
 
 log = logging.getLogger(__name__)
@@ -63,7 +65,8 @@ def detect_layout(root: Path) -> str:
 
 
 def check_request(req: CompressRequest) -> None:
-    """Every flag checked before any file is loaded; each problem is one ValueError naming the flag."""
+    """Every flag checked before any work; each problem is one ValueError naming the flag. The teacher files
+    are read last (not yet matched), so that a damaged or foreign file is refused before ``--out`` is made."""
     if not req.teacher.is_file():
         raise ValueError(f"TEACHER {req.teacher}: " + ("is a directory; expected a .pth file" if req.teacher.is_dir()
                                                        else "no such file"))
@@ -71,8 +74,7 @@ def check_request(req: CompressRequest) -> None:
         raise ValueError(f"--reverse {req.reverse}: no such file")
     if not req.data.is_dir():
         raise ValueError(f"--data {req.data}: not a folder of images")
-    if req.out.exists() and not req.out.is_dir():
-        raise ValueError(f"--out {req.out}: exists and is not a folder")
+    io.check_output(req.out, folder=True)
     if (req.sparsity is None) == (req.macs_reduction is None):
         raise ValueError("give exactly one target: --sparsity S (fraction of MACs to remove, 0 <= S < 1) or "
                          "--macs-x N (N times fewer MACs, N > 1)")
@@ -80,15 +82,24 @@ def check_request(req: CompressRequest) -> None:
         raise ValueError(f"--sparsity {req.sparsity}: expected 0 <= S < 1 (the fraction of MACs to remove)")
     if req.macs_reduction is not None and not req.macs_reduction > 1:
         raise ValueError(f"--macs-x {req.macs_reduction}: expected a number > 1 (times fewer MACs)")
-    for flag, value in (("--load-size", req.load_size), ("--crop-size", req.crop_size),
-                        ("--condense-steps", req.condense_steps), ("--distill-steps", req.distill_steps),
+    for flag, value in (("--load-size", req.load_size), ("--crop-size", req.crop_size)):
+        if value is not None and not 16 <= value <= 4096:  # the range of tasks.<name>.load_size/crop_size
+            raise ValueError(f"{flag} {value}: expected a side of 16 to 4096 pixels")
+    for flag, value in (("--condense-steps", req.condense_steps), ("--distill-steps", req.distill_steps),
                         ("--batch-size", req.batch_size)):
         if value is not None and value < 1:
             raise ValueError(f"{flag} {value}: expected a positive integer")
     if req.crop_size is not None and req.crop_size > req.load_size:
         raise ValueError(f"--crop-size {req.crop_size}: must not exceed --load-size {req.load_size}")
+    if not re.match(DEVICE_PATTERN, req.device):
+        raise ValueError(f"--device {req.device}: expected auto, cpu, cuda or cuda:N")
     if req.params is not None and not req.params.is_file():
-        raise ValueError(f"--params {req.params}: no such file")
+        raise ValueError(f"--params-file {req.params}: no such file")
+    from alap.models.reference import read_generator_state  # torch, once the cheap checks have passed
+
+    read_generator_state(req.teacher, req.key)
+    if req.reverse is not None:
+        read_generator_state(req.reverse)
 
 
 def target_sparsity(req: CompressRequest) -> float:
@@ -110,7 +121,7 @@ def build_params(req: CompressRequest) -> Params:
             "teacher": teacher, "load_size": req.load_size, "crop_size": req.crop_size}
     raw.update(profile_name="compress", device=req.device, run_tasks=[req.task], dvc=None, tasks={req.task: task},
                sweep={"sparsities": [target_sparsity(req)]})
-    raw["prune"] = {**raw.get("prune", {}), "target": "macs", "sparsity": target_sparsity(req)}
+    raw["prune"] = {**raw.get("prune", {}), "target": "macs"}
     if req.condense_steps is not None:
         steps = req.condense_steps
         warmup = min(raw.get("condense", {}).get("warmup_steps", 100), steps)
@@ -153,7 +164,7 @@ def compress_own(req: CompressRequest) -> dict[str, Any]:
     point = paths.point_dir(sparsity)
 
     from alap import pipeline
-    from alap.metrics.weights import provision_weights
+    from alap.metrics.weights.provide import provision_weights
 
     steps: list[tuple[str, Path, Callable[[], Any]]] = [
         ("import", paths.teacher, lambda: pipeline.import_teacher(params, req.task, paths)),
@@ -192,16 +203,16 @@ def _row(paths: TaskPaths, model: str) -> dict[str, Any]:
 
 
 def results_table(results: dict[str, Any]) -> str:
-    """The rows as a small Markdown table: quality next to the teacher, GMACs and p50 per device/backend."""
+    """The rows as a small Markdown table: every measured quality metric, GMACs and p50 per device/backend."""
     rows = results["rows"]
-    quality = [k for k in ("fid", "fid_teacher", "lpips", "lpips_teacher", "psnr", "psnr_teacher")
-               if any(r.get(k) is not None for r in rows)]
-    latency = sorted(k for k in rows[0] if k.startswith("latency.") and k.endswith(".p50_ms"))
-    header = ["model", *quality, "gmacs", *[k.removeprefix("latency.").removesuffix(".p50_ms") + " p50 ms"
-                                            for k in latency]]
+    quality = [m for m in QUALITY if any(r.get(m.key) is not None for r in rows)]
+    latency = [LatencyKey.parse(k) for k in sorted(rows[0]) if k.startswith("latency.") and k.endswith(".p50_ms")]
+    header = ["model", *[m.heading for m in quality], metric("gmacs").heading,
+              *[f"{k.label} p50 (ms)" for k in latency]]
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     for r in rows:
-        cells = [r["model"], *[_fmt(r.get(k)) for k in quality], _fmt(r["gmacs"]), *[_fmt(r.get(k)) for k in latency]]
+        cells = [r["model"], *[_fmt(m, r.get(m.key)) for m in quality], _fmt(metric("gmacs"), r["gmacs"]),
+                 *[_fmt(metric(k.p50), r.get(k.p50)) for k in latency]]
         lines.append("| " + " | ".join(cells) + " |")
     teacher, student = rows
     lines.append(f"\n{teacher['gmacs'] / student['gmacs']:.1f}x fewer MACs; student: {results['student']}, "
@@ -209,7 +220,5 @@ def results_table(results: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-def _fmt(value: Any) -> str:
-    if value is None:
-        return "-"
-    return f"{value:.4g}" if isinstance(value, float) else str(value)
+def _fmt(entry: Metric, value: float | None) -> str:
+    return "-" if value is None else format(value, entry.spec)

@@ -8,14 +8,16 @@ never an hour into a run.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Literal, TypeVar
+from typing import Annotated, Any, Literal, TypeVar
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, PositiveInt, ValidationError, model_validator
 
 from alap.compress.params import CondenseParams, DistillParams, PruneParams
+from alap.errors import UserError
 
 DEFAULT_PARAMS = Path("params.yaml")
+DEVICE_PATTERN = r"^(auto|cpu|cuda(:\d+)?)$"  # where training runs: params.yaml device, alap compress --device
 
 # Bounds shared by the ``train`` section and a task's overrides of it, so the two cannot drift apart.
 LearningRate = Annotated[float, Field(gt=0, le=1e-1)]
@@ -195,6 +197,37 @@ class ProfileParams(Strict):
     min_seconds: float = Field(1.0, ge=0)
 
 
+class PromoteParams(Strict):
+    """The gates a registered student must pass to become champion, and which passing one wins.
+
+    ``alap promote``, the promotion flow and its nightly deployment all read this section, so the gates are written
+    once; a flag or flow parameter overrides a gate for one run through :meth:`with_overrides`, validated alike.
+    """
+
+    device: str = Field("cpu-t2", pattern=r"^[A-Za-z0-9_\-]+$",
+                        description="profiled device whose latency gates (e.g. cpu-t2, cuda0); names the alias "
+                        "<device>-champion, so letters, digits, '-' and '_' only")
+    backend: Literal["torch", "onnxruntime"] = Field("onnxruntime", description="runtime the latency gate reads")
+    max_p50_ms: float = Field(33.0, gt=0, allow_inf_nan=False,
+                              description="batch-1 median latency limit on device/backend (33 ms: 30 frames/s)")
+    max_fid_ratio: float = Field(1.10, gt=0, allow_inf_nan=False,
+                                 description="the student's FID at most this times the teacher's: no visible loss")
+    max_lpips_teacher: float = Field(0.05, gt=0, allow_inf_nan=False,
+                                     description="LPIPS to the teacher's output at most this: it still imitates it")
+    prefer: Literal["quality", "speed"] = Field("quality", description="among passing versions: the lowest FID "
+                                                "(quality) or the lowest latency (speed)")
+
+    def with_overrides(self, **gates: object) -> "PromoteParams":
+        """These gates with the given ones replaced (``None`` keeps this section's value), validated like it."""
+        given = {name: value for name, value in gates.items() if value is not None}
+        try:
+            return PromoteParams.model_validate({**self.model_dump(), **given})
+        except ValidationError as exc:
+            problems = [f"promote.{'.'.join(map(str, e['loc']))}: {e['msg']} (got {e['input']!r})"
+                        for e in exc.errors()]
+            raise ValueError("invalid promotion gates: " + "; ".join(problems)) from None
+
+
 class DvcRoster(Strict):
     """What dvc.yaml iterates over, per kind of stage. DVC's templating cannot filter ``run_tasks`` or look a
     value up by task name, so these lists spell out what ``tasks`` and ``run_tasks`` already say; alap checks
@@ -208,12 +241,17 @@ class DvcRoster(Strict):
                                      description="import@<task>: task -> its teacher file (a dep of the stage)")
 
 
+REMOVED_KEYS = {
+    ("prune", "sparsity"): "each sweep point brings its own (sweep.sparsities); delete the key",
+}
+
+
 class Params(Strict):
     """The whole of params.yaml."""
 
     profile_name: str = Field(description="which ready profile these params came from (demo, paper, or yours)")
     seed: int = 0
-    device: str = Field("auto", pattern=r"^(auto|cpu|cuda(:\d+)?)$")
+    device: str = Field("auto", pattern=DEVICE_PATTERN)
     run_tasks: list[str] = Field(min_length=1, description="the tasks (keys of `tasks`) the pipeline runs")
     dvc: DvcRoster | None = Field(None, description="run_tasks as dvc.yaml iterates them (DVC pipelines only)")
     data: DataParams = DataParams()
@@ -226,6 +264,38 @@ class Params(Strict):
     sweep: SweepParams
     evaluate: EvaluateParams = EvaluateParams()
     profile: ProfileParams = ProfileParams()
+    promote: PromoteParams = Field(PromoteParams(), description="the gates of `alap promote` and the promotion flow")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _removed_keys(cls, raw: Any) -> Any:
+        """Keys an earlier alap read: say what replaced them rather than 'extra inputs are not permitted'."""
+        if isinstance(raw, dict):
+            for (section, key), why in REMOVED_KEYS.items():
+                if isinstance(raw.get(section), dict) and raw[section].get(key) is not None:
+                    raise ValueError(f"{section}.{key} was removed: {why}")
+        return raw
+
+    @model_validator(mode="before")
+    @classmethod
+    def _builtin_task_defaults(cls, raw: Any) -> Any:
+        """A built-in task needs only its name: its layout and classes are the generator's, its root data/<name>."""
+        from alap.data.tasks import SYNTHETIC_TASKS
+
+        if not isinstance(raw, dict) or not isinstance(raw.get("tasks"), dict):
+            return raw
+        tasks = {}
+        for name, task in raw["tasks"].items():
+            info = SYNTHETIC_TASKS.get(name)
+            if isinstance(task, dict) and task.get("source", "synthetic") == "synthetic" and info is not None:
+                builtin = {"layout": info.layout, "num_classes": info.num_classes}
+                for key, value in builtin.items():
+                    if task.get(key, value) != value:
+                        raise ValueError(f"tasks.{name}.{key}: the built-in task {name} has {key} {value!r}, "
+                                         f"got {task[key]!r} (leave it out)")
+                task = {**builtin, "root": f"data/{name}", **task}
+            tasks[name] = task
+        return {**raw, "tasks": tasks}
 
     @model_validator(mode="after")
     def _known_tasks(self) -> "Params":
@@ -282,7 +352,7 @@ class Params(Strict):
         return self.tasks[task_name].crop_size or self.load_size(task_name)
 
 
-class ParamsError(ValueError):
+class ParamsError(UserError):
     """params.yaml is missing, not YAML, or does not validate; the message lists every bad key path."""
 
 
@@ -298,20 +368,28 @@ def load_validated(path: str | Path, model: type[M], error: type[ValueError], hi
     """Read a YAML mapping from ``path`` into ``model``; every failure is an ``error`` naming the file and,
     for validation failures, each bad key path with what was expected and what was given."""
     path = Path(path)
+    if path.is_dir():
+        raise error(f"{path}: is a directory; expected a params file")
     if not path.is_file():
         raise error(f"{path}: params file not found" + (f" ({hint})" if hint else ""))
     try:
         raw = yaml.safe_load(path.read_text())
+    except UnicodeDecodeError:
+        raise error(f"{path}: not a text file; expected a YAML params file") from None
     except yaml.YAMLError as exc:
-        raise error(f"{path}: not valid YAML: {exc}") from exc
+        mark = getattr(exc, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        raise error(f"{path}: not valid YAML{where}: {getattr(exc, 'problem', None) or exc}") from None
     if not isinstance(raw, dict):
         raise error(f"{path}: expected a mapping of sections at the top level, got {type(raw).__name__}")
     try:
         return model.model_validate(raw)
     except ValidationError as exc:
-        lines = [f"{path}: invalid parameters:"]
+        problems = []
         for err in exc.errors():
             where = ".".join(str(p) for p in err["loc"]) or "<top level>"
             got = f" (got {err['input']!r})" if err["type"] != "missing" and not isinstance(err["input"], dict) else ""
-            lines.append(f"  - {where}: {err['msg']}{got}")
-        raise error("\n".join(lines)) from None
+            problems.append(f"{where}: {err['msg'].removeprefix('Value error, ')}{got}")
+        if len(problems) == 1:  # one problem, one line
+            raise error(f"{path}: invalid parameter {problems[0]}") from None
+        raise error("\n  - ".join([f"{path}: invalid parameters:", *problems])) from None

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import torch
 
+from alap.errors import UserError
+
 
 def resolve_device(name: str = "auto") -> torch.device:
     """Map ``auto``/``cpu``/``cuda``/``cuda:N`` to a torch device; asking for CUDA without one is an error."""
@@ -11,5 +13,5 @@ def resolve_device(name: str = "auto") -> torch.device:
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     device = torch.device(name)
     if device.type == "cuda" and not torch.cuda.is_available():
-        raise RuntimeError(f"device '{name}' was requested (params.yaml: device) but CUDA is not available")
+        raise UserError(f"device '{name}' was requested (params.yaml: device) but CUDA is not available")
     return device

@@ -28,7 +28,6 @@ from alap.metrics.fid import InceptionFeatures, fid_from_features, kid_from_feat
 from alap.metrics.lpips_metric import LpipsMetric
 from alap.compress.distill import PSNR_CAP_DB
 from alap.metrics.pixel import psnr, ssim
-from alap.models import load_checkpoint
 from alap.report.grid import save_grid
 from alap.task import Task
 
@@ -50,8 +49,8 @@ def evaluate_model(params: Params, task_name: str, model_name: str, checkpoint: 
     """
     task = Task.from_params(params, task_name)
     device = resolve_device(params.device)
-    model, _ = load_checkpoint(checkpoint, map_location=device, expect_task=task_name)
-    teacher, _ = load_checkpoint(teacher_checkpoint, map_location=device, expect_task=task_name)
+    model, _ = task.load_generator(checkpoint, device)
+    teacher, _ = task.load_generator(teacher_checkpoint, device)
     model.eval()
     teacher.eval()
     test_set = task.dataset("test", for_eval=True)
@@ -64,7 +63,8 @@ def evaluate_model(params: Params, task_name: str, model_name: str, checkpoint: 
     grid: list[list[torch.Tensor]] = [[], [], [], []]
     shown = 0
     loader = DataLoader(test_set, batch_size=params.evaluate.batch_size)
-    for batch in tqdm(loader, desc=f"evaluate {task_name}/{model_name}", dynamic_ncols=True, mininterval=2.0):
+    for batch in tqdm(loader, desc=f"evaluate {task_name}/{model_name}", dynamic_ncols=True, mininterval=2.0,
+                      disable=None):
         inputs = batch["A"].to(device)
         fake = model(inputs).clamp(-1, 1)
         reference = teacher(inputs).clamp(-1, 1)
@@ -138,7 +138,8 @@ def real_features_cached(test_set: Dataset, inception: InceptionFeatures, batch_
             return saved["features"]
         log.info("real-feature cache %s is stale (other images or weights); recomputing", cache)
     feats = torch.cat([inception.features(b["B"].to(device)) for b in
-                       tqdm(DataLoader(real_set, batch_size=batch_size), desc="inception (real)", mininterval=2.0)])
+                       tqdm(DataLoader(real_set, batch_size=batch_size), desc="inception (real)", mininterval=2.0,
+                            disable=None)])
     if cache is not None:
         io.torch_save({"stamp": stamp, "features": feats}, cache)
     return feats

@@ -54,12 +54,12 @@ def save_aux(path: Path, task_name: str, archs: dict[str, dict], aux: dict[str, 
 
 def load_aux(path: Path, task_name: str, device: torch.device) -> dict[str, nn.Module]:
     """Rebuild the discriminators (and CycleGAN's reverse generator) saved next to a teacher."""
-    if not Path(path).is_file():
-        raise FileNotFoundError(f"{path}: auxiliary GAN networks not found; run the train stage for {task_name}")
-    saved = torch.load(path, map_location=device, weights_only=True)
-    if saved.get("format") != AUX_FORMAT or saved.get("task") != task_name:
-        raise ValueError(f"{path}: expected {AUX_FORMAT} for task {task_name!r}, "
-                         f"got format {saved.get('format')!r} for task {saved.get('task')!r}")
+    saved = io.load_weights(path, f"the auxiliary GAN networks of task {task_name!r} (train@{task_name} or "
+                         f"import@{task_name} writes them)", device)
+    if not isinstance(saved, dict) or saved.get("format") != AUX_FORMAT or saved.get("task") != task_name:
+        found = (saved.get("format"), saved.get("task")) if isinstance(saved, dict) else (type(saved).__name__, None)
+        raise ValueError(f"{path}: expected {AUX_FORMAT} for task {task_name!r}, got format {found[0]!r} for task "
+                         f"{found[1]!r}")
     aux = {}
     for name, spec in saved["archs"].items():
         module = build_aux(spec).to(device)

@@ -88,18 +88,22 @@ def fit(
     desc: str,
     schedulers: dict[str, LRScheduler] | None = None,
     keep_best: KeepBest | None = None,
+    validate_every: int | None = None,
 ) -> FitResult:
     """Call ``step(next(batches), i)`` for ``i`` in ``[start, steps)``, stepping ``schedulers`` after each step.
 
     ``state`` names every other object whose ``state_dict`` is needed to continue exactly (models, optimisers);
     the batch stream, the schedulers, ``keep_best`` and torch's random state are saved with them. If
     ``state_path`` exists, the loop resumes from it. ``keep_best`` validates before the first step of a fresh run,
-    every ``checkpoint_every`` steps and after the last, each time just before the state is saved atomically; the
-    loop ends with its best weights loaded into its model. A non-finite loss raises :class:`NonFiniteLossError`
+    every ``validate_every`` steps (default: ``checkpoint_every``) and after the last, before any save of that
+    step; the loop ends with its best weights loaded into its model. A kill between a validation and the next save
+    loses nothing: the resumed run replays those steps exactly and validates again. A non-finite loss raises :class:`NonFiniteLossError`
     before anything is saved.
     """
-    if steps < 0 or checkpoint_every < 1:
-        raise ValueError(f"steps must be >= 0 and checkpoint_every >= 1, got {steps}, {checkpoint_every}")
+    validate_every = validate_every or checkpoint_every
+    if steps < 0 or checkpoint_every < 1 or validate_every < 1:
+        raise ValueError(f"steps must be >= 0, checkpoint_every and validate_every >= 1, got {steps}, "
+                         f"{checkpoint_every}, {validate_every}")
     if not hasattr(batches, "load_state_dict"):
         raise TypeError(f"{desc}: the batch stream must be resumable (alap.data.batches.BatchStream)")
     schedulers = schedulers or {}
@@ -113,7 +117,8 @@ def fit(
     elif keep_best is not None:
         keep_best.offer(0)
     last_saved = start
-    bar = tqdm(range(start, steps), initial=start, total=steps, desc=desc, dynamic_ncols=True, mininterval=2.0)
+    bar = tqdm(range(start, steps), initial=start, total=steps, desc=desc, dynamic_ncols=True, mininterval=2.0,
+               disable=None)  # None: no bar when stderr is not a terminal (logs, CI)
     for i in bar:
         losses = step(next(batches), i)
         for scheduler in schedulers.values():
@@ -128,9 +133,9 @@ def fit(
         history.append({"step": i, **losses})
         bar.set_postfix({k: f"{v:.3g}" for k, v in list(losses.items())[:4]}, refresh=False)
         done = i + 1
+        if keep_best is not None and (done % validate_every == 0 or done == steps):
+            keep_best.offer(done)
         if done % checkpoint_every == 0 or done == steps:
-            if keep_best is not None:
-                keep_best.offer(done)
             _save(state_path, state, done, history, spent + time.perf_counter() - started)
             last_saved = done
     bar.close()
@@ -142,7 +147,7 @@ def fit(
 def _resume(state_path: Path, state: dict[str, Stateful]) -> tuple[int, list[dict[str, float]], float]:
     if not state_path.exists():
         return 0, [], 0.0
-    saved = torch.load(state_path, map_location="cpu", weights_only=True)
+    saved = io.load_weights(state_path, "a resume state (delete it to start over)")
     if saved.get("format") != STATE_FORMAT:  # an older alap's loop saved less: resuming would not be exact
         log.warning("%s: resume state of an older alap (format %r, expected %r); starting over", state_path,
                     saved.get("format"), STATE_FORMAT)

@@ -19,7 +19,7 @@ from alap.data.batches import endless_batches, to_device
 from alap.data.synthetic import generate_task
 from alap.device import resolve_device
 from alap.metrics.baselines import generator_psnr, mean_image_psnr
-from alap.models import arch_of, load_checkpoint, save_checkpoint
+from alap.models import arch_of, save_checkpoint
 from alap.models.reference import import_generator
 from alap.objectives import make_objective
 from alap.paths import TaskPaths
@@ -56,16 +56,15 @@ def import_teacher(params: Params, task_name: str, paths: TaskPaths | None = Non
                          f"its teacher is trained by train@{task_name}")
     paths = paths or TaskPaths(task_name)
     options = {"kind": spec.kind, "norm": spec.norm, "norm_affine": spec.norm_affine, "dropout": spec.dropout}
-    input_nc, output_nc = task.channels
     teacher, meta = import_generator(spec.checkpoint, task=task_name, key=spec.key, **options)
-    _check_fits(teacher, spec.checkpoint, task, (input_nc, output_nc))
+    task.check_fits(arch_of(teacher), spec.checkpoint)
     aux, archs = {}, {}
     if spec.reverse is not None:
         if task.objective_kind != "cycle":
             raise ValueError(f"tasks.{task_name}.teacher.reverse: only unpaired (CycleGAN) tasks use a reverse "
                              f"generator; layout {task.params.layout!r} has none")
         reverse, _ = import_generator(spec.reverse, task=task_name, key=spec.reverse_key, **options)
-        _check_fits(reverse, spec.reverse, task, (output_nc, input_nc))
+        task.check_fits(arch_of(reverse), spec.reverse, task.channels[::-1])
         aux["G_B"], archs["G_B"] = reverse, arch_of(reverse)
     record = {"task": task_name, **{k: v for k, v in meta.items() if k != "task"},
               "reverse_file": None if spec.reverse is None else str(spec.reverse)}
@@ -84,20 +83,6 @@ def import_teacher(params: Params, task_name: str, paths: TaskPaths | None = Non
     return record
 
 
-def _check_fits(model: torch.nn.Module, source: Path, task: Task, channels: tuple[int, int]) -> None:
-    """Refuse a generator whose channels or depth do not fit the task's data, naming the file and the task."""
-    arch = arch_of(model)
-    found = (arch["input_nc"], arch["output_nc"])
-    if found != channels:
-        raise ValueError(f"{source}: the generator maps {found[0]} to {found[1]} channels, but task {task.name!r} "
-                         f"(layout {task.params.layout}) needs {channels[0]} to {channels[1]}")
-    factor = 2 ** arch["num_downs"] if arch["kind"] == "unet" else 4
-    smallest = min(task.image_size, task.crop_size)
-    if smallest % factor:
-        raise ValueError(f"{source}: a {arch['kind']} generator of this depth needs image sides divisible by "
-                         f"{factor}; task {task.name!r} uses {smallest}-pixel images (set its load_size/crop_size)")
-
-
 def _example_inputs(task: Task, device: torch.device, count: int = 16) -> torch.Tensor:
     """A batch of real validation inputs: traces the graph, probes removed channels, checks outputs."""
     loader = DataLoader(task.dataset("val"), batch_size=count)
@@ -110,15 +95,15 @@ def condense_task(params: Params, task_name: str, paths: TaskPaths | None = None
     paths = paths or TaskPaths(task_name)
     device = resolve_device(params.device)
     torch.manual_seed(params.seed)
-    teacher, teacher_meta = load_checkpoint(paths.teacher, map_location=device, expect_task=task_name)
+    teacher, teacher_meta = task.load_generator(paths.teacher, device)
     aux = stage_aux(task, params, arch_of(teacher), paths, device)
     if task.objective_kind == "teacher":
         aux["T"] = teacher  # no targets: condensing follows the imported teacher's own outputs
     batches = endless_batches(task.dataset("train"), task.train.batch_size, params.seed + 1, device)
-    key = params_key(paths.teacher, params.condense, params.prune.threshold, task.train)
+    key = params_key(paths.teacher, params.condense, task.train)
     result = condense(
         teacher, arch_of(teacher), lambda g: make_objective(task.objective_kind, g, aux, task.train), batches,
-        params.condense, params.prune.threshold, _example_inputs(task, device),
+        params.condense, params.condense.report_threshold, _example_inputs(task, device),
         state_path=paths.resume_state("condense", key),
         table_path=paths.report_dir / "condense" / "scale_factors.csv",
         plot_path=paths.report_dir / "condense" / "scale_factors.png",
@@ -133,7 +118,7 @@ def condense_task(params: Params, task_name: str, paths: TaskPaths | None = None
     report = {**meta, "wall_s": round(result.wall_s, 1)}
     io.write_json(paths.condense_report, report)
     log.info("condensed %s in %.0f s: %d of %d channels below threshold %g", task_name, result.wall_s, below, total,
-             params.prune.threshold)
+             params.condense.report_threshold)
     return report
 
 
@@ -147,7 +132,7 @@ def prune_point(params: Params, task_name: str, sparsity: float, out_dir: Path,
     paths = paths or TaskPaths(task_name)
     device = resolve_device(params.device)
     settings = params.prune.model_copy(update={"sparsity": sparsity})
-    condensed, _ = load_checkpoint(paths.condensed, map_location=device, expect_task=task_name)
+    condensed, _ = task.load_generator(paths.condensed, device)
     started = time.perf_counter()
     result = prune(condensed, arch_of(condensed), settings, _example_inputs(task, device))
     report = {**result.report, "sparsity": sparsity, "wall_s": round(time.perf_counter() - started, 2)}
@@ -167,10 +152,10 @@ def distill_point(params: Params, task_name: str, sparsity: float, point_dir: Pa
     paths = paths or TaskPaths(task_name)
     device = resolve_device(params.device)
     torch.manual_seed(params.seed)
-    student, pruned_meta = load_checkpoint(point_dir / "pruned.pt", map_location=device, expect_task=task_name)
+    student, pruned_meta = task.load_generator(point_dir / "pruned.pt", device)
     choice = params.distill.teacher
     teacher_path = point_dir / "pruned.pt" if choice == "pruned" else getattr(paths, TEACHER_FILES[choice])
-    teacher, _ = load_checkpoint(teacher_path, map_location=device, expect_task=task_name)
+    teacher, _ = task.load_generator(teacher_path, device)
     discriminator = None
     if params.distill.w_gan > 0:
         if not task.params.has_targets:
@@ -179,7 +164,7 @@ def distill_point(params: Params, task_name: str, sparsity: float, point_dir: Pa
         aux = stage_aux(task, params, arch_of(teacher), paths, device)
         discriminator = aux["D"] if task.params.paired else aux["D_A"]
     batches = endless_batches(task.dataset("train"), task.train.batch_size, params.seed + 2, device)
-    val_batches = list(_batches_of(task.dataset("val"), params.evaluate.batch_size, device))
+    val_batches = list(_batches_of(task.dataset("val"), params.distill.val_batch_size, device))
     key = params_key(point_dir / "pruned.pt", teacher_path, params.distill, task.train.batch_size)
     result = distill(student, teacher, batches, val_batches, params.distill, task.params.paired,
                      _example_inputs(task, device), paths.resume_state(f"distill-{point_dir.name}", key),
@@ -227,8 +212,7 @@ def profile_entry(params: Params, task_name: str, model_name: str, point_dir: Pa
     """Time one model on every configured device x backend; ONNX file and latency JSON beside its reports."""
     task = Task.from_params(params, task_name)
     paths = paths or TaskPaths(task_name)
-    model, _ = load_checkpoint(model_checkpoint(task_name, model_name, point_dir, paths), map_location="cpu",
-                               expect_task=task_name)
+    model, _ = task.load_generator(model_checkpoint(task_name, model_name, point_dir, paths))
     input_nc, _ = task.channels
     shape = (input_nc, task.image_size, task.image_size)
     p = params.profile

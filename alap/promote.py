@@ -1,13 +1,14 @@
 """Promotion: point the ``champion`` aliases at the best registered student that passes every gate.
 
-Gates (per candidate version of ``alap-<task>``, read from its run's metrics):
+Gates (params.yaml's ``promote`` section, :class:`alap.config.PromoteParams`; per candidate version of
+``alap-<task>``, read from its run's metrics):
     latency   ``latency.<device>.<backend>.bs1.p50_ms`` <= max_p50_ms   (real time on that device)
     quality   ``fid`` <= max_fid_ratio * teacher fid                  (no visible loss vs the teacher)
     fidelity  ``lpips_teacher`` <= max_lpips_teacher                  (student still imitates teacher)
 The teacher's fid comes from a version tag ``alap.teacher_fid`` when present, else from the run named
 ``teacher`` under the same parent run. A missing value fails its gate: promotion never guesses.
 
-Talks to MLflow only through `alap.tracking.Tracker`. Nothing changes when no candidate passes, and a
+Talks to MLflow only through `alap.tracking.client.Tracker`. Nothing changes when no candidate passes, and a
 repeated call with the same outcome writes nothing new.
 """
 
@@ -16,16 +17,15 @@ from __future__ import annotations
 import json
 import math
 import os
-import re
 from dataclasses import dataclass
-from typing import Literal
 
-from alap.tracking import RunRecord, Tracker, VersionRecord, redact, registered_model_name
+from alap.config import PromoteParams
+from alap.metrics.names import LatencyKey
+from alap.tracking.client import RunRecord, Tracker, VersionRecord, redact, registered_model_name
 
 TEACHER_RUN = "teacher"
 TEACHER_FID_TAG = "alap.teacher_fid"
 CHAMPION = "champion"
-_DEVICE_RE = re.compile(r"^[A-Za-z0-9_\-]+$")  # device ids become alias names: keep them alias-safe
 
 
 @dataclass(frozen=True)
@@ -87,37 +87,25 @@ class PromotionResult:
         return "\n".join(lines)
 
 
-def latency_key(device: str, backend: str) -> str:
-    """The metric name contract (DESIGN.md) for batch-1 median latency."""
-    return f"latency.{device}.{backend}.bs1.p50_ms"
+def latency_key(gates: PromoteParams) -> str:
+    """The batch-1 median latency the gates read."""
+    return LatencyKey(gates.device, gates.backend).p50
 
 
 def promote(
     task: str,
-    device: str,
-    backend: str = "onnxruntime",
-    max_p50_ms: float = 33.0,
-    max_fid_ratio: float = 1.10,
-    max_lpips_teacher: float = 0.05,
-    prefer: Literal["quality", "speed"] = "quality",
+    gates: PromoteParams,
     client: Tracker | None = None,
     project_dir: str | os.PathLike = ".",
 ) -> PromotionResult:
     """Gate every registered version of ``alap-<task>``, pick the best passing one, set its aliases.
 
-    ``prefer="quality"`` picks the lowest fid (ties: lowest lpips, then lowest latency); ``"speed"``
+    ``gates.prefer == "quality"`` picks the lowest fid (ties: lowest lpips, then lowest latency); ``"speed"``
     the lowest latency (ties: lowest fid). Remaining ties go to the newest version. The winner gets
     aliases ``champion`` and ``<device>-champion`` and a tag ``alap.promotion.<device>`` holding the
     gate values it passed.
     """
-    if prefer not in ("quality", "speed"):
-        raise ValueError(f"prefer must be 'quality' or 'speed', got '{prefer}'")
-    if not _DEVICE_RE.match(device):
-        raise ValueError(f"device '{device}' must be letters, digits, '-' or '_' (e.g. cpu-t2, cuda0)")
-    limits = {"max_p50_ms": max_p50_ms, "max_fid_ratio": max_fid_ratio, "max_lpips_teacher": max_lpips_teacher}
-    for name, limit in limits.items():
-        if not (limit > 0 and math.isfinite(limit)):
-            raise ValueError(f"{name} must be a positive number, got {limit}")
+    device, backend, prefer = gates.device, gates.backend, gates.prefer
     tracker = client or Tracker.connect(project_dir)
     model = registered_model_name(task)
     versions = tracker.model_versions(model)
@@ -126,9 +114,8 @@ def promote(
             f"registered model '{model}' has no versions at {redact(tracker.uri)}: log and register a student first"
         )
 
-    gates = _Gates(device, backend, max_p50_ms, max_fid_ratio, max_lpips_teacher)
     siblings: dict[str, list[RunRecord]] = {}
-    candidates = tuple(gates.judge(version, tracker, siblings) for version in versions)
+    candidates = tuple(_judge(gates, version, tracker, siblings) for version in versions)
     passing = [c for c in candidates if c.passed]
     if not passing:
         return PromotionResult(model, device, backend, prefer, candidates, None, changed=False)
@@ -138,13 +125,13 @@ def promote(
         {
             "backend": backend,
             "prefer": prefer,
-            latency_key(device, backend): champion.p50_ms,
-            "max_p50_ms": max_p50_ms,
+            latency_key(gates): champion.p50_ms,
+            "max_p50_ms": gates.max_p50_ms,
             "fid": champion.fid,
             "teacher_fid": champion.teacher_fid,
-            "max_fid": max_fid_ratio * champion.teacher_fid,
+            "max_fid": gates.max_fid_ratio * champion.teacher_fid,
             "lpips_teacher": champion.lpips_teacher,
-            "max_lpips_teacher": max_lpips_teacher,
+            "max_lpips_teacher": gates.max_lpips_teacher,
         },
         sort_keys=True,
     )
@@ -161,39 +148,32 @@ def promote(
     return PromotionResult(model, device, backend, prefer, candidates, champion, changed)
 
 
-@dataclass(frozen=True)
-class _Gates:
-    device: str
-    backend: str
-    max_p50_ms: float
-    max_fid_ratio: float
-    max_lpips_teacher: float
-
-    def judge(self, version: VersionRecord, tracker: Tracker, siblings: dict[str, list[RunRecord]]) -> Candidate:
-        run = tracker.run(version.run_id) if version.run_id else None
-        metrics = run.metrics if run else {}
-        key = latency_key(self.device, self.backend)
-        p50, fid, lpips_t = metrics.get(key), metrics.get("fid"), metrics.get("lpips_teacher")
-        teacher_fid = _teacher_fid(version, run, tracker, siblings)
-        fid_limit = self.max_fid_ratio * teacher_fid if teacher_fid is not None else None
-        failures = []
-        if p50 is None or p50 > self.max_p50_ms:
-            failures.append(GateFailure(key, p50, self.max_p50_ms))
-        if fid is None or fid_limit is None or fid > fid_limit:
-            failures.append(GateFailure("fid", fid, fid_limit))
-        if lpips_t is None or lpips_t > self.max_lpips_teacher:
-            failures.append(GateFailure("lpips_teacher", lpips_t, self.max_lpips_teacher))
-        return Candidate(
-            version=version.version,
-            run_id=version.run_id,
-            run_name=run.name if run else None,
-            p50_ms=p50,
-            fid=fid,
-            lpips=metrics.get("lpips"),
-            lpips_teacher=lpips_t,
-            teacher_fid=teacher_fid,
-            failures=tuple(failures),
-        )
+def _judge(gates: PromoteParams, version: VersionRecord, tracker: Tracker,
+           siblings: dict[str, list[RunRecord]]) -> Candidate:
+    run = tracker.run(version.run_id) if version.run_id else None
+    metrics = run.metrics if run else {}
+    key = latency_key(gates)
+    p50, fid, lpips_t = metrics.get(key), metrics.get("fid"), metrics.get("lpips_teacher")
+    teacher_fid = _teacher_fid(version, run, tracker, siblings)
+    fid_limit = gates.max_fid_ratio * teacher_fid if teacher_fid is not None else None
+    failures = []
+    if p50 is None or p50 > gates.max_p50_ms:
+        failures.append(GateFailure(key, p50, gates.max_p50_ms))
+    if fid is None or fid_limit is None or fid > fid_limit:
+        failures.append(GateFailure("fid", fid, fid_limit))
+    if lpips_t is None or lpips_t > gates.max_lpips_teacher:
+        failures.append(GateFailure("lpips_teacher", lpips_t, gates.max_lpips_teacher))
+    return Candidate(
+        version=version.version,
+        run_id=version.run_id,
+        run_name=run.name if run else None,
+        p50_ms=p50,
+        fid=fid,
+        lpips=metrics.get("lpips"),
+        lpips_teacher=lpips_t,
+        teacher_fid=teacher_fid,
+        failures=tuple(failures),
+    )
 
 
 def _teacher_fid(

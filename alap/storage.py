@@ -31,6 +31,8 @@ from botocore.exceptions import (
     ReadTimeoutError,
 )
 
+from alap.errors import UserError
+
 BUCKET_ENV = "ALAP_S3_BUCKET"
 ENDPOINT_ENVS = ("AWS_ENDPOINT_URL", "ALAP_S3_ENDPOINT")
 CREATE_HINT = "create it with `alap storage --bucket {bucket} --create-bucket` (alap.storage.create_bucket)"
@@ -40,7 +42,7 @@ _CREDENTIAL_CODES = {"403", "AccessDenied", "InvalidAccessKeyId", "SignatureDoes
 _MISSING_CODES = {"404", "NoSuchBucket", "NotFound"}
 
 
-class StorageError(RuntimeError):
+class StorageError(UserError):
     """Any failure talking to S3; the message names the endpoint and bucket involved."""
 
 

@@ -7,12 +7,15 @@ networks exists once.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 
+import torch
+from torch import nn
 from torch.utils.data import Dataset
 
 from alap.config import ModelParams, Params, TaskParams, TrainParams
 from alap.data.datasets import channels, open_dataset
-from alap.models import default_arch
+from alap.models import arch_of, default_arch, load_checkpoint
 
 
 @dataclass(frozen=True)
@@ -46,6 +49,34 @@ class Task:
         crop = self.crop_size if self.crop_size < self.image_size else None
         return open_dataset(self.params.layout, self.params.root, split, self.image_size,
                             num_classes=self.params.num_classes, seed=self.seed, for_eval=for_eval, crop_size=crop)
+
+    def load_generator(self, path: Path, map_location: str | torch.device = "cpu") -> tuple[nn.Module, dict]:
+        """A checkpoint of this task's generator, refused before any work when it does not fit the params."""
+        model, meta = load_checkpoint(path, map_location=map_location, expect_task=self.name)
+        self.check_fits(arch_of(model), path)
+        return model, meta
+
+    def check_fits(self, arch: dict, source: Path, channels: tuple[int, int] | None = None) -> None:
+        """Refuse a generator of another kind than the task's params name, of other channels than its layout
+        gives (``channels``: input, output; default the task's A -> B), or of a depth its image sides do not
+        divide; the error names the file and the params key."""
+        where = f"tasks.{self.name}"
+        kind_key, kind = ((f"{where}.arch", self.params.arch) if self.params.teacher is None
+                          else (f"{where}.teacher.kind", self.params.teacher.kind))
+        if kind is not None and arch["kind"] != kind:
+            raise ValueError(f"{source}: holds a {arch['kind']} generator, but {kind_key} is {kind!r}")
+        channels = channels or self.channels
+        found = (arch["input_nc"], arch["output_nc"])
+        if found != channels:
+            classes = f" with num_classes {self.params.num_classes}" if self.params.num_classes else ""
+            raise ValueError(f"{source}: the generator maps {found[0]} to {found[1]} channels, but {where}.layout "
+                             f"{self.params.layout!r}{classes} needs {channels[0]} to {channels[1]}")
+        factor = 2 ** arch["num_downs"] if arch["kind"] == "unet" else 4
+        smallest = min(self.image_size, self.crop_size)
+        if smallest % factor:
+            raise ValueError(f"{source}: a {arch['kind']} generator of this depth needs image sides divisible by "
+                             f"{factor}; task {self.name!r} uses {smallest}-pixel images ({where}.load_size/"
+                             "crop_size, default data.image_size)")
 
     def teacher_arch(self, model: ModelParams) -> dict:
         """The arch of the teacher to train (tasks with a teacher file read theirs from the file)."""

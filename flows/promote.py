@@ -1,16 +1,17 @@
 """The ``alap-promote`` flow: gate every registered student of each task and alias the best one.
 
-All the judging happens in :func:`alap.promote.promote`; the flow passes the gates through as parameters
-(so a deployment or the UI can change them), publishes each outcome as a markdown artifact and fails when a
-task has no registered version at all.
+All the judging happens in :func:`alap.promote.promote`; the gates come from the params file's ``promote``
+section, and each flow parameter given overrides one (so a deployment or the UI can change it for a run). The
+flow publishes each outcome as a markdown artifact and fails when a task has no registered version at all.
 
-    python -m flows.promote --device cpu-t2 --max-p50-ms 33
+    python -m flows.promote                     # the gates of params.yaml's promote section
+    python -m flows.promote --max-p50-ms 20     # one gate overridden for this run
 """
 
 from __future__ import annotations
 
 import argparse
-from typing import Literal, Sequence
+from typing import Sequence
 
 from prefect import flow, get_run_logger
 from prefect.artifacts import create_markdown_artifact
@@ -20,20 +21,25 @@ from alap.promote import promote
 
 
 @flow(name="alap-promote")
-def promote_flow(tasks: list[str] | None = None, device: str = "cpu-t2", backend: str = "onnxruntime",
-                 max_p50_ms: float = 33.0, max_fid_ratio: float = 1.10, max_lpips_teacher: float = 0.05,
-                 prefer: Literal["quality", "speed"] = "quality", params_path: str = "params.yaml",
-                 project_dir: str = ".") -> dict[str, dict]:
-    """Promote per task (default: params.yaml's run_tasks); returns per task the champion version (or None)."""
+def promote_flow(tasks: list[str] | None = None, device: str | None = None, backend: str | None = None,
+                 max_p50_ms: float | None = None, max_fid_ratio: float | None = None,
+                 max_lpips_teacher: float | None = None, prefer: str | None = None,
+                 params_path: str = "params.yaml", project_dir: str = ".") -> dict[str, dict]:
+    """Promote per task (default: params.yaml's run_tasks); returns per task the champion version (or None).
+
+    A gate left None keeps the params file's ``promote`` value; the others are validated like that section."""
     logger = get_run_logger()
+    params = load_params(params_path)
+    gates = params.promote.with_overrides(device=device, backend=backend, max_p50_ms=max_p50_ms,
+                                          max_fid_ratio=max_fid_ratio, max_lpips_teacher=max_lpips_teacher,
+                                          prefer=prefer)
     outcome = {}
-    for task_name in tasks or load_params(params_path).run_tasks:
-        result = promote(task_name, device, backend=backend, max_p50_ms=max_p50_ms, max_fid_ratio=max_fid_ratio,
-                         max_lpips_teacher=max_lpips_teacher, prefer=prefer, project_dir=project_dir)
+    for task_name in tasks or params.run_tasks:
+        result = promote(task_name, gates, project_dir=project_dir)
         report = result.report()
         logger.info("%s", report)
         create_markdown_artifact(f"```\n{report}\n```", key=f"promotion-{task_name}".lower().replace("_", "-"),
-                                 description=f"promotion of alap-{task_name} on {device}/{backend}")
+                                 description=f"promotion of alap-{task_name} on {gates.device}/{gates.backend}")
         outcome[task_name] = {"model": result.model, "changed": result.changed,
                               "champion": result.champion.version if result.champion else None,
                               "passed": [c.version for c in result.candidates if c.passed]}
@@ -41,14 +47,15 @@ def promote_flow(tasks: list[str] | None = None, device: str = "cpu-t2", backend
 
 
 def main(argv: Sequence[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description="Run the alap promotion flow once.")
+    parser = argparse.ArgumentParser(description="Run the alap promotion flow once (gates: the params file's "
+                                     "promote section; a flag overrides its gate).")
     parser.add_argument("--tasks", nargs="+")
-    parser.add_argument("--device", default="cpu-t2")
-    parser.add_argument("--backend", default="onnxruntime")
-    parser.add_argument("--max-p50-ms", type=float, default=33.0)
-    parser.add_argument("--max-fid-ratio", type=float, default=1.10)
-    parser.add_argument("--max-lpips-teacher", type=float, default=0.05)
-    parser.add_argument("--prefer", choices=["quality", "speed"], default="quality")
+    parser.add_argument("--device")
+    parser.add_argument("--backend")
+    parser.add_argument("--max-p50-ms", type=float)
+    parser.add_argument("--max-fid-ratio", type=float)
+    parser.add_argument("--max-lpips-teacher", type=float)
+    parser.add_argument("--prefer")
     parser.add_argument("--params", default="params.yaml")
     args = parser.parse_args(argv)
     promote_flow(tasks=args.tasks, device=args.device, backend=args.backend, max_p50_ms=args.max_p50_ms,

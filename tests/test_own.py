@@ -209,10 +209,10 @@ def test_dvc_roster_must_match_the_tasks(tmp_path):
 
 @pytest.fixture(scope="module")
 def torch_home(tmp_path_factory) -> Path:
-    from alap.metrics import weights as W
+    from alap.metrics.weights.provide import provision_weights
 
     home = tmp_path_factory.mktemp("torch_home")
-    W.provision_weights(home, caches=[])
+    provision_weights(home, caches=[])
     return home
 
 
@@ -270,4 +270,4 @@ def test_compress_params_file_sections_are_used(tmp_path):
     params = build_params(req)
     assert params.distill.steps == 7 and params.condense.steps == yaml.safe_load(params_file.read_text())[
         "condense"]["steps"]
-    assert params.prune.sparsity == 0.75 and params.tasks["own"].layout == "paired"
+    assert params.sweep.sparsities == [0.75] and params.tasks["own"].layout == "paired"

@@ -1,17 +1,23 @@
-"""alap.promote on the embedded SQLite store: gates, choice, the none-passes report, idempotence."""
+"""alap.promote on the embedded SQLite store: gates, choice, the none-passes report, idempotence; the CLI's gates
+from the params file's promote section, overridden by flags."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
 import pytest
+import yaml
 from mlflow.exceptions import MlflowException
 
+from alap.cli import main
+from alap.config import PromoteParams
 from alap.promote import latency_key, promote
-from alap.tracking import PARENT_ENV, Tracker, registered_model_name
+from alap.tracking.client import PARENT_ENV, Tracker, registered_model_name
 
-DEVICE = "cpu-t2"
-P50 = latency_key(DEVICE, "onnxruntime")
+ROOT = Path(__file__).resolve().parents[1]
+GATES = PromoteParams()  # the defaults, which the ready profiles use (test_config)
+DEVICE = GATES.device
+P50 = latency_key(GATES)
 TEACHER_FID = 40.0
 # name: (fid, lpips, lpips_teacher, p50 ms). Limits by default: p50 <= 33, fid <= 44, lpips_teacher <= 0.05.
 POINTS = {
@@ -59,7 +65,7 @@ def aliases(tracker: Tracker, task: str) -> dict[str, int | None]:
 
 def test_quality_picks_lowest_fid_among_passing(tracker: Tracker):
     versions = sweep(tracker, "q")
-    result = promote("q", DEVICE, client=tracker)
+    result = promote("q", GATES, client=tracker)
     assert result.champion is not None and result.champion.version == versions["s0.50"]
     assert result.changed
     assert aliases(tracker, "q") == {"champion": versions["s0.50"], f"{DEVICE}-champion": versions["s0.50"]}
@@ -72,22 +78,22 @@ def test_quality_picks_lowest_fid_among_passing(tracker: Tracker):
 
 def test_speed_picks_fastest_passing_and_second_call_is_idempotent(tracker: Tracker):
     versions = sweep(tracker, "sp")
-    first = promote("sp", DEVICE, prefer="speed", client=tracker)
+    first = promote("sp", GATES.with_overrides(prefer="speed"), client=tracker)
     assert first.champion.version == versions["s0.75"] and first.changed
     before = tracker.client.get_model_version("alap-sp", str(versions["s0.75"]))
-    second = promote("sp", DEVICE, prefer="speed", client=tracker)
+    second = promote("sp", GATES.with_overrides(prefer="speed"), client=tracker)
     after = tracker.client.get_model_version("alap-sp", str(versions["s0.75"]))
     assert second.champion.version == versions["s0.75"] and not second.changed
     assert after.tags == before.tags and after.last_updated_timestamp == before.last_updated_timestamp
     assert "already champion" in second.report()
     # The other preference moves the aliases: promotion follows the gates, not history.
-    assert promote("sp", DEVICE, prefer="quality", client=tracker).champion.version == versions["s0.50"]
+    assert promote("sp", GATES, client=tracker).champion.version == versions["s0.50"]
     assert aliases(tracker, "sp")["champion"] == versions["s0.50"]
 
 
 def test_none_passes_reports_each_failure_and_changes_nothing(tracker: Tracker):
     sweep(tracker, "none")
-    result = promote("none", DEVICE, max_p50_ms=1.0, max_lpips_teacher=0.01, client=tracker)
+    result = promote("none", GATES.with_overrides(max_p50_ms=1.0, max_lpips_teacher=0.01), client=tracker)
     assert result.champion is None and not result.changed
     assert aliases(tracker, "none") == {"champion": None, f"{DEVICE}-champion": None}
     for candidate in result.candidates:
@@ -103,7 +109,7 @@ def test_missing_values_fail_their_gates(tracker: Tracker):
     parent = tracker.parent_run("alap-miss", "sweep", key="miss")
     run_id = tracker.log_point(parent, "s0.50", {}, {"fid": 10.0})  # no latency, no lpips_teacher, no teacher
     register(tracker, "miss", run_id)
-    result = promote("miss", DEVICE, client=tracker)
+    result = promote("miss", GATES, client=tracker)
     assert result.champion is None
     assert [str(f) for f in result.candidates[0].failures] == [
         f"{P50}: missing",
@@ -114,21 +120,21 @@ def test_missing_values_fail_their_gates(tracker: Tracker):
 
 def test_teacher_fid_from_version_tag(tracker: Tracker):
     versions = sweep(tracker, "tag", points={"s0.50": POINTS["s0.50"]}, teacher_fid=None)
-    assert promote("tag", DEVICE, client=tracker).champion is None  # no teacher: the fid gate cannot pass
+    assert promote("tag", GATES, client=tracker).champion is None  # no teacher: the fid gate cannot pass
     tracker.set_version_tags("alap-tag", versions["s0.50"], {"alap.teacher_fid": "39.5"})
-    result = promote("tag", DEVICE, client=tracker)
+    result = promote("tag", GATES, client=tracker)
     assert result.champion.version == versions["s0.50"] and result.champion.teacher_fid == 39.5
 
 
 def test_no_versions_and_bad_arguments(tracker: Tracker):
     with pytest.raises(LookupError, match="'alap-nothing' has no versions"):
-        promote("nothing", DEVICE, client=tracker)
-    with pytest.raises(ValueError, match="prefer"):
-        promote("q", DEVICE, prefer="size", client=tracker)
-    with pytest.raises(ValueError, match="device"):
-        promote("q", "cpu t2", client=tracker)
-    with pytest.raises(ValueError, match="max_p50_ms"):
-        promote("q", DEVICE, max_p50_ms=0, client=tracker)
+        promote("nothing", GATES, client=tracker)
+    with pytest.raises(ValueError, match="promote.prefer"):
+        GATES.with_overrides(prefer="size")
+    with pytest.raises(ValueError, match="promote.device"):
+        GATES.with_overrides(device="cpu t2")
+    with pytest.raises(ValueError, match="promote.max_p50_ms"):
+        GATES.with_overrides(max_p50_ms=0)
 
 
 def test_connects_to_the_project_store_by_default(tracker: Tracker, monkeypatch):
@@ -136,4 +142,26 @@ def test_connects_to_the_project_store_by_default(tracker: Tracker, monkeypatch)
     for name in ("MLFLOW_TRACKING_URI", PARENT_ENV):
         monkeypatch.delenv(name, raising=False)
     sweep(tracker, "dflt", points={"s0.75": POINTS["s0.75"]})
-    assert promote("dflt", DEVICE, project_dir=project).champion.run_name == "s0.75"
+    assert promote("dflt", GATES, project_dir=project).champion.run_name == "s0.75"
+
+
+def test_cli_gates_come_from_the_params_file_and_flags_override_them(tracker: Tracker, tmp_path, monkeypatch,
+                                                                      capsys):
+    project = Path(tracker.uri.removeprefix("sqlite:///")).parent
+    for name in ("MLFLOW_TRACKING_URI", PARENT_ENV):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.chdir(project)  # the CLI talks to the project store of the working directory
+    versions = sweep(tracker, "cli")
+    raw = yaml.safe_load((ROOT / "configs" / "demo.yaml").read_text())
+    raw["promote"] = {**raw["promote"], "max_p50_ms": 15.0}  # only s0.75 (10 ms) is fast enough
+    params = tmp_path / "params.yaml"
+    params.write_text(yaml.safe_dump(raw))
+    promote_cli = ["--params", str(params), "promote", "--task", "cli"]
+
+    assert main(promote_cli) == 0
+    assert aliases(tracker, "cli")["champion"] == versions["s0.75"]
+    assert f"{P50}: 20 > 15" in capsys.readouterr().out
+    assert main([*promote_cli, "--max-p50-ms", "25"]) == 0  # the flag beats the file: s0.50 passes, best fid
+    assert aliases(tracker, "cli")["champion"] == versions["s0.50"]
+    assert main([*promote_cli, "--prefer", "fastest"]) == 2  # a flag is validated like the section
+    assert "promote.prefer" in capsys.readouterr().err

@@ -235,12 +235,12 @@ def test_bad_inputs_fail_before_work(caplog) -> None:
         prune(model, arch, PruneParams(target="macs", sparsity=0.99), _inputs())
     other = default_arch("unet", 3, 3, ngf=16, norm="instance", num_downs=5)
     with pytest.raises(ValueError, match="does not match its arch"):
-        prune(model, other, PruneParams(), _inputs())
+        prune(model, other, PruneParams(sparsity=0.5), _inputs())
     with pytest.raises(ValueError, match="input_nc"):
-        prune(model, arch, PruneParams(), _inputs()[:, :1])
+        prune(model, arch, PruneParams(sparsity=0.5), _inputs()[:, :1])
     plain_arch = default_arch("resnet", 3, 3, ngf=8, norm="instance", n_blocks=2)
     with pytest.raises(ValueError, match="no channel scale factor"):
-        prune(build_generator(plain_arch), plain_arch, PruneParams(), _inputs())
+        prune(build_generator(plain_arch), plain_arch, PruneParams(sparsity=0.5), _inputs())
     with caplog.at_level(logging.WARNING, logger="alap.compress.prune"):
         result = prune(model, arch, PruneParams(target="threshold", threshold=0.0), _inputs())
     assert "no channel removed" in caplog.text

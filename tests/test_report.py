@@ -10,9 +10,10 @@ import pandas as pd
 import pytest
 from PIL import Image
 
+from alap.metrics.names import METRICS, QUALITY
 from alap.report.build import build_report
-from alap.report.plots import pareto_mask
-from alap.report.tables import load_task
+from alap.report.plots import PLOTTED, gmacs_figure, pareto_mask
+from alap.report.tables import load_task, summary_frame
 
 DEVICES = (("cpu-t1", "torch"), ("cpu-t1", "onnxruntime"), ("cpu-t2", "torch"))
 # model -> (sparsity, gmacs, fid, teacher p50 factor); latency scales with gmacs so the arithmetic is checkable.
@@ -160,6 +161,41 @@ def test_html_references_every_grid_and_plot(built: tuple[Path, dict[str, Path]]
         assert f'src="plots/{task}_pareto_latency.png"' in html and f'src="plots/{task}_pareto_gmacs.png"' in html
     assert "horse2zebra/s0.75/grid.png" not in html and "no image grid" in html
     assert "2.00 ms · 10.00× · 12.5% of peak" in html
+
+
+def _panel_labels(task: str, reports: Path) -> list[str]:
+    frame = summary_frame({task: load_task(reports, task)})
+    return [ax.get_ylabel() for ax in gmacs_figure(task, frame).axes if ax.get_ylabel()]
+
+
+def test_headers_and_plot_labels_come_from_the_metric_registry(built: tuple[Path, dict[str, Path]]) -> None:
+    reports, written = built
+    md = written["summary_md"].read_text()
+    header = next(line for line in md.splitlines() if line.startswith("| model |"))
+    metrics = [METRICS["gmacs"].heading, "× fewer MACs", METRICS["params_m"].heading,
+               *(m.heading for m in QUALITY if m.core)]
+    assert header.startswith("| " + " | ".join(["model", "sparsity", *metrics]) + " | cpu-t1/onnxruntime bs1")
+    plotted = [m for m in PLOTTED if m.core]  # the files have no teacher-referenced FID
+    assert _panel_labels("seg2face", reports) == [f"{m.heading}, {m.direction} is better" for m in plotted]
+
+
+def test_rows_without_fid_get_the_teacher_referenced_columns(reports: Path) -> None:
+    """A task of input images alone (layout images) has FID and KID against the teacher's outputs, no fid."""
+    for path in (reports / "seg2face").glob("*/metrics.json"):
+        data = json.loads(path.read_text())
+        data.update(fid_teacher=data.pop("fid") - 30, kid_teacher=data.pop("kid"), psnr_teacher=40.0,
+                    lpips=None, psnr=None, ssim=None)
+        path.write_text(json.dumps(data))
+    written = build_report(reports, ["seg2face"])
+    frame = pd.read_csv(written["summary_csv"])
+    assert list(frame.columns[3:12]) == ["fid", "fid_teacher", "kid", "kid_teacher", "lpips", "lpips_teacher", "psnr",
+                                         "psnr_teacher", "ssim"]
+    assert frame["fid"].isna().all() and frame["fid_teacher"].tolist() == [0.0, 1.0, 2.0, 3.0, 15.0]
+    md = written["summary_md"].read_text()
+    assert "| FID | FID to teacher | KID | KID to teacher |" in md and "| PSNR (dB) | PSNR to teacher (dB) |" in md
+    assert "| s0.90 | 0.90 | 0.0800 | 25.00 | 0.240 | — | 15.00 |" in md
+    assert _panel_labels("seg2face", reports) == ["FID to teacher, lower is better",
+                                                  "LPIPS to teacher, lower is better"]
 
 
 def test_task_without_any_latency_still_builds(reports: Path) -> None:

@@ -26,7 +26,7 @@ def tiny_params(root: Path, tasks: list[str] | None = None, sparsities: list[flo
     params["train"].update(steps=6, batch_size=4, checkpoint_every=2)
     params["tasks"]["horse2zebra"]["train"] = {"steps": 4, "batch_size": 2}
     params["condense"].update(steps=4, warmup_steps=2, checkpoint_every=2, sparsity_weight=0.01)
-    params["distill"].update(steps=4, checkpoint_every=2, feature_layers={"unet": ["down2"], "resnet": ["block1"]})
+    params["distill"].update(steps=4, checkpoint_every=2, validate_every=2, feature_layers={"unet": ["down2"], "resnet": ["block1"]})
     params["sweep"] = {"sparsities": sparsities or [0.5]}
     params["evaluate"].update(batch_size=8, kid_subset_size=4, grid_rows=2)
     params["profile"] = {"devices": ["cpu-t1"], "backends": ["torch", "onnxruntime"], "batch_sizes": [1],

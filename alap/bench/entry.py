@@ -9,13 +9,12 @@ from typing import Any
 from alap import io
 from alap.bench.params import BenchParams
 from alap.bench.report import build_report
-from alap.bench.run import budget_name, run_task
+from alap.bench.run import RECORDED_METRICS, budget_name, run_task
 from alap.config import Params
 
 log = logging.getLogger(__name__)
 
-METRIC_KEYS = ("fid", "kid", "lpips", "lpips_teacher", "psnr", "ssim", "gmacs", "params_m", "gmacs_deviation",
-               "wall_ratio")
+METRIC_KEYS = (*RECORDED_METRICS, "gmacs_deviation", "wall_ratio")
 
 
 def dvc_metrics(results: dict[str, Any], latency_key: str) -> dict[str, Any]:
@@ -52,11 +51,11 @@ def bench(params: Params, settings: BenchParams, tasks: list[str] | None, torch_
 
 
 def _track(results: dict[str, Any], params: Params, settings: BenchParams, project_dir: Path) -> None:
-    from alap.bench.track import log_task  # imports mlflow: only when tracking
-    from alap.tracking import TrackingUnavailable
+    from alap.tracking.client import TrackingUnavailable  # imports mlflow: only when tracking
+    from alap.tracking.runs import log_bench_task
 
     try:
-        log_task(results, params, settings, Path(settings.out_dir) / results["task"], project_dir)
+        log_bench_task(results, params, settings, Path(settings.out_dir) / results["task"], project_dir)
     except TrackingUnavailable as exc:  # a side channel: results are on disk already
         log.warning("benchmark of %s not logged to MLflow: %s", results["task"], exc)
 

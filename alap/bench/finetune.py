@@ -52,6 +52,7 @@ def finetune_on_objective(
     paired: bool,
     state_path: str | os.PathLike,
     checkpoint_every: int,
+    validate_every: int,
 ) -> TuneResult:
     """Fine-tune ``student`` (in place) on the task objective at constant ``lr``; resumable from ``state_path``.
 
@@ -64,7 +65,8 @@ def finetune_on_objective(
     best = KeepBest(student, lambda: validate(student, student, val_batches, paired=True)) if paired else None
     objective.train()
     fit(lambda batch, _: objective.step(batch), batches, {**objective.modules(), **objective.optimizers()},
-        steps=steps, checkpoint_every=checkpoint_every, state_path=Path(state_path), desc="finetune", keep_best=best)
+        steps=steps, checkpoint_every=checkpoint_every, state_path=Path(state_path), desc="finetune", keep_best=best,
+        validate_every=validate_every)
     student.eval()
     if best is None:
         return TuneResult(student, steps, steps, None, None)

@@ -14,6 +14,7 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field, PositiveInt, field_validator
 
 from alap.config import load_validated
+from alap.errors import UserError
 
 MethodName = Literal[
     "uniform", "l1_norm", "slimming", "tp_magnitude", "alap", "alap_original_teacher", "alap_pruned_teacher",
@@ -76,7 +77,7 @@ class BenchParams(_Strict):
         return f"latency.{self.latency}.p50_ms"
 
 
-class BenchParamsError(ValueError):
+class BenchParamsError(UserError):
     """bench/params.yaml is missing, not YAML, or does not validate; the message names the file and keys."""
 
 

@@ -14,9 +14,10 @@ from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 
 from alap.bench.methods import METHODS
+from alap.metrics.names import LATENCY, METRICS, Metric
 from alap.report.plots import pareto_mask
 
-QUALITIES = (("fid", "FID", True), ("lpips", "LPIPS", True), ("psnr", "PSNR (dB)", False))
+QUALITIES = tuple(METRICS[key] for key in ("fid", "lpips", "psnr"))
 _COLORS = ("tab:gray", "tab:brown", "tab:olive", "tab:pink", "tab:red", "tab:orange", "tab:purple", "tab:cyan",
            "tab:green")
 _MARKERS = ("s", "v", "^", "<", "o", ">", "P", "X", "D")
@@ -28,8 +29,10 @@ _REFERENCE_STYLE = {"teacher": {"marker": "*", "s": 160, "color": "black"},
 def pareto_figure(task: str, rows: list[dict[str, Any]], references: list[dict[str, Any]], latency_key: str,
                   latency_label: str) -> Figure:
     """Rows x = (GMACs, latency), columns = quality metrics measured for this task."""
-    qualities = [q for q in QUALITIES if any(r.get(q[0]) is not None for r in rows)]
-    costs = [("gmacs", "GMACs per image"), (latency_key, f"p50 latency, {latency_label} (ms)")]
+    qualities = [q for q in QUALITIES if any(r.get(q.key) is not None for r in rows)]
+    gmacs = METRICS["gmacs"]
+    costs = [(gmacs.key, f"{gmacs.heading} per image"),
+             (latency_key, f"p50 {LATENCY.label}, {latency_label} ({LATENCY.unit})")]
     fig = Figure(figsize=(4.6 * max(1, len(qualities)), 7.4), layout="constrained")
     axes = fig.subplots(2, max(1, len(qualities)), squeeze=False)
     for i, (cost, cost_label) in enumerate(costs):
@@ -42,8 +45,8 @@ def pareto_figure(task: str, rows: list[dict[str, Any]], references: list[dict[s
 
 
 def _panel(ax: Axes, rows: list[dict[str, Any]], references: list[dict[str, Any]], cost: str, cost_label: str,
-           quality: tuple[str, str, bool]) -> None:
-    column, label, lower_is_better = quality
+           quality: Metric) -> None:
+    column = quality.key
     for method in METHODS:
         points = sorted((r[cost], r[column]) for r in rows
                         if r["method"] == method and r.get(cost) is not None and r.get(column) is not None)
@@ -54,7 +57,7 @@ def _panel(ax: Axes, rows: list[dict[str, Any]], references: list[dict[str, Any]
         if ref.get(cost) is not None and ref.get(column) is not None:
             ax.scatter([ref[cost]], [ref[column]], label=ref["method"], zorder=4, **_REFERENCE_STYLE[ref["method"]])
     measured = [r for r in rows if r.get(cost) is not None and r.get(column) is not None]
-    mask = pareto_mask([r[cost] for r in measured], [r[column] for r in measured], lower_is_better)
+    mask = pareto_mask([r[cost] for r in measured], [r[column] for r in measured], quality.lower_is_better)
     front = sorted((r[cost], r[column]) for r, on in zip(measured, mask) if on)
     if len(front) > 1:
         ax.step([p[0] for p in front], [p[1] for p in front], where="post", linestyle="--", color="gray",
@@ -63,5 +66,5 @@ def _panel(ax: Axes, rows: list[dict[str, Any]], references: list[dict[str, Any]
         ax.text(0.5, 0.5, "not measured", ha="center", va="center", transform=ax.transAxes, color="gray")
     ax.set_xscale("log")
     ax.set_xlabel(cost_label)
-    ax.set_ylabel(f"{label}, {'lower' if lower_is_better else 'higher'} is better")
+    ax.set_ylabel(f"{quality.heading}, {quality.direction} is better")
     ax.grid(True, alpha=0.3)

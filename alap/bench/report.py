@@ -12,7 +12,6 @@ from __future__ import annotations
 import json
 import logging
 import os
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -23,38 +22,16 @@ from alap.bench.methods import BASELINES, METHODS
 from alap.bench.params import BenchParams
 from alap.bench.plots import pareto_figure
 from alap.bench.run import RESULTS_FILE
+from alap.metrics import names
+from alap.metrics.names import Metric
 
 log = logging.getLogger(__name__)
 
 ALAP = "alap"
 
 
-@dataclass(frozen=True)
-class Metric:
-    """A reported metric: its direction, display precision, and the smallest difference the report calls a
-    difference (one display unit; a relative margin for latencies, which carry the machine's load)."""
-
-    key: str
-    label: str
-    lower_is_better: bool
-    digits: int
-    relative_margin: float | None = None
-
-    def better(self, a: float, b: float) -> bool:
-        return a < b if self.lower_is_better else a > b
-
-    def clearly_better(self, a: float, b: float) -> bool:
-        """``a`` beats ``b`` by more than the margin (smaller gaps are reported as ties)."""
-        margin = abs(b) * self.relative_margin if self.relative_margin is not None else 10.0 ** -self.digits
-        return self.better(a, b) and abs(a - b) > margin
-
-    def fmt(self, value: float | None) -> str:
-        return "n/a" if value is None else f"{value:.{self.digits}f}"
-
-
-QUALITY = (Metric("fid", "FID", True, 2), Metric("kid", "KID", True, 4), Metric("lpips", "LPIPS", True, 4),
-           Metric("lpips_teacher", "LPIPS to teacher", True, 4), Metric("psnr", "PSNR", False, 2),
-           Metric("ssim", "SSIM", False, 4))
+# The quality metrics every row records (alap.bench.run), ranked per budget in the registry's order.
+QUALITY = tuple(m for m in names.QUALITY if m.core)
 
 
 def load_results(bench: BenchParams, tasks: list[str]) -> list[dict[str, Any]]:
@@ -158,7 +135,7 @@ def _summary(bench: BenchParams, results: list[dict[str, Any]]) -> list[str]:
 
 
 def _latency_metric(bench: BenchParams) -> Metric:
-    return Metric(bench.latency_key(), "latency", True, 2, relative_margin=0.05)
+    return names.metric(bench.latency_key())
 
 
 def _budget_rows(res: dict[str, Any], budget: float) -> list[dict[str, Any]]:

@@ -38,6 +38,7 @@ from alap.config import Params
 from alap.data.batches import endless_batches, to_device
 from alap.device import resolve_device
 from alap.evaluate import evaluate_model
+from alap.metrics.names import METRICS
 from alap.models import arch_of, build_generator, load_checkpoint, save_checkpoint
 from alap.paths import TaskPaths
 from alap.pipeline import condense_task, prepare_data
@@ -51,7 +52,8 @@ log = logging.getLogger(__name__)
 RESULTS_FILE = "results.json"
 ROW_FILE = "row.json"
 REFERENCES = ("teacher", "condensed")
-QUALITY_KEYS = ("fid", "kid", "lpips", "lpips_teacher", "psnr", "ssim", "gmacs", "params_m")
+# DESIGN.md's metrics, which every benchmarked task measures (its tasks have targets): a row's quality and cost.
+RECORDED_METRICS = tuple(m.key for m in METRICS.values() if m.core)
 
 
 def budget_name(budget: float) -> str:
@@ -124,7 +126,7 @@ def prepare_task(params: Params, bench: BenchParams, task_name: str, torch_home:
     example = next(iter(DataLoader(task.dataset("val"), batch_size=16)))["A"].to(device)
     originals = Originals(teacher, arch_of(teacher), condensed, arch_of(condensed), example, params.prune)
     _check_feature_layers(params, bench, originals.teacher_arch["kind"], teacher, example)
-    val_batches = [to_device(b, device) for b in DataLoader(task.dataset("val"), batch_size=params.evaluate.batch_size)]
+    val_batches = [to_device(b, device) for b in DataLoader(task.dataset("val"), batch_size=params.distill.val_batch_size)]
     identity = params_key(_digest(teacher), _digest(condensed))
     return TaskBench(params, bench, task, device, paths, Path(bench.out_dir) / task_name, Path(torch_home),
                      originals, load_aux(paths.teacher_aux, task_name, device), teacher_wall,
@@ -149,7 +151,7 @@ def finetune_steps(params: Params, bench: BenchParams) -> int:
 def _digest(model: nn.Module) -> str:
     """sha256 of a network's tensors: rows are recomputed when the teacher or condensed network changes.
 
-    (alap.tracking.weights_digest would do, but fails on 0-dim buffers such as BatchNorm's num_batches_tracked.)
+    (alap.tracking.provenance.weights_digest would do, but fails on 0-dim buffers such as BatchNorm's num_batches_tracked.)
     """
     digest = hashlib.sha256()
     for name, tensor in sorted(model.state_dict().items()):
@@ -279,7 +281,7 @@ def _tune(tb: TaskBench, method: Method, student: Student, state: Path) -> TuneR
         network = copy.deepcopy(student.landing.student).to(tb.device)
         return finetune_on_objective(network, tb.task.objective_kind, copy.deepcopy(tb.aux), settings,
                                      params.distill.lr, finetune_steps(params, tb.bench), batches, tb.val_batches,
-                                     paired, state, params.distill.checkpoint_every)
+                                     paired, state, params.distill.checkpoint_every, params.distill.validate_every)
     teachers = {"condensed": tb.originals.condensed, "original": tb.originals.teacher,
                 "pruned": copy.deepcopy(student.landing.student).to(tb.device).eval()}
     layers = params.distill.layers_for(tb.originals.teacher_arch["kind"]) if method.features else []
@@ -300,7 +302,7 @@ def _measure(tb: TaskBench, row: dict[str, Any], checkpoint: Path, out: Path, sp
     metrics = evaluate_model(tb.params, tb.task.name, row["model"], checkpoint, tb.paths.teacher, out, tb.torch_home,
                              sparsity=sparsity, real_cache=tb.out_dir / "fid_real_features.pt")
     latency = _profile(tb, checkpoint, out, row["model"])
-    row = {**row, **{k: metrics.get(k) for k in QUALITY_KEYS}, **latency}
+    row = {**row, **{k: metrics.get(k) for k in RECORDED_METRICS}, **latency}
     io.write_json(out / ROW_FILE, _finite(row))
     return _finite(row)
 

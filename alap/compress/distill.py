@@ -147,7 +147,8 @@ def distill(
 
     try:
         fitted = fit(step, batches, state, steps=params.steps, checkpoint_every=params.checkpoint_every,
-                     state_path=Path(state_path), desc="distill", keep_best=best)
+                     state_path=Path(state_path), desc="distill", keep_best=best,
+                     validate_every=params.validate_every)
     finally:
         student_tap.remove()
         teacher_tap.remove()

@@ -39,6 +39,8 @@ class CondenseParams(_Strict):
     group_l1_weight: float = Field(0.0, ge=0, le=10, description="weight of the group-L1 penalty on filters (0 = off)")
     warmup_steps: int = Field(100, ge=0, description="steps over which the penalty weight ramps linearly from 0")
     checkpoint_every: PositiveInt = Field(250, description="resume checkpoint period in steps")
+    report_threshold: float = Field(1e-2, ge=0.0, description="scale factor below which the condense report (table, "
+                                    "plot) counts a channel as emptied")
 
     @model_validator(mode="after")
     def _warmup_fits(self) -> "CondenseParams":
@@ -57,12 +59,13 @@ class PruneParams(_Strict):
     - ``macs``: search the threshold that removes at least the fraction ``sparsity`` of the teacher's MACs.
     Kept widths are optionally rounded up to a multiple of ``round_to`` (never below ``round_to`` nor above the
     layer's width) so the student maps well onto SIMD lanes and tensor cores.
+    In params.yaml ``sparsity`` is never set: each sweep point brings its own (``sweep.sparsities``).
     """
 
     target: Literal["threshold", "channels", "macs"] = "macs"
-    sparsity: float = Field(0.5, ge=0.0, lt=1.0, description="fraction of channels or MACs to remove")
-    threshold: float = Field(1e-2, ge=0.0, description="scale-factor threshold (target 'threshold'; also the "
-                             "threshold condense reports channel counts against)")
+    sparsity: float | None = Field(None, ge=0.0, lt=1.0, description="fraction of channels or MACs to remove "
+                                   "(targets 'channels' and 'macs')")
+    threshold: float = Field(1e-2, ge=0.0, description="scale-factor threshold (target 'threshold')")
     round_to: int = Field(1, ge=1, le=256, description="round kept widths up to a multiple of this (1 = off)")
     min_width: int = Field(1, ge=1, description="never keep fewer channels than this in a layer")
     fold_bias: bool = Field(True, description="fold the constant output of removed channels into the next layer")
@@ -93,7 +96,9 @@ class DistillParams(_Strict):
     )
     w_gan: float = Field(0.0, ge=0, description="adversarial loss with the teacher's discriminator (0 = off)")
     gan_mode: Literal["lsgan", "vanilla"] = "lsgan"
-    checkpoint_every: PositiveInt = Field(250, description="resume checkpoint and validation period in steps")
+    checkpoint_every: PositiveInt = Field(250, description="resume checkpoint period in steps")
+    validate_every: PositiveInt = Field(250, description="validation period in steps (the best student is kept)")
+    val_batch_size: PositiveInt = Field(16, description="batch size of the validation passes")
 
     def layers_for(self, kind: str) -> list[str]:
         """The feature layers to distill for a generator of ``kind`` (``unet`` or ``resnet``)."""

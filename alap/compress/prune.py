@@ -190,7 +190,7 @@ def _channel_groups(model: nn.Module, graph: tp.DependencyGraph, layers: list[Ch
         missing = [n for n in out_local if n not in scores]
         if missing:
             raise ValueError(f"conv(s) {missing} have no channel scale factor (no affine norm, no gate): prune needs "
-                             "a condensed network (alap.compress.condense.prepare_for_condense adds the factors)")
+                             "a condensed network, as `alap condense` writes")
         total = torch.zeros(len(out_local[root]), dtype=torch.float64)
         for name, local in out_local.items():
             total += scores[name].double().cpu()[local]
@@ -203,6 +203,8 @@ def _plan(groups: list[ChannelGroup], layers: list[ChannelLayer], params: PruneP
     if not groups:
         raise ValueError("the model has no prunable channel group (only input/output layers?)")
     floor = [min(g.width, params.min_width) for g in groups]
+    if params.target != "threshold" and params.sparsity is None:
+        raise ValueError(f"prune: target {params.target!r} needs a sparsity (the fraction to remove)")
     if params.target == "threshold":
         counts = []
         for g, keep_min in zip(groups, floor):

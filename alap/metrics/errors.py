@@ -7,8 +7,10 @@ because a metric computed with other weights is not comparable with published nu
 
 from __future__ import annotations
 
+from alap.errors import UserError
 
-class WeightsError(RuntimeError):
+
+class WeightsError(UserError):
     """Base class: something is wrong with the pretrained weights a metric needs."""
 
 

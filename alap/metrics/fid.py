@@ -22,7 +22,9 @@ import torch
 from pytorch_fid.inception import InceptionV3
 
 from alap.metrics.pixel import check_images
-from alap.metrics.weights import DEFAULT_TORCH_HOME, FID_INCEPTION_FILE, load_state_dict_file, require_weights
+from alap.metrics.weights.files import FID_INCEPTION_FILE, load_state_dict_file
+from alap.metrics.weights.provide import require_weights
+from alap.paths import DEFAULT_TORCH_HOME
 
 FEATURE_DIM = 2048
 _HUB_LOCK = threading.Lock()

@@ -18,7 +18,9 @@ import torch
 
 from alap.metrics.errors import WeightsError
 from alap.metrics.pixel import check_images
-from alap.metrics.weights import DEFAULT_TORCH_HOME, LPIPS_TRUNK_FILES, load_state_dict_file, require_weights
+from alap.metrics.weights.files import LPIPS_TRUNK_FILES, load_state_dict_file
+from alap.metrics.weights.provide import require_weights
+from alap.paths import DEFAULT_TORCH_HOME
 
 
 def _load_trunk(trunk: torch.nn.Module, state: dict[str, torch.Tensor], path: Path) -> None:

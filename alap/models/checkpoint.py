@@ -15,7 +15,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from alap.io import torch_save
+from alap.io import load_weights, torch_save
 from alap.models.arch import build_generator, validate_arch
 
 FORMAT = "alap/1"
@@ -75,19 +75,12 @@ def save_checkpoint(path: str | os.PathLike, model: nn.Module, arch: dict[str, A
 
 
 def _read(path: Path, map_location: str | torch.device) -> dict[str, Any]:
-    if not path.is_file():
-        raise FileNotFoundError(f"checkpoint {path} does not exist")
-    try:
-        obj = torch.load(path, map_location=map_location, weights_only=True)
-    except Exception as err:  # torch raises several types for corrupt or foreign files
-        first_line = str(err).strip().splitlines()[0] if str(err).strip() else ""
-        raise ValueError(
-            f"{path}: cannot be loaded with torch.load(weights_only=True) ({type(err).__name__}: {first_line})"
-        ) from err
+    obj = load_weights(path, f"an alap checkpoint (format {FORMAT})", map_location)
     if not isinstance(obj, dict) or obj.get("format") != FORMAT:
         hint = ""
         if isinstance(obj, dict) and obj and all(isinstance(v, torch.Tensor) for v in obj.values()):
-            hint = "; it looks like a bare state dict (e.g. a reference latest_net_G.pth): import it first"
+            hint = ("; it looks like a bare state dict (e.g. a reference latest_net_G.pth): import it first "
+                    "(alap import-generator)")
         found = obj.get("format") if isinstance(obj, dict) else type(obj).__name__
         raise ValueError(f"{path}: not an alap checkpoint (expected format {FORMAT!r}, found {found!r}){hint}")
     for key, kind in (("arch", dict), ("state_dict", dict), ("meta", dict)):
@@ -124,5 +117,5 @@ def load_checkpoint(
     try:
         model.load_state_dict(obj["state_dict"], strict=True, assign=True)
     except RuntimeError as err:
-        raise ValueError(f"{path}: weights do not fit the recorded arch: {err}") from err
+        raise ValueError(f"{path}: weights do not fit the recorded arch: {' '.join(str(err).split())}") from err
     return model.eval(), meta

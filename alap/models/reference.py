@@ -21,7 +21,8 @@ import torch
 from torch import nn
 
 from alap.models.arch import build_generator
-from alap.models.checkpoint import save_checkpoint
+from alap.io import load_weights
+from alap.models.checkpoint import FORMAT, save_checkpoint
 
 log = logging.getLogger(__name__)
 
@@ -73,17 +74,9 @@ def read_generator_state(pth: str | os.PathLike, key: str | None = None) -> dict
     A DataParallel ``module.`` prefix is removed.
     """
     path = Path(pth)
-    if path.is_dir():
-        raise IsADirectoryError(f"{path} is a directory; expected a .pth file")
-    if not path.exists():
-        raise FileNotFoundError(f"{path} does not exist")
-    try:
-        obj = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as err:  # torch raises several types for corrupt or foreign files
-        first_line = str(err).strip().splitlines()[0] if str(err).strip() else ""
-        raise ValueError(
-            f"{path}: cannot be loaded with torch.load(weights_only=True) ({type(err).__name__}: {first_line})"
-        ) from err
+    obj = load_weights(path, "a generator state dict saved with torch.save (e.g. latest_net_G.pth)")
+    if isinstance(obj, dict) and obj.get("format") == FORMAT:
+        raise ValueError(f"{path}: is an alap checkpoint already (format {FORMAT}); it needs no import")
     if key is not None:
         if not isinstance(obj, dict) or key not in obj:
             raise ValueError(f"{path}: has no entry {key!r}; it {_describe(obj)}")

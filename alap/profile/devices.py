@@ -23,13 +23,15 @@ import re
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Iterator, Literal
 
+from alap.errors import UserError
+
 if TYPE_CHECKING:  # torch is imported where needed, so onnxruntime-only subprocesses start fast
     import torch
 
 _SPEC = re.compile(r"^(?:cpu-t(?P<threads>\d+)|cuda(?P<index>\d+))$")
 
 
-class DeviceUnavailable(RuntimeError):
+class DeviceUnavailable(UserError):
     """A well-formed device spec that this machine cannot run (no CUDA, too few cores, no provider)."""
 
 

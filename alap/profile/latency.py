@@ -32,6 +32,7 @@ from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils._pytree import tree_leaves
 from tqdm.auto import tqdm
 
+from alap.metrics.names import LatencyKey
 from alap.profile.devices import DeviceSpec, DeviceUnavailable, available_devices, ort_session, parse_device, torch_threads
 from alap.profile.export import INPUT_NAME, OUTPUT_NAME, check_onnx, export_onnx
 from alap.profile.roofline import BACKENDS, achieved_fraction, count_gmacs, device_peak_gflops
@@ -45,8 +46,8 @@ def latency_metric_names(device: str, backend: str, batch_size: int) -> tuple[st
     """The (p50, p90) metric keys DESIGN.md fixes: ``latency.<device>.<backend>.bs<N>.p50_ms`` / ``.p90_ms``."""
     if backend not in BACKENDS:
         raise ValueError(f"unknown backend {backend!r}: expected one of {BACKENDS}")
-    prefix = f"latency.{device}.{backend}.bs{int(batch_size)}"
-    return f"{prefix}.p50_ms", f"{prefix}.p90_ms"
+    key = LatencyKey(device, backend, int(batch_size))
+    return key.p50, key.p90
 
 
 def flatten_latency(records: Iterable[dict[str, Any]]) -> dict[str, float]:
@@ -306,7 +307,7 @@ def profile_model(
 
         combos = [(spec, backend, int(bs)) for spec in usable for backend in backends for bs in batch_sizes]
         records: list[dict[str, Any]] = []
-        bar = tqdm(combos, desc=f"profile {name}", unit="run", disable=not progress)
+        bar = tqdm(combos, desc=f"profile {name}", unit="run", disable=None if progress else True)
         for spec, backend, bs in bar:
             key = f"{spec.name}/{backend}"
             if key in skipped:

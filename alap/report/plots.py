@@ -10,31 +10,18 @@ small CSV per task for DVC's ``plots:``.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
 from typing import Sequence
 
 import pandas as pd
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 
-from alap.report.tables import CONDENSED, TEACHER, LatencyKey, ModelReport, p50_keys
+from alap.metrics.names import LATENCY, METRICS, QUALITY, LatencyKey, Metric
+from alap.report.tables import CONDENSED, TEACHER, ModelReport, p50_keys
 
-
-@dataclass(frozen=True)
-class Quality:
-    """A quality metric to plot against cost, and which way is better."""
-
-    column: str
-    label: str
-    lower_is_better: bool
-
-
-QUALITY = (
-    Quality("fid", "FID", True),
-    Quality("lpips", "LPIPS", True),
-    Quality("lpips_teacher", "LPIPS to teacher", True),
-    Quality("psnr", "PSNR (dB)", False),
-)
+# The quality metrics plotted against cost (where measured): FID to teacher stands in for FID on a task of input
+# images alone, which has no real targets to measure FID against.
+PLOTTED = tuple(METRICS[key] for key in ("fid", "fid_teacher", "lpips", "lpips_teacher", "psnr"))
 _STYLE = {
     TEACHER: {"marker": "*", "s": 180, "color": "tab:red", "label": "teacher", "zorder": 4},
     CONDENSED: {"marker": "D", "s": 70, "color": "tab:orange", "label": "condensed", "zorder": 4},
@@ -77,15 +64,16 @@ def pareto_data(task_frame: pd.DataFrame, reports: list[ModelReport]) -> pd.Data
     data = task_frame[["task", "model", "sparsity", "gmacs", "params_m"]].copy()
     data["latency_key"] = "" if key is None else key.p50
     data["p50_ms"] = math.nan if key is None else task_frame[key.p50]
-    for column in ("fid", "kid", "lpips", "lpips_teacher", "psnr", "ssim"):
+    for column in (m.key for m in QUALITY if m.key in task_frame.columns):
         data[column] = task_frame[column]
-    data["pareto_gmacs_fid"] = pareto_mask(data["gmacs"], data["fid"], lower_is_better=True)
-    data["pareto_latency_fid"] = pareto_mask(data["p50_ms"], data["fid"], lower_is_better=True)
+    fid = METRICS["fid"]
+    data["pareto_gmacs_fid"] = pareto_mask(data["gmacs"], data[fid.key], fid.lower_is_better)
+    data["pareto_latency_fid"] = pareto_mask(data["p50_ms"], data[fid.key], fid.lower_is_better)
     return data.reset_index(drop=True)
 
 
-def _draw_panel(ax: Axes, frame: pd.DataFrame, x: str, x_label: str, quality: Quality) -> None:
-    xs, ys = frame[x].astype(float), frame[quality.column].astype(float)
+def _draw_panel(ax: Axes, frame: pd.DataFrame, x: str, x_label: str, quality: Metric) -> None:
+    xs, ys = frame[x].astype(float), frame[quality.key].astype(float)
     shown = xs.notna() & ys.notna()
     if not shown.any():
         ax.text(0.5, 0.5, "not measured", ha="center", va="center", transform=ax.transAxes, color="gray")
@@ -105,7 +93,7 @@ def _draw_panel(ax: Axes, frame: pd.DataFrame, x: str, x_label: str, quality: Qu
         ax.set_xscale("log")
     ax.margins(x=0.08, y=0.12)
     ax.set_xlabel(x_label)
-    ax.set_ylabel(f"{quality.label}, {'lower' if quality.lower_is_better else 'higher'} is better")
+    ax.set_ylabel(f"{quality.heading}, {quality.direction} is better")
     ax.grid(True, alpha=0.3)
 
 
@@ -119,7 +107,7 @@ def _legend(ax: Axes) -> None:
 
 def pareto_figure(task_frame: pd.DataFrame, x_axes: list[tuple[str, str]], title: str) -> Figure:
     """Quality vs. cost: one row per cost axis ``(column, label)``, one column per measured quality metric."""
-    qualities = [q for q in QUALITY if task_frame[q.column].notna().any()]
+    qualities = [q for q in PLOTTED if q.key in task_frame.columns and task_frame[q.key].notna().any()]
     if not x_axes or not qualities:
         fig = Figure(figsize=(6, 3), layout="constrained")
         ax = fig.add_subplot()
@@ -138,10 +126,11 @@ def pareto_figure(task_frame: pd.DataFrame, x_axes: list[tuple[str, str]], title
 
 
 def gmacs_figure(task: str, task_frame: pd.DataFrame) -> Figure:
-    return pareto_figure(task_frame, [("gmacs", "GMACs per image")], f"{task}: quality vs. compute")
+    gmacs = METRICS["gmacs"]
+    return pareto_figure(task_frame, [(gmacs.key, f"{gmacs.heading} per image")], f"{task}: quality vs. compute")
 
 
 def latency_figure(task: str, task_frame: pd.DataFrame, reports: list[ModelReport]) -> Figure:
     """One row per device x backend x batch size that anyone in the task was profiled on."""
-    x_axes = [(key.p50, f"p50 latency, {key.label} (ms)") for key in p50_keys(reports)]
+    x_axes = [(key.p50, f"p50 {LATENCY.label}, {key.label} ({LATENCY.unit})") for key in p50_keys(reports)]
     return pareto_figure(task_frame, x_axes, f"{task}: quality vs. latency")

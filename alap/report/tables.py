@@ -12,13 +12,14 @@ from __future__ import annotations
 import json
 import logging
 import math
-import re
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
 from typing import Any, Iterable
 
 import pandas as pd
+
+from alap.metrics.names import LATENCY, LATENCY_KEY, METRICS, QUALITY, LatencyKey
 
 log = logging.getLogger(__name__)
 
@@ -28,41 +29,8 @@ GRID_FILE = "grid.png"
 TEACHER = "teacher"
 CONDENSED = "condensed"
 
-# DESIGN.md's metric names, in the column order of reports/summary.csv.
-METRIC_NAMES = ("fid", "kid", "lpips", "lpips_teacher", "psnr", "ssim", "gmacs", "params_m")
-LATENCY_KEY = re.compile(
-    r"^latency\.(?P<device>[^.]+)\.(?P<backend>[^.]+)\.bs(?P<batch>[1-9][0-9]*)\.(?P<stat>p50_ms|p90_ms)$"
-)
 # The profile stage's records name the fraction of the measured peak one of these ways (brief vs. profile_model).
 _FRACTION_FIELDS = ("achieved_fraction_of_peak", "achieved_fraction")
-
-
-@dataclass(frozen=True)
-class LatencyKey:
-    """One device x backend x batch size combination, parsed from a ``latency.*.p50_ms`` key."""
-
-    device: str
-    backend: str
-    batch: int
-
-    @classmethod
-    def parse(cls, key: str) -> "LatencyKey":
-        match = LATENCY_KEY.match(key)
-        if match is None:
-            raise ValueError(f"not a latency metric key: {key!r}")
-        return cls(match["device"], match["backend"], int(match["batch"]))
-
-    @property
-    def p50(self) -> str:
-        return f"latency.{self.device}.{self.backend}.bs{self.batch}.p50_ms"
-
-    @property
-    def speedup(self) -> str:
-        return f"speedup.{self.device}.{self.backend}.bs{self.batch}"
-
-    @property
-    def label(self) -> str:
-        return f"{self.device}/{self.backend} bs{self.batch}"
 
 
 def read_json(path: Path) -> dict[str, Any]:
@@ -84,7 +52,7 @@ def _validate_metrics(path: Path, data: dict[str, Any], task: str, model: str) -
     for field, expected in (("task", task), ("model", model)):
         if data.get(field) != expected:
             raise ValueError(f"{path}: field {field!r} must be {expected!r} (its directory), got {data.get(field)!r}")
-    for name in (*METRIC_NAMES, "sparsity"):
+    for name in (*METRICS, "sparsity"):
         value = data.get(name)
         if value is not None and not _is_number(value):
             raise ValueError(f"{path}: {name!r} must be a number or null, got {value!r}")
@@ -105,7 +73,7 @@ def _validate_latency(path: Path, data: dict[str, Any], task: str, model: str) -
         if not key.startswith("latency."):
             continue
         if LATENCY_KEY.match(key) is None:
-            raise ValueError(f"{path}: {key!r} is not latency.<device>.<backend>.bs<N>.p50_ms|p90_ms")
+            raise ValueError(f"{path}: {key!r} is not {LATENCY.key}")
         if not _is_number(value) or not value > 0:
             raise ValueError(f"{path}: {key!r} must be a positive number of milliseconds, got {value!r}")
     records = data.get("records", [])
@@ -202,14 +170,22 @@ def _teacher(reports: list[ModelReport]) -> ModelReport | None:
     return next((r for r in reports if r.model == TEACHER), None)
 
 
-def summary_frame(tasks: dict[str, list[ModelReport]]) -> pd.DataFrame:
-    """reports/summary.csv as a frame: DESIGN.md's columns, then speed-ups and MAC reduction vs. the teacher.
+def metric_columns(reports: Iterable[ModelReport]) -> list[str]:
+    """The metrics of the summary, in the registry's order: DESIGN.md's (core) metrics always, the others where
+    some model has a value (so a report of files older than a metric keeps its columns)."""
+    measured = {name for r in reports if r.metrics for name, value in r.metrics.items() if value is not None}
+    return [m.key for m in METRICS.values() if m.core or m.key in measured]
 
-    Columns: task, model, sparsity, the metric names, every latency key (sorted), ``speedup.<device>.
+
+def summary_frame(tasks: dict[str, list[ModelReport]]) -> pd.DataFrame:
+    """reports/summary.csv as a frame: the metric columns, then speed-ups and MAC reduction vs. the teacher.
+
+    Columns: task, model, sparsity, :func:`metric_columns`, every latency key (sorted), ``speedup.<device>.
     <backend>.bs<N>`` (teacher p50 / model p50) and ``macs_reduction`` (teacher gmacs / model gmacs).
     Ratios are NaN (an empty CSV cell) where either side was not measured.
     """
     all_reports = [r for reports in tasks.values() for r in reports]
+    metric_names = metric_columns(all_reports)
     latency_columns = sorted({key for r in all_reports for key in r.latencies})
     speed_keys = p50_keys(all_reports)
     rows: list[dict[str, Any]] = []
@@ -218,8 +194,9 @@ def summary_frame(tasks: dict[str, list[ModelReport]]) -> pd.DataFrame:
         if teacher is None:
             log.warning("task %s has no teacher report: speed-ups and MAC reductions stay empty", task)
         for r in reports:
-            row: dict[str, Any] = {"task": task, "model": r.model, "sparsity": math.nan if r.sparsity is None else float(r.sparsity)}
-            row.update({name: r.metric(name) for name in METRIC_NAMES})
+            sparsity = math.nan if r.sparsity is None else float(r.sparsity)
+            row: dict[str, Any] = {"task": task, "model": r.model, "sparsity": sparsity}
+            row.update({name: r.metric(name) for name in metric_names})
             row.update({key: r.latencies.get(key, math.nan) for key in latency_columns})
             for key in speed_keys:
                 base = math.nan if teacher is None else teacher.latencies.get(key.p50, math.nan)
@@ -228,25 +205,27 @@ def summary_frame(tasks: dict[str, list[ModelReport]]) -> pd.DataFrame:
             gmacs = r.metric("gmacs")
             row["macs_reduction"] = base_macs / gmacs if gmacs > 0 else math.nan
             rows.append(row)
-    columns = ["task", "model", "sparsity", *METRIC_NAMES, *latency_columns, *(k.speedup for k in speed_keys), "macs_reduction"]
+    columns = ["task", "model", "sparsity", *metric_names, *latency_columns, *(k.speedup for k in speed_keys),
+               "macs_reduction"]
     return pd.DataFrame(rows, columns=columns)
 
 
 _MISSING = "—"
-# (header, frame column, format) for the readable tables; the latency columns follow.
-_DISPLAY_COLUMNS = (
-    ("model", "model", None),
-    ("sparsity", "sparsity", ".2f"),
-    ("GMACs", "gmacs", "#.3g"),
-    ("× fewer MACs", "macs_reduction", ".2f"),
-    ("params (M)", "params_m", "#.3g"),
-    ("FID", "fid", ".2f"),
-    ("KID", "kid", ".4f"),
-    ("LPIPS", "lpips", ".3f"),
-    ("LPIPS to teacher", "lpips_teacher", ".3f"),
-    ("PSNR (dB)", "psnr", ".2f"),
-    ("SSIM", "ssim", ".3f"),
-)
+# (header, format) of the columns the report derives itself; metric columns read theirs from the registry.
+_OWN_COLUMNS = {"sparsity": ("sparsity", ".2f"), "macs_reduction": ("× fewer MACs", ".2f")}
+_SETTING_AND_COST = ("sparsity", "gmacs", "macs_reduction", "params_m")
+
+
+def _column(name: str) -> tuple[str, str, str]:
+    header, spec = _OWN_COLUMNS[name] if name in _OWN_COLUMNS else (METRICS[name].heading, METRICS[name].spec)
+    return header, name, spec
+
+
+def _display_columns(task_frame: pd.DataFrame) -> list[tuple[str, str, str]]:
+    """(header, frame column, format) of the readable tables: the setting and cost, then the quality metrics of
+    the summary; the latency columns follow."""
+    quality = [m.key for m in QUALITY if m.key in task_frame.columns]
+    return [_column(name) for name in (*_SETTING_AND_COST, *quality)]
 
 
 def fmt(value: Any, spec: str) -> str:
@@ -260,7 +239,7 @@ def _latency_cell(row: pd.Series, report: ModelReport, key: LatencyKey) -> str:
     p50 = row.get(key.p50, math.nan)
     if math.isnan(p50):
         return _MISSING
-    parts = [f"{fmt(p50, '.2f')} ms", f"{fmt(row.get(key.speedup, math.nan), '.2f')}×"]
+    parts = [f"{fmt(p50, LATENCY.spec)} {LATENCY.unit}", f"{fmt(row.get(key.speedup, math.nan), '.2f')}×"]
     fraction = report.fraction_of_peak(key)
     parts.append(f"{fmt(fraction, '.1%')} of peak")
     return " · ".join(parts)
@@ -274,11 +253,12 @@ def display_table(task_frame: pd.DataFrame, reports: list[ModelReport]) -> tuple
     if list(task_frame["model"]) != [r.model for r in reports]:
         raise ValueError("display_table: task_frame rows must be the reports' models in the same order")
     keys = p50_keys(reports)
-    headers = [header for header, _, _ in _DISPLAY_COLUMNS]
+    columns = _display_columns(task_frame)
+    headers = ["model", *(header for header, _, _ in columns)]
     headers += [f"{key.label}: p50 · speed-up · of peak" for key in keys]
     rows: list[list[str]] = []
     for (_, row), report in zip(task_frame.iterrows(), reports):
-        cells = [str(row[col]) if spec is None else fmt(row[col], spec) for _, col, spec in _DISPLAY_COLUMNS]
+        cells = [str(row["model"]), *(fmt(row[col], spec) for _, col, spec in columns)]
         cells += [_latency_cell(row, report, key) for key in keys]
         rows.append(cells)
     return headers, rows

@@ -1,16 +1,9 @@
-"""MLflow tracking and registry for alap: the only module that imports mlflow.
+"""The MLflow client wrapper: the only module that imports mlflow.
 
-Layout of what gets logged (DESIGN.md): a pipeline run or a sweep is one *parent* run; the teacher, the
-condensed network and each sparsity setting are *child* runs under it. DVC stages are separate
-processes, so every call here is find-or-create by a stable key and safe to repeat: a rerun attaches
-to the same parent and child instead of making new ones.
-
-Where runs go: ``MLFLOW_TRACKING_URI`` when set (a team server), otherwise an embedded SQLite store
-``<project>/mlflow.db`` with artifacts under ``<project>/mlartifacts``. A plain ``./mlruns`` file store
-is not used: MLflow 3.17 refuses it unless MLFLOW_ALLOW_FILE_STORE is set.
-
-Tracking is a side channel: callers write their own outputs first and only then log, so an
-unreachable server (`TrackingUnavailable`) never costs a result.
+Every read and write of runs, models and aliases goes through :class:`Tracker`, so MLflow's quirks are handled
+once: find-or-create by stable keys (DVC stages are separate processes and rerun), a dead server told apart
+from a real error (:class:`TrackingUnavailable`, so callers keep their outputs), bounded HTTP retries, no
+credentials in params or tags, and pickle-free registered models.
 """
 
 from __future__ import annotations
@@ -18,12 +11,9 @@ from __future__ import annotations
 import contextlib
 import copy
 import functools
-import hashlib
-import json
 import math
 import os
 import re
-import subprocess
 import time
 import urllib.error
 import urllib.request
@@ -34,10 +24,13 @@ from typing import Any, Callable, Iterator, Mapping, Sequence, TypeVar
 import mlflow
 import numpy as np
 import torch
-import yaml
 from mlflow import MlflowClient
 from mlflow.entities import Metric, Param, RunTag
 from mlflow.exceptions import MlflowException
+
+from alap.errors import UserError
+from alap.tracking.keys import flatten
+from alap.tracking.provenance import weights_digest
 
 PIPELINE_TAG = "alap.pipeline_id"
 PARENT_ENV = "ALAP_PARENT_RUN_ID"
@@ -56,12 +49,11 @@ _NAME_RE = re.compile(r"^[\w.@:+\-]+$")  # run names end up inside MLflow filter
 _SECRET_KEY_RE = re.compile(r"secret|password|passwd|token|credential|access_key|api_key|private_key", re.I)
 _SECRET_ENVS = ("AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "MLFLOW_TRACKING_PASSWORD", "MLFLOW_TRACKING_TOKEN")
 _USERINFO_RE = re.compile(r"://[^/@\s]+:[^/@\s]+@")
-_BAD_KEY_CHARS = re.compile(r"[^\w./\- :]")  # what MLflow accepts in param, metric and tag keys
 _URI_ENVS = ("MLFLOW_TRACKING_URI", "MLFLOW_REGISTRY_URI")
 _BATCH = 100  # MLflow's per-request limit for params and tags (metrics allow 1000)
 
 
-class TrackingUnavailable(RuntimeError):
+class TrackingUnavailable(UserError):
     """The tracking server did not answer; the message names the URI (without credentials)."""
 
 
@@ -108,77 +100,6 @@ def redact(uri: str) -> str:
     return _USERINFO_RE.sub("://***@", uri)
 
 
-def pipeline_key(params: Mapping[str, Any], commit: str | None) -> str:
-    """A stable id for one pipeline configuration: the same params at the same commit give the same parent."""
-    blob = json.dumps({"params": params, "commit": commit}, sort_keys=True, default=str)
-    return hashlib.sha256(blob.encode()).hexdigest()[:16]
-
-
-def git_commit(repo_dir: str | os.PathLike) -> str | None:
-    """HEAD of the repository, suffixed ``-dirty`` when tracked files differ; None outside git."""
-    def git(*args: str) -> subprocess.CompletedProcess:
-        return subprocess.run(["git", *args], cwd=repo_dir, capture_output=True, text=True, check=False)
-
-    head = git("rev-parse", "HEAD")
-    if head.returncode != 0:
-        return None
-    dirty = git("status", "--porcelain", "--untracked-files=no").stdout.strip()
-    return head.stdout.strip() + ("-dirty" if dirty else "")
-
-
-def dvc_dep_hashes(dvc_lock_path: str | os.PathLike, stage_name: str) -> dict[str, str]:
-    """Tags ``dvc.dep.<path>: <md5>`` for a stage's dependencies, read from dvc.lock.
-
-    These let a run be traced back to the exact data and models it consumed. Stage names from a
-    ``matrix:`` look like ``prune@0.5``.
-    """
-    path = Path(dvc_lock_path)
-    if not path.is_file():
-        raise FileNotFoundError(f"dvc lock file {path} does not exist (run `dvc repro` first)")
-    lock = yaml.safe_load(path.read_text()) or {}
-    stages = lock.get("stages") or {}
-    if stage_name not in stages:
-        raise KeyError(f"stage '{stage_name}' is not in {path}; it has: {', '.join(sorted(stages)) or 'no stages'}")
-    tags: dict[str, str] = {}
-    for dep in stages[stage_name].get("deps") or []:
-        digest = dep.get("md5") or dep.get("etag") or dep.get("checksum")
-        if digest:
-            tags[_BAD_KEY_CHARS.sub("_", f"dvc.dep.{dep['path']}")] = str(digest)
-    return tags
-
-
-def provenance_tags(
-    repo_dir: str | os.PathLike, stage: str | None = None, weights: Mapping[str, Any] | None = None
-) -> dict[str, str]:
-    """Git commit, DVC input hashes of ``stage`` (when dvc.lock has it) and metric-weights provenance."""
-    tags: dict[str, str] = {}
-    commit = git_commit(repo_dir)
-    if commit:
-        tags["alap.git_commit"] = commit
-        tags["mlflow.source.git.commit"] = commit.removesuffix("-dirty")
-    lock = Path(repo_dir) / "dvc.lock"
-    if stage and lock.is_file():
-        with contextlib.suppress(KeyError):  # a stage not yet locked simply has no recorded inputs
-            tags.update(dvc_dep_hashes(lock, stage))
-    for key, value in flatten(weights or {}, "alap.weights").items():
-        tags[key] = value
-    return tags
-
-
-def flatten(params: Mapping[str, Any], prefix: str = "") -> dict[str, str]:
-    """Nested params as MLflow wants them: dotted keys (``prune.sparsity``) and string values."""
-    flat: dict[str, str] = {}
-    for key, value in params.items():
-        name = f"{prefix}.{key}" if prefix else str(key)
-        if isinstance(value, Mapping):
-            flat.update(flatten(value, name))
-        elif isinstance(value, (list, tuple)):
-            flat[name] = json.dumps(list(value), default=str)
-        else:
-            flat[name] = str(value)
-    return flat
-
-
 def _refuse_secrets(values: Mapping[str, str], what: str) -> None:
     """Raise if a param or tag looks like a credential: runs are readable by everyone with the UI."""
     known = {os.environ[name] for name in _SECRET_ENVS if os.environ.get(name)}
@@ -210,16 +131,6 @@ def _wait_for_server(uri: str, attempts: int = 3, timeout: float = 5.0) -> None:
         "Local outputs are kept; start the server, or unset MLFLOW_TRACKING_URI to log to the "
         "embedded store <project>/mlflow.db"
     )
-
-
-def weights_digest(model: torch.nn.Module) -> str:
-    """sha256 over parameter/buffer names, shapes and bytes: identifies a trained network's weights."""
-    digest = hashlib.sha256()
-    for name, tensor in sorted(model.state_dict().items()):
-        data = tensor.detach().to("cpu").contiguous()
-        digest.update(f"{name}:{tuple(data.shape)}:{data.dtype}".encode())
-        digest.update(data.reshape(-1).view(torch.uint8).numpy().tobytes() if data.numel() else b"")
-    return digest.hexdigest()
 
 
 @contextlib.contextmanager

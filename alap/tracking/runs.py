@@ -1,0 +1,270 @@
+"""What a pipeline, a sweep and a benchmark log to MLflow: one parent run per task and configuration, and one child
+run per model, every child logged the same way.
+
+A child run (:func:`log_child`) holds the model's params and metrics, the files of its report folder as artifacts,
+and tags. The three callers differ only in their parent and in where a model's numbers come from:
+
+* pipeline: experiment ``alap-<task>``, parent ``pipeline``, a child per row of reports/summary.csv with the metrics
+  of its metrics.json and latency.json and its dvc.lock input hashes; students registered as ``alap-<task>``;
+* sweep: experiment ``alap-<task>``, parent named after the sweep, the teacher and a child per point with the
+  point's params snapshot, prune and distill reports, and when and where it ran; students registered;
+* benchmark: experiment ``alap-bench``, parent ``bench-<task>``, a child per row of a task's results with the
+  row's numbers as metrics.
+
+Report files are read through :mod:`alap.report.tables` (a malformed file fails as it does in the report), and
+MLflow is reached only through :mod:`alap.tracking.client`. Logging happens after the outputs exist, so a
+tracking failure never costs one.
+"""
+
+from __future__ import annotations
+
+import csv
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Mapping, NamedTuple, Sequence
+
+import numpy as np
+import torch
+
+from alap.bench.params import BenchParams
+from alap.config import Params
+from alap.metrics.names import METRICS
+from alap.models import load_checkpoint
+from alap.paths import TaskPaths
+from alap.pipeline import model_checkpoint
+from alap.report.tables import CONDENSED, GRID_FILE, LATENCY_FILE, METRICS_FILE, TEACHER, load_task
+from alap.task import Task
+from alap.tracking.client import Tracker, registered_model_name
+from alap.tracking.keys import flatten
+from alap.tracking.provenance import git_commit, pipeline_key, provenance_tags
+
+log = logging.getLogger(__name__)
+
+ONNX_FILE = "model.onnx"
+SUMMARY_FILE = "summary.csv"
+PIPELINE_RUN = "pipeline"
+BENCH_EXPERIMENT = "alap-bench"
+REPORT_FILES = (GRID_FILE, METRICS_FILE, LATENCY_FILE, ONNX_FILE)
+BENCH_FILES = (METRICS_FILE, LATENCY_FILE, GRID_FILE)  # a benchmark row's ONNX exports stay on disk
+_BENCH_SETTINGS = ("method", "budget", "source", "tune", "teacher", "features", "steps", "target_gmacs")
+
+
+def experiment_name(task: str) -> str:
+    """One MLflow experiment per task, so the registry's ``alap-<task>`` and its runs sit side by side."""
+    return f"alap-{task}"
+
+
+@dataclass(frozen=True)
+class ModelOutputs:
+    """Where one model's outputs are: its report directory (metrics, latency, grid, ONNX) and its checkpoint."""
+
+    task: str
+    model: str
+    report_dir: Path
+    checkpoint: Path
+
+    @property
+    def is_student(self) -> bool:
+        return self.model not in (TEACHER, CONDENSED)
+
+
+class SweepPointRun(NamedTuple):
+    """One finished sweep point: its run name, params, folder, params snapshot and the flow's result for it
+    (``report_dir``, ``started``, ``ended``, ``worker``)."""
+
+    name: str
+    params: Params
+    point_dir: Path
+    snapshot: Path
+    result: dict[str, Any]
+
+
+def log_child(tracker: Tracker, parent_id: str, name: str, params: Mapping[str, Any], metrics: Mapping[str, float],
+              report_dir: Path, files: Sequence[str] = REPORT_FILES, extra_artifacts: Sequence[Path] = (),
+              tags: Mapping[str, str] | None = None) -> str:
+    """Log one model as the child run ``name``: its params and metrics, those of ``files`` its report folder holds
+    plus ``extra_artifacts`` as artifacts, and ``tags``. Returns the run id."""
+    artifacts = [report_dir / file for file in files if (report_dir / file).is_file()]
+    return tracker.log_point(parent_id, name, params, metrics, [*artifacts, *extra_artifacts], tags)
+
+
+def report_metrics(outputs: ModelOutputs) -> dict[str, Any]:
+    """DESIGN.md metrics of one model (quality and size from metrics.json, ``latency.*`` from latency.json)
+    plus the weights provenance the quality metrics were measured with (empty when not recorded)."""
+    reports_root = outputs.report_dir.parent.parent  # report_dir is <reports>/<task>/<model>, as load_task reads
+    report = next((r for r in load_task(reports_root, outputs.task) if r.directory == outputs.report_dir), None)
+    if report is None:
+        raise FileNotFoundError(
+            f"{outputs.report_dir}: no {METRICS_FILE} or {LATENCY_FILE} for {outputs.task}/{outputs.model}"
+        )
+    metrics = report.metrics or {}
+    values = {name: float(metrics[name]) for name in METRICS if metrics.get(name) is not None}
+    values.update(report.latencies)
+    weights = (metrics.get("measured_on") or {}).get("weights") or {}
+    return {"metrics": values, "weights": weights}
+
+
+def input_example(params: Params, task_name: str) -> np.ndarray:
+    """One real validation input (batch 1, NCHW float32): what a registered model's signature is traced on."""
+    sample = Task.from_params(params, task_name).dataset("val")[0]["A"]
+    return sample.unsqueeze(0).to(torch.float32).numpy()
+
+
+def log_model(
+    tracker: Tracker,
+    parent_id: str,
+    run_name: str,
+    outputs: ModelOutputs,
+    params: Mapping[str, Any],
+    example: np.ndarray | None = None,
+    extra_artifacts: Sequence[Path] = (),
+    tags: Mapping[str, str] | None = None,
+) -> dict[str, Any]:
+    """Log a pipeline's or sweep's model as the child run ``run_name``; register it as ``alap-<task>`` when it is a
+    student.
+
+    ``example`` is required for students (the registered model's input signature). Returns the run id and,
+    for students, the registered version.
+    """
+    found = report_metrics(outputs)
+    run_tags = {"alap.task": outputs.task, "alap.model": outputs.model, **(tags or {})}
+    run_tags.update(flatten(found["weights"], "alap.weights"))
+    run_id = log_child(tracker, parent_id, run_name, params, found["metrics"], outputs.report_dir,
+                       extra_artifacts=extra_artifacts, tags=run_tags)
+    logged: dict[str, Any] = {"run_id": run_id, "name": run_name, "metrics": found["metrics"]}
+    if outputs.is_student:
+        if example is None:
+            raise ValueError(f"{outputs.task}/{outputs.model}: a student needs an input example to be registered")
+        model, _ = load_checkpoint(outputs.checkpoint, map_location="cpu", expect_task=outputs.task)
+        logged["version"] = tracker.log_generator_model(
+            run_id, model, example, registered_model_name(outputs.task),
+            tags={"alap.task": outputs.task, "alap.model": outputs.model, "alap.run_name": run_name},
+        )
+    return logged
+
+
+# ----- pipeline -------------------------------------------------------------------------------------------------
+
+
+def summary_rows(reports_dir: Path) -> list[dict[str, str]]:
+    """Rows of ``reports/summary.csv`` (written by the report stage), as strings, in file order."""
+    path = Path(reports_dir) / SUMMARY_FILE
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: no summary table; run the report stage first (`dvc repro report`)")
+    with path.open(newline="") as handle:
+        rows = list(csv.DictReader(handle))
+    missing = {"task", "model"} - set(rows[0] if rows else {"task", "model"})
+    if missing:
+        raise ValueError(f"{path}: expected columns 'task' and 'model', missing {sorted(missing)}")
+    return rows
+
+
+def _stage_of(model: str, task: str, sparsity: str) -> str:
+    """The DVC stage that produced a model (its dvc.lock entry holds the input hashes tagged on the run)."""
+    if model == TEACHER:
+        return f"train@{task}"
+    if model == CONDENSED:
+        return f"condense@{task}"
+    return f"distill@{task}-{float(sparsity):g}"
+
+
+def log_pipeline_outputs(
+    params: Params, project_dir: Path, params_file: Path, tracker: Tracker | None = None
+) -> dict[str, dict[str, Any]]:
+    """Log every row of ``reports/summary.csv`` of a DVC pipeline run: per task a parent run ``pipeline``
+    (found again by params and git commit), a child per model, students registered.
+
+    Returns per task ``{"parent_id": ..., "children": [log_model results]}``.
+    """
+    project_dir = Path(project_dir)
+    tracker = tracker or Tracker.connect(project_dir)
+    dump = params.model_dump(mode="json")
+    key = pipeline_key(dump, git_commit(project_dir))
+    logged: dict[str, dict[str, Any]] = {}
+    for row in summary_rows(project_dir / "reports"):
+        task, model = row["task"], row["model"]
+        if task not in logged:
+            parent = tracker.parent_run(
+                experiment_name(task), PIPELINE_RUN, key,
+                tags={"alap.task": task, "alap.profile": params.profile_name, **provenance_tags(project_dir)},
+            )
+            logged[task] = {"parent_id": parent, "children": [], "example": input_example(params, task)}
+        paths = TaskPaths(task, models=project_dir / "models", reports=project_dir / "reports")
+        outputs = ModelOutputs(task, model, paths.report_dir / model, model_checkpoint(task, model, None, paths))
+        sparsity = row.get("sparsity") or ""
+        point = {"model": model, "sparsity": sparsity or None}
+        tags = provenance_tags(project_dir, stage=_stage_of(model, task, sparsity))
+        logged[task]["children"].append(
+            log_model(tracker, logged[task]["parent_id"], model, outputs, {**dump, "point": point},
+                      logged[task]["example"], [params_file], tags)
+        )
+    for entry in logged.values():
+        entry.pop("example")
+        tracker.finish_run(entry["parent_id"])
+    return logged
+
+
+# ----- sweep ----------------------------------------------------------------------------------------------------
+
+
+def log_sweep_task(tracker: Tracker, sweep_name: str, grid_id: Mapping[str, Any], task: str, params: Params,
+                   paths: TaskPaths, points: Sequence[SweepPointRun], project_dir: Path) -> str:
+    """Log one task of a sweep: a parent named after the sweep (found again by the grid, the task's params and the
+    git commit), the teacher and every point as children, students registered.
+
+    Each point's ``result`` gets its ``run_id`` and registered ``version``. Returns the parent run id.
+    """
+    dump = params.model_dump(mode="json")
+    key = pipeline_key({"sweep": sweep_name, "grid": grid_id, "params": dump}, git_commit(project_dir))
+    parent = tracker.parent_run(experiment_name(task), sweep_name, key,
+                                tags={"alap.task": task, "alap.sweep": sweep_name, **provenance_tags(project_dir)})
+    log_model(tracker, parent, TEACHER, ModelOutputs(task, TEACHER, paths.report_dir / TEACHER, paths.teacher), dump)
+    example = input_example(params, task)
+    for point in points:
+        result = point.result
+        outputs = ModelOutputs(task, point.point_dir.name, Path(result["report_dir"]), point.point_dir / "student.pt")
+        extra = [point.snapshot, point.point_dir / "prune_report.json", point.point_dir / "distill_report.json"]
+        timing = {"alap.point.started": f"{result['started']:.3f}", "alap.point.ended": f"{result['ended']:.3f}",
+                  "alap.point.worker": result["worker"], "alap.point.dir": str(point.point_dir)}
+        logged = log_model(tracker, parent, point.name, outputs, point.params.model_dump(mode="json"), example, extra,
+                           timing)
+        result.update(run_id=logged["run_id"], version=logged.get("version"))
+    tracker.finish_run(parent)
+    return parent
+
+
+# ----- benchmark ------------------------------------------------------------------------------------------------
+
+
+def bench_row_metrics(row: dict[str, Any]) -> dict[str, float]:
+    """Every top-level number of a benchmark row (quality, cost, latency, deviation, wall ratio) plus the total
+    wall time."""
+    numbers = {k: float(v) for k, v in row.items()
+               if isinstance(v, (int, float)) and not isinstance(v, bool) and k not in _BENCH_SETTINGS}
+    wall = row.get("wall_s", {}).get("total")
+    if wall is not None:
+        numbers["wall_s"] = float(wall)
+    return numbers
+
+
+def log_bench_task(results: dict[str, Any], params: Params, bench: BenchParams, out_dir: Path,
+                   project_dir: Path = Path("."), tracker: Tracker | None = None) -> str:
+    """Log one task's benchmark ``results`` (as written by :func:`alap.bench.run.run_task`): a parent
+    ``bench-<task>`` found again by the settings and git commit, a child per row (``teacher``, ``condensed``,
+    ``<method>-b<budget>``) with the method's settings as params. Returns the parent run id."""
+    task = results["task"]
+    tracker = tracker or Tracker.connect(project_dir)
+    config = {"params": params.model_dump(mode="json"), "bench": bench.model_dump(mode="json"), "task": task}
+    parent = tracker.parent_run(BENCH_EXPERIMENT, f"bench-{task}", pipeline_key(config, git_commit(project_dir)),
+                                tags={"alap.task": task, "alap.profile": params.profile_name})
+    for row in [*results["references"], *results["rows"]]:
+        settings = {k: row.get(k) for k in _BENCH_SETTINGS if k in row}
+        if "student" in row:
+            settings["knob"] = row["student"].get("knob")
+        log_child(tracker, parent, row["model"], {"task": task, **settings}, bench_row_metrics(row),
+                  out_dir / row["dir"], BENCH_FILES)
+    tracker.finish_run(parent)
+    log.info("%s: %d benchmark rows logged to MLflow experiment %s", task,
+             len(results["references"]) + len(results["rows"]), BENCH_EXPERIMENT)
+    return parent

@@ -1,0 +1,127 @@
+"""The metric registry (alap.metrics.names): every metric the evaluate and profile stages write has an entry, latency
+keys build and parse back, and a name nobody registered is refused."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from alap import evaluate
+from alap.config import Params
+from alap.metrics.names import LATENCY, METRICS, QUALITY, LatencyKey, metric
+from alap.paths import TaskPaths
+from alap.pipeline import import_teacher
+from alap.profile.latency import profile_model
+from reference_nets import reference
+from tiny import tiny_params
+
+# What metrics.json records besides metrics: which model, and what it was measured on.
+BOOKKEEPING = {"task", "model", "sparsity", "measured_on"}
+
+
+class _Features:
+    """Stands in for the Inception trunk: these tests need the names evaluate writes, not FID's value."""
+
+    provenance = {"file": "stub"}
+
+    def __init__(self, *_: object) -> None:
+        pass
+
+    def features(self, images: torch.Tensor) -> torch.Tensor:
+        return images.mean(dim=(2, 3))
+
+
+class _Lpips:
+    """Stands in for LPIPS: a per-image distance."""
+
+    provenance = {"metric": "stub"}
+
+    def __init__(self, *_: object) -> None:
+        pass
+
+    def __call__(self, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+        return (a - b).abs().flatten(1).mean(1)
+
+
+def _image(path: Path, seed: int) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    coarse = np.random.default_rng(seed).integers(0, 256, (4, 4, 3), dtype=np.uint8)
+    Image.fromarray(coarse).resize((32, 32), Image.Resampling.BICUBIC).save(path)
+
+
+def _folder(root: Path, layout: str) -> Path:
+    """A paired dataset (train/A, train/B, test/...) or a plain folder of input images (layout images)."""
+    if layout == "images":
+        for i in range(40):  # carved into train, val and test: a few test images to compare
+            _image(root / f"frame{i}.png", i)
+        return root
+    for split, count in (("train", 8), ("test", 4)):
+        for i in range(count):
+            _image(root / split / "A" / f"{i}.png", 2 * i)
+            _image(root / split / "B" / f"{i}.png", 2 * i + 1)
+    return root
+
+
+@pytest.mark.parametrize(("layout", "fid_name"), [("paired", "fid"), ("images", "fid_teacher")])
+def test_every_metric_evaluate_writes_is_registered(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, layout: str,
+                                                   fid_name: str) -> None:
+    monkeypatch.setattr(evaluate, "InceptionFeatures", _Features)
+    monkeypatch.setattr(evaluate, "LpipsMetric", _Lpips)
+    torch.manual_seed(0)
+    teacher_file = tmp_path / "g.pth"
+    torch.save(reference("unet", "batch", False, ngf=4, num_downs=5).state_dict(), teacher_file)
+    raw = tiny_params(tmp_path)
+    raw["tasks"]["mine"] = {"source": "folder", "layout": layout, "root": str(_folder(tmp_path / "data", layout)),
+                            "teacher": {"checkpoint": str(teacher_file), "dropout": False}}
+    raw.update(run_tasks=["mine"], dvc=None)
+    params = Params.model_validate(raw)
+    paths = TaskPaths("mine", models=tmp_path / "models", reports=tmp_path / "reports", state=tmp_path / "state")
+    import_teacher(params, "mine", paths)
+
+    out = tmp_path / "reports" / "mine" / "teacher"
+    evaluate.evaluate_model(params, "mine", "teacher", paths.teacher, paths.teacher, out, tmp_path / "torch_home")
+    written = set(json.loads((out / "metrics.json").read_text())) - BOOKKEEPING
+    assert written <= set(METRICS), f"metrics.json names metrics the registry lacks: {written - set(METRICS)}"
+    assert {fid_name, "lpips_teacher", "psnr_teacher", "gmacs", "params_m"} <= written
+    assert ({"fid", "fid_teacher"} - {fid_name}).isdisjoint(written)
+
+
+def test_every_latency_key_profile_writes_reads_as_the_latency_entry(tmp_path: Path,
+                                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    model = torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3, padding=1), torch.nn.Tanh())
+    result = profile_model(model, (3, 8, 8), ["cpu-t1"], ["torch"], [1, 2], onnx_dir=tmp_path, warmup=0,
+                           min_repeats=2, min_seconds=0.0, name="tiny", progress=False)
+    assert len(result["metrics"]) == 4  # p50 and p90 at two batch sizes
+    for key in result["metrics"]:
+        entry = metric(key)
+        assert (entry.key, entry.label, entry.direction, entry.unit) == (key, LATENCY.label, "lower", "ms")
+        parsed = LatencyKey.parse(key)
+        assert key in (parsed.p50, parsed.p90) and parsed.device == "cpu-t1" and parsed.backend == "torch"
+
+
+def test_latency_keys_build_and_parse_back() -> None:
+    key = LatencyKey("cpu-t2", "onnxruntime", 8)
+    assert key.p50 == "latency.cpu-t2.onnxruntime.bs8.p50_ms" and key.p90 == "latency.cpu-t2.onnxruntime.bs8.p90_ms"
+    assert LatencyKey.parse(key.p90) == key and LatencyKey("cpu-t2", "onnxruntime").batch == 1
+    assert key.speedup == "speedup.cpu-t2.onnxruntime.bs8" and key.label == "cpu-t2/onnxruntime bs8"
+    for bad in ("latency.cpu.torch.p50_ms", "latency.cpu.torch.bs0.p50_ms", "latency.cpu.torch.bs1.p99_ms"):
+        with pytest.raises(ValueError, match="not a latency metric key"):
+            LatencyKey.parse(bad)
+
+
+def test_registry_entries_are_complete_and_unknown_names_are_refused() -> None:
+    for key, entry in METRICS.items():
+        assert entry.key == key and entry.label and entry.direction in ("lower", "higher")
+        assert format(1.5, entry.spec) and entry.fmt(1.5) and entry.fmt(None) == "n/a"
+    assert [m.key for m in QUALITY] == [k for k, m in METRICS.items() if m.kind == "quality"]
+    assert METRICS["psnr"].heading == "PSNR (dB)" and METRICS["fid"].heading == "FID"
+    assert METRICS["psnr"].better(30.0, 29.0) and METRICS["fid"].better(29.0, 30.0)
+    assert METRICS["fid"].clearly_better(29.0, 30.0) and not METRICS["fid"].clearly_better(29.995, 30.0)
+    with pytest.raises(KeyError, match="'psnr_student' is not a metric alap knows"):
+        metric("psnr_student")
