@@ -9,8 +9,9 @@ import argparse
 import logging
 import sys
 import traceback
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Callable, NoReturn, Sequence
+from typing import NoReturn
 
 from alap import io
 from alap.errors import UserError, is_user_error, message
@@ -135,8 +136,16 @@ def cmd_import_generator(args: argparse.Namespace) -> None:
     from alap.models import import_generator
 
     io.check_output(args.out)
-    _, meta = import_generator(args.pth, args.out, task=args.task, key=args.key, kind=args.kind, norm=args.norm,
-                               norm_affine=args.norm_affine, dropout=args.dropout)
+    _, meta = import_generator(
+        args.pth,
+        args.out,
+        task=args.task,
+        key=args.key,
+        kind=args.kind,
+        norm=args.norm,
+        norm_affine=args.norm_affine,
+        dropout=args.dropout,
+    )
     log.info("imported %s: %s", args.pth, meta["reference_config"])
     print(args.out)
 
@@ -146,11 +155,25 @@ def cmd_compress(args: argparse.Namespace) -> None:
     from alap.compress_own import CompressRequest, compress_own, results_table
 
     request = CompressRequest(
-        teacher=args.teacher, data=args.data, out=args.out, layout=args.layout, key=args.key, reverse=args.reverse,
-        dropout=args.dropout, sparsity=args.sparsity, macs_reduction=args.macs_x, load_size=args.load_size,
-        crop_size=args.crop_size, params=args.params_file, condense_steps=args.condense_steps,
-        distill_steps=args.distill_steps, batch_size=args.batch_size, device=args.device,
-        torch_home=args.torch_home, task=args.task)
+        teacher=args.teacher,
+        data=args.data,
+        out=args.out,
+        layout=args.layout,
+        key=args.key,
+        reverse=args.reverse,
+        dropout=args.dropout,
+        sparsity=args.sparsity,
+        macs_reduction=args.macs_x,
+        load_size=args.load_size,
+        crop_size=args.crop_size,
+        params=args.params_file,
+        condense_steps=args.condense_steps,
+        distill_steps=args.distill_steps,
+        batch_size=args.batch_size,
+        device=args.device,
+        torch_home=args.torch_home,
+        task=args.task,
+    )
     print(results_table(compress_own(request)))
 
 
@@ -159,8 +182,13 @@ def cmd_promote(args: argparse.Namespace) -> None:
     from alap.promote import promote
 
     gates = _params(args).promote.with_overrides(
-        device=args.device, backend=args.backend, max_p50_ms=args.max_p50_ms, max_fid_ratio=args.max_fid_ratio,
-        max_lpips_teacher=args.max_lpips_teacher, prefer=args.prefer)
+        device=args.device,
+        backend=args.backend,
+        max_p50_ms=args.max_p50_ms,
+        max_fid_ratio=args.max_fid_ratio,
+        max_lpips_teacher=args.max_lpips_teacher,
+        prefer=args.prefer,
+    )
     result = promote(args.task, gates)
     print(result.report())
     if result.champion is None:
@@ -187,8 +215,14 @@ def cmd_bench(args: argparse.Namespace) -> None:
     from alap.bench.entry import bench
     from alap.bench.params import load_bench_params
 
-    done = bench(_params(args), load_bench_params(args.bench_params), args.task, args.torch_home,
-                 run=not args.report_only, report=not args.no_report)
+    done = bench(
+        _params(args),
+        load_bench_params(args.bench_params),
+        args.task,
+        args.torch_home,
+        run=not args.report_only,
+        report=not args.no_report,
+    )
     if "report" in done:
         log.info("benchmark report: %s", done["report"]["report"])
 
@@ -216,8 +250,12 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--params", type=Path, default=Path("params.yaml"), help="params file (default params.yaml)")
     loudness = parser.add_mutually_exclusive_group()
     loudness.add_argument("--quiet", "-q", action="store_true", help="log warnings and errors only")
-    loudness.add_argument("--verbose", "-v", action="store_true",
-                          help="log alap's debug messages too, and print the traceback of a user error")
+    loudness.add_argument(
+        "--verbose",
+        "-v",
+        action="store_true",
+        help="log alap's debug messages too, and print the traceback of a user error",
+    )
     sub = parser.add_subparsers(dest="verb", required=True)
 
     def verb(name: str, fn: Callable[[argparse.Namespace], None], help: str) -> argparse.ArgumentParser:
@@ -226,21 +264,32 @@ def build_parser() -> argparse.ArgumentParser:
         return p
 
     verb("use-profile", cmd_use_profile, "validate configs/NAME.yaml and copy it to the params file").add_argument(
-        "name", help="profile name, e.g. demo or paper")
-    verb("data", cmd_data, "generate a synthetic task or validate a folder dataset").add_argument("--task", required=True)
+        "name", help="profile name, e.g. demo or paper"
+    )
+    verb("data", cmd_data, "generate a synthetic task or validate a folder dataset").add_argument(
+        "--task", required=True
+    )
     verb("train", cmd_train, "train the teacher generator of a task").add_argument("--task", required=True)
-    verb("import-teacher", cmd_import_teacher, "import the teacher file named in tasks.<task>.teacher (instead of "
-         "training one)").add_argument("--task", required=True)
-    verb("condense", cmd_condense, "condense the trained teacher (sparsity penalty on channel scale factors)"
-         ).add_argument("--task", required=True)
-    for name, fn, text in [("prune", cmd_prune, "prune the condensed network at one sparsity setting"),
-                           ("distill", cmd_distill, "distill a pruned student from its teacher")]:
+    verb(
+        "import-teacher",
+        cmd_import_teacher,
+        "import the teacher file named in tasks.<task>.teacher (instead of training one)",
+    ).add_argument("--task", required=True)
+    verb(
+        "condense", cmd_condense, "condense the trained teacher (sparsity penalty on channel scale factors)"
+    ).add_argument("--task", required=True)
+    for name, fn, text in [
+        ("prune", cmd_prune, "prune the condensed network at one sparsity setting"),
+        ("distill", cmd_distill, "distill a pruned student from its teacher"),
+    ]:
         p = verb(name, fn, text)
         p.add_argument("--task", required=True)
         p.add_argument("--sparsity", type=_sparsity, required=True, help="the sweep point (0 <= S < 1)")
         p.add_argument("--out", type=Path, help="the sweep point's directory (default models/<task>/s<sparsity>)")
-    for name, fn, text in [("evaluate", cmd_evaluate, "FID/KID/LPIPS/PSNR/SSIM/GMACs of one model on the test split"),
-                           ("profile", cmd_profile, "latency of one model on each device x backend in params")]:
+    for name, fn, text in [
+        ("evaluate", cmd_evaluate, "FID/KID/LPIPS/PSNR/SSIM/GMACs of one model on the test split"),
+        ("profile", cmd_profile, "latency of one model on each device x backend in params"),
+    ]:
         p = verb(name, fn, text)
         p.add_argument("--task", required=True)
         which = p.add_mutually_exclusive_group(required=True)
@@ -250,45 +299,83 @@ def build_parser() -> argparse.ArgumentParser:
         if name == "evaluate":
             p.add_argument("--torch-home", type=Path, default=DEFAULT_TORCH_HOME)
     verb("weights", cmd_weights, "provide and verify the FID Inception and LPIPS weights offline").add_argument(
-        "--torch-home", type=Path, default=DEFAULT_TORCH_HOME)
+        "--torch-home", type=Path, default=DEFAULT_TORCH_HOME
+    )
     p = verb("report", cmd_report, "summary table, Pareto plots and HTML page from the evaluated models")
     p.add_argument("--reports", type=Path, default=Path("reports"))
-    p.add_argument("--models", type=Path, default=Path("models"),
-                   help="the stages' models/ (teacher training and compression times for the notes)")
-    p = verb("import-generator", cmd_import_generator,
-             "turn a pix2pix U-Net / CycleGAN ResNet generator state dict (e.g. a reference latest_net_G.pth) into "
-             "an alap checkpoint; kind, channels, widths and norm are read from its tensors")
+    p.add_argument(
+        "--models",
+        type=Path,
+        default=Path("models"),
+        help="the stages' models/ (teacher training and compression times for the notes)",
+    )
+    p = verb(
+        "import-generator",
+        cmd_import_generator,
+        "turn a pix2pix U-Net / CycleGAN ResNet generator state dict (e.g. a reference latest_net_G.pth) into "
+        "an alap checkpoint; kind, channels, widths and norm are read from its tensors",
+    )
     p.add_argument("pth", type=Path)
     p.add_argument("out", type=Path)
     p.add_argument("--task", required=True, help="task name recorded in the checkpoint")
     p.add_argument("--key", help="the network to take from a file that holds several, e.g. netG_A")
     p.add_argument("--kind", choices=["unet", "resnet"], help="check the kind read from the tensors")
     p.add_argument("--norm", choices=["batch", "instance"], help="check the norm read from the tensors")
-    p.add_argument("--affine", dest="norm_affine", action=argparse.BooleanOptionalAction,
-                   help="check whether the norm layers are affine")
-    p.add_argument("--dropout", action=argparse.BooleanOptionalAction,
-                   help="trained with dropout (default: read from reference key names, else U-Net on, ResNet off)")
+    p.add_argument(
+        "--affine",
+        dest="norm_affine",
+        action=argparse.BooleanOptionalAction,
+        help="check whether the norm layers are affine",
+    )
+    p.add_argument(
+        "--dropout",
+        action=argparse.BooleanOptionalAction,
+        help="trained with dropout (default: read from reference key names, else U-Net on, ResNet off)",
+    )
 
-    p = verb("compress", cmd_compress, "compress your own generator on your own images, without DVC: import, "
-             "condense, prune, distill, evaluate, profile and ONNX export into --out (resumes after a kill)")
+    p = verb(
+        "compress",
+        cmd_compress,
+        "compress your own generator on your own images, without DVC: import, "
+        "condense, prune, distill, evaluate, profile and ONNX export into --out (resumes after a kill)",
+    )
     p.add_argument("teacher", type=Path, help="the generator's weights, e.g. latest_net_G.pth")
-    p.add_argument("--data", type=Path, required=True, help="dataset folder: trainA/trainB/testA/testB (unpaired), "
-                   "train/A, train/B, test/... (paired), or a plain folder of input images")
+    p.add_argument(
+        "--data",
+        type=Path,
+        required=True,
+        help="dataset folder: trainA/trainB/testA/testB (unpaired), "
+        "train/A, train/B, test/... (paired), or a plain folder of input images",
+    )
     p.add_argument("--out", type=Path, required=True, help="output folder (created; a rerun resumes it)")
     target = p.add_mutually_exclusive_group()
     target.add_argument("--sparsity", type=float, help="fraction of the teacher's MACs to remove (0 <= S < 1)")
     target.add_argument("--macs-x", type=float, help="times fewer MACs than the teacher, e.g. 8")
-    p.add_argument("--layout", choices=["paired", "paired_ab", "unpaired", "images"],
-                   help="dataset layout (default: detected from the folder names)")
+    p.add_argument(
+        "--layout",
+        choices=["paired", "paired_ab", "unpaired", "images"],
+        help="dataset layout (default: detected from the folder names)",
+    )
     p.add_argument("--key", help="the entry to use when the file holds several networks (e.g. netG_A)")
-    p.add_argument("--reverse", type=Path, help="CycleGAN's B->A generator (latest_net_G_B.pth): keeps the cycle "
-                   "term while condensing")
-    p.add_argument("--dropout", action=argparse.BooleanOptionalAction, default=None,
-                   help="whether the generator was trained with dropout (default: the reference's default, logged)")
+    p.add_argument(
+        "--reverse",
+        type=Path,
+        help="CycleGAN's B->A generator (latest_net_G_B.pth): keeps the cycle term while condensing",
+    )
+    p.add_argument(
+        "--dropout",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="whether the generator was trained with dropout (default: the reference's default, logged)",
+    )
     p.add_argument("--load-size", type=int, default=256, help="images are resized to this square side (default 256)")
     p.add_argument("--crop-size", type=int, help="train on random crops of this side (default: whole images)")
-    p.add_argument("--params-file", type=Path, help="a params.yaml whose train/condense/prune/distill/evaluate/"
-                   "profile sections to use (default: the built-in defaults)")
+    p.add_argument(
+        "--params-file",
+        type=Path,
+        help="a params.yaml whose train/condense/prune/distill/evaluate/"
+        "profile sections to use (default: the built-in defaults)",
+    )
     p.add_argument("--condense-steps", type=int)
     p.add_argument("--distill-steps", type=int)
     p.add_argument("--batch-size", type=int)
@@ -296,8 +383,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--task", default="own", help="the task name recorded in the checkpoints (default own)")
     p.add_argument("--torch-home", type=Path, default=DEFAULT_TORCH_HOME)
 
-    p = verb("promote", cmd_promote, "gate the registered students of a task and set the champion aliases "
-             "(gates: the params file's promote section; a flag overrides its gate)")
+    p = verb(
+        "promote",
+        cmd_promote,
+        "gate the registered students of a task and set the champion aliases "
+        "(gates: the params file's promote section; a flag overrides its gate)",
+    )
     p.add_argument("--task", required=True)
     p.add_argument("--device", help="device whose latency gates, e.g. cpu-t2")
     p.add_argument("--backend", help="torch or onnxruntime")
@@ -306,15 +397,22 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--max-lpips-teacher", type=float)
     p.add_argument("--prefer", help="quality (lowest FID) or speed (lowest latency)")
 
-    p = verb("storage", cmd_storage, "check the S3 bucket (endpoint and keys from the environment) and configure "
-             "DVC and MLflow to use it")
+    p = verb(
+        "storage",
+        cmd_storage,
+        "check the S3 bucket (endpoint and keys from the environment) and configure DVC and MLflow to use it",
+    )
     p.add_argument("--bucket", help="default: $ALAP_S3_BUCKET")
     p.add_argument("--endpoint", help="default: $AWS_ENDPOINT_URL or $ALAP_S3_ENDPOINT")
     p.add_argument("--create-bucket", action="store_true", help="create the bucket first if it does not exist")
     p.add_argument("--configure-dvc", action="store_true", help="make it the default DVC remote (config.local)")
 
-    p = verb("bench", cmd_bench, "benchmark ALAP against uniform-width, L1-norm, slimming and Torch-Pruning "
-             "baselines and its ablations at MACs budgets; write reports/benchmark.md")
+    p = verb(
+        "bench",
+        cmd_bench,
+        "benchmark ALAP against uniform-width, L1-norm, slimming and Torch-Pruning "
+        "baselines and its ablations at MACs budgets; write reports/benchmark.md",
+    )
     p.add_argument("--bench-params", type=Path, default=Path("bench/params.yaml"))
     p.add_argument("--task", action="append", help="benchmark this task (repeatable; default: bench params' tasks)")
     p.add_argument("--torch-home", type=Path, default=DEFAULT_TORCH_HOME)

@@ -13,9 +13,10 @@ from __future__ import annotations
 import json
 import logging
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from alap import io
 from alap.config import DEVICE_PATTERN, Params, load_params
@@ -59,8 +60,10 @@ def detect_layout(root: Path) -> str:
     if (root / "train" / "A").is_dir():
         return "paired"
     if (root / "train" / "mask").is_dir():
-        raise ValueError(f"--data {root}: looks like a mask_image dataset (train/mask); it needs num_classes, "
-                         "which only params.yaml can give: use the DVC pipeline for it")
+        raise ValueError(
+            f"--data {root}: looks like a mask_image dataset (train/mask); it needs num_classes, "
+            "which only params.yaml can give: use the DVC pipeline for it"
+        )
     return "images"
 
 
@@ -68,16 +71,20 @@ def check_request(req: CompressRequest) -> None:
     """Every flag checked before any work; each problem is one ValueError naming the flag. The teacher files
     are read last (not yet matched), so that a damaged or foreign file is refused before ``--out`` is made."""
     if not req.teacher.is_file():
-        raise ValueError(f"TEACHER {req.teacher}: " + ("is a directory; expected a .pth file" if req.teacher.is_dir()
-                                                       else "no such file"))
+        raise ValueError(
+            f"TEACHER {req.teacher}: "
+            + ("is a directory; expected a .pth file" if req.teacher.is_dir() else "no such file")
+        )
     if req.reverse is not None and not req.reverse.is_file():
         raise ValueError(f"--reverse {req.reverse}: no such file")
     if not req.data.is_dir():
         raise ValueError(f"--data {req.data}: not a folder of images")
     io.check_output(req.out, folder=True)
     if (req.sparsity is None) == (req.macs_reduction is None):
-        raise ValueError("give exactly one target: --sparsity S (fraction of MACs to remove, 0 <= S < 1) or "
-                         "--macs-x N (N times fewer MACs, N > 1)")
+        raise ValueError(
+            "give exactly one target: --sparsity S (fraction of MACs to remove, 0 <= S < 1) or "
+            "--macs-x N (N times fewer MACs, N > 1)"
+        )
     if req.sparsity is not None and not 0 <= req.sparsity < 1:
         raise ValueError(f"--sparsity {req.sparsity}: expected 0 <= S < 1 (the fraction of MACs to remove)")
     if req.macs_reduction is not None and not req.macs_reduction > 1:
@@ -85,8 +92,11 @@ def check_request(req: CompressRequest) -> None:
     for flag, value in (("--load-size", req.load_size), ("--crop-size", req.crop_size)):
         if value is not None and not 16 <= value <= 4096:  # the range of tasks.<name>.load_size/crop_size
             raise ValueError(f"{flag} {value}: expected a side of 16 to 4096 pixels")
-    for flag, value in (("--condense-steps", req.condense_steps), ("--distill-steps", req.distill_steps),
-                        ("--batch-size", req.batch_size)):
+    for flag, value in (
+        ("--condense-steps", req.condense_steps),
+        ("--distill-steps", req.distill_steps),
+        ("--batch-size", req.batch_size),
+    ):
         if value is not None and value < 1:
             raise ValueError(f"{flag} {value}: expected a positive integer")
     if req.crop_size is not None and req.crop_size > req.load_size:
@@ -115,12 +125,28 @@ def build_params(req: CompressRequest) -> Params:
     raw: dict[str, Any] = {}
     if req.params is not None:
         raw = load_params(req.params).model_dump(mode="json")
-    teacher = {"checkpoint": str(req.teacher), "key": req.key, "dropout": req.dropout,
-               "reverse": None if req.reverse is None else str(req.reverse)}
-    task = {"source": "folder", "layout": req.layout or detect_layout(req.data), "root": str(req.data),
-            "teacher": teacher, "load_size": req.load_size, "crop_size": req.crop_size}
-    raw.update(profile_name="compress", device=req.device, run_tasks=[req.task], dvc=None, tasks={req.task: task},
-               sweep={"sparsities": [target_sparsity(req)]})
+    teacher = {
+        "checkpoint": str(req.teacher),
+        "key": req.key,
+        "dropout": req.dropout,
+        "reverse": None if req.reverse is None else str(req.reverse),
+    }
+    task = {
+        "source": "folder",
+        "layout": req.layout or detect_layout(req.data),
+        "root": str(req.data),
+        "teacher": teacher,
+        "load_size": req.load_size,
+        "crop_size": req.crop_size,
+    }
+    raw.update(
+        profile_name="compress",
+        device=req.device,
+        run_tasks=[req.task],
+        dvc=None,
+        tasks={req.task: task},
+        sweep={"sparsities": [target_sparsity(req)]},
+    )
     raw["prune"] = {**raw.get("prune", {}), "target": "macs"}
     if req.condense_steps is not None:
         steps = req.condense_steps
@@ -133,8 +159,10 @@ def build_params(req: CompressRequest) -> Params:
     if req.params is None:  # CPU latency as deployed: one thread and every core
         from alap.profile.devices import cpu_cores
 
-        raw["profile"] = {"devices": sorted({"cpu-t1", f"cpu-t{cpu_cores()}", "cuda0"}),
-                          "backends": ["torch", "onnxruntime"]}
+        raw["profile"] = {
+            "devices": sorted({"cpu-t1", f"cpu-t{cpu_cores()}", "cuda0"}),
+            "backends": ["torch", "onnxruntime"],
+        }
     return Params.model_validate(raw)
 
 
@@ -146,8 +174,10 @@ def _claim_out_dir(out: Path, params: Params) -> None:
         before = json.loads(stamp.read_text())
         if before != settings:
             changed = sorted(k for k in settings.keys() | before.keys() if settings.get(k) != before.get(k))
-            raise ValueError(f"--out {out}: holds a run made with other settings (sections {', '.join(changed)} "
-                             "differ); give another --out, or the same flags to resume it")
+            raise ValueError(
+                f"--out {out}: holds a run made with other settings (sections {', '.join(changed)} "
+                "differ); give another --out, or the same flags to resume it"
+            )
         log.info("resuming the run in %s", out)
     io.write_json(stamp, settings)
 
@@ -170,15 +200,26 @@ def compress_own(req: CompressRequest) -> dict[str, Any]:
         ("import", paths.teacher, lambda: pipeline.import_teacher(params, req.task, paths)),
         ("condense", paths.condensed, lambda: pipeline.condense_task(params, req.task, paths)),
         ("prune", point / "prune_report.json", lambda: pipeline.prune_point(params, req.task, sparsity, point, paths)),
-        ("distill", point / "distill_report.json",
-         lambda: pipeline.distill_point(params, req.task, sparsity, point, paths)),
+        (
+            "distill",
+            point / "distill_report.json",
+            lambda: pipeline.distill_point(params, req.task, sparsity, point, paths),
+        ),
     ]
     for model, model_dir in (("teacher", None), (point.name, point)):
         steps += [
-            (f"evaluate {model}", paths.report_dir / model / "metrics.json",
-             lambda m=model, d=model_dir: pipeline.evaluate_entry(params, req.task, m, None, req.torch_home, d, paths)),
-            (f"profile {model}", paths.report_dir / model / "latency.json",
-             lambda m=model, d=model_dir: pipeline.profile_entry(params, req.task, m, d, paths)),
+            (
+                f"evaluate {model}",
+                paths.report_dir / model / "metrics.json",
+                lambda m=model, d=model_dir: pipeline.evaluate_entry(
+                    params, req.task, m, None, req.torch_home, d, paths
+                ),
+            ),
+            (
+                f"profile {model}",
+                paths.report_dir / model / "latency.json",
+                lambda m=model, d=model_dir: pipeline.profile_entry(params, req.task, m, d, paths),
+            ),
         ]
     for name, output, run in steps:
         if output.exists():
@@ -188,9 +229,15 @@ def compress_own(req: CompressRequest) -> dict[str, Any]:
         if name.startswith("evaluate"):
             provision_weights(req.torch_home)  # idempotent: only hashes when the files are there
         run()
-    results = {"task": req.task, "sparsity": sparsity, "teacher_file": str(req.teacher), "data": str(req.data),
-               "student": str(point / "student.pt"), "onnx": str(paths.report_dir / point.name / "model.onnx"),
-               "rows": [_row(paths, "teacher"), _row(paths, point.name)]}
+    results = {
+        "task": req.task,
+        "sparsity": sparsity,
+        "teacher_file": str(req.teacher),
+        "data": str(req.data),
+        "student": str(point / "student.pt"),
+        "onnx": str(paths.report_dir / point.name / "model.onnx"),
+        "rows": [_row(paths, "teacher"), _row(paths, point.name)],
+    }
     io.write_json(out / RESULTS_FILE, results)
     return results
 
@@ -198,8 +245,11 @@ def compress_own(req: CompressRequest) -> dict[str, Any]:
 def _row(paths: TaskPaths, model: str) -> dict[str, Any]:
     metrics = json.loads((paths.report_dir / model / "metrics.json").read_text())
     latency = json.loads((paths.report_dir / model / "latency.json").read_text())
-    return {"model": model, **{k: v for k, v in metrics.items() if isinstance(v, (int, float)) or v is None},
-            **{k: v for k, v in latency.items() if k.startswith("latency.")}}
+    return {
+        "model": model,
+        **{k: v for k, v in metrics.items() if isinstance(v, (int, float)) or v is None},
+        **{k: v for k, v in latency.items() if k.startswith("latency.")},
+    }
 
 
 def results_table(results: dict[str, Any]) -> str:
@@ -207,16 +257,26 @@ def results_table(results: dict[str, Any]) -> str:
     rows = results["rows"]
     quality = [m for m in QUALITY if any(r.get(m.key) is not None for r in rows)]
     latency = [LatencyKey.parse(k) for k in sorted(rows[0]) if k.startswith("latency.") and k.endswith(".p50_ms")]
-    header = ["model", *[m.heading for m in quality], metric("gmacs").heading,
-              *[f"{k.label} p50 (ms)" for k in latency]]
+    header = [
+        "model",
+        *[m.heading for m in quality],
+        metric("gmacs").heading,
+        *[f"{k.label} p50 (ms)" for k in latency],
+    ]
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     for r in rows:
-        cells = [r["model"], *[_fmt(m, r.get(m.key)) for m in quality], _fmt(metric("gmacs"), r["gmacs"]),
-                 *[_fmt(metric(k.p50), r.get(k.p50)) for k in latency]]
+        cells = [
+            r["model"],
+            *[_fmt(m, r.get(m.key)) for m in quality],
+            _fmt(metric("gmacs"), r["gmacs"]),
+            *[_fmt(metric(k.p50), r.get(k.p50)) for k in latency],
+        ]
         lines.append("| " + " | ".join(cells) + " |")
     teacher, student = rows
-    lines.append(f"\n{teacher['gmacs'] / student['gmacs']:.1f}x fewer MACs; student: {results['student']}, "
-                 f"ONNX: {results['onnx']}")
+    lines.append(
+        f"\n{teacher['gmacs'] / student['gmacs']:.1f}x fewer MACs; student: {results['student']}, "
+        f"ONNX: {results['onnx']}"
+    )
     return "\n".join(lines)
 
 

@@ -40,7 +40,7 @@ class DataParams(Strict):
     n_test: PositiveInt = 100
 
     @model_validator(mode="after")
-    def _power_of_two(self) -> "DataParams":
+    def _power_of_two(self) -> DataParams:
         if self.image_size & (self.image_size - 1):
             raise ValueError(f"image_size must be a power of two (U-Net downsamplings), got {self.image_size}")
         return self
@@ -74,14 +74,20 @@ class TeacherFile(Strict):
 
     checkpoint: Path = Field(description="the generator's weights, e.g. latest_net_G.pth of the reference code base")
     key: str | None = Field(None, description="the entry to use when the file holds several nets (e.g. netG_A)")
-    reverse: Path | None = Field(None, description="CycleGAN's B->A generator (latest_net_G_B.pth): with it, "
-                                 "condense keeps the cycle term; without it the cycle term is off")
+    reverse: Path | None = Field(
+        None,
+        description="CycleGAN's B->A generator (latest_net_G_B.pth): with it, "
+        "condense keeps the cycle term; without it the cycle term is off",
+    )
     reverse_key: str | None = None
     kind: Literal["unet", "resnet"] | None = None
     norm: Literal["batch", "instance"] | None = None
     norm_affine: bool | None = None
-    dropout: bool | None = Field(None, description="whether the generator was trained with dropout (not "
-                                 "readable from a state dict: the reference default is assumed and logged)")
+    dropout: bool | None = Field(
+        None,
+        description="whether the generator was trained with dropout (not "
+        "readable from a state dict: the reference default is assumed and logged)",
+    )
 
 
 class TaskParams(Strict):
@@ -105,7 +111,7 @@ class TaskParams(Strict):
     train: TrainOverrides = TrainOverrides()
 
     @model_validator(mode="after")
-    def _consistent(self) -> "TaskParams":
+    def _consistent(self) -> TaskParams:
         if (self.layout == "mask_image") != (self.num_classes is not None):
             raise ValueError("num_classes is required for layout 'mask_image' and only allowed there")
         if (self.arch is None) == (self.teacher is None):
@@ -172,7 +178,7 @@ class SweepParams(Strict):
     sparsities: list[float] = Field(min_length=1)
 
     @model_validator(mode="after")
-    def _in_range(self) -> "SweepParams":
+    def _in_range(self) -> SweepParams:
         for s in self.sparsities:
             if not 0.0 <= s < 1.0:
                 raise ValueError(f"every sparsity must be in [0, 1), got {s}")
@@ -204,27 +210,41 @@ class PromoteParams(Strict):
     once; a flag or flow parameter overrides a gate for one run through :meth:`with_overrides`, validated alike.
     """
 
-    device: str = Field("cpu-t2", pattern=r"^[A-Za-z0-9_\-]+$",
-                        description="profiled device whose latency gates (e.g. cpu-t2, cuda0); names the alias "
-                        "<device>-champion, so letters, digits, '-' and '_' only")
+    device: str = Field(
+        "cpu-t2",
+        pattern=r"^[A-Za-z0-9_\-]+$",
+        description="profiled device whose latency gates (e.g. cpu-t2, cuda0); names the alias "
+        "<device>-champion, so letters, digits, '-' and '_' only",
+    )
     backend: Literal["torch", "onnxruntime"] = Field("onnxruntime", description="runtime the latency gate reads")
-    max_p50_ms: float = Field(33.0, gt=0, allow_inf_nan=False,
-                              description="batch-1 median latency limit on device/backend (33 ms: 30 frames/s)")
-    max_fid_ratio: float = Field(1.10, gt=0, allow_inf_nan=False,
-                                 description="the student's FID at most this times the teacher's: no visible loss")
-    max_lpips_teacher: float = Field(0.05, gt=0, allow_inf_nan=False,
-                                     description="LPIPS to the teacher's output at most this: it still imitates it")
-    prefer: Literal["quality", "speed"] = Field("quality", description="among passing versions: the lowest FID "
-                                                "(quality) or the lowest latency (speed)")
+    max_p50_ms: float = Field(
+        33.0,
+        gt=0,
+        allow_inf_nan=False,
+        description="batch-1 median latency limit on device/backend (33 ms: 30 frames/s)",
+    )
+    max_fid_ratio: float = Field(
+        1.10,
+        gt=0,
+        allow_inf_nan=False,
+        description="the student's FID at most this times the teacher's: no visible loss",
+    )
+    max_lpips_teacher: float = Field(
+        0.05, gt=0, allow_inf_nan=False, description="LPIPS to the teacher's output at most this: it still imitates it"
+    )
+    prefer: Literal["quality", "speed"] = Field(
+        "quality", description="among passing versions: the lowest FID (quality) or the lowest latency (speed)"
+    )
 
-    def with_overrides(self, **gates: object) -> "PromoteParams":
+    def with_overrides(self, **gates: object) -> PromoteParams:
         """These gates with the given ones replaced (``None`` keeps this section's value), validated like it."""
         given = {name: value for name, value in gates.items() if value is not None}
         try:
             return PromoteParams.model_validate({**self.model_dump(), **given})
         except ValidationError as exc:
-            problems = [f"promote.{'.'.join(map(str, e['loc']))}: {e['msg']} (got {e['input']!r})"
-                        for e in exc.errors()]
+            problems = [
+                f"promote.{'.'.join(map(str, e['loc']))}: {e['msg']} (got {e['input']!r})" for e in exc.errors()
+            ]
             raise ValueError("invalid promotion gates: " + "; ".join(problems)) from None
 
 
@@ -237,8 +257,9 @@ class DvcRoster(Strict):
 
     generate: list[str] = Field(default_factory=list, description="built-in tasks: data@<task> writes data/<task>")
     train: list[str] = Field(default_factory=list, description="tasks whose teacher train@<task> trains")
-    imports: dict[str, Path] = Field(default_factory=dict, alias="import",
-                                     description="import@<task>: task -> its teacher file (a dep of the stage)")
+    imports: dict[str, Path] = Field(
+        default_factory=dict, alias="import", description="import@<task>: task -> its teacher file (a dep of the stage)"
+    )
 
 
 REMOVED_KEYS = {
@@ -291,14 +312,16 @@ class Params(Strict):
                 builtin = {"layout": info.layout, "num_classes": info.num_classes}
                 for key, value in builtin.items():
                     if task.get(key, value) != value:
-                        raise ValueError(f"tasks.{name}.{key}: the built-in task {name} has {key} {value!r}, "
-                                         f"got {task[key]!r} (leave it out)")
+                        raise ValueError(
+                            f"tasks.{name}.{key}: the built-in task {name} has {key} {value!r}, "
+                            f"got {task[key]!r} (leave it out)"
+                        )
                 task = {**builtin, "root": f"data/{name}", **task}
             tasks[name] = task
         return {**raw, "tasks": tasks}
 
     @model_validator(mode="after")
-    def _known_tasks(self) -> "Params":
+    def _known_tasks(self) -> Params:
         from alap.data.tasks import SYNTHETIC_TASKS
 
         unknown = [t for t in self.run_tasks if t not in self.tasks]
@@ -310,33 +333,42 @@ class Params(Strict):
                     f"tasks.{name}: source 'synthetic' needs a built-in task name, one of {sorted(SYNTHETIC_TASKS)}"
                 )
         if any(self.tasks[t].arch == "unet" for t in self.run_tasks):
-            smallest = min(min(self.load_size(t), self.crop_size(t)) for t in self.run_tasks
-                           if self.tasks[t].arch == "unet")
-            if 2 ** self.model.unet.num_downs > smallest:
-                raise ValueError(f"model.unet.num_downs={self.model.unet.num_downs} halves {smallest}-pixel "
-                                 f"images below 1 pixel; use at most {smallest.bit_length() - 1}")
+            smallest = min(
+                min(self.load_size(t), self.crop_size(t)) for t in self.run_tasks if self.tasks[t].arch == "unet"
+            )
+            if 2**self.model.unet.num_downs > smallest:
+                raise ValueError(
+                    f"model.unet.num_downs={self.model.unet.num_downs} halves {smallest}-pixel "
+                    f"images below 1 pixel; use at most {smallest.bit_length() - 1}"
+                )
         return self
 
     @model_validator(mode="after")
-    def _roster_matches(self) -> "Params":
+    def _roster_matches(self) -> Params:
         if self.dvc is None:
             return self
         run = [self.tasks[t] for t in self.run_tasks]
-        want = DvcRoster.model_validate({
-            "generate": [t for t, p in zip(self.run_tasks, run) if p.source == "synthetic"],
-            "train": [t for t, p in zip(self.run_tasks, run) if p.teacher is None],
-            "import": {t: p.teacher.checkpoint for t, p in zip(self.run_tasks, run) if p.teacher is not None},
-        })
+        want = DvcRoster.model_validate(
+            {
+                "generate": [t for t, p in zip(self.run_tasks, run) if p.source == "synthetic"],
+                "train": [t for t, p in zip(self.run_tasks, run) if p.teacher is None],
+                "import": {t: p.teacher.checkpoint for t, p in zip(self.run_tasks, run) if p.teacher is not None},
+            }
+        )
         if self.dvc != want:
             shown = want.model_dump(mode="json")
-            raise ValueError("dvc: does not match tasks and run_tasks; dvc.yaml iterates these lists, so write "
-                             f"dvc: {{generate: {shown['generate']}, train: {shown['train']}, "
-                             f"import: {shown['import']}}}")
+            raise ValueError(
+                "dvc: does not match tasks and run_tasks; dvc.yaml iterates these lists, so write "
+                f"dvc: {{generate: {shown['generate']}, train: {shown['train']}, "
+                f"import: {shown['import']}}}"
+            )
         folder_roots = {t: p.root for t, p in zip(self.run_tasks, run) if p.source == "folder"}
         for name, root in folder_roots.items():
             if Path(root) != Path("data") / name:
-                raise ValueError(f"tasks.{name}.root is {str(root)!r}; dvc.yaml reads a task's data from "
-                                 f"data/{name}: move or link the folder there (alap compress takes any folder)")
+                raise ValueError(
+                    f"tasks.{name}.root is {str(root)!r}; dvc.yaml reads a task's data from "
+                    f"data/{name}: move or link the folder there (alap compress takes any folder)"
+                )
         return self
 
     def train_for(self, task_name: str) -> TrainParams:

@@ -1,4 +1,4 @@
-"""Quality and size of one model on a task's whole test split, as DESIGN.md's metric names.
+"""Quality and size of one model on a task's whole test split, as docs/architecture.md's metric names.
 
 FID/KID compare generated images with real target-domain images through the reference Inception; LPIPS and
 PSNR/SSIM compare with the ground truth (paired tasks, and the hidden ground truth of synthetic horse2zebra);
@@ -21,12 +21,12 @@ from torch.utils.data import DataLoader, Dataset
 from tqdm import tqdm
 
 from alap import io
+from alap.compress.distill import PSNR_CAP_DB
 from alap.config import Params
 from alap.device import resolve_device
 from alap.metrics.cost import count_gmacs, count_params_m
 from alap.metrics.fid import InceptionFeatures, fid_from_features, kid_from_features
 from alap.metrics.lpips_metric import LpipsMetric
-from alap.compress.distill import PSNR_CAP_DB
 from alap.metrics.pixel import psnr, ssim
 from alap.report.grid import save_grid
 from alap.task import Task
@@ -39,9 +39,17 @@ def _mean(values: list[torch.Tensor]) -> float | None:
 
 
 @torch.no_grad()
-def evaluate_model(params: Params, task_name: str, model_name: str, checkpoint: Path, teacher_checkpoint: Path,
-                   out_dir: Path, torch_home: Path, sparsity: float | None = None,
-                   real_cache: Path | None = None) -> dict[str, Any]:
+def evaluate_model(
+    params: Params,
+    task_name: str,
+    model_name: str,
+    checkpoint: Path,
+    teacher_checkpoint: Path,
+    out_dir: Path,
+    torch_home: Path,
+    sparsity: float | None = None,
+    real_cache: Path | None = None,
+) -> dict[str, Any]:
     """Evaluate ``checkpoint`` on the test split; write ``out_dir/metrics.json`` and ``out_dir/grid.png``.
 
     ``real_cache`` holds the Inception features of the real target images, shared by every model of a task
@@ -63,8 +71,9 @@ def evaluate_model(params: Params, task_name: str, model_name: str, checkpoint: 
     grid: list[list[torch.Tensor]] = [[], [], [], []]
     shown = 0
     loader = DataLoader(test_set, batch_size=params.evaluate.batch_size)
-    for batch in tqdm(loader, desc=f"evaluate {task_name}/{model_name}", dynamic_ncols=True, mininterval=2.0,
-                      disable=None):
+    for batch in tqdm(
+        loader, desc=f"evaluate {task_name}/{model_name}", dynamic_ncols=True, mininterval=2.0, disable=None
+    ):
         inputs = batch["A"].to(device)
         fake = model(inputs).clamp(-1, 1)
         reference = teacher(inputs).clamp(-1, 1)
@@ -118,13 +127,23 @@ def evaluate_model(params: Params, task_name: str, model_name: str, checkpoint: 
     }
     save_grid([torch.cat(c) for c in grid], out_dir / "grid.png")
     io.write_json(out_dir / "metrics.json", metrics)
-    log.info("%s/%s: fid%s %.2f, lpips %s, psnr %s, psnr_teacher %.2f, %.3f GMACs", task_name, model_name, suffix,
-             metrics[f"fid{suffix}"], metrics["lpips"], metrics["psnr"], metrics["psnr_teacher"], metrics["gmacs"])
+    log.info(
+        "%s/%s: fid%s %.2f, lpips %s, psnr %s, psnr_teacher %.2f, %.3f GMACs",
+        task_name,
+        model_name,
+        suffix,
+        metrics[f"fid{suffix}"],
+        metrics["lpips"],
+        metrics["psnr"],
+        metrics["psnr_teacher"],
+        metrics["gmacs"],
+    )
     return metrics
 
 
-def real_features_cached(test_set: Dataset, inception: InceptionFeatures, batch_size: int, device: torch.device,
-                         cache: Path | None) -> torch.Tensor:
+def real_features_cached(
+    test_set: Dataset, inception: InceptionFeatures, batch_size: int, device: torch.device, cache: Path | None
+) -> torch.Tensor:
     """Inception features of the real target-domain test images (domain B for unpaired tasks), from ``cache``
     when it was made from the same images with the same weights."""
     real_set = test_set.real_targets()
@@ -137,9 +156,14 @@ def real_features_cached(test_set: Dataset, inception: InceptionFeatures, batch_
         if saved["stamp"] == stamp:
             return saved["features"]
         log.info("real-feature cache %s is stale (other images or weights); recomputing", cache)
-    feats = torch.cat([inception.features(b["B"].to(device)) for b in
-                       tqdm(DataLoader(real_set, batch_size=batch_size), desc="inception (real)", mininterval=2.0,
-                            disable=None)])
+    feats = torch.cat(
+        [
+            inception.features(b["B"].to(device))
+            for b in tqdm(
+                DataLoader(real_set, batch_size=batch_size), desc="inception (real)", mininterval=2.0, disable=None
+            )
+        ]
+    )
     if cache is not None:
         io.torch_save({"stamp": stamp, "features": feats}, cache)
     return feats

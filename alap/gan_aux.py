@@ -36,8 +36,11 @@ def aux_archs(task: Task, arch: dict, params: Params) -> dict[str, dict]:
         return {}
     if task.objective_kind == "pix2pix":
         return {"D": patchgan(input_nc + output_nc)}
-    return {"G_B": dict(arch, input_nc=output_nc, output_nc=input_nc), "D_A": patchgan(output_nc),
-            "D_B": patchgan(input_nc)}
+    return {
+        "G_B": dict(arch, input_nc=output_nc, output_nc=input_nc),
+        "D_A": patchgan(output_nc),
+        "D_B": patchgan(input_nc),
+    }
 
 
 def build_aux(spec: dict) -> nn.Module:
@@ -48,18 +51,29 @@ def build_aux(spec: dict) -> nn.Module:
 
 
 def save_aux(path: Path, task_name: str, archs: dict[str, dict], aux: dict[str, nn.Module]) -> None:
-    io.torch_save({"format": AUX_FORMAT, "task": task_name, "archs": archs,
-                   "state_dicts": {k: m.state_dict() for k, m in aux.items()}}, path)
+    io.torch_save(
+        {
+            "format": AUX_FORMAT,
+            "task": task_name,
+            "archs": archs,
+            "state_dicts": {k: m.state_dict() for k, m in aux.items()},
+        },
+        path,
+    )
 
 
 def load_aux(path: Path, task_name: str, device: torch.device) -> dict[str, nn.Module]:
     """Rebuild the discriminators (and CycleGAN's reverse generator) saved next to a teacher."""
-    saved = io.load_weights(path, f"the auxiliary GAN networks of task {task_name!r} (train@{task_name} or "
-                         f"import@{task_name} writes them)", device)
+    saved = io.load_weights(
+        path,
+        f"the auxiliary GAN networks of task {task_name!r} (train@{task_name} or import@{task_name} writes them)",
+        device,
+    )
     if not isinstance(saved, dict) or saved.get("format") != AUX_FORMAT or saved.get("task") != task_name:
         found = (saved.get("format"), saved.get("task")) if isinstance(saved, dict) else (type(saved).__name__, None)
-        raise ValueError(f"{path}: expected {AUX_FORMAT} for task {task_name!r}, got format {found[0]!r} for task "
-                         f"{found[1]!r}")
+        raise ValueError(
+            f"{path}: expected {AUX_FORMAT} for task {task_name!r}, got format {found[0]!r} for task {found[1]!r}"
+        )
     aux = {}
     for name, spec in saved["archs"].items():
         module = build_aux(spec).to(device)
@@ -68,8 +82,9 @@ def load_aux(path: Path, task_name: str, device: torch.device) -> dict[str, nn.M
     return aux
 
 
-def stage_aux(task: Task, params: Params, teacher_arch: dict, paths: TaskPaths,
-              device: torch.device) -> dict[str, nn.Module]:
+def stage_aux(
+    task: Task, params: Params, teacher_arch: dict, paths: TaskPaths, device: torch.device
+) -> dict[str, nn.Module]:
     """The auxiliary networks of the task's objective for a stage that continues training the teacher.
 
     Those saved beside the teacher come back as they were trained (``train@``) or imported (a reverse generator).
@@ -83,6 +98,7 @@ def stage_aux(task: Task, params: Params, teacher_arch: dict, paths: TaskPaths,
         wanted = {k: v for k, v in wanted.items() if k not in ("G_B", "D_B")}
     fresh = [name for name in wanted if name not in saved]
     if fresh:
-        log.info("%s: no trained %s beside the teacher; starting them fresh, trained along", task.name,
-                 ", ".join(fresh))
+        log.info(
+            "%s: no trained %s beside the teacher; starting them fresh, trained along", task.name, ", ".join(fresh)
+        )
     return {**saved, **{name: build_aux(wanted[name]).to(device) for name in fresh}}

@@ -1,8 +1,8 @@
 """Atomic file output: a killed process leaves the previous file or none, never half of one.
 
-Every stage writes through these helpers (DESIGN.md: outputs are written atomically), after :func:`check_output`
-has refused a path that cannot be written; torch files are read back through :func:`load_weights`, which never
-unpickles code and says in one line what a file that is not one is. Imports nothing heavy: the CLI uses it.
+Every stage writes through these helpers (docs/architecture.md: outputs are written atomically), after
+:func:`check_output` has refused a path that cannot be written; torch files are read back through :func:`load_weights`,
+which never unpickles code and says in one line what a file that is not one is. Imports nothing heavy: the CLI uses it.
 """
 
 from __future__ import annotations
@@ -14,8 +14,9 @@ import re
 import tempfile
 import warnings
 import zipfile
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 from alap.errors import UserError
 

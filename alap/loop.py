@@ -97,13 +97,15 @@ def fit(
     ``state_path`` exists, the loop resumes from it. ``keep_best`` validates before the first step of a fresh run,
     every ``validate_every`` steps (default: ``checkpoint_every``) and after the last, before any save of that
     step; the loop ends with its best weights loaded into its model. A kill between a validation and the next save
-    loses nothing: the resumed run replays those steps exactly and validates again. A non-finite loss raises :class:`NonFiniteLossError`
-    before anything is saved.
+    loses nothing: the resumed run replays those steps exactly and validates again. A non-finite loss raises
+    :class:`NonFiniteLossError` before anything is saved.
     """
     validate_every = validate_every or checkpoint_every
     if steps < 0 or checkpoint_every < 1 or validate_every < 1:
-        raise ValueError(f"steps must be >= 0, checkpoint_every and validate_every >= 1, got {steps}, "
-                         f"{checkpoint_every}, {validate_every}")
+        raise ValueError(
+            f"steps must be >= 0, checkpoint_every and validate_every >= 1, got {steps}, "
+            f"{checkpoint_every}, {validate_every}"
+        )
     if not hasattr(batches, "load_state_dict"):
         raise TypeError(f"{desc}: the batch stream must be resumable (alap.data.batches.BatchStream)")
     schedulers = schedulers or {}
@@ -117,8 +119,9 @@ def fit(
     elif keep_best is not None:
         keep_best.offer(0)
     last_saved = start
-    bar = tqdm(range(start, steps), initial=start, total=steps, desc=desc, dynamic_ncols=True, mininterval=2.0,
-               disable=None)  # None: no bar when stderr is not a terminal (logs, CI)
+    bar = tqdm(
+        range(start, steps), initial=start, total=steps, desc=desc, dynamic_ncols=True, mininterval=2.0, disable=None
+    )  # None: no bar when stderr is not a terminal (logs, CI)
     for i in bar:
         losses = step(next(batches), i)
         for scheduler in schedulers.values():
@@ -149,8 +152,12 @@ def _resume(state_path: Path, state: dict[str, Stateful]) -> tuple[int, list[dic
         return 0, [], 0.0
     saved = io.load_weights(state_path, "a resume state (delete it to start over)")
     if saved.get("format") != STATE_FORMAT:  # an older alap's loop saved less: resuming would not be exact
-        log.warning("%s: resume state of an older alap (format %r, expected %r); starting over", state_path,
-                    saved.get("format"), STATE_FORMAT)
+        log.warning(
+            "%s: resume state of an older alap (format %r, expected %r); starting over",
+            state_path,
+            saved.get("format"),
+            STATE_FORMAT,
+        )
         return 0, [], 0.0
     missing = (set(state) - set(saved["states"])) | ({"wall_s"} - set(saved))
     if missing:
@@ -161,10 +168,17 @@ def _resume(state_path: Path, state: dict[str, Stateful]) -> tuple[int, list[dic
     return int(saved["step"]), list(saved["history"]), float(saved["wall_s"])
 
 
-def _save(state_path: Path, state: dict[str, Stateful], step: int, history: list[dict[str, float]],
-          wall_s: float) -> None:
-    payload = {"format": STATE_FORMAT, "step": step, "states": {k: v.state_dict() for k, v in state.items()}, "history": history,
-               "rng": _rng_state(), "wall_s": wall_s}
+def _save(
+    state_path: Path, state: dict[str, Stateful], step: int, history: list[dict[str, float]], wall_s: float
+) -> None:
+    payload = {
+        "format": STATE_FORMAT,
+        "step": step,
+        "states": {k: v.state_dict() for k, v in state.items()},
+        "history": history,
+        "rng": _rng_state(),
+        "wall_s": wall_s,
+    }
     io.torch_save(payload, state_path)
 
 

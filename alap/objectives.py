@@ -15,7 +15,8 @@ penalty added to the generator's loss; so the objective is an object with a ``st
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import torch
 from torch import nn
@@ -69,8 +70,9 @@ class Objective(ABC):
 class TeacherObjective(Objective):
     """L1 to the output of a frozen ``teacher`` (``aux["T"]``, never optimised); no discriminator."""
 
-    def __init__(self, generator: nn.Module, aux: dict[str, nn.Module], lr: float, beta1: float, gan_mode: str,
-                 lambda_l1: float) -> None:
+    def __init__(
+        self, generator: nn.Module, aux: dict[str, nn.Module], lr: float, beta1: float, gan_mode: str, lambda_l1: float
+    ) -> None:
         super().__init__(generator, aux, lr, beta1, gan_mode)
         self.lambda_l1 = lambda_l1
         aux["T"].eval().requires_grad_(False)
@@ -108,8 +110,16 @@ def _set_requires_grad(modules: list[nn.Module], flag: bool) -> None:
 class Pix2PixObjective(Objective):
     """L1 + conditional GAN (Isola et al. 2017). ``aux`` holds ``D`` (input: condition and image concatenated)."""
 
-    def __init__(self, generator: nn.Module, aux: dict[str, nn.Module], lr: float, beta1: float, gan_mode: str,
-                 lambda_l1: float, lambda_gan: float) -> None:
+    def __init__(
+        self,
+        generator: nn.Module,
+        aux: dict[str, nn.Module],
+        lr: float,
+        beta1: float,
+        gan_mode: str,
+        lambda_l1: float,
+        lambda_gan: float,
+    ) -> None:
         super().__init__(generator, aux, lr, beta1, gan_mode)
         self.lambda_l1 = lambda_l1
         self.lambda_gan = lambda_gan
@@ -146,8 +156,16 @@ class CycleObjective(Objective):
     """CycleGAN (Zhu et al. 2017). ``aux`` holds ``G_B`` (B->A), ``D_A`` (judges domain B) and ``D_B`` (domain A),
     following the reference code's naming. Without ``G_B`` only ``D_A`` is needed: adversarial + identity."""
 
-    def __init__(self, generator: nn.Module, aux: dict[str, nn.Module], lr: float, beta1: float, gan_mode: str,
-                 lambda_cycle: float, lambda_identity: float) -> None:
+    def __init__(
+        self,
+        generator: nn.Module,
+        aux: dict[str, nn.Module],
+        lr: float,
+        beta1: float,
+        gan_mode: str,
+        lambda_cycle: float,
+        lambda_identity: float,
+    ) -> None:
         super().__init__(generator, aux, lr, beta1, gan_mode)
         self.lambda_cycle = lambda_cycle
         self.lambda_identity = lambda_identity
@@ -206,10 +224,13 @@ class CycleObjective(Objective):
 def make_objective(kind: str, generator: nn.Module, aux: dict[str, nn.Module], train: Any) -> Objective:
     """Build the objective for ``kind`` ("pix2pix", "cycle" or "teacher") from a :class:`alap.config.TrainParams`."""
     if kind == "pix2pix":
-        return Pix2PixObjective(generator, aux, train.lr, train.beta1, train.gan_mode, train.lambda_l1, train.lambda_gan)
+        return Pix2PixObjective(
+            generator, aux, train.lr, train.beta1, train.gan_mode, train.lambda_l1, train.lambda_gan
+        )
     if kind == "cycle":
-        return CycleObjective(generator, aux, train.lr, train.beta1, train.gan_mode, train.lambda_cycle,
-                              train.lambda_identity)
+        return CycleObjective(
+            generator, aux, train.lr, train.beta1, train.gan_mode, train.lambda_cycle, train.lambda_identity
+        )
     if kind == "teacher":
         return TeacherObjective(generator, aux, train.lr, train.beta1, train.gan_mode, train.lambda_l1)
     raise ValueError(f"objective kind must be 'pix2pix', 'cycle' or 'teacher', got {kind!r}")

@@ -9,7 +9,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-
 DEFAULT_TORCH_HOME = Path(".torch")  # project-local (gitignored) home of the offline FID/LPIPS weights
 
 

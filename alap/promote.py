@@ -148,8 +148,9 @@ def promote(
     return PromotionResult(model, device, backend, prefer, candidates, champion, changed)
 
 
-def _judge(gates: PromoteParams, version: VersionRecord, tracker: Tracker,
-           siblings: dict[str, list[RunRecord]]) -> Candidate:
+def _judge(
+    gates: PromoteParams, version: VersionRecord, tracker: Tracker, siblings: dict[str, list[RunRecord]]
+) -> Candidate:
     run = tracker.run(version.run_id) if version.run_id else None
     metrics = run.metrics if run else {}
     key = latency_key(gates)
@@ -185,7 +186,9 @@ def _teacher_fid(
             return float(version.tags[TEACHER_FID_TAG])
         except ValueError as exc:
             value = version.tags[TEACHER_FID_TAG]
-            raise ValueError(f"{version.name} v{version.version}: tag {TEACHER_FID_TAG}={value!r} is not a number") from exc
+            raise ValueError(
+                f"{version.name} v{version.version}: tag {TEACHER_FID_TAG}={value!r} is not a number"
+            ) from exc
     if run is None or run.parent_id is None:
         return None
     if run.parent_id not in siblings:

@@ -240,11 +240,16 @@ def mlflow_server_command(
     """
     destination = f"s3://{bucket}/{prefix.strip('/')}" if prefix.strip("/") else f"s3://{bucket}"
     argv = [
-        str(_venv_executable("mlflow")), "server",
-        "--backend-store-uri", backend_uri,
-        "--artifacts-destination", destination,
-        "--host", host,
-        "--port", str(port),
+        str(_venv_executable("mlflow")),
+        "server",
+        "--backend-store-uri",
+        backend_uri,
+        "--artifacts-destination",
+        destination,
+        "--host",
+        host,
+        "--port",
+        str(port),
     ]
     if workers is not None:
         argv += ["--workers", str(workers)]

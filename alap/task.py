@@ -28,11 +28,17 @@ class Task:
     train: TrainParams  # the shared train section with this task's overrides applied
 
     @classmethod
-    def from_params(cls, params: Params, name: str) -> "Task":
+    def from_params(cls, params: Params, name: str) -> Task:
         if name not in params.tasks:
             raise ValueError(f"unknown task {name!r}; params.yaml defines {sorted(params.tasks)}")
-        return cls(name=name, params=params.tasks[name], image_size=params.load_size(name),
-                   crop_size=params.crop_size(name), seed=params.seed, train=params.train_for(name))
+        return cls(
+            name=name,
+            params=params.tasks[name],
+            image_size=params.load_size(name),
+            crop_size=params.crop_size(name),
+            seed=params.seed,
+            train=params.train_for(name),
+        )
 
     @property
     def channels(self) -> tuple[int, int]:
@@ -47,8 +53,16 @@ class Task:
 
     def dataset(self, split: str, for_eval: bool = False) -> Dataset:
         crop = self.crop_size if self.crop_size < self.image_size else None
-        return open_dataset(self.params.layout, self.params.root, split, self.image_size,
-                            num_classes=self.params.num_classes, seed=self.seed, for_eval=for_eval, crop_size=crop)
+        return open_dataset(
+            self.params.layout,
+            self.params.root,
+            split,
+            self.image_size,
+            num_classes=self.params.num_classes,
+            seed=self.seed,
+            for_eval=for_eval,
+            crop_size=crop,
+        )
 
     def load_generator(self, path: Path, map_location: str | torch.device = "cpu") -> tuple[nn.Module, dict]:
         """A checkpoint of this task's generator, refused before any work when it does not fit the params."""
@@ -61,33 +75,44 @@ class Task:
         gives (``channels``: input, output; default the task's A -> B), or of a depth its image sides do not
         divide; the error names the file and the params key."""
         where = f"tasks.{self.name}"
-        kind_key, kind = ((f"{where}.arch", self.params.arch) if self.params.teacher is None
-                          else (f"{where}.teacher.kind", self.params.teacher.kind))
+        kind_key, kind = (
+            (f"{where}.arch", self.params.arch)
+            if self.params.teacher is None
+            else (f"{where}.teacher.kind", self.params.teacher.kind)
+        )
         if kind is not None and arch["kind"] != kind:
             raise ValueError(f"{source}: holds a {arch['kind']} generator, but {kind_key} is {kind!r}")
         channels = channels or self.channels
         found = (arch["input_nc"], arch["output_nc"])
         if found != channels:
             classes = f" with num_classes {self.params.num_classes}" if self.params.num_classes else ""
-            raise ValueError(f"{source}: the generator maps {found[0]} to {found[1]} channels, but {where}.layout "
-                             f"{self.params.layout!r}{classes} needs {channels[0]} to {channels[1]}")
+            raise ValueError(
+                f"{source}: the generator maps {found[0]} to {found[1]} channels, but {where}.layout "
+                f"{self.params.layout!r}{classes} needs {channels[0]} to {channels[1]}"
+            )
         factor = 2 ** arch["num_downs"] if arch["kind"] == "unet" else 4
         smallest = min(self.image_size, self.crop_size)
         if smallest % factor:
-            raise ValueError(f"{source}: a {arch['kind']} generator of this depth needs image sides divisible by "
-                             f"{factor}; task {self.name!r} uses {smallest}-pixel images ({where}.load_size/"
-                             "crop_size, default data.image_size)")
+            raise ValueError(
+                f"{source}: a {arch['kind']} generator of this depth needs image sides divisible by "
+                f"{factor}; task {self.name!r} uses {smallest}-pixel images ({where}.load_size/"
+                "crop_size, default data.image_size)"
+            )
 
     def teacher_arch(self, model: ModelParams) -> dict:
         """The arch of the teacher to train (tasks with a teacher file read theirs from the file)."""
         if self.params.arch is None:
-            raise ValueError(f"tasks.{self.name} imports its teacher from {self.params.teacher.checkpoint}; "
-                             "it has no teacher to train")
+            raise ValueError(
+                f"tasks.{self.name} imports its teacher from {self.params.teacher.checkpoint}; "
+                "it has no teacher to train"
+            )
         input_nc, output_nc = self.channels
         if self.params.arch == "unet":
             m = model.unet
-            return default_arch("unet", input_nc, output_nc, ngf=m.ngf, norm=m.norm, dropout=m.dropout,
-                                num_downs=m.num_downs)
+            return default_arch(
+                "unet", input_nc, output_nc, ngf=m.ngf, norm=m.norm, dropout=m.dropout, num_downs=m.num_downs
+            )
         r = model.resnet
-        return default_arch("resnet", input_nc, output_nc, ngf=r.ngf, norm=r.norm, dropout=r.dropout,
-                            n_blocks=r.n_blocks)
+        return default_arch(
+            "resnet", input_nc, output_nc, ngf=r.ngf, norm=r.norm, dropout=r.dropout, n_blocks=r.n_blocks
+        )

@@ -31,6 +31,7 @@ from alap.task import Task
 
 log = logging.getLogger(__name__)
 
+
 def build_gan(task: Task, params: Params, device: torch.device) -> tuple[nn.Module, dict, dict[str, nn.Module]]:
     """Fresh teacher generator (with its arch dict) and the auxiliary networks its objective needs."""
     arch = task.teacher_arch(params.model)
@@ -39,8 +40,9 @@ def build_gan(task: Task, params: Params, device: torch.device) -> tuple[nn.Modu
     return generator, arch, {k: m.to(device) for k, m in aux.items()}
 
 
-def linear_decay(objective: Objective, total_steps: int,
-                 decay_from: float) -> dict[str, torch.optim.lr_scheduler.LambdaLR]:
+def linear_decay(
+    objective: Objective, total_steps: int, decay_from: float
+) -> dict[str, torch.optim.lr_scheduler.LambdaLR]:
     """Constant learning rate, then linear decay to zero over the last ``1 - decay_from`` of the steps (pix2pix)."""
     start = int(total_steps * decay_from)
     span = max(1, total_steps - start)
@@ -54,6 +56,7 @@ def linear_decay(objective: Objective, total_steps: int,
 def params_key(*parts: object) -> str:
     """Short stable hash of the inputs that define a run, to key its resume checkpoint. A ``Path`` part stands
     for its file's bytes, so a retrained input model never resumes a run that started from the old one."""
+
     def canonical(part: object) -> object:
         if isinstance(part, Path):
             return hashlib.sha256(part.read_bytes()).hexdigest()
@@ -87,12 +90,24 @@ def train_teacher(params: Params, task_name: str, paths: TaskPaths | None = None
     objective.train()
     key = params_key(params.seed, params.data, task.params, params.model, settings)
     log.info("training %s teacher (%s, %d steps, device %s)", task_name, arch["kind"], total, device)
-    fitted = fit(lambda batch, _: objective.step(batch), batches, {**objective.modules(), **objective.optimizers()},
-                 steps=total, checkpoint_every=settings.checkpoint_every,
-                 state_path=paths.resume_state("train", key), desc=f"train {task_name}", schedulers=schedulers)
+    fitted = fit(
+        lambda batch, _: objective.step(batch),
+        batches,
+        {**objective.modules(), **objective.optimizers()},
+        steps=total,
+        checkpoint_every=settings.checkpoint_every,
+        state_path=paths.resume_state("train", key),
+        desc=f"train {task_name}",
+        schedulers=schedulers,
+    )
 
-    meta = {"task": task_name, "role": "teacher", "steps": total, "image_size": task.image_size,
-            "final_losses": fitted.history[-1] if fitted.history else {}}
+    meta = {
+        "task": task_name,
+        "role": "teacher",
+        "steps": total,
+        "image_size": task.image_size,
+        "final_losses": fitted.history[-1] if fitted.history else {},
+    }
     save_checkpoint(paths.teacher, generator, arch, meta)
     save_aux(paths.teacher_aux, task_name, aux_archs(task, arch, params), aux)
 
@@ -103,8 +118,9 @@ def train_teacher(params: Params, task_name: str, paths: TaskPaths | None = None
         psnr_test = generator_psnr(generator, test_set, device)
         psnr_mean = mean_image_psnr(train_targets, test_set)
     result = TrainResult(steps=total, wall_s=round(fitted.wall_s, 1), psnr_test=psnr_test, psnr_mean_image=psnr_mean)
-    io.write_json(paths.train_metrics, {"task": task_name, **result.__dict__,
-                                        "psnr_gain_db": None if psnr_test is None else psnr_test - psnr_mean})
+    io.write_json(
+        paths.train_metrics,
+        {"task": task_name, **result.__dict__, "psnr_gain_db": None if psnr_test is None else psnr_test - psnr_mean},
+    )
     log.info("%s teacher: %s", task_name, result)
     return result
-

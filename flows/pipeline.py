@@ -13,8 +13,8 @@ from __future__ import annotations
 
 import argparse
 import subprocess
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 from prefect import flow, get_run_logger, task
 from prefect.artifacts import create_table_artifact
@@ -35,8 +35,12 @@ def stage_groups(project_dir: str | Path) -> list[str]:
     that expands to no stage (``import`` when no task imports its teacher) is left out: ``dvc repro`` of a name
     that matches no stage would reproduce the whole pipeline.
     """
-    listed = subprocess.run([str(dvc_executable()), "stage", "list", "--name-only", "--fail", "dvc.yaml"],
-                            cwd=project_dir, capture_output=True, text=True)
+    listed = subprocess.run(
+        [str(dvc_executable()), "stage", "list", "--name-only", "--fail", "dvc.yaml"],
+        cwd=project_dir,
+        capture_output=True,
+        text=True,
+    )
     if listed.returncode != 0:
         raise RuntimeError(f"`dvc stage list` in {project_dir} failed: {(listed.stderr or listed.stdout).strip()}")
     return list(dict.fromkeys(name.partition("@")[0] for name in listed.stdout.split()))
@@ -53,13 +57,16 @@ def publish_summary(project_dir: str) -> int:
 @task(name="log-to-mlflow", cache_policy=NO_CACHE)
 def log_outputs(params: Params, project_dir: str, params_file: str) -> dict:
     logged = log_pipeline_outputs(params, Path(project_dir), Path(params_file))
-    return {task_name: {"parent_id": entry["parent_id"], "children": len(entry["children"])}
-            for task_name, entry in logged.items()}
+    return {
+        task_name: {"parent_id": entry["parent_id"], "children": len(entry["children"])}
+        for task_name, entry in logged.items()
+    }
 
 
 @flow(name="alap-pipeline")
-def pipeline(params_path: str = "params.yaml", project_dir: str = ".", stages: list[str] | None = None,
-             track: bool = True) -> dict:
+def pipeline(
+    params_path: str = "params.yaml", project_dir: str = ".", stages: list[str] | None = None, track: bool = True
+) -> dict:
     """Reproduce ``stages`` (default: every stage group of dvc.yaml, in order) in the DVC project ``project_dir``.
 
     When the report stage ran, its summary becomes a table artifact and (``track``) every model is logged to

@@ -11,7 +11,7 @@ flow publishes each outcome as a markdown artifact and fails when a task has no 
 from __future__ import annotations
 
 import argparse
-from typing import Sequence
+from collections.abc import Sequence
 
 from prefect import flow, get_run_logger
 from prefect.artifacts import create_markdown_artifact
@@ -21,34 +21,54 @@ from alap.promote import promote
 
 
 @flow(name="alap-promote")
-def promote_flow(tasks: list[str] | None = None, device: str | None = None, backend: str | None = None,
-                 max_p50_ms: float | None = None, max_fid_ratio: float | None = None,
-                 max_lpips_teacher: float | None = None, prefer: str | None = None,
-                 params_path: str = "params.yaml", project_dir: str = ".") -> dict[str, dict]:
+def promote_flow(
+    tasks: list[str] | None = None,
+    device: str | None = None,
+    backend: str | None = None,
+    max_p50_ms: float | None = None,
+    max_fid_ratio: float | None = None,
+    max_lpips_teacher: float | None = None,
+    prefer: str | None = None,
+    params_path: str = "params.yaml",
+    project_dir: str = ".",
+) -> dict[str, dict]:
     """Promote per task (default: params.yaml's run_tasks); returns per task the champion version (or None).
 
     A gate left None keeps the params file's ``promote`` value; the others are validated like that section."""
     logger = get_run_logger()
     params = load_params(params_path)
-    gates = params.promote.with_overrides(device=device, backend=backend, max_p50_ms=max_p50_ms,
-                                          max_fid_ratio=max_fid_ratio, max_lpips_teacher=max_lpips_teacher,
-                                          prefer=prefer)
+    gates = params.promote.with_overrides(
+        device=device,
+        backend=backend,
+        max_p50_ms=max_p50_ms,
+        max_fid_ratio=max_fid_ratio,
+        max_lpips_teacher=max_lpips_teacher,
+        prefer=prefer,
+    )
     outcome = {}
     for task_name in tasks or params.run_tasks:
         result = promote(task_name, gates, project_dir=project_dir)
         report = result.report()
         logger.info("%s", report)
-        create_markdown_artifact(f"```\n{report}\n```", key=f"promotion-{task_name}".lower().replace("_", "-"),
-                                 description=f"promotion of alap-{task_name} on {gates.device}/{gates.backend}")
-        outcome[task_name] = {"model": result.model, "changed": result.changed,
-                              "champion": result.champion.version if result.champion else None,
-                              "passed": [c.version for c in result.candidates if c.passed]}
+        create_markdown_artifact(
+            f"```\n{report}\n```",
+            key=f"promotion-{task_name}".lower().replace("_", "-"),
+            description=f"promotion of alap-{task_name} on {gates.device}/{gates.backend}",
+        )
+        outcome[task_name] = {
+            "model": result.model,
+            "changed": result.changed,
+            "champion": result.champion.version if result.champion else None,
+            "passed": [c.version for c in result.candidates if c.passed],
+        }
     return outcome
 
 
 def main(argv: Sequence[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description="Run the alap promotion flow once (gates: the params file's "
-                                     "promote section; a flag overrides its gate).")
+    parser = argparse.ArgumentParser(
+        description="Run the alap promotion flow once (gates: the params file's "
+        "promote section; a flag overrides its gate)."
+    )
     parser.add_argument("--tasks", nargs="+")
     parser.add_argument("--device")
     parser.add_argument("--backend")
@@ -58,9 +78,16 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--prefer")
     parser.add_argument("--params", default="params.yaml")
     args = parser.parse_args(argv)
-    promote_flow(tasks=args.tasks, device=args.device, backend=args.backend, max_p50_ms=args.max_p50_ms,
-                 max_fid_ratio=args.max_fid_ratio, max_lpips_teacher=args.max_lpips_teacher, prefer=args.prefer,
-                 params_path=args.params)
+    promote_flow(
+        tasks=args.tasks,
+        device=args.device,
+        backend=args.backend,
+        max_p50_ms=args.max_p50_ms,
+        max_fid_ratio=args.max_fid_ratio,
+        max_lpips_teacher=args.max_lpips_teacher,
+        prefer=args.prefer,
+        params_path=args.params,
+    )
 
 
 if __name__ == "__main__":

@@ -13,7 +13,7 @@ the params file's ``promote`` section, read when the flow runs, and ``--device``
 from __future__ import annotations
 
 import argparse
-from typing import Sequence
+from collections.abc import Sequence
 
 from prefect import serve
 from prefect.deployments.runner import RunnerDeployment
@@ -27,9 +27,16 @@ SWEEP_CRON = "0 2 * * *"
 PROMOTE_CRON = "0 6 * * *"
 
 
-def build_deployments(sweep_cron: str = SWEEP_CRON, promote_cron: str = PROMOTE_CRON, timezone: str = "UTC",
-                      params_path: str = "params.yaml", out_root: str = "sweeps/nightly", device: str | None = None,
-                      max_p50_ms: float | None = None, dask_address: str | None = None) -> list[RunnerDeployment]:
+def build_deployments(
+    sweep_cron: str = SWEEP_CRON,
+    promote_cron: str = PROMOTE_CRON,
+    timezone: str = "UTC",
+    params_path: str = "params.yaml",
+    out_root: str = "sweeps/nightly",
+    device: str | None = None,
+    max_p50_ms: float | None = None,
+    dask_address: str | None = None,
+) -> list[RunnerDeployment]:
     """The three deployments, with their schedules and default parameters (overridable per run in the UI).
 
     Promotion gates not given here are left to the params file's ``promote`` section."""
@@ -38,15 +45,26 @@ def build_deployments(sweep_cron: str = SWEEP_CRON, promote_cron: str = PROMOTE_
         sweep_params["dask_address"] = dask_address
     gates = {name: value for name, value in (("device", device), ("max_p50_ms", max_p50_ms)) if value is not None}
     return [
-        sweep.to_deployment(name="nightly-sweep", schedules=[Cron(sweep_cron, timezone=timezone)],
-                            parameters=sweep_params, tags=["alap", "sweep"],
-                            description="Nightly sparsity sweep; students registered as alap-<task>."),
-        promote_flow.to_deployment(name="nightly-promote", schedules=[Cron(promote_cron, timezone=timezone)],
-                                   parameters={"params_path": params_path, **gates},
-                                   tags=["alap", "promote"],
-                                   description="Aliases the best gated student champion / <device>-champion."),
-        pipeline.to_deployment(name="pipeline", parameters={"params_path": params_path}, tags=["alap", "pipeline"],
-                               description="dvc repro stage by stage, summary artifact, MLflow logging."),
+        sweep.to_deployment(
+            name="nightly-sweep",
+            schedules=[Cron(sweep_cron, timezone=timezone)],
+            parameters=sweep_params,
+            tags=["alap", "sweep"],
+            description="Nightly sparsity sweep; students registered as alap-<task>.",
+        ),
+        promote_flow.to_deployment(
+            name="nightly-promote",
+            schedules=[Cron(promote_cron, timezone=timezone)],
+            parameters={"params_path": params_path, **gates},
+            tags=["alap", "promote"],
+            description="Aliases the best gated student champion / <device>-champion.",
+        ),
+        pipeline.to_deployment(
+            name="pipeline",
+            parameters={"params_path": params_path},
+            tags=["alap", "pipeline"],
+            description="dvc repro stage by stage, summary artifact, MLflow logging.",
+        ),
     ]
 
 
@@ -61,8 +79,18 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--max-p50-ms", type=float, help="default: params' promote.max_p50_ms")
     parser.add_argument("--dask-address", help="run sweep points on this Dask scheduler")
     args = parser.parse_args(argv)
-    serve(*build_deployments(args.sweep_cron, args.promote_cron, args.timezone, args.params, args.out_root,
-                             args.device, args.max_p50_ms, args.dask_address))
+    serve(
+        *build_deployments(
+            args.sweep_cron,
+            args.promote_cron,
+            args.timezone,
+            args.params,
+            args.out_root,
+            args.device,
+            args.max_p50_ms,
+            args.dask_address,
+        )
+    )
 
 
 if __name__ == "__main__":

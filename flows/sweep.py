@@ -16,22 +16,23 @@ from __future__ import annotations
 
 import argparse
 import json
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import yaml
 from prefect import flow, get_run_logger
 from prefect.task_runners import TaskRunner, ThreadPoolTaskRunner
 from pydantic import ValidationError
 
+import flows.tasks as flows_tasks
 from alap import io
 from alap.config import Params, ParamsError, load_params
 from alap.paths import DEFAULT_TORCH_HOME, TaskPaths, point_name
 from alap.report.tables import TEACHER
 from alap.tracking.client import Tracker
 from alap.tracking.runs import SweepPointRun, log_sweep_task
-import flows.tasks as flows_tasks
 from flows.tasks import (
     compress_point_task,
     condense_run_task,
@@ -94,9 +95,14 @@ def _resolved(base: Params, what: str, **updates: Any) -> Params:
         raise ParamsError(f"sweep parameters for {what} are invalid: {problems}") from None
 
 
-def resolve_grid(base: Params, out_root: Path, tasks: Sequence[str] | None = None,
-                 sparsities: Sequence[float] | None = None, sparsity_weights: Sequence[float] | None = None,
-                 devices: Sequence[str] | None = None) -> SweepGrid:
+def resolve_grid(
+    base: Params,
+    out_root: Path,
+    tasks: Sequence[str] | None = None,
+    sparsities: Sequence[float] | None = None,
+    sparsity_weights: Sequence[float] | None = None,
+    devices: Sequence[str] | None = None,
+) -> SweepGrid:
     """Expand the sweep parameters (defaults: params.yaml's run_tasks, sweep.sparsities, condense weight,
     profile devices) into validated per-point params; bad values raise ParamsError before any work starts."""
     tasks = list(tasks or base.run_tasks)
@@ -108,22 +114,28 @@ def resolve_grid(base: Params, out_root: Path, tasks: Sequence[str] | None = Non
     teachers, runs, points = {}, {}, []
     for task_name in tasks:
         task_root = out_root / task_name
-        teacher_params = _resolved(base, f"task {task_name}", run_tasks=[task_name], profile=profile,
-                                   sweep={"sparsities": sparsities})
+        teacher_params = _resolved(
+            base, f"task {task_name}", run_tasks=[task_name], profile=profile, sweep={"sparsities": sparsities}
+        )
         teachers[task_name] = (teacher_params, layout(task_root / TEACHER, task_name))
         for weight in weights:
             run_params = _resolved(teacher_params, f"{task_name} w={weight:g}", condense={"sparsity_weight": weight})
             paths = layout(task_root / f"w{weight:g}", task_name)
             runs[(task_name, weight)] = (run_params, paths)
             for sparsity in sparsities:
-                point_params = _resolved(run_params, f"{task_name} w={weight:g} s={sparsity:g}",
-                                         sweep={"sparsities": [sparsity]})
+                point_params = _resolved(
+                    run_params, f"{task_name} w={weight:g} s={sparsity:g}", sweep={"sparsities": [sparsity]}
+                )
                 points.append(SweepPoint(task_name, weight, sparsity, point_params, paths))
     return SweepGrid(base, out_root, teachers, runs, points)
 
 
-def task_runner(dask_address: str | None = None, dask_workers: int | None = None, dask_processes: bool = True,
-                max_threads: int | None = None) -> TaskRunner:
+def task_runner(
+    dask_address: str | None = None,
+    dask_workers: int | None = None,
+    dask_processes: bool = True,
+    max_threads: int | None = None,
+) -> TaskRunner:
     """Threads by default; a Dask scheduler when an address is given; a local Dask cluster of ``dask_workers``
     single-threaded workers (processes unless ``dask_processes`` is false) when asked for."""
     if dask_address and dask_workers:
@@ -137,10 +149,16 @@ def task_runner(dask_address: str | None = None, dask_workers: int | None = None
             raise ValueError(f"dask_workers must be >= 1, got {dask_workers}")
         # Each worker imports the tasks' modules (torch, prefect, alap: about 8 s here) as it starts, not at its
         # first task; otherwise the second of two points submitted together started only as the first ended.
-        return DaskTaskRunner(cluster_class="distributed.LocalCluster",
-                              cluster_kwargs={"n_workers": dask_workers, "threads_per_worker": 1,
-                                              "processes": dask_processes, "dashboard_address": None,
-                                              "preload": [flows_tasks.__name__]})
+        return DaskTaskRunner(
+            cluster_class="distributed.LocalCluster",
+            cluster_kwargs={
+                "n_workers": dask_workers,
+                "threads_per_worker": 1,
+                "processes": dask_processes,
+                "dashboard_address": None,
+                "preload": [flows_tasks.__name__],
+            },
+        )
     return ThreadPoolTaskRunner(max_workers=max_threads)
 
 
@@ -151,26 +169,41 @@ def write_snapshot(params: Params, path: Path) -> Path:
 
 
 @flow(name="alap-sweep-grid")
-def sweep_grid(grid: SweepGrid, torch_home: str = str(DEFAULT_TORCH_HOME), name: str = "sweep",
-               project_dir: str = ".", track: bool = True) -> list[dict]:
+def sweep_grid(
+    grid: SweepGrid,
+    torch_home: str = str(DEFAULT_TORCH_HOME),
+    name: str = "sweep",
+    project_dir: str = ".",
+    track: bool = True,
+) -> list[dict]:
     """The work of the grid :func:`sweep` resolved, on whatever task runner this flow was given."""
     logger = get_run_logger()
     teacher_done, teacher_evals = {}, {}
     for task_name, (params, paths) in grid.teachers.items():
         data = prepare_data_task.submit(params, task_name)
         teacher_done[task_name] = train_teacher_task.submit(params, task_name, paths, wait_for=[data])
-    condensed = {key: condense_run_task.submit(params, key[0], grid.teachers[key[0]][1], paths,
-                                               wait_for=[teacher_done[key[0]]])
-                 for key, (params, paths) in grid.runs.items()}
+    condensed = {
+        key: condense_run_task.submit(params, key[0], grid.teachers[key[0]][1], paths, wait_for=[teacher_done[key[0]]])
+        for key, (params, paths) in grid.runs.items()
+    }
     for point in grid.points:
         write_snapshot(point.params, point.point_dir / PARAMS_SNAPSHOT)
-    futures = [compress_point_task.submit(p.params, p.task, p.sparsity, p.paths, torch_home, p.name,
-                                          wait_for=[condensed[(p.task, p.weight)]]) for p in grid.points]
+    futures = [
+        compress_point_task.submit(
+            p.params, p.task, p.sparsity, p.paths, torch_home, p.name, wait_for=[condensed[(p.task, p.weight)]]
+        )
+        for p in grid.points
+    ]
     # The teacher's evaluation waits for its task's points, so that they get the workers first.
     for task_name, (params, paths) in grid.teachers.items():
         teacher_evals[task_name] = evaluate_task.submit(
-            params, task_name, TEACHER, paths, torch_home,
-            wait_for=[f for f, p in zip(futures, grid.points) if p.task == task_name])
+            params,
+            task_name,
+            TEACHER,
+            paths,
+            torch_home,
+            wait_for=[f for f, p in zip(futures, grid.points) if p.task == task_name],
+        )
     results = [f.result() for f in futures]
     for future in teacher_evals.values():
         future.result()
@@ -179,8 +212,9 @@ def sweep_grid(grid: SweepGrid, torch_home: str = str(DEFAULT_TORCH_HOME), name:
     for task_name, (params, paths) in grid.teachers.items():
         profile_task(params, task_name, TEACHER, paths)
     for point, result in zip(grid.points, results):
-        result["latency"] = profile_task(point.params, point.task, point.point_dir.name, point.paths,
-                                         str(point.point_dir))
+        result["latency"] = profile_task(
+            point.params, point.task, point.point_dir.name, point.paths, str(point.point_dir)
+        )
     if track:
         _track(grid, results, name, Path(project_dir))
     return results
@@ -191,34 +225,52 @@ def _track(grid: SweepGrid, results: list[dict], name: str, project_dir: Path) -
     tracker = Tracker.connect(project_dir)
     grid_id = {"out_root": str(grid.out_root), "points": [[p.task, p.weight, p.sparsity] for p in grid.points]}
     for task_name, (params, paths) in grid.teachers.items():
-        points = [SweepPointRun(p.name, p.params, p.point_dir, p.point_dir / PARAMS_SNAPSHOT, result)
-                  for p, result in zip(grid.points, results) if p.task == task_name]
+        points = [
+            SweepPointRun(p.name, p.params, p.point_dir, p.point_dir / PARAMS_SNAPSHOT, result)
+            for p, result in zip(grid.points, results)
+            if p.task == task_name
+        ]
         log_sweep_task(tracker, name, grid_id, task_name, params, paths, points, project_dir)
 
 
 @flow(name="alap-sweep")
-def sweep(tasks: list[str] | None = None, sparsities: list[float] | None = None,
-          sparsity_weights: list[float] | None = None, devices: list[str] | None = None,
-          params_path: str = "params.yaml", out_root: str = "sweeps/latest", torch_home: str = str(DEFAULT_TORCH_HOME),
-          name: str = "sweep", project_dir: str = ".", track: bool = True, dask_address: str | None = None,
-          dask_workers: int | None = None, dask_processes: bool = True, max_threads: int | None = None) -> list[dict]:
+def sweep(
+    tasks: list[str] | None = None,
+    sparsities: list[float] | None = None,
+    sparsity_weights: list[float] | None = None,
+    devices: list[str] | None = None,
+    params_path: str = "params.yaml",
+    out_root: str = "sweeps/latest",
+    torch_home: str = str(DEFAULT_TORCH_HOME),
+    name: str = "sweep",
+    project_dir: str = ".",
+    track: bool = True,
+    dask_address: str | None = None,
+    dask_workers: int | None = None,
+    dask_processes: bool = True,
+    max_threads: int | None = None,
+) -> list[dict]:
     """Sweep tasks x sparsity weights x sparsities from the base params; returns one summary per point.
 
     Params are validated (and the grid resolved) before any work, so a bad value fails at once; the work then
     runs as the subflow ``alap-sweep-grid`` on the chosen task runner.
     """
-    grid = resolve_grid(load_params(params_path), Path(out_root).resolve(), tasks, sparsities, sparsity_weights,
-                        devices)
+    grid = resolve_grid(
+        load_params(params_path), Path(out_root).resolve(), tasks, sparsities, sparsity_weights, devices
+    )
     shares_process = not (dask_address or dask_workers) or not dask_processes
     with_dropout = [name for name in grid.teachers if getattr(grid.base.model, grid.base.tasks[name].arch).dropout]
     if shares_process and with_dropout:
         get_run_logger().warning(
             "%s train with dropout: points running as threads of one process draw their dropout masks from one "
             "shared torch generator, so they are not bitwise reproducible; run them as processes "
-            "(--dask-workers N) for that", ", ".join(with_dropout))
+            "(--dask-workers N) for that",
+            ", ".join(with_dropout),
+        )
     runner = task_runner(dask_address, dask_workers, dask_processes, max_threads)
-    return sweep_grid.with_options(task_runner=runner)(grid=grid, torch_home=torch_home, name=name,
-                                                       project_dir=project_dir, track=track)
+    return sweep_grid.with_options(task_runner=runner)(
+        grid=grid, torch_home=torch_home, name=name, project_dir=project_dir, track=track
+    )
 
 
 def main(argv: Sequence[str] | None = None) -> None:
@@ -233,9 +285,17 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--dask-address")
     parser.add_argument("--dask-workers", type=int)
     args = parser.parse_args(argv)
-    results = sweep(tasks=args.tasks, sparsities=args.sparsities, sparsity_weights=args.weights,
-                    devices=args.devices, params_path=args.params, out_root=args.out_root, name=args.name,
-                    dask_address=args.dask_address, dask_workers=args.dask_workers)
+    results = sweep(
+        tasks=args.tasks,
+        sparsities=args.sparsities,
+        sparsity_weights=args.weights,
+        devices=args.devices,
+        params_path=args.params,
+        out_root=args.out_root,
+        name=args.name,
+        dask_address=args.dask_address,
+        dask_workers=args.dask_workers,
+    )
     print(json.dumps([{k: r[k] for k in ("name", "point_dir", "fid")} for r in results], indent=2))
 
 

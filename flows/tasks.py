@@ -1,8 +1,8 @@
 """Prefect task wrappers shared by the flows: each one calls a single alap step (or `dvc repro`) and nothing else.
 
-No task is cached on its inputs (FACTS.md: INPUTS+TASK_SOURCE caching wrongly skips `dvc repro` after params.yaml
-changes, and would equally skip a sweep step whose checkpoint on disk changed): DVC decides what is stale in the
-pipeline, and a sweep recomputes what it is asked to.
+No task is cached on its inputs (docs/architecture.md: INPUTS+TASK_SOURCE caching wrongly skips `dvc repro` after
+params.yaml changes, and would equally skip a sweep step whose checkpoint on disk changed): DVC decides what is stale in
+the pipeline, and a sweep recomputes what it is asked to.
 """
 
 from __future__ import annotations
@@ -41,9 +41,11 @@ class StageFailed(RuntimeError):
 
     def __init__(self, stage: str, returncode: int, command_exit: int | None, tail: str) -> None:
         self.stage, self.returncode, self.command_exit = stage, returncode, command_exit
-        super().__init__(f"`dvc repro {stage}` failed with exit code {returncode}"
-                         f"{f' (stage command exited with {command_exit})' if command_exit is not None else ''}:\n"
-                         f"{tail}")
+        super().__init__(
+            f"`dvc repro {stage}` failed with exit code {returncode}"
+            f"{f' (stage command exited with {command_exit})' if command_exit is not None else ''}:\n"
+            f"{tail}"
+        )
 
 
 def dvc_executable() -> Path:
@@ -60,8 +62,14 @@ def is_transient(_task: Any, _run: Any, state: Any) -> bool:
     return not (isinstance(error, StageFailed) and error.command_exit == BAD_INPUT_EXIT)
 
 
-@task(name="dvc-repro", task_run_name="dvc repro {stage}", retries=STAGE_RETRIES,
-      retry_delay_seconds=STAGE_RETRY_DELAY_S, retry_condition_fn=is_transient, cache_policy=NO_CACHE)
+@task(
+    name="dvc-repro",
+    task_run_name="dvc repro {stage}",
+    retries=STAGE_RETRIES,
+    retry_delay_seconds=STAGE_RETRY_DELAY_S,
+    retry_condition_fn=is_transient,
+    cache_policy=NO_CACHE,
+)
 def dvc_repro(stage: str, project_dir: str) -> None:
     """``dvc repro <stage>`` in ``project_dir``, its output streamed to the flow's log; DVC skips what is fresh."""
     logger = get_run_logger()
@@ -69,8 +77,14 @@ def dvc_repro(stage: str, project_dir: str) -> None:
     dvc = dvc_executable()
     # Stage commands say `python -m stages.<verb>`: put this environment's bin first so `python` is ours.
     env = {**os.environ, "PATH": os.pathsep.join([str(dvc.parent), os.environ.get("PATH", "")])}
-    with subprocess.Popen([str(dvc), "repro", stage], cwd=project_dir, env=env, stdout=subprocess.PIPE,
-                          stderr=subprocess.STDOUT, text=True) as proc:
+    with subprocess.Popen(
+        [str(dvc), "repro", stage],
+        cwd=project_dir,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    ) as proc:
         assert proc.stdout is not None
         for line in proc.stdout:
             tail.append(line.rstrip())
@@ -97,8 +111,7 @@ def _copy_atomic(source: Path, target: Path) -> None:
         shutil.copyfile(source, tmp)
 
 
-@task(name="condense", task_run_name="condense {task_name} w={params.condense.sparsity_weight}",
-      cache_policy=NO_CACHE)
+@task(name="condense", task_run_name="condense {task_name} w={params.condense.sparsity_weight}", cache_policy=NO_CACHE)
 def condense_run_task(params: Params, task_name: str, teacher_paths: TaskPaths, paths: TaskPaths) -> dict:
     """Condense one shared teacher under one sparsity weight into ``paths`` (the teacher is copied in first,
     because condense, distill and evaluate read it from the run's own layout)."""
@@ -108,8 +121,9 @@ def condense_run_task(params: Params, task_name: str, teacher_paths: TaskPaths, 
 
 
 @task(name="compress-point", task_run_name="{name}", cache_policy=NO_CACHE)
-def compress_point_task(params: Params, task_name: str, sparsity: float, paths: TaskPaths, torch_home: str,
-                        name: str) -> dict:
+def compress_point_task(
+    params: Params, task_name: str, sparsity: float, paths: TaskPaths, torch_home: str, name: str
+) -> dict:
     """Prune, distill and evaluate one sweep point inside its own directory; records when it ran.
 
     ``started``/``ended`` (wall-clock seconds) and ``worker`` (host:pid) show where and when it ran, so a sweep
@@ -120,11 +134,19 @@ def compress_point_task(params: Params, task_name: str, sparsity: float, paths: 
     prune_report = prune_point(params, task_name, sparsity, point_dir, paths)
     distill_report = distill_point(params, task_name, sparsity, point_dir, paths)
     metrics = evaluate_entry(params, task_name, point_dir.name, sparsity, Path(torch_home), point_dir, paths)
-    return {"name": name, "task": task_name, "sparsity": sparsity, "point_dir": str(point_dir),
-            "report_dir": str(paths.report_dir / point_dir.name), "started": started, "ended": time.time(),
-            "worker": f"{socket.gethostname()}:{os.getpid()}",
-            "prune": prune_report, "distill": {k: v for k, v in distill_report.items() if k != "validation"},
-            "fid": metrics["fid"]}
+    return {
+        "name": name,
+        "task": task_name,
+        "sparsity": sparsity,
+        "point_dir": str(point_dir),
+        "report_dir": str(paths.report_dir / point_dir.name),
+        "started": started,
+        "ended": time.time(),
+        "worker": f"{socket.gethostname()}:{os.getpid()}",
+        "prune": prune_report,
+        "distill": {k: v for k, v in distill_report.items() if k != "validation"},
+        "fid": metrics["fid"],
+    }
 
 
 @task(name="evaluate", task_run_name="evaluate {task_name}/{model_name}", cache_policy=NO_CACHE)
@@ -133,7 +155,8 @@ def evaluate_task(params: Params, task_name: str, model_name: str, paths: TaskPa
 
 
 @task(name="profile", task_run_name="profile {task_name}/{model_name}", cache_policy=NO_CACHE)
-def profile_task(params: Params, task_name: str, model_name: str, paths: TaskPaths,
-                 point_dir: str | None = None) -> dict:
+def profile_task(
+    params: Params, task_name: str, model_name: str, paths: TaskPaths, point_dir: str | None = None
+) -> dict:
     result = profile_entry(params, task_name, model_name, Path(point_dir) if point_dir else None, paths)
     return result["metrics"]

@@ -17,8 +17,9 @@ def ref_norm(norm: str):
 
 
 class RefUnetBlock(nn.Module):
-    def __init__(self, outer, inner, input_nc=None, sub=None, outermost=False, innermost=False, norm="batch",
-                 drop=False):
+    def __init__(
+        self, outer, inner, input_nc=None, sub=None, outermost=False, innermost=False, norm="batch", drop=False
+    ):
         super().__init__()
         self.outermost = outermost
         bias = norm == "instance"
@@ -88,8 +89,11 @@ def ref_discriminator(input_nc, ndf, n_layers, norm):
     seq, mult = [nn.Conv2d(input_nc, ndf, 4, 2, 1), nn.LeakyReLU(0.2, True)], 1
     for n in range(1, n_layers + 1):
         prev, mult = mult, min(2**n, 8)
-        seq += [nn.Conv2d(ndf * prev, ndf * mult, 4, 2 if n < n_layers else 1, 1, bias=bias), nl(ndf * mult),
-                nn.LeakyReLU(0.2, True)]
+        seq += [
+            nn.Conv2d(ndf * prev, ndf * mult, 4, 2 if n < n_layers else 1, 1, bias=bias),
+            nl(ndf * mult),
+            nn.LeakyReLU(0.2, True),
+        ]
     net = nn.Module()
     net.model = nn.Sequential(*seq, nn.Conv2d(ndf * mult, 1, 4, 1, 1))
     return net

@@ -15,9 +15,9 @@ import sys
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator
 
 from alap import storage
 
@@ -109,10 +109,15 @@ def s3_server(tmp_path: Path, deadline_s: float = 20.0) -> Iterator[S3Server]:
     empty_config = tmp_path / "rclone.conf"
     empty_config.touch()
     argv = [
-        str(Path(sys.executable).parent / "rclone"), "serve", "s3",
-        "--addr", f"127.0.0.1:{port}",
-        "--auth-key", f"{S3_KEY},{S3_SECRET}",
-        "--config", str(empty_config),
+        str(Path(sys.executable).parent / "rclone"),
+        "serve",
+        "s3",
+        "--addr",
+        f"127.0.0.1:{port}",
+        "--auth-key",
+        f"{S3_KEY},{S3_SECRET}",
+        "--config",
+        str(empty_config),
         str(root),
     ]
     endpoint = f"http://127.0.0.1:{port}"
@@ -130,7 +135,7 @@ def mlflow_server(
     """
     if not artifacts_destination.startswith("s3://"):
         raise ValueError(f"artifacts_destination must be s3://bucket[/prefix], got '{artifacts_destination}'")
-    bucket, _, prefix = artifacts_destination[len("s3://"):].partition("/")
+    bucket, _, prefix = artifacts_destination[len("s3://") :].partition("/")
     port = free_port()
     backend = f"sqlite:///{tmp_path / 'mlflow-server.db'}"
     argv = storage.mlflow_server_command(backend, bucket, port=port, prefix=prefix, workers=1)

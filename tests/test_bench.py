@@ -6,13 +6,15 @@ from __future__ import annotations
 import copy
 import json
 import sqlite3
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import pytest
 import torch
 import yaml
 from pydantic import ValidationError
+from tiny import ROOT, tiny_params, write_params
 from torch import nn
 
 from alap.bench.budget import BudgetMissed, Infeasible, land_on_budget, scale_arch
@@ -28,12 +30,10 @@ from alap.compress.condense import prepare_for_condense
 from alap.compress.params import PruneParams
 from alap.config import TrainParams, load_params
 from alap.data.batches import BatchStream
-from alap.metrics.weights.provide import provision_weights
 from alap.metrics.cost import count_gmacs
 from alap.metrics.names import METRICS, metric
+from alap.metrics.weights.provide import provision_weights
 from alap.models import NLayerDiscriminator, build_generator, default_arch
-
-from tiny import ROOT, tiny_params, write_params
 
 SIZE = 32
 
@@ -63,9 +63,17 @@ def test_repo_bench_params_load_and_name_demo_tasks() -> None:
     assert tuple(bench_params.methods) == ALL_METHODS == tuple(METHODS)
 
 
-@pytest.mark.parametrize("bad, where", [({"budgets": [1.0]}, "reduction factor"), ({"budgets": [4, 4]}, "distinct"),
-                                         ({"methods": ["magic"]}, "methods"), ({"latency": "cpu-t1"}, "latency"),
-                                         ({"tolerance": 0.0}, "tolerance"), ({"typo": 1}, "typo")])
+@pytest.mark.parametrize(
+    "bad, where",
+    [
+        ({"budgets": [1.0]}, "reduction factor"),
+        ({"budgets": [4, 4]}, "distinct"),
+        ({"methods": ["magic"]}, "methods"),
+        ({"latency": "cpu-t1"}, "latency"),
+        ({"tolerance": 0.0}, "tolerance"),
+        ({"typo": 1}, "typo"),
+    ],
+)
 def test_bench_params_reject_bad_values(bad: dict, where: str) -> None:
     with pytest.raises(ValidationError, match=where):
         BenchParams.model_validate({"tasks": ["seg2face"], **bad})
@@ -88,23 +96,42 @@ def _fake_build(gmacs_of, infeasible_above: float = 2.0):
         if knob > infeasible_above:
             raise Infeasible(f"knob {knob}")
         return nn.Identity(), {"knob": knob}, gmacs_of(knob), {}
+
     return build
 
 
 def test_land_on_budget_bisects_both_directions_and_through_infeasible_knobs() -> None:
-    up = land_on_budget(_fake_build(lambda m: 10 * m * m), 2.5, 0.0, 1.0, increasing=True, tolerance=0.05,
-                        max_tries=40, what="up")
+    up = land_on_budget(
+        _fake_build(lambda m: 10 * m * m), 2.5, 0.0, 1.0, increasing=True, tolerance=0.05, max_tries=40, what="up"
+    )
     assert abs(up.deviation) <= 0.005 and abs(up.knob - 0.5) < 0.01
     # decreasing in the knob, infeasible past 0.8: the search must back off from infeasible knobs
-    down = land_on_budget(_fake_build(lambda r: 10 * (1 - r), infeasible_above=0.8), 3.0, 0.0, 0.999,
-                          increasing=False, tolerance=0.05, max_tries=40, what="down", first=0.95)
+    down = land_on_budget(
+        _fake_build(lambda r: 10 * (1 - r), infeasible_above=0.8),
+        3.0,
+        0.0,
+        0.999,
+        increasing=False,
+        tolerance=0.05,
+        max_tries=40,
+        what="down",
+        first=0.95,
+    )
     assert abs(down.gmacs - 3.0) <= 0.015 and down.knob <= 0.8
 
 
 def test_land_on_budget_reports_an_unreachable_budget() -> None:
     with pytest.raises(BudgetMissed, match=r"steps: the closest student has 4\.0\d* GMACs, \+100\.\d%"):
-        land_on_budget(_fake_build(lambda r: 8.0 - 4.0 * r), 2.0, 0.0, 1.0, increasing=False, tolerance=0.05,
-                       max_tries=30, what="steps")
+        land_on_budget(
+            _fake_build(lambda r: 8.0 - 4.0 * r),
+            2.0,
+            0.0,
+            1.0,
+            increasing=False,
+            tolerance=0.05,
+            max_tries=30,
+            what="steps",
+        )
 
 
 def test_scale_arch_scales_every_width_and_keeps_at_least_one() -> None:
@@ -112,7 +139,9 @@ def test_scale_arch_scales_every_width_and_keeps_at_least_one() -> None:
     half = scale_arch(arch, 0.5)
     assert half["widths"] == {"encoder": [8, 16], "trunk": 32, "blocks": [32, 32], "decoder": [16, 8]}
     assert scale_arch(arch, 0.001)["widths"]["encoder"] == [1, 1]
-    assert count_gmacs(build_generator(half), (1, 3, SIZE, SIZE)) < count_gmacs(build_generator(arch), (1, 3, SIZE, SIZE))
+    assert count_gmacs(build_generator(half), (1, 3, SIZE, SIZE)) < count_gmacs(
+        build_generator(arch), (1, 3, SIZE, SIZE)
+    )
     with pytest.raises(ValueError, match="multiplier"):
         scale_arch(arch, 0.0)
 
@@ -147,8 +176,10 @@ def test_magnitude_pruning_macs_fall_monotonically_up_to_the_ratio_bound() -> No
     model, x = _unet(), _images(2)
     bound = max_ratio(model, x)
     assert bound == pytest.approx(1 - 1 / 8, abs=1e-6)  # narrowest hidden conv has 8 channels
-    macs = [count_gmacs(magnitude_prune(model, magnitude_importance(), r, False, x)[0], (1, 3, SIZE, SIZE))
-            for r in (0.0, 0.3, 0.6, bound)]
+    macs = [
+        count_gmacs(magnitude_prune(model, magnitude_importance(), r, False, x)[0], (1, 3, SIZE, SIZE))
+        for r in (0.0, 0.3, 0.6, bound)
+    ]
     assert macs[0] == pytest.approx(count_gmacs(model, (1, 3, SIZE, SIZE)))
     assert all(a > b for a, b in zip(macs, macs[1:])), macs
     same, _ = magnitude_prune(model, magnitude_importance(), 0.0, False, x)
@@ -201,8 +232,20 @@ def _finetune(target: nn.Module, disc: nn.Module, state_path: Path) -> TuneResul
     a = _images(8, seed=999)
     with torch.no_grad():
         val = [{"A": a, "B": target(a).clamp(-1, 1)}]
-    return finetune_on_objective(student, "pix2pix", {"D": disc}, TrainParams(), 2e-3, 6, _paired_batches(target),
-                                 val, paired=True, state_path=state_path, checkpoint_every=3, validate_every=3)
+    return finetune_on_objective(
+        student,
+        "pix2pix",
+        {"D": disc},
+        TrainParams(),
+        2e-3,
+        6,
+        _paired_batches(target),
+        val,
+        paired=True,
+        state_path=state_path,
+        checkpoint_every=3,
+        validate_every=3,
+    )
 
 
 def _disc() -> nn.Module:
@@ -219,8 +262,9 @@ def test_objective_finetuning_keeps_the_best_validated_student_and_trains_the_au
     assert any(not torch.equal(before[k], v) for k, v in disc.state_dict().items())  # D trained alongside
 
 
-def test_objective_finetuning_resumed_after_a_kill_trains_on_the_same_batches(tmp_path: Path,
-                                                                              monkeypatch: pytest.MonkeyPatch) -> None:
+def test_objective_finetuning_resumed_after_a_kill_trains_on_the_same_batches(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     target = _unet(seed=3)
     reference_disc = _disc()
     reference = _finetune(target, reference_disc, tmp_path / "ref.pt")
@@ -238,7 +282,10 @@ def test_objective_finetuning_resumed_after_a_kill_trains_on_the_same_batches(tm
     resumed_disc = _disc()  # a fresh process: nothing survives but the resume file
     resumed = _finetune(target, resumed_disc, tmp_path / "run.pt")  # resumes at step 3, on batches 3 to 5
     assert (resumed.best_step, resumed.best_psnr, resumed.start_psnr) == (
-        reference.best_step, reference.best_psnr, reference.start_psnr)
+        reference.best_step,
+        reference.best_psnr,
+        reference.start_psnr,
+    )
     for trained, expected in [(resumed.student, reference.student), (resumed_disc, reference_disc)]:
         for key, value in expected.state_dict().items():  # D trains to the end whichever student is best
             assert torch.equal(trained.state_dict()[key], value), key
@@ -248,18 +295,49 @@ def test_objective_finetuning_resumed_after_a_kill_trains_on_the_same_batches(tm
 
 
 def _row(method: str, budget: float = 4.0, **values: float) -> dict[str, Any]:
-    base = {"fid": 50.0, "kid": 0.05, "lpips": 0.3, "lpips_teacher": 0.1, "psnr": 20.0, "ssim": 0.6,
-            "latency.cpu-t1.torch.bs1.p50_ms": 10.0, "gmacs": 1.0, "gmacs_deviation": 0.01, "params_m": 0.1}
-    return {"task": "seg2face", "method": method, "budget": budget, "model": f"{method}-b{budget:g}",
-            "target_gmacs": 1.0, "wall_ratio": 0.5, "steps": 10, "best_step": 10,
-            "student": {"arch": {"widths": {"down": [8, 8]}}}, **base, **values}
+    base = {
+        "fid": 50.0,
+        "kid": 0.05,
+        "lpips": 0.3,
+        "lpips_teacher": 0.1,
+        "psnr": 20.0,
+        "ssim": 0.6,
+        "latency.cpu-t1.torch.bs1.p50_ms": 10.0,
+        "gmacs": 1.0,
+        "gmacs_deviation": 0.01,
+        "params_m": 0.1,
+    }
+    return {
+        "task": "seg2face",
+        "method": method,
+        "budget": budget,
+        "model": f"{method}-b{budget:g}",
+        "target_gmacs": 1.0,
+        "wall_ratio": 0.5,
+        "steps": 10,
+        "best_step": 10,
+        "student": {"arch": {"widths": {"down": [8, 8]}}},
+        **base,
+        **values,
+    }
 
 
 def _results(rows: list[dict[str, Any]], teacher: dict[str, float], condensed: dict[str, float]) -> dict[str, Any]:
     refs = [{**_row("teacher", 1.0), "gmacs": 4.0, **teacher}, {**_row("condensed", 1.0), "gmacs": 4.0, **condensed}]
-    return {"task": "seg2face", "budgets": [4.0], "paired": True, "image_size": 32, "teacher_train_wall_s": 100.0,
-            "condense_wall_s": 30.0, "teacher_steps": 20, "finetune_steps": 10, "distill_w_gan": 0.0,
-            "feature_layers": ["down2"], "references": refs, "rows": rows}
+    return {
+        "task": "seg2face",
+        "budgets": [4.0],
+        "paired": True,
+        "image_size": 32,
+        "teacher_train_wall_s": 100.0,
+        "condense_wall_s": 30.0,
+        "teacher_steps": 20,
+        "finetune_steps": 10,
+        "distill_w_gan": 0.0,
+        "feature_layers": ["down2"],
+        "references": refs,
+        "rows": rows,
+    }
 
 
 def test_winner_rank_and_ties() -> None:
@@ -286,9 +364,17 @@ def test_benchmark_tables_and_plots_read_the_metric_registry() -> None:
 
 def test_report_names_winners_and_explains_alap_losses_from_the_controls() -> None:
     settings = BenchParams(tasks=["seg2face"], budgets=[4.0])
-    rows = [_row("uniform", resumed=True), _row("l1_norm"), _row("slimming", psnr=25.0), _row("tp_magnitude"),
-            _row("alap", fid=30.0, psnr=21.0, lpips=0.29), _row("alap_original_teacher", psnr=22.0),
-            _row("alap_pruned_teacher"), _row("alap_output_only", lpips=0.28996), _row("alap_no_condense")]
+    rows = [
+        _row("uniform", resumed=True),
+        _row("l1_norm"),
+        _row("slimming", psnr=25.0),
+        _row("tp_magnitude"),
+        _row("alap", fid=30.0, psnr=21.0, lpips=0.29),
+        _row("alap_original_teacher", psnr=22.0),
+        _row("alap_pruned_teacher"),
+        _row("alap_output_only", lpips=0.28996),
+        _row("alap_no_condense"),
+    ]
     results = _results(rows, teacher={"psnr": 24.0}, condensed={"psnr": 23.0})
     results["missed"] = [{"method": "uniform", "budget": 4.0, "error": "uniform student at 4x: closest +7.0%"}]
     text = render(settings, [results], Path("reports"))
@@ -331,13 +417,15 @@ def _bench_workspace(root: Path, budgets: list[float]) -> tuple[Path, Path]:
     params["profile"]["backends"] = ["torch"]
     params_file = write_params(root / "params.yaml", params)
     bench_file = root / "bench.yaml"
-    bench_file.write_text(yaml.safe_dump({"tasks": ["seg2face", "horse2zebra"], "budgets": budgets,
-                                          "search_steps": 12, "track": True}))
+    bench_file.write_text(
+        yaml.safe_dump({"tasks": ["seg2face", "horse2zebra"], "budgets": budgets, "search_steps": 12, "track": True})
+    )
     return params_file, bench_file
 
 
-def test_tiny_benchmark_runs_every_method_for_both_tasks(tmp_path: Path, torch_home: Path,
-                                                          monkeypatch: pytest.MonkeyPatch) -> None:
+def test_tiny_benchmark_runs_every_method_for_both_tasks(
+    tmp_path: Path, torch_home: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.chdir(tmp_path)
     monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path / 'mlflow.db'}")
     monkeypatch.delenv("ALAP_PARENT_RUN_ID", raising=False)
@@ -371,8 +459,10 @@ def test_tiny_benchmark_runs_every_method_for_both_tasks(tmp_path: Path, torch_h
     assert "### seg2face, 3x fewer MACs" in report and "### horse2zebra, 3x fewer MACs" in report
     assert (tmp_path / "reports/bench/horse2zebra_pareto.png").stat().st_size > 10_000
     with sqlite3.connect(tmp_path / "mlflow.db") as db:
-        children = db.execute("select count(*) from runs r join experiments e on r.experiment_id = e.experiment_id "
-                              "where e.name = 'alap-bench' and r.name not like 'bench-%'").fetchone()[0]
+        children = db.execute(
+            "select count(*) from runs r join experiments e on r.experiment_id = e.experiment_id "
+            "where e.name = 'alap-bench' and r.name not like 'bench-%'"
+        ).fetchone()[0]
     assert children == 2 * (len(ALL_METHODS) + 2)
 
     # a second run reuses every finished row instead of recomputing it
@@ -388,7 +478,9 @@ def test_demo_size_benchmark(tmp_path: Path, torch_home: Path, monkeypatch: pyte
     monkeypatch.chdir(tmp_path)
     monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path / 'mlflow.db'}")
     params = yaml.safe_load((ROOT / "configs" / "demo.yaml").read_text())
-    params["profile"]["devices"] = [d for d in params["profile"]["devices"] if d != "cuda0" or torch.cuda.is_available()]
+    params["profile"]["devices"] = [
+        d for d in params["profile"]["devices"] if d != "cuda0" or torch.cuda.is_available()
+    ]
     params_file = write_params(tmp_path / "params.yaml", params)
     settings = load_bench_params(ROOT / "bench" / "params.yaml")
     done = bench(load_params(params_file), settings, None, torch_home, project_dir=tmp_path)

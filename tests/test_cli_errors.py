@@ -12,11 +12,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from tiny import ROOT, tiny_params, write_params
 
 from alap import cli
 from alap.errors import UserError, is_user_error
 from alap.models import build_generator, default_arch, save_checkpoint
-from tiny import ROOT, tiny_params, write_params
 
 ALAP = Path(sys.executable).parent / "alap"
 
@@ -61,6 +61,7 @@ def project(tmp_path, files, monkeypatch) -> Path:
 
 def put(source: str | None, target: str = "models/seg2face/condensed.pt"):
     """Set-up: ``files/source`` at ``target`` (a link stays a link); None: nothing there; "dir": a folder."""
+
     def setup(project: Path, files: Path) -> None:
         path = project / target
         if path.is_dir():
@@ -71,35 +72,42 @@ def put(source: str | None, target: str = "models/seg2face/condensed.pt"):
             path.mkdir()
         elif source is not None:
             shutil.copy(files / source, path, follow_symlinks=False)
+
     return setup
 
 
 def params(edit):
     """Set-up: params.yaml as ``edit(params, files)`` leaves the tiny params."""
+
     def setup(project: Path, files: Path) -> None:
         p = tiny_params(project)
         edit(p, files)
         write_params(project / "params.yaml", p)
+
     return setup
 
 
 def teacher_file(name: str, task: str = "seg2face"):
     """Params in which ``task`` imports ``files/name`` as its teacher."""
+
     def edit(p: dict, files: Path) -> None:
         p["tasks"][task].pop("arch")
         p["tasks"][task]["teacher"] = {"checkpoint": str(files / name), "dropout": False}
         p.pop("dvc")
+
     return params(edit)
 
 
 def setting(*keys_value):
     """Params with the key path ``keys_value[:-1]`` set to ``keys_value[-1]``."""
+
     def edit(p: dict, files: Path) -> None:
         *keys, value = keys_value
         node = p
         for key in keys[:-1]:
             node = node[key]
         node[keys[-1]] = value
+
     return params(edit)
 
 
@@ -126,33 +134,56 @@ CASES = [
     (["--params", "nope.yaml", "data", "--task", "seg2face"], "nope.yaml: params file not found", None),
     (["--params", "adir", "data", "--task", "seg2face"], "adir: is a directory", None),
     (["--params", "{files}/random.pth", "data", "--task", "seg2face"], "random.pth: not a text file", None),
-    (["data", "--task", "seg2face"], "model.unet.ngf: Input should be greater than 0 (got -1)",
-     setting("model", "unet", "ngf", -1)),
+    (
+        ["data", "--task", "seg2face"],
+        "model.unet.ngf: Input should be greater than 0 (got -1)",
+        setting("model", "unet", "ngf", -1),
+    ),
     (["data", "--task", "nosuch"], "unknown task 'nosuch'", None),
     (["use-profile", "nope"], "no profile 'nope'", None),
     (["--params", "adir", "use-profile", "demo"], "adir: is a directory", None),
     (["--params", "afile/params.yaml", "use-profile", "demo"], "afile is a file", None),
     # teacher training and import
     (["train"], "required: --task", None),
-    (["train", "--task", "seg2face"], "models/seg2face: cannot be written: models is a file",
-     put("notes.txt", "models")),
+    (
+        ["train", "--task", "seg2face"],
+        "models/seg2face: cannot be written: models is a file",
+        put("notes.txt", "models"),
+    ),
     (["import-teacher", "--task", "seg2face"], "tasks.seg2face names no teacher file", None),
     (["import-teacher", "--task", "seg2face"], "random.pth: is not a PyTorch file", teacher_file("random.pth")),
     (["import-teacher", "--task", "seg2face"], "pickled.pth: holds Python objects", teacher_file("pickled.pth")),
-    (["import-teacher", "--task", "face2cartoon"],
-     "state_dict.pth: the generator maps 8 to 3 channels, but tasks.face2cartoon.layout 'paired' needs 3 to 3",
-     teacher_file("state_dict.pth", "face2cartoon")),
+    (
+        ["import-teacher", "--task", "face2cartoon"],
+        "state_dict.pth: the generator maps 8 to 3 channels, but tasks.face2cartoon.layout 'paired' needs 3 to 3",
+        teacher_file("state_dict.pth", "face2cartoon"),
+    ),
     # condense, prune, distill: checkpoints of every kind of wrong
-    (["condense", "--task", "seg2face"], "models/seg2face/teacher.pt: no such file",
-     put(None, "models/seg2face/teacher.pt")),
-    (["condense", "--task", "seg2face"], "teacher.pt: is truncated",
-     put("truncated.pth", "models/seg2face/teacher.pt")),
-    (["condense", "--task", "seg2face"], "teacher.pt: holds a unet generator, but tasks.seg2face.arch is 'resnet'",
-     RESNET),
-    (["condense", "--task", "seg2face"], "reports/seg2face: cannot be written: reports is a file",
-     put("notes.txt", "reports")),
-    (["prune", "--task", "seg2face", "--sparsity", "1.0"], "--sparsity: 1.0 is out of range, expected 0 <= S < 1",
-     None),
+    (
+        ["condense", "--task", "seg2face"],
+        "models/seg2face/teacher.pt: no such file",
+        put(None, "models/seg2face/teacher.pt"),
+    ),
+    (
+        ["condense", "--task", "seg2face"],
+        "teacher.pt: is truncated",
+        put("truncated.pth", "models/seg2face/teacher.pt"),
+    ),
+    (
+        ["condense", "--task", "seg2face"],
+        "teacher.pt: holds a unet generator, but tasks.seg2face.arch is 'resnet'",
+        RESNET,
+    ),
+    (
+        ["condense", "--task", "seg2face"],
+        "reports/seg2face: cannot be written: reports is a file",
+        put("notes.txt", "reports"),
+    ),
+    (
+        ["prune", "--task", "seg2face", "--sparsity", "1.0"],
+        "--sparsity: 1.0 is out of range, expected 0 <= S < 1",
+        None,
+    ),
     (["prune", "--task", "seg2face", "--sparsity", "-0.1"], "--sparsity: -0.1 is out of range", None),
     (["prune", "--task", "seg2face", "--sparsity", "nan"], "--sparsity: nan is out of range", None),
     (["prune", "--task", "seg2face", "--sparsity", "half"], "--sparsity: 'half' is not a number", None),
@@ -168,26 +199,38 @@ CASES = [
     (PRUNE, "condensed.pt: not an alap checkpoint", put("state_dict.pth")),
     (PRUNE, "condensed.pt: was made for task 'face2cartoon', expected 'seg2face'", put("face2cartoon.pt")),
     (PRUNE, "condensed.pt: holds a unet generator, but tasks.seg2face.arch is 'resnet'", RESNET),
-    (PRUNE, "condensed.pt: the generator maps 8 to 3 channels, but tasks.seg2face.layout 'paired' needs 3 to 3",
-     PAIRED),
+    (
+        PRUNE,
+        "condensed.pt: the generator maps 8 to 3 channels, but tasks.seg2face.layout 'paired' needs 3 to 3",
+        PAIRED,
+    ),
     (PRUNE, "needs image sides divisible by 32; task 'seg2face' uses 48-pixel images", SIZE_48),
     (["distill", "--task", "seg2face", "--sparsity", "1"], "--sparsity: 1 is out of range", None),
     (["distill", "--task", "seg2face", "--sparsity", "0.5"], "s0.5/pruned.pt: no such file", None),
     (["distill", "--task", "seg2face", "--sparsity", "0.5", "--out", "afile/x"], "afile is a file", None),
-    (["distill", "--task", "seg2face", "--sparsity", "0.5"], "pruned.pt: holds Python objects",
-     put("pickled.pth", "models/seg2face/s0.5/pruned.pt")),
+    (
+        ["distill", "--task", "seg2face", "--sparsity", "0.5"],
+        "pruned.pt: holds Python objects",
+        put("pickled.pth", "models/seg2face/s0.5/pruned.pt"),
+    ),
     # evaluate, profile, weights, report
     (["evaluate", "--task", "seg2face"], "one of the arguments --model --sparsity is required", None),
     (["evaluate", "--task", "seg2face", "--model", "student"], "--model: invalid choice: 'student'", None),
     (["evaluate", "--task", "seg2face", "--sparsity", "2"], "--sparsity: 2 is out of range", None),
     (["evaluate", "--task", "seg2face", "--sparsity", "0.5"], "s0.5/student.pt: no such file", None),
-    (["evaluate", "--task", "seg2face", "--model", "teacher"], "reports/seg2face/teacher: cannot be written",
-     put("notes.txt", "reports/seg2face")),
+    (
+        ["evaluate", "--task", "seg2face", "--model", "teacher"],
+        "reports/seg2face/teacher: cannot be written",
+        put("notes.txt", "reports/seg2face"),
+    ),
     (["evaluate", "--task", "seg2face", "--model", "condensed"], "condensed.pt: is truncated", put("truncated.pth")),
     (["profile", "--task", "seg2face", "--sparsity", "-1"], "--sparsity: -1 is out of range", None),
     (["profile", "--task", "seg2face", "--model", "condensed"], "tasks.seg2face.arch is 'resnet'", RESNET),
-    (["profile", "--task", "seg2face", "--model", "teacher"], "teacher.pt: is empty",
-     put("empty.pth", "models/seg2face/teacher.pt")),
+    (
+        ["profile", "--task", "seg2face", "--model", "teacher"],
+        "teacher.pt: is empty",
+        put("empty.pth", "models/seg2face/teacher.pt"),
+    ),
     (["weights", "--torch-home", "afile"], "afile: is a file; expected a folder", None),
     (["report", "--reports", "afile/reports"], "afile is a file", None),
     (["--params", "nope.yaml", "report"], "nope.yaml: params file not found", None),
@@ -213,15 +256,27 @@ CASES = [
     ([*COMPRESS, "--batch-size", "0"], "--batch-size 0: expected a positive integer", None),
     ([*COMPRESS, "--device", "gpu"], "--device gpu: expected auto, cpu, cuda or cuda:N", None),
     ([*COMPRESS, "--condense-steps", "many"], "--condense-steps: invalid int value: 'many'", None),
-    (["compress", "{files}/state_dict.pth", "--data", "nodir", "--out", "out", "--sparsity", "0.5"],
-     "--data nodir: not a folder", None),
-    (["compress", "{files}/state_dict.pth", "--data", "adir", "--out", "afile", "--sparsity", "0.5"],
-     "afile: is a file", None),
-    (["compress", "{files}/state_dict.pth", "--data", "adir", "--out", "afile/out", "--sparsity", "0.5"],
-     "afile is a file", None),
+    (
+        ["compress", "{files}/state_dict.pth", "--data", "nodir", "--out", "out", "--sparsity", "0.5"],
+        "--data nodir: not a folder",
+        None,
+    ),
+    (
+        ["compress", "{files}/state_dict.pth", "--data", "adir", "--out", "afile", "--sparsity", "0.5"],
+        "afile: is a file",
+        None,
+    ),
+    (
+        ["compress", "{files}/state_dict.pth", "--data", "adir", "--out", "afile/out", "--sparsity", "0.5"],
+        "afile is a file",
+        None,
+    ),
     (["compress", "nope.pth", "--data", "adir", "--out", "out", "--sparsity", "0.5"], "nope.pth: no such file", None),
-    (["compress", "{files}/random.pth", "--data", "adir", "--out", "out", "--sparsity", "0.5"],
-     "random.pth: is not a PyTorch file", None),
+    (
+        ["compress", "{files}/random.pth", "--data", "adir", "--out", "out", "--sparsity", "0.5"],
+        "random.pth: is not a PyTorch file",
+        None,
+    ),
     # services and the benchmark
     (["promote", "--device", "cpu-t2"], "required: --task", None),
     (["promote", "--task", "seg2face", "--max-p50-ms", "fast"], "--max-p50-ms: invalid float value: 'fast'", None),
@@ -258,11 +313,22 @@ def test_bad_input_is_refused_in_one_line_before_any_work(project, files, capsys
     assert _tree(project) == before  # nothing written, nothing removed
 
 
-@pytest.mark.parametrize("exc, user", [
-    (UserError("x"), True), (ValueError("x"), True), (FileNotFoundError("x"), True), (IsADirectoryError("x"), True),
-    (NotADirectoryError("x"), True), (FileExistsError("x"), True), (PermissionError("x"), True),
-    (RuntimeError("x"), False), (KeyError("x"), False), (TypeError("x"), False), (OSError("x"), False),
-])
+@pytest.mark.parametrize(
+    "exc, user",
+    [
+        (UserError("x"), True),
+        (ValueError("x"), True),
+        (FileNotFoundError("x"), True),
+        (IsADirectoryError("x"), True),
+        (NotADirectoryError("x"), True),
+        (FileExistsError("x"), True),
+        (PermissionError("x"), True),
+        (RuntimeError("x"), False),
+        (KeyError("x"), False),
+        (TypeError("x"), False),
+        (OSError("x"), False),
+    ],
+)
 def test_the_user_error_rule(exc, user):
     assert is_user_error(exc) is user
 
@@ -276,8 +342,15 @@ def test_alaps_error_classes_are_user_errors():
     from alap.storage import StorageError
     from alap.tracking.client import TrackingUnavailable
 
-    for cls in (BenchParamsError, ParamsError, DataError, WeightsError, DeviceUnavailable, StorageError,
-                TrackingUnavailable):
+    for cls in (
+        BenchParamsError,
+        ParamsError,
+        DataError,
+        WeightsError,
+        DeviceUnavailable,
+        StorageError,
+        TrackingUnavailable,
+    ):
         assert issubclass(cls, UserError), cls
 
 
@@ -301,11 +374,14 @@ def _alap(*args: str, cwd: Path) -> subprocess.CompletedProcess:
     return subprocess.run([str(ALAP), *args], cwd=cwd, capture_output=True, text=True, timeout=120)
 
 
-@pytest.mark.parametrize("args, names", [
-    (["prune", "--task", "seg2face", "--sparsity", "1.0"], "--sparsity: 1.0 is out of range"),
-    (["import-generator", "{files}/pickled.pth", "out.pt", "--task", "t"], "pickled.pth: holds Python objects"),
-    (["import-generator", "{files}/state_dict.pth", ".", "--task", "t"], ".: is a directory"),
-])
+@pytest.mark.parametrize(
+    "args, names",
+    [
+        (["prune", "--task", "seg2face", "--sparsity", "1.0"], "--sparsity: 1.0 is out of range"),
+        (["import-generator", "{files}/pickled.pth", "out.pt", "--task", "t"], "pickled.pth: holds Python objects"),
+        (["import-generator", "{files}/state_dict.pth", ".", "--task", "t"], ".: is a directory"),
+    ],
+)
 def test_a_real_process_writes_errors_to_stderr_only(project, files, args, names):
     run = _alap(*[a.format(files=files) for a in args], cwd=project)
     assert (run.returncode, run.stdout, len(run.stderr.splitlines())) == (2, "", 1), run.stderr

@@ -91,9 +91,18 @@ def test_tiny_condense_run_drives_factors_to_zero(tmp_path) -> None:
     train = TrainParams(lambda_l1=100.0)
     params = CondenseParams(steps=120, lr=1e-2, sparsity_weight=0.5, warmup_steps=20, checkpoint_every=60)
     threshold = 0.05
-    result = condense(teacher, arch, lambda g: make_objective("pix2pix", g, {"D": disc}, train), _paired_batches(),
-                      params, threshold, _inputs(), tmp_path / "state.pt", tmp_path / "scales.csv",
-                      tmp_path / "scales.png")
+    result = condense(
+        teacher,
+        arch,
+        lambda g: make_objective("pix2pix", g, {"D": disc}, train),
+        _paired_batches(),
+        params,
+        threshold,
+        _inputs(),
+        tmp_path / "state.pt",
+        tmp_path / "scales.csv",
+        tmp_path / "scales.png",
+    )
     history = result.history
     assert len(history) == 120 and "penalty" in history[0]
     assert history[-1]["scale_l1"] < 0.3 * history[0]["scale_l1"], (history[0]["scale_l1"], history[-1]["scale_l1"])
@@ -108,9 +117,18 @@ def test_tiny_condense_run_drives_factors_to_zero(tmp_path) -> None:
     rebuilt = build_generator(result.arch)
     rebuilt.load_state_dict(result.model.state_dict(), strict=True)
 
-    again = condense(teacher, arch, lambda g: make_objective("pix2pix", g, {"D": disc}, train), _paired_batches(),
-                     params, threshold, _inputs(), tmp_path / "state.pt", tmp_path / "scales.csv",
-                     tmp_path / "scales.png")
+    again = condense(
+        teacher,
+        arch,
+        lambda g: make_objective("pix2pix", g, {"D": disc}, train),
+        _paired_batches(),
+        params,
+        threshold,
+        _inputs(),
+        tmp_path / "state.pt",
+        tmp_path / "scales.csv",
+        tmp_path / "scales.png",
+    )
     assert len(again.history) == 120  # resumed from the final state: no step was repeated
     assert output_difference(result.model, again.model, _inputs())["max_abs"] == 0.0
 
@@ -120,6 +138,15 @@ def test_objective_must_wrap_the_prepared_generator(tmp_path) -> None:
     other = build_generator(arch)
     disc: nn.Module = NLayerDiscriminator(6, ndf=8, n_layers=2, norm="batch")
     with pytest.raises(ValueError, match="build_objective"):
-        condense(build_generator(arch), arch, lambda g: make_objective("pix2pix", other, {"D": disc}, TrainParams()),
-                 _paired_batches(), CondenseParams(steps=2, warmup_steps=1), 0.01, _inputs(), tmp_path / "s.pt",
-                 tmp_path / "t.csv", tmp_path / "p.png")
+        condense(
+            build_generator(arch),
+            arch,
+            lambda g: make_objective("pix2pix", other, {"D": disc}, TrainParams()),
+            _paired_batches(),
+            CondenseParams(steps=2, warmup_steps=1),
+            0.01,
+            _inputs(),
+            tmp_path / "s.pt",
+            tmp_path / "t.csv",
+            tmp_path / "p.png",
+        )

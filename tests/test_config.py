@@ -50,8 +50,10 @@ def test_params_yaml_is_a_valid_profile():
         (lambda d: d["prune"].update(sparsity=0.5), "prune.sparsity was removed: each sweep point brings its own"),
         (lambda d: d["tasks"]["seg2face"].update(layout="paired"), "tasks.seg2face.layout: the built-in task"),
         (lambda d: d["tasks"]["seg2face"].update(arch=None), "exactly one of `arch`"),
-        (lambda d: d["tasks"].update(mine={"source": "folder", "layout": "images", "root": "x", "arch": "unet"}),
-         "layout 'images' has no targets to train a teacher on"),
+        (
+            lambda d: d["tasks"].update(mine={"source": "folder", "layout": "images", "root": "x", "arch": "unet"}),
+            "layout 'images' has no targets to train a teacher on",
+        ),
         (lambda d: d.update(run_tasks=["seg2face"]), "dvc: does not match tasks and run_tasks"),
         (lambda d: d["promote"].update(max_p50_ms=0), "promote.max_p50_ms"),
         (lambda d: d["promote"].update(max_fid_ratio=float("inf")), "promote.max_fid_ratio"),
@@ -71,8 +73,13 @@ def test_bad_params_name_the_key(tmp_path, mutate, fragment):
 
 def test_task_train_overrides_apply_to_that_task_only(tmp_path):
     data = demo()
-    data["tasks"]["horse2zebra"]["train"] = {"steps": 123, "batch_size": 1, "lr": 3e-4, "beta1": 0.25,
-                                              "lr_decay_from": 0.9}
+    data["tasks"]["horse2zebra"]["train"] = {
+        "steps": 123,
+        "batch_size": 1,
+        "lr": 3e-4,
+        "beta1": 0.25,
+        "lr_decay_from": 0.9,
+    }
     data["tasks"]["seg2face"].pop("train", None)
     params = load_params(write(tmp_path, data))
     own, shared = params.train_for("horse2zebra"), params.train_for("seg2face")
@@ -102,8 +109,12 @@ def test_promotion_gates_are_one_section_of_every_profile_and_flags_override_the
     assert gates["params"] == gates["configs/demo"] == gates["configs/paper"] == PromoteParams()
     assert (gates["params"].device, gates["params"].max_p50_ms, gates["params"].max_fid_ratio) == ("cpu-t2", 33.0, 1.1)
     changed = gates["params"].with_overrides(max_p50_ms=20.0, prefer=None, backend="torch")
-    assert (changed.max_p50_ms, changed.prefer, changed.backend, changed.max_lpips_teacher) == (20.0, "quality",
-                                                                                                  "torch", 0.05)
+    assert (changed.max_p50_ms, changed.prefer, changed.backend, changed.max_lpips_teacher) == (
+        20.0,
+        "quality",
+        "torch",
+        0.05,
+    )
     with pytest.raises(ValueError, match=r"promote.max_lpips_teacher: Input should be greater than 0 \(got -1\)"):
         gates["params"].with_overrides(max_lpips_teacher=-1)
     with pytest.raises(ValueError, match="promote.max_p50: Extra inputs"):

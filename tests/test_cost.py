@@ -38,10 +38,13 @@ def test_transposed_conv_is_counted_over_its_output():
     assert _raw_torch_gmacs(up, shape) * 1e9 == pytest.approx(per_input)  # why alap replaces the rule
 
 
-@pytest.mark.parametrize("kind,norm,gmacs,params_m", [
-    ("unet", "batch", 18.15, 54.414),  # pix2pix unet_256, ngf 64 (FACTS.md: 18.15 G incl. norm ops)
-    ("resnet", "instance", 56.89, 11.378),  # CycleGAN resnet_9blocks, ngf 64 (published 56.8 G)
-])
+@pytest.mark.parametrize(
+    "kind,norm,gmacs,params_m",
+    [
+        ("unet", "batch", 18.15, 54.414),  # pix2pix unet_256, ngf 64 (docs/architecture.md: 18.15 G incl. norm ops)
+        ("resnet", "instance", 56.89, 11.378),  # CycleGAN resnet_9blocks, ngf 64 (published 56.8 G)
+    ],
+)
 def test_reference_generators(kind, norm, gmacs, params_m):
     with torch.device("meta"):  # count on the meta device: exact shapes, no memory or compute
         model = build_generator(default_arch(kind, 3, 3, ngf=64, norm=norm))

@@ -14,8 +14,16 @@ from PIL import Image
 
 from alap.data import synthetic
 from alap.data.batches import BatchStream
-from alap.data.datasets import (InputImages, MaskImageFolder, PairedAB, PairedFolder, UnpairedEval, UnpairedFolder,
-                                channels, open_dataset)
+from alap.data.datasets import (
+    InputImages,
+    MaskImageFolder,
+    PairedAB,
+    PairedFolder,
+    UnpairedEval,
+    UnpairedFolder,
+    channels,
+    open_dataset,
+)
 from alap.data.errors import DataError
 from alap.data.faces import draw_face, render_face
 from alap.data.splits import carve
@@ -58,9 +66,11 @@ def _stack(folder: Path) -> np.ndarray:
 
 # --- generation ------------------------------------------------------------------------------------------
 
+
 @pytest.mark.parametrize("task", sorted(SYNTHETIC_TASKS))
-def test_same_seed_gives_identical_bytes_and_another_seed_differs(task: str, tasks: dict[str, Path],
-                                                                 tmp_path: Path) -> None:
+def test_same_seed_gives_identical_bytes_and_another_seed_differs(
+    task: str, tasks: dict[str, Path], tmp_path: Path
+) -> None:
     again = _generate(task, tmp_path / "again")
     other = _generate(task, tmp_path / "other", seed=1)
     files = _files(tasks[task])
@@ -83,16 +93,19 @@ def test_layouts_counts_and_manifest(tasks: dict[str, Path]) -> None:
     for split, count in n.items():
         assert len(list((seg / split / "mask").glob("*.png"))) == count
         assert len(list((seg / split / "image").glob("*.png"))) == count
-    with Image.open(seg / "train" / "mask" / "00000.png") as mask, \
-            Image.open(seg / "train" / "image" / "00000.png") as image:
+    with (
+        Image.open(seg / "train" / "mask" / "00000.png") as mask,
+        Image.open(seg / "train" / "image" / "00000.png") as image,
+    ):
         assert (mask.mode, mask.size, image.mode, image.size) == ("L", (SIZE, SIZE), "RGB", (SIZE, SIZE))
     ids = np.unique(np.concatenate([np.asarray(Image.open(p)).ravel() for p in (seg / "train" / "mask").iterdir()]))
     assert set(ids) <= set(range(8)) and {0, 1, 2, 3} <= set(ids)
 
     cartoon = tasks["face2cartoon"]
     for split, count in n.items():
-        assert sorted(p.name for p in (cartoon / split / "A").iterdir()) == \
-            sorted(p.name for p in (cartoon / split / "B").iterdir())
+        assert sorted(p.name for p in (cartoon / split / "A").iterdir()) == sorted(
+            p.name for p in (cartoon / split / "B").iterdir()
+        )
         assert len(list((cartoon / split / "A").iterdir())) == count
 
     zebra = tasks["horse2zebra"]
@@ -150,11 +163,14 @@ def test_refuses_to_overwrite_a_folder_that_is_not_a_generation(tmp_path: Path) 
     assert (real / "train" / "photo.png").read_bytes() == b"precious"
 
 
-@pytest.mark.parametrize("kwargs, message", [
-    (dict(task="edges2shoes"), "unknown synthetic task"),
-    (dict(image_size=16), "image_size"),
-    (dict(n_val=0), "n_val"),
-])
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [
+        (dict(task="edges2shoes"), "unknown synthetic task"),
+        (dict(image_size=16), "image_size"),
+        (dict(n_val=0), "n_val"),
+    ],
+)
 def test_bad_generation_arguments(kwargs: dict, message: str, tmp_path: Path) -> None:
     args = dict(task="seg2face", root=tmp_path / "x", image_size=SIZE, seed=0, **COUNTS) | kwargs
     with pytest.raises(ValueError, match=message):
@@ -162,6 +178,7 @@ def test_bad_generation_arguments(kwargs: dict, message: str, tmp_path: Path) ->
 
 
 # --- learnability ----------------------------------------------------------------------------------------
+
 
 def test_faces_follow_their_masks_far_better_than_the_mean_image(tasks: dict[str, Path]) -> None:
     """Predicting each pixel as the mean training colour of its mask class beats the mean image by > 6 dB,
@@ -215,6 +232,7 @@ def test_generating_a_sample_twice_gives_the_same_pair() -> None:
 
 
 # --- datasets: items -------------------------------------------------------------------------------------
+
 
 def _check_rgb(t: torch.Tensor, size: int) -> None:
     assert t.shape == (3, size, size) and t.dtype == torch.float32
@@ -297,6 +315,7 @@ def test_channels_per_layout() -> None:
 
 
 # --- datasets: bad input ---------------------------------------------------------------------------------
+
 
 def _truncate(path: Path) -> None:
     data = path.read_bytes()
@@ -391,6 +410,7 @@ def test_unknown_layout_and_missing_num_classes(tasks: dict[str, Path]) -> None:
 
 # --- datasets: data as users have it ---------------------------------------------------------------------
 
+
 def _noise(path: Path, size: tuple[int, int] = (SIZE, SIZE), seed: int = 0, mode: str = "RGB") -> Path:
     """A random image at ``path`` (width, height = ``size``); every window of it differs from every other."""
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -415,8 +435,11 @@ def _without_val(task: str, tasks: dict[str, Path], tmp_path: Path) -> tuple[Pat
         root = _side_by_side(tasks["face2cartoon"], tmp_path / "ab")
         return _rmtree(root, "val"), [p.stem for p in sorted((root / "train").iterdir())]
     root = _copy(tasks[task], tmp_path)
-    val, train = {"seg2face": (["val"], "train/mask"), "face2cartoon": (["val"], "train/A"),
-                  "horse2zebra": (["valA", "valB"], "trainA")}[task]
+    val, train = {
+        "seg2face": (["val"], "train/mask"),
+        "face2cartoon": (["val"], "train/A"),
+        "horse2zebra": (["valA", "valB"], "trainA"),
+    }[task]
     return _rmtree(root, *val), [p.stem for p in sorted((root / train).iterdir())]
 
 
@@ -430,8 +453,9 @@ LAYOUT_OF = {"seg2face": "mask_image", "face2cartoon": "paired", "paired_ab": "p
 
 
 @pytest.mark.parametrize("task", sorted(LAYOUT_OF))
-def test_a_missing_val_split_is_carved_from_train(task: str, tasks: dict[str, Path], tmp_path: Path,
-                                                 caplog: pytest.LogCaptureFixture) -> None:
+def test_a_missing_val_split_is_carved_from_train(
+    task: str, tasks: dict[str, Path], tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
     root, names = _without_val(task, tasks, tmp_path)
 
     def names_of(split: str, seed: int = 0) -> list[str]:
@@ -468,8 +492,10 @@ def test_cyclegan_folders_as_published(tasks: dict[str, Path], tmp_path: Path) -
     """trainA/trainB/testA/testB, no val and no ground truth: val is carved from trainA and trainB alike."""
     root = _rmtree(_copy(tasks["horse2zebra"], tmp_path), "valA", "valB", "testA_gt")
     train, val = (open_dataset("unpaired", root, split, SIZE) for split in ("train", "val"))
-    test, test_eval = open_dataset("unpaired", root, "test", SIZE), open_dataset("unpaired", root, "test", SIZE,
-                                                                                  for_eval=True)
+    test, test_eval = (
+        open_dataset("unpaired", root, "test", SIZE),
+        open_dataset("unpaired", root, "test", SIZE, for_eval=True),
+    )
     assert [len(ds) for ds in (train, val, test, test_eval)] == [5, 1, 4, 4]
     assert [len(ds.real_targets()) for ds in (train, val, test_eval)] == [5, 1, 4]
     assert not set(train.real_targets().names) & set(val.real_targets().names)
@@ -520,6 +546,7 @@ def test_a_folder_of_images_with_train_and_test(tmp_path: Path) -> None:
 
 # --- datasets: load_size and crop_size -------------------------------------------------------------------
 
+
 def test_train_items_are_cropped_with_one_window_for_a_and_b(tmp_path: Path) -> None:
     root = _paired(tmp_path / "same", {"train": 4, "val": 2, "test": 2})
     first, again = (open_dataset("paired", root, "train", SIZE, seed=5, crop_size=12) for _ in range(2))
@@ -550,11 +577,15 @@ def test_a_resumed_batch_stream_sees_the_same_crops(tmp_path: Path) -> None:
 def test_a_mask_and_its_image_are_cropped_alike(tasks: dict[str, Path]) -> None:
     full = open_dataset("mask_image", tasks["seg2face"], "train", SIZE, num_classes=8)[3]
     crop = open_dataset("mask_image", tasks["seg2face"], "train", SIZE, num_classes=8, crop_size=20)[3]
-    windows = [(t, x) for t in range(SIZE - 19) for x in range(SIZE - 19)
-               if torch.equal(full["B"][:, t:t + 20, x:x + 20], crop["B"])]
+    windows = [
+        (t, x)
+        for t in range(SIZE - 19)
+        for x in range(SIZE - 19)
+        if torch.equal(full["B"][:, t : t + 20, x : x + 20], crop["B"])
+    ]
     assert len(windows) == 1
     top, left = windows[0]
-    assert torch.equal(full["A"][:, top:top + 20, left:left + 20], crop["A"])
+    assert torch.equal(full["A"][:, top : top + 20, left : left + 20], crop["A"])
 
 
 def test_images_of_another_size_are_resized_to_load_size(tmp_path: Path) -> None:
@@ -571,6 +602,7 @@ def test_images_of_another_size_are_resized_to_load_size(tmp_path: Path) -> None
 
 
 # --- datasets: files that would be mangled ---------------------------------------------------------------
+
 
 def test_a_pair_of_different_sizes_is_refused(tmp_path: Path) -> None:
     root = _paired(tmp_path / "p", {"train": 3, "test": 1})

@@ -13,7 +13,6 @@ import sys
 from pathlib import Path
 
 import pytest
-
 from tiny import ROOT, tiny_params, write_params
 
 DVC = str(Path(sys.executable).with_name("dvc"))

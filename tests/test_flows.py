@@ -19,6 +19,9 @@ REPO = Path(__file__).resolve().parents[1]
 if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
+from servers import S3Server, mlflow_server, s3_server  # noqa: E402
+from tiny import tiny_params, write_params  # noqa: E402
+
 from alap import storage  # noqa: E402
 from alap.config import ParamsError, load_params  # noqa: E402
 from alap.metrics.weights.provide import provision_weights  # noqa: E402
@@ -26,8 +29,6 @@ from alap.paths import point_name  # noqa: E402
 from alap.report.tables import TEACHER  # noqa: E402
 from alap.tracking.client import Tracker, registered_model_name  # noqa: E402
 from flows.tasks import StageFailed  # noqa: E402
-from servers import S3Server, mlflow_server, s3_server  # noqa: E402
-from tiny import tiny_params, write_params  # noqa: E402
 
 pytestmark = pytest.mark.integration
 
@@ -109,8 +110,16 @@ def mlflow_store(mlflow_url: str, s3: S3Server, workdir: Path):
 def run_sweep(name: str, workdir: Path, params_file: Path, torch_home: Path, **runner) -> list[dict]:
     from flows.sweep import sweep
 
-    return sweep(tasks=[TASK], sparsities=SPARSITIES, params_path=str(params_file), out_root=str(workdir / name),
-                 torch_home=str(torch_home), name=name, project_dir=str(workdir), **runner)
+    return sweep(
+        tasks=[TASK],
+        sparsities=SPARSITIES,
+        params_path=str(params_file),
+        out_root=str(workdir / name),
+        torch_home=str(torch_home),
+        name=name,
+        project_dir=str(workdir),
+        **runner,
+    )
 
 
 @pytest.fixture(scope="module")
@@ -156,8 +165,11 @@ def check_sweep(results: list[dict], tracker: Tracker, sweep_name: str, workdir:
         assert run.params["condense.sparsity_weight"] == str(WEIGHT)
         artifacts = {a.path for a in tracker.client.list_artifacts(run.run_id)}
         assert {"params.yaml", "metrics.json", "grid.png", "model.onnx"} <= artifacts
-    versions = [v for v in tracker.model_versions(registered_model_name(TASK)) if v.run_id in
-                {children[n].run_id for n in names}]
+    versions = [
+        v
+        for v in tracker.model_versions(registered_model_name(TASK))
+        if v.run_id in {children[n].run_id for n in names}
+    ]
     assert len(versions) == 2
 
 
@@ -222,8 +234,16 @@ def promoted(thread_sweep, mlflow_store, workdir, params_file) -> dict:
     """Gates every point passes; the fastest passing version becomes champion."""
     from flows.promote import promote_flow
 
-    return promote_flow(tasks=[TASK], device="cpu-t1", max_p50_ms=1e6, max_fid_ratio=1e6, max_lpips_teacher=1e6,
-                        prefer="speed", params_path=str(params_file), project_dir=str(workdir))
+    return promote_flow(
+        tasks=[TASK],
+        device="cpu-t1",
+        max_p50_ms=1e6,
+        max_fid_ratio=1e6,
+        max_lpips_teacher=1e6,
+        prefer="speed",
+        params_path=str(params_file),
+        project_dir=str(workdir),
+    )
 
 
 def test_promote_flow_gates(promoted, mlflow_store, workdir, params_file):
@@ -234,14 +254,14 @@ def test_promote_flow_gates(promoted, mlflow_store, workdir, params_file):
     model = registered_model_name(TASK)
     assert mlflow_store.alias_version(model, "champion") == champion
     assert mlflow_store.alias_version(model, "cpu-t1-champion") == champion
-    strict = promote_flow(tasks=[TASK], device="cpu-t1", max_p50_ms=1e-6, params_path=str(params_file),
-                          project_dir=str(workdir))
+    strict = promote_flow(
+        tasks=[TASK], device="cpu-t1", max_p50_ms=1e-6, params_path=str(params_file), project_dir=str(workdir)
+    )
     assert strict[TASK]["champion"] is None and strict[TASK]["passed"] == []
     assert mlflow_store.alias_version(model, "champion") == champion  # a failed promotion changes nothing
 
 
-def test_champion_loads_from_registry_and_reproduces_its_logged_psnr(promoted, mlflow_store, mlflow_url,
-                                                                      params_file):
+def test_champion_loads_from_registry_and_reproduces_its_logged_psnr(promoted, mlflow_store, mlflow_url, params_file):
     import mlflow
     import torch
     from torch.utils.data import DataLoader
@@ -353,9 +373,14 @@ def test_pipeline_retries_transient_failures_not_bad_input(harness, workdir, par
     from flows.pipeline import pipeline
 
     py = sys.executable
-    flaky = ("import pathlib, sys; p = pathlib.Path('attempts'); n = int(p.read_text()) if p.exists() else 0; "
-             "p.write_text(str(n + 1)); sys.exit(1 if n == 0 else 0)")
-    bad = "import pathlib, sys; p = pathlib.Path('bad_attempts'); p.write_text(p.read_text() + 'x' if p.exists() else 'x'); sys.exit(2)"
+    flaky = (
+        "import pathlib, sys; p = pathlib.Path('attempts'); n = int(p.read_text()) if p.exists() else 0; "
+        "p.write_text(str(n + 1)); sys.exit(1 if n == 0 else 0)"
+    )
+    bad = (
+        "import pathlib, sys; p = pathlib.Path('bad_attempts'); "
+        "p.write_text(p.read_text() + 'x' if p.exists() else 'x'); sys.exit(2)"
+    )
     project = dvc_project(workdir / "dvcproj", params_file, {"flaky": f'{py} -c "{flaky}"', "bad": f'{py} -c "{bad}"'})
 
     outcome = pipeline(params_path="params.yaml", project_dir=str(project), stages=["flaky"], track=False)
@@ -382,8 +407,12 @@ def test_pipeline_validates_params_before_any_stage(harness, workdir, params_fil
 def test_serve_builds_scheduled_deployments():
     from flows.serve import build_deployments
 
-    deployments = {d.name: d for d in build_deployments("30 1 * * *", "15 5 * * 1-5", timezone="Europe/Berlin",
-                                                        params_path="configs/demo.yaml", device="cpu-t1")}
+    deployments = {
+        d.name: d
+        for d in build_deployments(
+            "30 1 * * *", "15 5 * * 1-5", timezone="Europe/Berlin", params_path="configs/demo.yaml", device="cpu-t1"
+        )
+    }
     assert set(deployments) == {"nightly-sweep", "nightly-promote", "pipeline"}
     sweep, promote, pipeline = deployments["nightly-sweep"], deployments["nightly-promote"], deployments["pipeline"]
     assert [(s.schedule.cron, s.schedule.timezone) for s in sweep.schedules] == [("30 1 * * *", "Europe/Berlin")]

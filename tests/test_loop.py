@@ -48,8 +48,17 @@ class Run:
         return {"loss": loss.item(), "lr": self.opt.param_groups[0]["lr"]}
 
     def fit(self, keep_best: KeepBest | None = None) -> FitResult:
-        return fit(self.step, self.batches, {"model": self.model, "opt": self.opt}, steps=10, checkpoint_every=2,
-                   state_path=self.path, desc="test", schedulers={"sched": self.sched}, keep_best=keep_best)
+        return fit(
+            self.step,
+            self.batches,
+            {"model": self.model, "opt": self.opt},
+            steps=10,
+            checkpoint_every=2,
+            state_path=self.path,
+            desc="test",
+            schedulers={"sched": self.sched},
+            keep_best=keep_best,
+        )
 
 
 def killed_then_resumed(path, **kwargs) -> tuple[Run, FitResult]:

@@ -7,6 +7,7 @@ import copy
 import pytest
 import torch
 import torch_pruning as tp
+from reference_nets import ref_discriminator, reference
 from torch import nn
 
 from alap.models import (
@@ -22,8 +23,6 @@ from alap.models import (
     save_checkpoint,
     validate_arch,
 )
-
-from reference_nets import ref_discriminator, reference
 
 
 def shapes(model: nn.Module) -> dict[str, tuple[int, ...]]:
@@ -57,8 +56,10 @@ def test_discriminator_layout_equals_reference(norm):
     assert ours(torch.randn(2, 6, 64, 64)).shape == (2, 1, 6, 6)
 
 
-@pytest.mark.parametrize("kind,norm,dropout", [("unet", "batch", True), ("unet", "instance", False),
-                                               ("resnet", "instance", True), ("resnet", "batch", False)])
+@pytest.mark.parametrize(
+    "kind,norm,dropout",
+    [("unet", "batch", True), ("unet", "instance", False), ("resnet", "instance", True), ("resnet", "batch", False)],
+)
 def test_reference_weights_load_strict_and_compute_the_same(kind, norm, dropout):
     torch.manual_seed(0)
     depth = {"num_downs": 6} if kind == "unet" else {"n_blocks": 2}
@@ -139,21 +140,24 @@ def _set(arch, path, value):
     return arch
 
 
-@pytest.mark.parametrize("path,value,message", [
-    (("kind",), "vgg", "unknown generator kind"),
-    (("norm",), "group", "unknown norm"),
-    (("norm_affine",), False, "only supported for norm='instance'"),
-    (("input_nc",), 0, "input_nc"),
-    (("num_downs",), 1, "at least 2 levels"),
-    (("widths", "down"), [4, 8, 16, 32], r"\['down'\]: expected a list of 5"),
-    (("widths", "up"), [4, 8, 0, 32], r"\['up'\]\[2\]: expected a positive int"),
-    (("widths", "down"), [4, 8, 16, 32, 2.5], r"\['down'\]\[4\]"),
-    (("widths", "up"), [4, 8, True, 32], r"\['up'\]\[2\]"),
-    (("widths",), {"down": [1] * 5}, "expected keys"),
-    (("gates",), ["a", "a"], "distinct"),
-    (("dropout",), "yes", "dropout"),
-    (("extra",), 1, "unknown keys"),
-])
+@pytest.mark.parametrize(
+    "path,value,message",
+    [
+        (("kind",), "vgg", "unknown generator kind"),
+        (("norm",), "group", "unknown norm"),
+        (("norm_affine",), False, "only supported for norm='instance'"),
+        (("input_nc",), 0, "input_nc"),
+        (("num_downs",), 1, "at least 2 levels"),
+        (("widths", "down"), [4, 8, 16, 32], r"\['down'\]: expected a list of 5"),
+        (("widths", "up"), [4, 8, 0, 32], r"\['up'\]\[2\]: expected a positive int"),
+        (("widths", "down"), [4, 8, 16, 32, 2.5], r"\['down'\]\[4\]"),
+        (("widths", "up"), [4, 8, True, 32], r"\['up'\]\[2\]"),
+        (("widths",), {"down": [1] * 5}, "expected keys"),
+        (("gates",), ["a", "a"], "distinct"),
+        (("dropout",), "yes", "dropout"),
+        (("extra",), 1, "unknown keys"),
+    ],
+)
 def test_validate_arch_rejects(path, value, message):
     with pytest.raises(ValueError, match=message):
         validate_arch(_set(tiny("unet"), path, value))

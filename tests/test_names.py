@@ -10,6 +10,8 @@ import numpy as np
 import pytest
 import torch
 from PIL import Image
+from reference_nets import reference
+from tiny import tiny_params
 
 from alap import evaluate
 from alap.config import Params
@@ -17,8 +19,6 @@ from alap.metrics.names import LATENCY, METRICS, QUALITY, LatencyKey, metric
 from alap.paths import TaskPaths
 from alap.pipeline import import_teacher
 from alap.profile.latency import profile_model
-from reference_nets import reference
-from tiny import tiny_params
 
 # What metrics.json records besides metrics: which model, and what it was measured on.
 BOOKKEEPING = {"task", "model", "sparsity", "measured_on"}
@@ -68,16 +68,21 @@ def _folder(root: Path, layout: str) -> Path:
 
 
 @pytest.mark.parametrize(("layout", "fid_name"), [("paired", "fid"), ("images", "fid_teacher")])
-def test_every_metric_evaluate_writes_is_registered(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, layout: str,
-                                                   fid_name: str) -> None:
+def test_every_metric_evaluate_writes_is_registered(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, layout: str, fid_name: str
+) -> None:
     monkeypatch.setattr(evaluate, "InceptionFeatures", _Features)
     monkeypatch.setattr(evaluate, "LpipsMetric", _Lpips)
     torch.manual_seed(0)
     teacher_file = tmp_path / "g.pth"
     torch.save(reference("unet", "batch", False, ngf=4, num_downs=5).state_dict(), teacher_file)
     raw = tiny_params(tmp_path)
-    raw["tasks"]["mine"] = {"source": "folder", "layout": layout, "root": str(_folder(tmp_path / "data", layout)),
-                            "teacher": {"checkpoint": str(teacher_file), "dropout": False}}
+    raw["tasks"]["mine"] = {
+        "source": "folder",
+        "layout": layout,
+        "root": str(_folder(tmp_path / "data", layout)),
+        "teacher": {"checkpoint": str(teacher_file), "dropout": False},
+    }
     raw.update(run_tasks=["mine"], dvc=None)
     params = Params.model_validate(raw)
     paths = TaskPaths("mine", models=tmp_path / "models", reports=tmp_path / "reports", state=tmp_path / "state")
@@ -91,12 +96,24 @@ def test_every_metric_evaluate_writes_is_registered(tmp_path: Path, monkeypatch:
     assert ({"fid", "fid_teacher"} - {fid_name}).isdisjoint(written)
 
 
-def test_every_latency_key_profile_writes_reads_as_the_latency_entry(tmp_path: Path,
-                                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+def test_every_latency_key_profile_writes_reads_as_the_latency_entry(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
     model = torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3, padding=1), torch.nn.Tanh())
-    result = profile_model(model, (3, 8, 8), ["cpu-t1"], ["torch"], [1, 2], onnx_dir=tmp_path, warmup=0,
-                           min_repeats=2, min_seconds=0.0, name="tiny", progress=False)
+    result = profile_model(
+        model,
+        (3, 8, 8),
+        ["cpu-t1"],
+        ["torch"],
+        [1, 2],
+        onnx_dir=tmp_path,
+        warmup=0,
+        min_repeats=2,
+        min_seconds=0.0,
+        name="tiny",
+        progress=False,
+    )
     assert len(result["metrics"]) == 4  # p50 and p90 at two batch sizes
     for key in result["metrics"]:
         entry = metric(key)

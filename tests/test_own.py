@@ -16,16 +16,16 @@ import pytest
 import torch
 import yaml
 from PIL import Image
+from reference_nets import reference
+from tiny import ROOT, tiny_params, write_params
 
 from alap.cli import main
 from alap.config import Params
 from alap.gan_aux import stage_aux
-from alap.pipeline import condense_task, distill_point, import_teacher, prune_point
 from alap.models import load_checkpoint
 from alap.paths import TaskPaths
+from alap.pipeline import condense_task, distill_point, import_teacher, prune_point
 from alap.task import Task
-from reference_nets import reference
-from tiny import ROOT, tiny_params, write_params
 
 
 @pytest.fixture(autouse=True)
@@ -81,8 +81,11 @@ def folder_params(root: Path, task: dict, name: str = "mine") -> Params:
 
 
 def tree_digest(root: Path) -> dict[str, str]:
-    return {str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest()
-            for p in sorted(root.rglob("*")) if p.is_file()}
+    return {
+        str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest()
+        for p in sorted(root.rglob("*"))
+        if p.is_file()
+    }
 
 
 def test_imported_unpaired_teacher_condenses_and_distills_without_trained_discriminators(tmp_path):
@@ -120,8 +123,12 @@ def test_images_layout_condenses_against_the_teacher(tmp_path):
     for i in range(12):
         _image(tmp_path / "frames" / f"frame{i}.png", i)
     teacher_file = reference_file(tmp_path / "g.pth", "unet", "batch", num_downs=5)
-    task = {"source": "folder", "layout": "images", "root": str(tmp_path / "frames"),
-            "teacher": {"checkpoint": str(teacher_file), "dropout": False}}
+    task = {
+        "source": "folder",
+        "layout": "images",
+        "root": str(tmp_path / "frames"),
+        "teacher": {"checkpoint": str(teacher_file), "dropout": False},
+    }
     params = folder_params(tmp_path, task)
     paths = TaskPaths("mine", models=tmp_path / "models", reports=tmp_path / "reports", state=tmp_path / "state")
     import_teacher(params, "mine", paths)
@@ -131,8 +138,9 @@ def test_images_layout_condenses_against_the_teacher(tmp_path):
     report = distill_point(params, "mine", 0.5, paths.point_dir(0.5), paths)
     assert report["val_psnr_teacher"] is None and report["val_psnr_best"] > 0  # validated against the teacher
 
-    with_gan = folder_params(tmp_path, task).model_copy(update={"distill": params.distill.model_copy(
-        update={"w_gan": 1.0})})
+    with_gan = folder_params(tmp_path, task).model_copy(
+        update={"distill": params.distill.model_copy(update={"w_gan": 1.0})}
+    )
     with pytest.raises(ValueError, match="w_gan > 0 needs real target images"):
         distill_point(with_gan, "mine", 0.5, paths.point_dir(0.5), paths)
 
@@ -168,8 +176,12 @@ def test_dvc_repro_imports_the_teacher_file_and_never_touches_the_dataset(tmp_pa
     paired_folder(repo / "data" / "mine")
     reference_file(repo / "teachers" / "latest_net_G.pth", "unet", "batch", num_downs=5)
     params = tiny_params(repo)
-    params["tasks"]["mine"] = {"source": "folder", "layout": "paired", "root": "data/mine",
-                               "teacher": {"checkpoint": "teachers/latest_net_G.pth", "dropout": False}}
+    params["tasks"]["mine"] = {
+        "source": "folder",
+        "layout": "paired",
+        "root": "data/mine",
+        "teacher": {"checkpoint": "teachers/latest_net_G.pth", "dropout": False},
+    }
     params["run_tasks"] = ["mine"]
     params["dvc"] = {"generate": [], "train": [], "import": {"mine": "teachers/latest_net_G.pth"}}
     write_params(repo / "params.yaml", params)
@@ -193,17 +205,25 @@ def test_dvc_repro_imports_the_teacher_file_and_never_touches_the_dataset(tmp_pa
 
 def test_dvc_roster_must_match_the_tasks(tmp_path):
     params = tiny_params(tmp_path)
-    params["tasks"]["mine"] = {"source": "folder", "layout": "paired", "root": "data/mine",
-                               "teacher": {"checkpoint": "t.pth"}}
+    params["tasks"]["mine"] = {
+        "source": "folder",
+        "layout": "paired",
+        "root": "data/mine",
+        "teacher": {"checkpoint": "t.pth"},
+    }
     params["run_tasks"] = ["seg2face", "mine"]
-    with pytest.raises(ValueError, match=r"write dvc: \{generate: \['seg2face'\], train: \['seg2face'\], "
-                                         r"import: \{'mine': 't.pth'\}\}"):
+    with pytest.raises(
+        ValueError,
+        match=r"write dvc: \{generate: \['seg2face'\], train: \['seg2face'\], "
+        r"import: \{'mine': 't.pth'\}\}",
+    ):
         Params.model_validate(params)
     params["dvc"] = {"generate": ["seg2face"], "train": ["seg2face"], "import": {"mine": "t.pth"}}
     Params.model_validate(params)
     params["tasks"]["mine"]["root"] = "/datasets/mine"
-    with pytest.raises(ValueError, match="tasks.mine.root is '/datasets/mine'; dvc.yaml reads a task's data from "
-                                         "data/mine"):
+    with pytest.raises(
+        ValueError, match="tasks.mine.root is '/datasets/mine'; dvc.yaml reads a task's data from data/mine"
+    ):
         Params.model_validate(params)
 
 
@@ -220,9 +240,27 @@ def test_alap_compress_runs_every_step_resumes_and_refuses_other_settings(tmp_pa
     data = paired_folder(tmp_path / "pairs")
     teacher_file = reference_file(tmp_path / "latest_net_G.pth", "unet", "batch", num_downs=5)
     out = tmp_path / "out"
-    args = ["compress", str(teacher_file), "--data", str(data), "--out", str(out), "--macs-x", "2",
-            "--load-size", "32", "--condense-steps", "2", "--distill-steps", "2", "--batch-size", "2",
-            "--no-dropout", "--torch-home", str(torch_home)]
+    args = [
+        "compress",
+        str(teacher_file),
+        "--data",
+        str(data),
+        "--out",
+        str(out),
+        "--macs-x",
+        "2",
+        "--load-size",
+        "32",
+        "--condense-steps",
+        "2",
+        "--distill-steps",
+        "2",
+        "--batch-size",
+        "2",
+        "--no-dropout",
+        "--torch-home",
+        str(torch_home),
+    ]
     before = tree_digest(data)
     assert main(args) == 0
     table = capsys.readouterr().out
@@ -243,17 +281,28 @@ def test_alap_compress_runs_every_step_resumes_and_refuses_other_settings(tmp_pa
     assert "holds a run made with other settings" in capsys.readouterr().err
 
 
-@pytest.mark.parametrize("change,message", [
-    (lambda a, t: a.__setitem__(1, str(t / "nope.pth")), "nope.pth: no such file"),
-    (lambda a, t: a.__setitem__(1, str(t)), "is a directory; expected a .pth file"),
-    (lambda a, t: a.extend(["--sparsity", "1.0"]), "--sparsity 1.0: expected 0 <= S < 1"),
-    (lambda a, t: a.extend(["--macs-x", "1"]), "--macs-x 1.0: expected a number > 1"),
-    (lambda a, t: a.extend(["--sparsity", "0.5", "--crop-size", "64"]), "--crop-size 64: must not exceed"),
-])
+@pytest.mark.parametrize(
+    "change,message",
+    [
+        (lambda a, t: a.__setitem__(1, str(t / "nope.pth")), "nope.pth: no such file"),
+        (lambda a, t: a.__setitem__(1, str(t)), "is a directory; expected a .pth file"),
+        (lambda a, t: a.extend(["--sparsity", "1.0"]), "--sparsity 1.0: expected 0 <= S < 1"),
+        (lambda a, t: a.extend(["--macs-x", "1"]), "--macs-x 1.0: expected a number > 1"),
+        (lambda a, t: a.extend(["--sparsity", "0.5", "--crop-size", "64"]), "--crop-size 64: must not exceed"),
+    ],
+)
 def test_alap_compress_refuses_bad_flags_before_any_work(tmp_path, capsys, change, message):
     teacher_file = reference_file(tmp_path / "g.pth", "unet", "batch", num_downs=5)
-    args = ["compress", str(teacher_file), "--data", str(paired_folder(tmp_path / "d")), "--out",
-            str(tmp_path / "out"), "--load-size", "32"]
+    args = [
+        "compress",
+        str(teacher_file),
+        "--data",
+        str(paired_folder(tmp_path / "d")),
+        "--out",
+        str(tmp_path / "out"),
+        "--load-size",
+        "32",
+    ]
     change(args, tmp_path)
     assert main(args) == 2
     err = capsys.readouterr().err
@@ -265,9 +314,17 @@ def test_compress_params_file_sections_are_used(tmp_path):
     from alap.compress_own import CompressRequest, build_params
 
     params_file = write_params(tmp_path / "params.yaml", tiny_params(tmp_path))
-    req = CompressRequest(teacher=tmp_path / "g.pth", data=paired_folder(tmp_path / "d"), out=tmp_path / "o",
-                          sparsity=0.75, params=params_file, distill_steps=7)
+    req = CompressRequest(
+        teacher=tmp_path / "g.pth",
+        data=paired_folder(tmp_path / "d"),
+        out=tmp_path / "o",
+        sparsity=0.75,
+        params=params_file,
+        distill_steps=7,
+    )
     params = build_params(req)
-    assert params.distill.steps == 7 and params.condense.steps == yaml.safe_load(params_file.read_text())[
-        "condense"]["steps"]
+    assert (
+        params.distill.steps == 7
+        and params.condense.steps == yaml.safe_load(params_file.read_text())["condense"]["steps"]
+    )
     assert params.sweep.sparsities == [0.75] and params.tasks["own"].layout == "paired"

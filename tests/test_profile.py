@@ -21,7 +21,9 @@ class TinyUNet(nn.Module):
         super().__init__()
         self.inc = nn.Sequential(nn.ReflectionPad2d(1), nn.Conv2d(3, ngf, 3), nn.InstanceNorm2d(ngf), nn.LeakyReLU(0.2))
         self.down = nn.Sequential(nn.Conv2d(ngf, 2 * ngf, 4, 2, 1), nn.BatchNorm2d(2 * ngf), nn.ReLU())
-        self.up = nn.Sequential(nn.ConvTranspose2d(2 * ngf, ngf, 4, 2, 1), nn.InstanceNorm2d(ngf, affine=True), nn.ReLU())
+        self.up = nn.Sequential(
+            nn.ConvTranspose2d(2 * ngf, ngf, 4, 2, 1), nn.InstanceNorm2d(ngf, affine=True), nn.ReLU()
+        )
         self.out = nn.Sequential(nn.ReflectionPad2d(1), nn.Conv2d(2 * ngf, 3, 3), nn.Tanh())
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -44,6 +46,7 @@ def _trained_looking(model: nn.Module) -> nn.Module:
 
 
 # ---- devices ---------------------------------------------------------------------------------------------
+
 
 def test_parse_device_accepts_canonical_specs():
     one = parse_device("cpu-t1")
@@ -78,6 +81,7 @@ def test_available_devices_raises_on_typos():
 
 
 # ---- export ----------------------------------------------------------------------------------------------
+
 
 def test_export_dynamic_batch_matches_pytorch(tmp_path):
     model = _trained_looking(TinyUNet(ngf=8)).train()  # export must use eval mode and then restore train mode
@@ -119,16 +123,21 @@ def test_export_rejects_bad_shape(tmp_path):
 
 # ---- latency ---------------------------------------------------------------------------------------------
 
+
 def test_metric_names_are_exactly_the_design_keys():
     assert latency_metric_names("cpu-t1", "torch", 1) == (
-        "latency.cpu-t1.torch.bs1.p50_ms", "latency.cpu-t1.torch.bs1.p90_ms")
+        "latency.cpu-t1.torch.bs1.p50_ms",
+        "latency.cpu-t1.torch.bs1.p90_ms",
+    )
     records = [
         {"device": "cpu-t2", "backend": "onnxruntime", "batch_size": 4, "p50_ms": 1.5, "p90_ms": 2.0},
         {"device": "cuda0", "backend": "torch", "batch_size": 1, "p50_ms": 0.25, "p90_ms": 0.5},
     ]
     assert flatten_latency(records) == {
-        "latency.cpu-t2.onnxruntime.bs4.p50_ms": 1.5, "latency.cpu-t2.onnxruntime.bs4.p90_ms": 2.0,
-        "latency.cuda0.torch.bs1.p50_ms": 0.25, "latency.cuda0.torch.bs1.p90_ms": 0.5,
+        "latency.cpu-t2.onnxruntime.bs4.p50_ms": 1.5,
+        "latency.cpu-t2.onnxruntime.bs4.p90_ms": 2.0,
+        "latency.cuda0.torch.bs1.p50_ms": 0.25,
+        "latency.cuda0.torch.bs1.p90_ms": 0.5,
     }
     with pytest.raises(ValueError, match="backend"):
         latency_metric_names("cpu-t1", "tensorrt", 1)
@@ -187,6 +196,7 @@ def test_onnxruntime_cpu_peak_memory_is_positive(tmp_path):
 
 # ---- roofline and whole profile ---------------------------------------------------------------------------
 
+
 def test_achieved_fraction_arithmetic():
     # 1 GMAC/image x 2 images = 4 GFLOP in 10 ms = 400 GFLOP/s, which is all of a 400 GFLOP/s peak
     assert achieved_fraction(1.0, 10.0, 2, 400.0) == pytest.approx(1.0)
@@ -207,10 +217,20 @@ def test_profile_model_end_to_end(tmp_path, monkeypatch):
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)  # same result on GPU machines
     model = _trained_looking(TinyUNet(ngf=4))
     too_many = f"cpu-t{cpu_cores() + 1}"
-    result = profile_model(model, (3, 16, 16), ["cpu-t1", "cuda0", too_many], ["torch", "onnxruntime"], [1, 2],
-                           onnx_dir=tmp_path, warmup=1, min_repeats=3, min_seconds=0.0, name="tiny", progress=False)
-    expected = {k for be in ("torch", "onnxruntime") for bs in (1, 2)
-                for k in latency_metric_names("cpu-t1", be, bs)}
+    result = profile_model(
+        model,
+        (3, 16, 16),
+        ["cpu-t1", "cuda0", too_many],
+        ["torch", "onnxruntime"],
+        [1, 2],
+        onnx_dir=tmp_path,
+        warmup=1,
+        min_repeats=3,
+        min_seconds=0.0,
+        name="tiny",
+        progress=False,
+    )
+    expected = {k for be in ("torch", "onnxruntime") for bs in (1, 2) for k in latency_metric_names("cpu-t1", be, bs)}
     assert set(result["metrics"]) == expected
     assert all(v > 0 for v in result["metrics"].values())
     assert set(result["skipped"]) == {"cuda0", too_many}

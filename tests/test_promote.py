@@ -145,8 +145,7 @@ def test_connects_to_the_project_store_by_default(tracker: Tracker, monkeypatch)
     assert promote("dflt", GATES, project_dir=project).champion.run_name == "s0.75"
 
 
-def test_cli_gates_come_from_the_params_file_and_flags_override_them(tracker: Tracker, tmp_path, monkeypatch,
-                                                                      capsys):
+def test_cli_gates_come_from_the_params_file_and_flags_override_them(tracker: Tracker, tmp_path, monkeypatch, capsys):
     project = Path(tracker.uri.removeprefix("sqlite:///")).parent
     for name in ("MLFLOW_TRACKING_URI", PARENT_ENV):
         monkeypatch.delenv(name, raising=False)

@@ -110,8 +110,9 @@ def _check_parameters(condensed: nn.Module, result) -> None:
             expected = weight[out_idx][:, in_idx]
         torch.testing.assert_close(student_state[f"{layer.name}.weight"], expected, rtol=0, atol=0)
         if f"{layer.name}.bias" in ref_state:
-            torch.testing.assert_close(student_state[f"{layer.name}.bias"], ref_state[f"{layer.name}.bias"][out_idx],
-                                       rtol=0, atol=1e-7)
+            torch.testing.assert_close(
+                student_state[f"{layer.name}.bias"], ref_state[f"{layer.name}.bias"][out_idx], rtol=0, atol=1e-7
+            )
         if layer.norm_name is not None:
             for key in ("weight", "bias", "running_mean", "running_var"):
                 full = f"{layer.norm_name}.{key}"
@@ -127,7 +128,8 @@ def test_pruned_equals_condensed_with_zeroed_channels(kind: str, norm: str) -> N
     assert result.report["channels_removed"] > 0
     assert result.report["max_removed_score"] == 0.0 and result.report["min_kept_score"] > 0.1
     assert sum(len(result.kept_out[n]) for n in result.kept_out) < sum(
-        m.out_channels for m in model.modules() if isinstance(m, (nn.Conv2d, nn.ConvTranspose2d)))
+        m.out_channels for m in model.modules() if isinstance(m, (nn.Conv2d, nn.ConvTranspose2d))
+    )
     assert zeroed >= result.report["channels_removed"]
     _check_parameters(model, result)
     diff = output_difference(model, result.student, _inputs(1))
@@ -144,17 +146,20 @@ def test_reference_layout_resnet_prunes_exactly(tmp_path) -> None:
     assert output_difference(model, result.student, _inputs(1))["max_abs"] < ATOL
 
 
-@pytest.mark.parametrize("norm,layers,dropping_is_exact", [
-    ("batch", "blocks", False),  # block-inner -> reflection-padded conv -> eval BatchNorm: fold into its mean
-    ("instance", "blocks", True),  # ... -> InstanceNorm: it subtracts any constant per sample, folded or not
-    ("instance", "up2", False),  # last up-conv -> reflection pad -> biased 7x7 output conv, no norm: fold into bias
-])
+@pytest.mark.parametrize(
+    "norm,layers,dropping_is_exact",
+    [
+        ("batch", "blocks", False),  # block-inner -> reflection-padded conv -> eval BatchNorm: fold into its mean
+        ("instance", "blocks", True),  # ... -> InstanceNorm: it subtracts any constant per sample, folded or not
+        ("instance", "up2", False),  # last up-conv -> reflection pad -> biased 7x7 output conv, no norm: fold into bias
+    ],
+)
 def test_bias_folding_is_exact_into_reflection_padded_convs(norm: str, layers: str, dropping_is_exact: bool) -> None:
     """Channels with gamma = 0 output relu(beta); a consumer that pads by reflection turns that constant into a
     constant, so folding it (into a bias or a BatchNorm mean) reproduces the condensed output exactly."""
     model, arch = _condensed("resnet", norm)
     if layers == "blocks":
-        names = [l.name for l in trace_layers(model, _inputs()[:1]) if "conv_block.1" in l.name]
+        names = [ly.name for ly in trace_layers(model, _inputs()[:1]) if "conv_block.1" in ly.name]
     else:
         names = [n for n, m in model.named_modules() if m is model.outer_convs()[4]]
     _zero(model, names=names, zero_shift=False)

@@ -30,10 +30,17 @@ NO_LATENCY = {"condensed"}
 def _metrics(task: str, model: str, paired: bool) -> dict:
     sparsity, gmacs, fid, _ = MODELS[model]
     return {
-        "task": task, "model": model, "sparsity": sparsity, "fid": fid + (0 if paired else 10), "kid": fid / 1000,
-        "lpips": (fid / 100) if paired else None, "lpips_teacher": None if model == "teacher" else fid / 200,
-        "psnr": (50 - fid / 2) if paired else None, "ssim": (1 - fid / 100) if paired else None,
-        "gmacs": gmacs, "params_m": gmacs * 3,
+        "task": task,
+        "model": model,
+        "sparsity": sparsity,
+        "fid": fid + (0 if paired else 10),
+        "kid": fid / 1000,
+        "lpips": (fid / 100) if paired else None,
+        "lpips_teacher": None if model == "teacher" else fid / 200,
+        "psnr": (50 - fid / 2) if paired else None,
+        "ssim": (1 - fid / 100) if paired else None,
+        "gmacs": gmacs,
+        "params_m": gmacs * 3,
         "measured_on": {"image_size": 32, "samples": 20, "weights": {"fid": "pt_inception-2015-12-05"}},
     }
 
@@ -47,11 +54,26 @@ def _latency(model: str, base_ms: float) -> dict:
         p50 = base_ms * (i + 1) * factor
         flat[f"latency.{device}.{backend}.bs1.p50_ms"] = p50
         flat[f"latency.{device}.{backend}.bs1.p90_ms"] = p50 * 1.2
-        records.append({"device": device, "backend": backend, "batch_size": 1, "p50_ms": p50, "p90_ms": p50 * 1.2,
-                        "images_per_s": 1000 / p50, "peak_mem_mb": 10.0, fraction_field: 0.125 * (i + 1),
-                        "gflops_achieved": 1.0})
-    return {**flat, "records": records, "peak_gflops": {f"{d}.{b}": 100.0 for d, b in DEVICES},
-            "skipped": {"cuda0": "no CUDA device"}, "model": model}
+        records.append(
+            {
+                "device": device,
+                "backend": backend,
+                "batch_size": 1,
+                "p50_ms": p50,
+                "p90_ms": p50 * 1.2,
+                "images_per_s": 1000 / p50,
+                "peak_mem_mb": 10.0,
+                fraction_field: 0.125 * (i + 1),
+                "gflops_achieved": 1.0,
+            }
+        )
+    return {
+        **flat,
+        "records": records,
+        "peak_gflops": {f"{d}.{b}": 100.0 for d, b in DEVICES},
+        "skipped": {"cuda0": "no CUDA device"},
+        "model": model,
+    }
 
 
 def _write(path: Path, data: dict) -> None:
@@ -95,8 +117,22 @@ def test_summary_csv_columns_rows_and_ratios(built: tuple[Path, dict[str, Path]]
     frame = pd.read_csv(written["summary_csv"], keep_default_na=False, na_values=[""])
     latency = sorted(f"latency.{d}.{b}.bs1.{s}" for d, b in DEVICES for s in ("p50_ms", "p90_ms"))
     speedup = sorted(f"speedup.{d}.{b}.bs1" for d, b in DEVICES)
-    assert list(frame.columns) == ["task", "model", "sparsity", "fid", "kid", "lpips", "lpips_teacher", "psnr", "ssim",
-                                   "gmacs", "params_m", *latency, *speedup, "macs_reduction"]
+    assert list(frame.columns) == [
+        "task",
+        "model",
+        "sparsity",
+        "fid",
+        "kid",
+        "lpips",
+        "lpips_teacher",
+        "psnr",
+        "ssim",
+        "gmacs",
+        "params_m",
+        *latency,
+        *speedup,
+        "macs_reduction",
+    ]
     order = ["teacher", "condensed", "s0.50", "s0.75", "s0.90"]
     assert list(frame["task"]) == ["seg2face"] * 5 + ["horse2zebra"] * 5
     assert list(frame["model"]) == order * 2
@@ -172,8 +208,12 @@ def test_headers_and_plot_labels_come_from_the_metric_registry(built: tuple[Path
     reports, written = built
     md = written["summary_md"].read_text()
     header = next(line for line in md.splitlines() if line.startswith("| model |"))
-    metrics = [METRICS["gmacs"].heading, "× fewer MACs", METRICS["params_m"].heading,
-               *(m.heading for m in QUALITY if m.core)]
+    metrics = [
+        METRICS["gmacs"].heading,
+        "× fewer MACs",
+        METRICS["params_m"].heading,
+        *(m.heading for m in QUALITY if m.core),
+    ]
     assert header.startswith("| " + " | ".join(["model", "sparsity", *metrics]) + " | cpu-t1/onnxruntime bs1")
     plotted = [m for m in PLOTTED if m.core]  # the files have no teacher-referenced FID
     assert _panel_labels("seg2face", reports) == [f"{m.heading}, {m.direction} is better" for m in plotted]
@@ -183,19 +223,36 @@ def test_rows_without_fid_get_the_teacher_referenced_columns(reports: Path) -> N
     """A task of input images alone (layout images) has FID and KID against the teacher's outputs, no fid."""
     for path in (reports / "seg2face").glob("*/metrics.json"):
         data = json.loads(path.read_text())
-        data.update(fid_teacher=data.pop("fid") - 30, kid_teacher=data.pop("kid"), psnr_teacher=40.0,
-                    lpips=None, psnr=None, ssim=None)
+        data.update(
+            fid_teacher=data.pop("fid") - 30,
+            kid_teacher=data.pop("kid"),
+            psnr_teacher=40.0,
+            lpips=None,
+            psnr=None,
+            ssim=None,
+        )
         path.write_text(json.dumps(data))
     written = build_report(reports, ["seg2face"])
     frame = pd.read_csv(written["summary_csv"])
-    assert list(frame.columns[3:12]) == ["fid", "fid_teacher", "kid", "kid_teacher", "lpips", "lpips_teacher", "psnr",
-                                         "psnr_teacher", "ssim"]
+    assert list(frame.columns[3:12]) == [
+        "fid",
+        "fid_teacher",
+        "kid",
+        "kid_teacher",
+        "lpips",
+        "lpips_teacher",
+        "psnr",
+        "psnr_teacher",
+        "ssim",
+    ]
     assert frame["fid"].isna().all() and frame["fid_teacher"].tolist() == [0.0, 1.0, 2.0, 3.0, 15.0]
     md = written["summary_md"].read_text()
     assert "| FID | FID to teacher | KID | KID to teacher |" in md and "| PSNR (dB) | PSNR to teacher (dB) |" in md
     assert "| s0.90 | 0.90 | 0.0800 | 25.00 | 0.240 | — | 15.00 |" in md
-    assert _panel_labels("seg2face", reports) == ["FID to teacher, lower is better",
-                                                  "LPIPS to teacher, lower is better"]
+    assert _panel_labels("seg2face", reports) == [
+        "FID to teacher, lower is better",
+        "LPIPS to teacher, lower is better",
+    ]
 
 
 def test_task_without_any_latency_still_builds(reports: Path) -> None:
@@ -262,16 +319,21 @@ def test_pareto_mask_directions() -> None:
 def test_weights_note_is_short_for_full_provenance_records() -> None:
     from alap.report.tables import _weights_note
 
-    records = {"lpips": {"metric": "lpips-alex", "sha256": "cf1ac3496b80dc53" * 4, "trunk": {"file": "a.pth"}},
-               "fid": {"file": "pt_inception.pth", "sha256": "c7f5eed04665aceff" * 4, "source": {"package": "x"}}}
-    assert _weights_note(records) == ("fid `pt_inception.pth` (sha256 c7f5eed04665…), "
-                                      "lpips `lpips-alex` (sha256 cf1ac3496b80…)")
+    records = {
+        "lpips": {"metric": "lpips-alex", "sha256": "cf1ac3496b80dc53" * 4, "trunk": {"file": "a.pth"}},
+        "fid": {"file": "pt_inception.pth", "sha256": "c7f5eed04665aceff" * 4, "source": {"package": "x"}},
+    }
+    assert _weights_note(records) == (
+        "fid `pt_inception.pth` (sha256 c7f5eed04665…), lpips `lpips-alex` (sha256 cf1ac3496b80…)"
+    )
 
 
 def test_cost_notes_give_teacher_quality_and_compression_time(reports: Path, tmp_path: Path) -> None:
     models = tmp_path / "models"
-    _write(models / "seg2face" / "train_metrics.json",
-           {"steps": 800, "wall_s": 200.0, "psnr_test": 29.5, "psnr_mean_image": 15.0})
+    _write(
+        models / "seg2face" / "train_metrics.json",
+        {"steps": 800, "wall_s": 200.0, "psnr_test": 29.5, "psnr_mean_image": 15.0},
+    )
     _write(reports / "seg2face" / "condense" / "condense.json", {"wall_s": 40.0})
     for point, distill_s in (("s0.50", 50.0), ("s0.75", 60.0), ("s0.90", 70.0)):
         _write(models / "seg2face" / point / "prune_report.json", {"wall_s": 10.0})
@@ -279,8 +341,10 @@ def test_cost_notes_give_teacher_quality_and_compression_time(reports: Path, tmp
     (models / "seg2face" / "s0.90" / "distill_report.json").unlink()  # an unfinished point is marked, not hidden
     md = build_report(reports, ["seg2face", "horse2zebra"], models)["summary_md"].read_text()
     assert "Teacher: 800 steps in 200 s; test PSNR 29.50 dB vs 15.00 dB for the mean training image (+14.50 dB)." in md
-    assert ("Compression time vs teacher training (condense once, then prune + distill per student): "
-            "s0.50 0.50x (100 s), s0.75 0.55x (110 s), s0.90 ?.") in md
+    assert (
+        "Compression time vs teacher training (condense once, then prune + distill per student): "
+        "s0.50 0.50x (100 s), s0.75 0.55x (110 s), s0.90 ?."
+    ) in md
     assert f"No {models / 'horse2zebra' / 'train_metrics.json'}: the teacher's training time" in md
     _write(models / "horse2zebra" / "train_metrics.json", ["not", "an", "object"])
     with pytest.raises(ValueError, match="horse2zebra/train_metrics.json: expected a JSON object"):

@@ -9,9 +9,9 @@ import time
 from pathlib import Path
 
 import pytest
+from servers import S3Server, free_port, s3_server
 
 from alap import storage
-from servers import S3Server, free_port, s3_server
 
 
 @pytest.fixture(scope="module")
@@ -47,8 +47,17 @@ def test_mlflow_server_command_and_env():
     argv = storage.mlflow_server_command("sqlite:///x.db", "team", port=5123, prefix="/runs/", workers=2)
     assert Path(argv[0]).name == "mlflow" and Path(argv[0]).exists()
     assert argv[1:] == [
-        "server", "--backend-store-uri", "sqlite:///x.db", "--artifacts-destination", "s3://team/runs",
-        "--host", "127.0.0.1", "--port", "5123", "--workers", "2",
+        "server",
+        "--backend-store-uri",
+        "sqlite:///x.db",
+        "--artifacts-destination",
+        "s3://team/runs",
+        "--host",
+        "127.0.0.1",
+        "--port",
+        "5123",
+        "--workers",
+        "2",
     ]
     env = storage.mlflow_server_env("http://s3:9")
     assert env == {"MLFLOW_S3_ENDPOINT_URL": "http://s3:9", "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"}

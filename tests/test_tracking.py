@@ -1,4 +1,4 @@
-"""alap.tracking (client, provenance) on the embedded SQLite store, and on a real MLflow server whose artifacts live on S3."""
+"""alap.tracking (client, provenance) on the embedded SQLite store, and on a real MLflow server with artifacts on S3."""
 
 from __future__ import annotations
 
@@ -10,12 +10,12 @@ import mlflow
 import numpy as np
 import pytest
 import torch
+from servers import free_port, mlflow_server, s3_server
 
 from alap import storage
 from alap.tracking.client import HTTP_RETRY_DEFAULTS, PARENT_ENV, Tracker, TrackingUnavailable, tracking_uri
 from alap.tracking.keys import flatten
 from alap.tracking.provenance import dvc_dep_hashes, git_commit, pipeline_key, provenance_tags
-from servers import free_port, mlflow_server, s3_server
 
 P50 = "latency.cpu-t2.onnxruntime.bs1.p50_ms"
 

@@ -5,16 +5,16 @@ from pathlib import Path
 
 import pytest
 import torch
+from tiny import tiny_params
 
 from alap.config import Params
+from alap.gan_aux import load_aux
 from alap.loop import NonFiniteLossError
 from alap.models import load_checkpoint
 from alap.objectives import Pix2PixObjective
 from alap.paths import TaskPaths
 from alap.pipeline import prepare_data
-from alap.gan_aux import load_aux
 from alap.train import linear_decay, train_teacher
-from tiny import tiny_params
 
 
 @pytest.fixture(autouse=True)
@@ -29,8 +29,7 @@ def _one_thread() -> Iterator[None]:
 def setup(tmp_path: Path, task: str) -> tuple[Params, TaskPaths]:
     params = Params.model_validate(tiny_params(tmp_path, [task]))
     prepare_data(params, task)
-    return params, TaskPaths(task, models=tmp_path / "models", reports=tmp_path / "reports",
-                             state=tmp_path / "state")
+    return params, TaskPaths(task, models=tmp_path / "models", reports=tmp_path / "reports", state=tmp_path / "state")
 
 
 @pytest.mark.parametrize("task", ["seg2face", "horse2zebra"])
@@ -105,8 +104,7 @@ class _OneOptimizer:
         return {"opt_G": self.opt}
 
 
-@pytest.mark.parametrize("decay_from, expected", [(0.5, [1.0, 1.0, 1.0, 1.0, 1.0, 0.75, 0.5, 0.25]),
-                                                  (1.0, [1.0] * 8)])
+@pytest.mark.parametrize("decay_from, expected", [(0.5, [1.0, 1.0, 1.0, 1.0, 1.0, 0.75, 0.5, 0.25]), (1.0, [1.0] * 8)])
 def test_learning_rate_is_constant_then_decays_linearly_to_zero(decay_from, expected):
     objective = _OneOptimizer(lr=0.1)
     sched = linear_decay(objective, total_steps=8, decay_from=decay_from)["sched_opt_G"]

@@ -20,17 +20,27 @@ def tiny_params(root: Path, tasks: list[str] | None = None, sparsities: list[flo
     for name, task in params["tasks"].items():
         task["root"] = str(root / "data" / name)
         task.pop("train", None)  # the profile's per-task steps would dwarf the tiny shared ones
-    params["model"] = {"unet": {"ngf": 8, "num_downs": 5, "norm": "batch", "dropout": False},
-                       "resnet": {"ngf": 8, "n_blocks": 2, "norm": "instance", "dropout": False},
-                       "discriminator": {"ndf": 8, "n_layers": 2}}
+    params["model"] = {
+        "unet": {"ngf": 8, "num_downs": 5, "norm": "batch", "dropout": False},
+        "resnet": {"ngf": 8, "n_blocks": 2, "norm": "instance", "dropout": False},
+        "discriminator": {"ndf": 8, "n_layers": 2},
+    }
     params["train"].update(steps=6, batch_size=4, checkpoint_every=2)
     params["tasks"]["horse2zebra"]["train"] = {"steps": 4, "batch_size": 2}
     params["condense"].update(steps=4, warmup_steps=2, checkpoint_every=2, sparsity_weight=0.01)
-    params["distill"].update(steps=4, checkpoint_every=2, validate_every=2, feature_layers={"unet": ["down2"], "resnet": ["block1"]})
+    params["distill"].update(
+        steps=4, checkpoint_every=2, validate_every=2, feature_layers={"unet": ["down2"], "resnet": ["block1"]}
+    )
     params["sweep"] = {"sparsities": sparsities or [0.5]}
     params["evaluate"].update(batch_size=8, kid_subset_size=4, grid_rows=2)
-    params["profile"] = {"devices": ["cpu-t1"], "backends": ["torch", "onnxruntime"], "batch_sizes": [1],
-                         "warmup": 1, "min_repeats": 2, "min_seconds": 0.0}
+    params["profile"] = {
+        "devices": ["cpu-t1"],
+        "backends": ["torch", "onnxruntime"],
+        "batch_sizes": [1],
+        "warmup": 1,
+        "min_repeats": 2,
+        "min_seconds": 0.0,
+    }
     return params
 
 

@@ -10,8 +10,9 @@ from __future__ import annotations
 
 import copy
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any
 
 from torch import nn
 
@@ -49,9 +50,19 @@ class Landing:
 Build = Callable[[float], tuple[nn.Module, dict[str, Any], float, dict[str, Any]]]
 
 
-def land_on_budget(build: Build, target_gmacs: float, lo: float, hi: float, increasing: bool, tolerance: float,
-                   max_tries: int, what: str, first: float | None = None, precision: float = 0.005,
-                   resolution: float = 1e-3) -> Landing:
+def land_on_budget(
+    build: Build,
+    target_gmacs: float,
+    lo: float,
+    hi: float,
+    increasing: bool,
+    tolerance: float,
+    max_tries: int,
+    what: str,
+    first: float | None = None,
+    precision: float = 0.005,
+    resolution: float = 1e-3,
+) -> Landing:
     """Bisect the knob in ``[lo, hi]`` for the student whose GMACs are closest to ``target_gmacs``.
 
     ``build(knob)`` returns ``(student, arch, gmacs, extra)`` or raises :class:`Infeasible` for a knob beyond what

@@ -30,8 +30,15 @@ def dvc_metrics(results: dict[str, Any], latency_key: str) -> dict[str, Any]:
     return metrics
 
 
-def bench(params: Params, settings: BenchParams, tasks: list[str] | None, torch_home: Path, run: bool = True,
-          report: bool = True, project_dir: Path = Path(".")) -> dict[str, Any]:
+def bench(
+    params: Params,
+    settings: BenchParams,
+    tasks: list[str] | None,
+    torch_home: Path,
+    run: bool = True,
+    report: bool = True,
+    project_dir: Path = Path("."),
+) -> dict[str, Any]:
     """Benchmark ``tasks`` (default: all of bench/params.yaml) and/or (re)build reports/benchmark.md."""
     tasks = list(tasks or settings.tasks)
     unknown = [t for t in tasks if t not in params.tasks]
@@ -58,4 +65,3 @@ def _track(results: dict[str, Any], params: Params, settings: BenchParams, proje
         log_bench_task(results, params, settings, Path(settings.out_dir) / results["task"], project_dir)
     except TrackingUnavailable as exc:  # a side channel: results are on disk already
         log.warning("benchmark of %s not logged to MLflow: %s", results["task"], exc)
-

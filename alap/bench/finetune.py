@@ -64,9 +64,17 @@ def finetune_on_objective(
             group["lr"] = lr
     best = KeepBest(student, lambda: validate(student, student, val_batches, paired=True)) if paired else None
     objective.train()
-    fit(lambda batch, _: objective.step(batch), batches, {**objective.modules(), **objective.optimizers()},
-        steps=steps, checkpoint_every=checkpoint_every, state_path=Path(state_path), desc="finetune", keep_best=best,
-        validate_every=validate_every)
+    fit(
+        lambda batch, _: objective.step(batch),
+        batches,
+        {**objective.modules(), **objective.optimizers()},
+        steps=steps,
+        checkpoint_every=checkpoint_every,
+        state_path=Path(state_path),
+        desc="finetune",
+        keep_best=best,
+        validate_every=validate_every,
+    )
     student.eval()
     if best is None:
         return TuneResult(student, steps, steps, None, None)
@@ -87,8 +95,15 @@ def train_from_scratch(
     objective = make_objective(objective_kind, generator, aux, train)
     schedulers = linear_decay(objective, steps, train.lr_decay_from)
     objective.train()
-    fit(lambda batch, _: objective.step(batch), batches, {**objective.modules(), **objective.optimizers()},
-        steps=steps, checkpoint_every=train.checkpoint_every, state_path=Path(state_path), desc="train from scratch",
-        schedulers=schedulers)
+    fit(
+        lambda batch, _: objective.step(batch),
+        batches,
+        {**objective.modules(), **objective.optimizers()},
+        steps=steps,
+        checkpoint_every=train.checkpoint_every,
+        state_path=Path(state_path),
+        desc="train from scratch",
+        schedulers=schedulers,
+    )
     generator.eval()
     return TuneResult(generator, steps, steps, None, None)

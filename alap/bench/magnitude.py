@@ -7,10 +7,10 @@ residual adds and transposed convs consistent):
   (``p=1, group_reduction="first", normalizer=None``);
 - ``magnitude_importance``: Torch-Pruning's default ``MagnitudeImportance`` (group L2 norm over every coupled
   layer, mean-normalised).
-FACTS.md pitfalls handled here: activations are made non-in-place before tracing (Torch-Pruning cannot follow
-InstanceNorm into an in-place ReLU), and the student is rebuilt from its read-back widths and loaded strictly,
-so a layer the pruner left inconsistent fails loudly instead of producing a wrong network. The input and output
-convs are never pruned (their widths are fixed by the images; alap's own prune keeps them too).
+Pitfalls handled here (docs/architecture.md): activations are made non-in-place before tracing (Torch-Pruning cannot
+follow InstanceNorm into an in-place ReLU), and the student is rebuilt from its read-back widths and loaded strictly, so
+a layer the pruner left inconsistent fails loudly instead of producing a wrong network. The input and output convs are
+never pruned (their widths are fixed by the images; alap's own prune keeps them too).
 """
 
 from __future__ import annotations
@@ -29,8 +29,9 @@ from alap.models.arch import arch_of, build_generator
 
 def l1_importance() -> tp.importance.Importance:
     """Li et al. 2017: L1 norm of each conv filter (the group's root conv) -- no norm layers, no consumers."""
-    return tp.importance.MagnitudeImportance(p=1, group_reduction="first", normalizer=None,
-                                             target_types=[nn.modules.conv._ConvNd])
+    return tp.importance.MagnitudeImportance(
+        p=1, group_reduction="first", normalizer=None, target_types=[nn.modules.conv._ConvNd]
+    )
 
 
 def magnitude_importance() -> tp.importance.Importance:
@@ -52,8 +53,13 @@ def _ratio_bound(layers: list) -> float:
     return 1.0 - 1.0 / narrowest - 1e-9
 
 
-def magnitude_prune(model: nn.Module, importance: tp.importance.Importance, ratio: float, global_pruning: bool,
-                    example_input: torch.Tensor) -> tuple[nn.Module, dict[str, Any]]:
+def magnitude_prune(
+    model: nn.Module,
+    importance: tp.importance.Importance,
+    ratio: float,
+    global_pruning: bool,
+    example_input: torch.Tensor,
+) -> tuple[nn.Module, dict[str, Any]]:
     """A pruned copy of ``model`` (an alap generator) and its arch; ``model`` is not modified.
 
     ``ratio`` is the fraction of channels removed per layer (``global_pruning=False``) or overall; with global
@@ -69,9 +75,15 @@ def magnitude_prune(model: nn.Module, importance: tp.importance.Importance, rati
     ignored = [layers[0].conv, layers[-1].conv]
     with torch.enable_grad(), warnings.catch_warnings():
         warnings.simplefilter("ignore", DeprecationWarning)  # MagnitudePruner is BasePruner's old name
-        pruner = tp.pruner.MagnitudePruner(work, example_input[:1], importance=importance, pruning_ratio=ratio,
-                                           global_pruning=global_pruning, max_pruning_ratio=_ratio_bound(layers),
-                                           ignored_layers=ignored)
+        pruner = tp.pruner.MagnitudePruner(
+            work,
+            example_input[:1],
+            importance=importance,
+            pruning_ratio=ratio,
+            global_pruning=global_pruning,
+            max_pruning_ratio=_ratio_bound(layers),
+            ignored_layers=ignored,
+        )
         pruner.step()
     arch = arch_of(work)
     student = build_generator(arch).to(example_input.device)

@@ -33,27 +33,79 @@ class Method:
         return self.source == "slim"
 
 
-METHODS: dict[str, Method] = {m.name: m for m in [
-    Method("uniform", "uniform", "scratch", None, False,
-           "teacher architecture, all widths scaled by one multiplier, trained from scratch for the teacher's steps"),
-    Method("l1_norm", "l1", "objective", None, False,
-           "L1-norm filter pruning (Li et al. 2017) of the original teacher, fine-tuned on the task objective"),
-    Method("slimming", "slim", "objective", None, False,
-           "network slimming: condense + prune, fine-tuned on the task objective (no teacher)"),
-    Method("tp_magnitude", "tp", "objective", None, False,
-           "Torch-Pruning MagnitudePruner (MagnitudeImportance) one shot on the original teacher, fine-tuned on the "
-           "task objective"),
-    Method("alap", "slim", "distill", "condensed", True,
-           "ALAP-AE: condense + prune + distill (outputs and features) from the condensed teacher"),
-    Method("alap_original_teacher", "slim", "distill", "original", True,
-           "ALAP, distilled from the original (uncondensed) teacher"),
-    Method("alap_pruned_teacher", "slim", "distill", "pruned", True,
-           "ALAP, distilled from the pruned network before fine-tuning (the patent's teacher)"),
-    Method("alap_output_only", "slim", "distill", "condensed", False,
-           "ALAP without feature distillation (output-only)"),
-    Method("alap_no_condense", "l1", "distill", "original", True,
-           "ALAP without condense: L1-norm-pruned original teacher, distilled from the original teacher"),
-]}
+METHODS: dict[str, Method] = {
+    m.name: m
+    for m in [
+        Method(
+            "uniform",
+            "uniform",
+            "scratch",
+            None,
+            False,
+            "teacher architecture, all widths scaled by one multiplier, trained from scratch for the teacher's steps",
+        ),
+        Method(
+            "l1_norm",
+            "l1",
+            "objective",
+            None,
+            False,
+            "L1-norm filter pruning (Li et al. 2017) of the original teacher, fine-tuned on the task objective",
+        ),
+        Method(
+            "slimming",
+            "slim",
+            "objective",
+            None,
+            False,
+            "network slimming: condense + prune, fine-tuned on the task objective (no teacher)",
+        ),
+        Method(
+            "tp_magnitude",
+            "tp",
+            "objective",
+            None,
+            False,
+            "Torch-Pruning MagnitudePruner (MagnitudeImportance) one shot on the original teacher, fine-tuned on the "
+            "task objective",
+        ),
+        Method(
+            "alap",
+            "slim",
+            "distill",
+            "condensed",
+            True,
+            "ALAP-AE: condense + prune + distill (outputs and features) from the condensed teacher",
+        ),
+        Method(
+            "alap_original_teacher",
+            "slim",
+            "distill",
+            "original",
+            True,
+            "ALAP, distilled from the original (uncondensed) teacher",
+        ),
+        Method(
+            "alap_pruned_teacher",
+            "slim",
+            "distill",
+            "pruned",
+            True,
+            "ALAP, distilled from the pruned network before fine-tuning (the patent's teacher)",
+        ),
+        Method(
+            "alap_output_only", "slim", "distill", "condensed", False, "ALAP without feature distillation (output-only)"
+        ),
+        Method(
+            "alap_no_condense",
+            "l1",
+            "distill",
+            "original",
+            True,
+            "ALAP without condense: L1-norm-pruned original teacher, distilled from the original teacher",
+        ),
+    ]
+}
 BASELINES = ("uniform", "l1_norm", "slimming", "tp_magnitude")
 ABLATIONS = ("alap_original_teacher", "alap_pruned_teacher", "alap_output_only", "alap_no_condense")
 

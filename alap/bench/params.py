@@ -17,8 +17,15 @@ from alap.config import load_validated
 from alap.errors import UserError
 
 MethodName = Literal[
-    "uniform", "l1_norm", "slimming", "tp_magnitude", "alap", "alap_original_teacher", "alap_pruned_teacher",
-    "alap_output_only", "alap_no_condense",
+    "uniform",
+    "l1_norm",
+    "slimming",
+    "tp_magnitude",
+    "alap",
+    "alap_original_teacher",
+    "alap_pruned_teacher",
+    "alap_output_only",
+    "alap_no_condense",
 ]
 ALL_METHODS: tuple[str, ...] = MethodName.__args__  # type: ignore[attr-defined]
 DEFAULT_BENCH_PARAMS = Path("bench/params.yaml")
@@ -39,18 +46,27 @@ class BenchParams(_Strict):
     """bench/params.yaml: what to compare, at which MACs budgets, with how many fine-tuning steps."""
 
     tasks: list[str] = Field(min_length=1, description="tasks of the pipeline's params.yaml to benchmark")
-    budgets: list[float] = Field(default_factory=lambda: [4.0, 8.0, 16.0], min_length=1,
-                                 description="MACs budgets as reduction factors: 4 = 4x fewer MACs than the teacher")
+    budgets: list[float] = Field(
+        default_factory=lambda: [4.0, 8.0, 16.0],
+        min_length=1,
+        description="MACs budgets as reduction factors: 4 = 4x fewer MACs than the teacher",
+    )
     tolerance: float = Field(0.05, gt=0, le=0.5, description="how far a student's MACs may miss its budget (relative)")
     methods: list[MethodName] = Field(default_factory=lambda: list(ALL_METHODS), min_length=1)
-    finetune_steps: PositiveInt | None = Field(None, description="steps of every fine-tuning method (distillation "
-                                               "and ground-truth fine-tuning alike); null = the pipeline's "
-                                               "distill.steps. 'uniform' trains for the teacher's steps")
+    finetune_steps: PositiveInt | None = Field(
+        None,
+        description="steps of every fine-tuning method (distillation "
+        "and ground-truth fine-tuning alike); null = the pipeline's "
+        "distill.steps. 'uniform' trains for the teacher's steps",
+    )
     l1_norm: MagnitudePruning = MagnitudePruning()
     tp_magnitude: MagnitudePruning = MagnitudePruning()
     search_steps: PositiveInt = Field(24, le=64, description="most candidate students tried to land on a budget")
-    latency: str = Field("cpu-t1.torch.bs1", pattern=r"^[^.\s]+\.[^.\s]+\.bs[1-9][0-9]*$",
-                         description="<device>.<backend>.bs<N>: the latency the report ranks and plots")
+    latency: str = Field(
+        "cpu-t1.torch.bs1",
+        pattern=r"^[^.\s]+\.[^.\s]+\.bs[1-9][0-9]*$",
+        description="<device>.<backend>.bs<N>: the latency the report ranks and plots",
+    )
     out_dir: Path = Field(Path("bench/out"), description="students, their metrics and latencies, per task")
     metrics_dir: Path = Field(Path("bench/metrics"), description="DVC metrics, one JSON per task")
     report: Path = Field(Path("reports/benchmark.md"))
@@ -73,7 +89,7 @@ class BenchParams(_Strict):
         return budgets
 
     def latency_key(self) -> str:
-        """The flat metric key (DESIGN.md) of the latency the report ranks by."""
+        """The flat metric key (docs/architecture.md) of the latency the report ranks by."""
         return f"latency.{self.latency}.p50_ms"
 
 

@@ -18,21 +18,35 @@ from alap.metrics.names import LATENCY, METRICS, Metric
 from alap.report.plots import pareto_mask
 
 QUALITIES = tuple(METRICS[key] for key in ("fid", "lpips", "psnr"))
-_COLORS = ("tab:gray", "tab:brown", "tab:olive", "tab:pink", "tab:red", "tab:orange", "tab:purple", "tab:cyan",
-           "tab:green")
+_COLORS = (
+    "tab:gray",
+    "tab:brown",
+    "tab:olive",
+    "tab:pink",
+    "tab:red",
+    "tab:orange",
+    "tab:purple",
+    "tab:cyan",
+    "tab:green",
+)
 _MARKERS = ("s", "v", "^", "<", "o", ">", "P", "X", "D")
 STYLE = {name: {"color": c, "marker": m} for name, c, m in zip(METHODS, _COLORS, _MARKERS)}
-_REFERENCE_STYLE = {"teacher": {"marker": "*", "s": 160, "color": "black"},
-                    "condensed": {"marker": "d", "s": 70, "color": "dimgray"}}
+_REFERENCE_STYLE = {
+    "teacher": {"marker": "*", "s": 160, "color": "black"},
+    "condensed": {"marker": "d", "s": 70, "color": "dimgray"},
+}
 
 
-def pareto_figure(task: str, rows: list[dict[str, Any]], references: list[dict[str, Any]], latency_key: str,
-                  latency_label: str) -> Figure:
+def pareto_figure(
+    task: str, rows: list[dict[str, Any]], references: list[dict[str, Any]], latency_key: str, latency_label: str
+) -> Figure:
     """Rows x = (GMACs, latency), columns = quality metrics measured for this task."""
     qualities = [q for q in QUALITIES if any(r.get(q.key) is not None for r in rows)]
     gmacs = METRICS["gmacs"]
-    costs = [(gmacs.key, f"{gmacs.heading} per image"),
-             (latency_key, f"p50 {LATENCY.label}, {latency_label} ({LATENCY.unit})")]
+    costs = [
+        (gmacs.key, f"{gmacs.heading} per image"),
+        (latency_key, f"p50 {LATENCY.label}, {latency_label} ({LATENCY.unit})"),
+    ]
     fig = Figure(figsize=(4.6 * max(1, len(qualities)), 7.4), layout="constrained")
     axes = fig.subplots(2, max(1, len(qualities)), squeeze=False)
     for i, (cost, cost_label) in enumerate(costs):
@@ -44,15 +58,20 @@ def pareto_figure(task: str, rows: list[dict[str, Any]], references: list[dict[s
     return fig
 
 
-def _panel(ax: Axes, rows: list[dict[str, Any]], references: list[dict[str, Any]], cost: str, cost_label: str,
-           quality: Metric) -> None:
+def _panel(
+    ax: Axes, rows: list[dict[str, Any]], references: list[dict[str, Any]], cost: str, cost_label: str, quality: Metric
+) -> None:
     column = quality.key
     for method in METHODS:
-        points = sorted((r[cost], r[column]) for r in rows
-                        if r["method"] == method and r.get(cost) is not None and r.get(column) is not None)
+        points = sorted(
+            (r[cost], r[column])
+            for r in rows
+            if r["method"] == method and r.get(cost) is not None and r.get(column) is not None
+        )
         if points:
-            ax.plot([p[0] for p in points], [p[1] for p in points], linewidth=1, markersize=6, label=method,
-                    **STYLE[method])
+            ax.plot(
+                [p[0] for p in points], [p[1] for p in points], linewidth=1, markersize=6, label=method, **STYLE[method]
+            )
     for ref in references:
         if ref.get(cost) is not None and ref.get(column) is not None:
             ax.scatter([ref[cost]], [ref[column]], label=ref["method"], zorder=4, **_REFERENCE_STYLE[ref["method"]])
@@ -60,8 +79,16 @@ def _panel(ax: Axes, rows: list[dict[str, Any]], references: list[dict[str, Any]
     mask = pareto_mask([r[cost] for r in measured], [r[column] for r in measured], quality.lower_is_better)
     front = sorted((r[cost], r[column]) for r, on in zip(measured, mask) if on)
     if len(front) > 1:
-        ax.step([p[0] for p in front], [p[1] for p in front], where="post", linestyle="--", color="gray",
-                linewidth=1, label="Pareto front", zorder=2)
+        ax.step(
+            [p[0] for p in front],
+            [p[1] for p in front],
+            where="post",
+            linestyle="--",
+            color="gray",
+            linewidth=1,
+            label="Pareto front",
+            zorder=2,
+        )
     if not measured:
         ax.text(0.5, 0.5, "not measured", ha="center", va="center", transform=ax.transAxes, color="gray")
     ax.set_xscale("log")

@@ -72,11 +72,20 @@ def build_report(bench: BenchParams, tasks: list[str]) -> dict[str, Path]:
 
 
 def _flat_rows(res: dict[str, Any]) -> list[dict[str, Any]]:
-    keep = ("method", "budget", "model", "gmacs", "gmacs_deviation", "params_m", "wall_ratio",
-            *[m.key for m in QUALITY])
+    keep = (
+        "method",
+        "budget",
+        "model",
+        "gmacs",
+        "gmacs_deviation",
+        "params_m",
+        "wall_ratio",
+        *[m.key for m in QUALITY],
+    )
     rows = [*res["references"], *res["rows"]]
-    return [{**{k: row.get(k) for k in keep}, **{k: v for k, v in row.items() if k.startswith("latency.")}}
-            for row in rows]
+    return [
+        {**{k: row.get(k) for k in keep}, **{k: v for k, v in row.items() if k.startswith("latency.")}} for row in rows
+    ]
 
 
 def render(bench: BenchParams, results: list[dict[str, Any]], report_dir: Path) -> str:
@@ -101,7 +110,7 @@ def render(bench: BenchParams, results: list[dict[str, Any]], report_dir: Path) 
         "|---|---|",
         *[f"| `{name}` | {METHODS[name].summary} |" for name in bench.methods],
         "",
-        "Fine-tuning \"on ground truth\" (`l1_norm`, `slimming`, `tp_magnitude`) continues the task's own "
+        'Fine-tuning "on ground truth" (`l1_norm`, `slimming`, `tp_magnitude`) continues the task\'s own '
         "objective with a copy of the teacher's discriminator(s): pix2pix (L1 to the target + conditional GAN) for "
         "paired tasks. Unpaired tasks (horse2zebra) have no ground truth, so these baselines continue the CycleGAN "
         "objective (adversarial + cycle + identity, with the teacher's reverse generator) -- still without any "
@@ -121,8 +130,12 @@ def render(bench: BenchParams, results: list[dict[str, Any]], report_dir: Path) 
 
 
 def _summary(bench: BenchParams, results: list[dict[str, Any]]) -> list[str]:
-    lines = ["## Summary: winner per metric", "", "| task | budget | " + " | ".join(m.label for m in QUALITY)
-             + " | latency |", "|---|---|" + "---|" * (len(QUALITY) + 1)]
+    lines = [
+        "## Summary: winner per metric",
+        "",
+        "| task | budget | " + " | ".join(m.label for m in QUALITY) + " | latency |",
+        "|---|---|" + "---|" * (len(QUALITY) + 1),
+    ]
     for res in results:
         for budget in res["budgets"]:
             rows = _budget_rows(res, budget)
@@ -176,8 +189,13 @@ def _task_section(bench: BenchParams, res: dict[str, Any], report_dir: Path) -> 
         "",
         "| reference | GMACs | " + " | ".join(m.label for m in QUALITY) + f" | {bench.latency} p50 ms |",
         "|---|---|" + "---|" * (len(QUALITY) + 1),
-        *[f"| {name} | {refs[name]['gmacs']:.4g} | " + " | ".join(m.fmt(refs[name].get(m.key)) for m in QUALITY)
-          + f" | {latency.fmt(refs[name].get(latency.key))} |" for name in ("teacher", "condensed") if name in refs],
+        *[
+            f"| {name} | {refs[name]['gmacs']:.4g} | "
+            + " | ".join(m.fmt(refs[name].get(m.key)) for m in QUALITY)
+            + f" | {latency.fmt(refs[name].get(latency.key))} |"
+            for name in ("teacher", "condensed")
+            if name in refs
+        ],
         "",
     ]
     for budget in res["budgets"]:
@@ -201,17 +219,20 @@ def _budget_section(bench: BenchParams, res: dict[str, Any], budget: float, refs
     lines = [
         f"### {res['task']}, {budget:g}x fewer MACs (target {target:.4g} GMACs)",
         "",
-        "| method | GMACs (vs budget) | " + " | ".join(m.label for m in QUALITY)
+        "| method | GMACs (vs budget) | "
+        + " | ".join(m.label for m in QUALITY)
         + " | p50 ms | compression time (x teacher training) | kept step of |",
         "|---|---|" + "---|" * (len(QUALITY) + 3),
     ]
     for row in rows:
         name = f"**`{row['method']}`**" if row["method"] == ALAP else f"`{row['method']}`"
-        lines.append(f"| {name} | {row['gmacs']:.4g} ({100 * row['gmacs_deviation']:+.1f}%) | "
-                     + " | ".join(m.fmt(row.get(m.key)) for m in QUALITY)
-                     + f" | {latency.fmt(row.get(latency.key))} | {row['wall_ratio']:.2f}"
-                     + f"{' (resumed: partial)' if row.get('resumed') else ''} | "
-                     + f"{row.get('best_step')} of {row.get('steps')} |")
+        lines.append(
+            f"| {name} | {row['gmacs']:.4g} ({100 * row['gmacs_deviation']:+.1f}%) | "
+            + " | ".join(m.fmt(row.get(m.key)) for m in QUALITY)
+            + f" | {latency.fmt(row.get(latency.key))} | {row['wall_ratio']:.2f}"
+            + f"{' (resumed: partial)' if row.get('resumed') else ''} | "
+            + f"{row.get('best_step')} of {row.get('steps')} |"
+        )
     lines += ["", "Winners:", ""]
     notes: list[str] = []
     alap = next((r for r in rows if r["method"] == ALAP), None)
@@ -226,20 +247,33 @@ def _budget_section(bench: BenchParams, res: dict[str, Any], budget: float, refs
         elif alap is not None and alap.get(metric.key) is not None:
             text += f"; ALAP {metric.fmt(alap[metric.key])}, rank {rank(rows, metric, ALAP)} of {len(rows)}"
             if metric.clearly_better(win[metric.key], alap[metric.key]):
-                notes.append(f"- **{metric.label}** -- ALAP does not win. " + " ".join(
-                    explain(metric, alap, win, rows, refs, res)))
+                notes.append(
+                    f"- **{metric.label}** -- ALAP does not win. "
+                    + " ".join(explain(metric, alap, win, rows, refs, res))
+                )
             else:
                 text += " (a tie within the margin the report resolves)"
         lines.append(text)
     if alap is not None:
         beaten = _baselines_beating(rows, alap)
-        lines += ["", "ALAP vs. the baselines alone: " + (
-            "better than every baseline on every metric." if not beaten else
-            "; ".join(f"{m.label}: beaten by {', '.join(f'`{n}`' for n in names)}" for m, names in beaten) + ".")]
+        lines += [
+            "",
+            "ALAP vs. the baselines alone: "
+            + (
+                "better than every baseline on every metric."
+                if not beaten
+                else "; ".join(f"{m.label}: beaten by {', '.join(f'`{n}`' for n in names)}" for m, names in beaten)
+                + "."
+            ),
+        ]
     missed = [m for m in res.get("missed", []) if m["budget"] == budget]
     if missed:
-        lines += ["", "No student within the tolerance (not in the table):", "",
-                  *[f"- `{m['method']}`: {m['error']}" for m in missed]]
+        lines += [
+            "",
+            "No student within the tolerance (not in the table):",
+            "",
+            *[f"- `{m['method']}`: {m['error']}" for m in missed],
+        ]
     if notes:
         lines += ["", "Where ALAP does not win, and what the controls suggest:", "", *notes]
     return [*lines, ""]
@@ -250,8 +284,13 @@ def _baselines_beating(rows: list[dict[str, Any]], alap: dict[str, Any]) -> list
     for metric in QUALITY:
         if alap.get(metric.key) is None:
             continue
-        names = [r["method"] for r in rows if r["method"] in BASELINES and r.get(metric.key) is not None
-                 and metric.better(r[metric.key], alap[metric.key])]
+        names = [
+            r["method"]
+            for r in rows
+            if r["method"] in BASELINES
+            and r.get(metric.key) is not None
+            and metric.better(r[metric.key], alap[metric.key])
+        ]
         if names:
             beaten.append((metric, names))
     return beaten
@@ -261,29 +300,38 @@ def _by_method(rows: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
     return {r["method"]: r for r in rows}
 
 
-def explain(metric: Metric, alap: dict[str, Any], win: dict[str, Any], rows: list[dict[str, Any]],
-            refs: dict[str, Any], res: dict[str, Any]) -> list[str]:
+def explain(
+    metric: Metric,
+    alap: dict[str, Any],
+    win: dict[str, Any],
+    rows: list[dict[str, Any]],
+    refs: dict[str, Any],
+    res: dict[str, Any],
+) -> list[str]:
     """Sentences, each backed by numbers of this benchmark, on why ``win`` beats ALAP on ``metric``."""
     k, f = metric.key, metric.fmt
     by = _by_method(rows)
     out: list[str] = []
     if k.startswith("latency."):
-        return [f"At equal MACs latency follows layer shapes, not MAC counts: `{win['method']}` keeps widths "
-                f"{_widths(win)}, ALAP {_widths(alap)}. Latencies on this shared machine also carry noise of a few "
-                "percent from other jobs."]
+        return [
+            f"At equal MACs latency follows layer shapes, not MAC counts: `{win['method']}` keeps widths "
+            f"{_widths(win)}, ALAP {_widths(alap)}. Latencies on this shared machine also carry noise of a few "
+            "percent from other jobs."
+        ]
     teacher, condensed = refs.get("teacher", {}), refs.get("condensed", {})
     t, c = teacher.get(k), condensed.get(k)
     if c is not None and t is not None and k != "lpips_teacher" and metric.clearly_better(t, c):
-        out.append(f"Condensing cost the teacher quality ({f(t)} -> {f(c)}), and ALAP distils from the condensed "
-                   "network.")
+        out.append(
+            f"Condensing cost the teacher quality ({f(t)} -> {f(c)}), and ALAP distils from the condensed network."
+        )
     ablation = {
         "alap_original_teacher": "Distilling from the original teacher instead of the condensed one does better",
         "alap_pruned_teacher": "Distilling from the pruned network (the student's own starting point, whose "
-                               "outputs a small network can reach) does better than from the condensed teacher",
+        "outputs a small network can reach) does better than from the condensed teacher",
         "alap_output_only": "Dropping feature distillation does better: at this width the feature losses compete "
-                            "with the output losses",
+        "with the output losses",
         "alap_no_condense": "Skipping condense (L1-norm channels of the original teacher, original teacher as "
-                            "teacher) does better, so condensing did not pick better channels here",
+        "teacher) does better, so condensing did not pick better channels here",
     }
     for name, sentence in ablation.items():
         row = by.get(name)
@@ -292,29 +340,40 @@ def explain(metric: Metric, alap: dict[str, Any], win: dict[str, Any], rows: lis
     method = win["method"]
     if method in ("l1_norm", "slimming", "tp_magnitude"):
         if t is not None and metric.clearly_better(win[k], t) and k != "lpips_teacher":
-            out.append(f"`{method}` beats even the teacher ({f(win[k])} vs {f(t)}): fine-tuning on the task "
-                       "objective can move past the teacher, while distillation pulls the student towards the "
-                       "teacher's outputs and errors.")
+            out.append(
+                f"`{method}` beats even the teacher ({f(win[k])} vs {f(t)}): fine-tuning on the task "
+                "objective can move past the teacher, while distillation pulls the student towards the "
+                "teacher's outputs and errors."
+            )
         if method == "slimming":
-            out.append("`slimming` starts from the very same pruned student as ALAP, so the gap is the fine-tuning "
-                       "signal alone: the task objective beats distillation here.")
+            out.append(
+                "`slimming` starts from the very same pruned student as ALAP, so the gap is the fine-tuning "
+                "signal alone: the task objective beats distillation here."
+            )
         if k in ("fid", "kid") and res.get("distill_w_gan") == 0:
-            out.append("The baselines keep the adversarial loss, which targets the distribution-level realism FID/KID "
-                       "measure; ALAP's distillation has none (distill.w_gan = 0).")
+            out.append(
+                "The baselines keep the adversarial loss, which targets the distribution-level realism FID/KID "
+                "measure; ALAP's distillation has none (distill.w_gan = 0)."
+            )
         if not res.get("paired") and k in ("lpips", "psnr", "ssim"):
-            out.append("This unpaired task's pixel metrics use the synthetic data's hidden ground truth; ALAP is "
-                       "validated and trained against the teacher's translation instead.")
+            out.append(
+                "This unpaired task's pixel metrics use the synthetic data's hidden ground truth; ALAP is "
+                "validated and trained against the teacher's translation instead."
+            )
     elif method == "uniform":
-        out.append(f"`uniform` trains from scratch for {res.get('teacher_steps')} steps against "
-                   f"{res.get('finetune_steps')} fine-tuning steps for ALAP; probably the longer training of a "
-                   "network with the teacher's proportions is worth more here than weights inherited from pruning.")
+        out.append(
+            f"`uniform` trains from scratch for {res.get('teacher_steps')} steps against "
+            f"{res.get('finetune_steps')} fine-tuning steps for ALAP; probably the longer training of a "
+            "network with the teacher's proportions is worth more here than weights inherited from pruning."
+        )
     if not out:
-        out.append(f"`{method}` leads by {abs(win[k] - alap[k]):.3g}; none of the controls isolates the cause, "
-                   "so the gap may be within run-to-run noise (one seed, few test images).")
+        out.append(
+            f"`{method}` leads by {abs(win[k] - alap[k]):.3g}; none of the controls isolates the cause, "
+            "so the gap may be within run-to-run noise (one seed, few test images)."
+        )
     return out
 
 
 def _widths(row: dict[str, Any]) -> str:
     widths = row.get("student", {}).get("arch", {}).get("widths")
     return json.dumps(widths, separators=(",", ":")) if widths is not None else "n/a"
-

@@ -38,13 +38,13 @@ from alap.config import Params
 from alap.data.batches import endless_batches, to_device
 from alap.device import resolve_device
 from alap.evaluate import evaluate_model
+from alap.gan_aux import load_aux
 from alap.metrics.names import METRICS
 from alap.models import arch_of, build_generator, load_checkpoint, save_checkpoint
 from alap.paths import TaskPaths
 from alap.pipeline import condense_task, prepare_data
 from alap.profile.latency import profile_model
 from alap.task import Task
-from alap.gan_aux import load_aux
 from alap.train import build_gan, params_key, train_teacher
 
 log = logging.getLogger(__name__)
@@ -52,7 +52,8 @@ log = logging.getLogger(__name__)
 RESULTS_FILE = "results.json"
 ROW_FILE = "row.json"
 REFERENCES = ("teacher", "condensed")
-# DESIGN.md's metrics, which every benchmarked task measures (its tasks have targets): a row's quality and cost.
+# The core metrics (docs/architecture.md), which every benchmarked task measures (its tasks have targets): a row's
+# quality and cost.
 RECORDED_METRICS = tuple(m.key for m in METRICS.values() if m.core)
 
 
@@ -104,8 +105,9 @@ def bench_params(params: Params, bench: BenchParams, task_name: str) -> Params:
     return params.model_copy(update={"tasks": {**params.tasks, task_name: task.model_copy(update={"root": root})}})
 
 
-def prepare_task(params: Params, bench: BenchParams, task_name: str, torch_home: Path,
-                 paths: TaskPaths | None = None) -> TaskBench:
+def prepare_task(
+    params: Params, bench: BenchParams, task_name: str, torch_home: Path, paths: TaskPaths | None = None
+) -> TaskBench:
     """Load (or make) the task's data, teacher and condensed network; check the feature layers up front."""
     params = bench_params(params, bench, task_name)
     task = Task.from_params(params, task_name)
@@ -126,20 +128,37 @@ def prepare_task(params: Params, bench: BenchParams, task_name: str, torch_home:
     example = next(iter(DataLoader(task.dataset("val"), batch_size=16)))["A"].to(device)
     originals = Originals(teacher, arch_of(teacher), condensed, arch_of(condensed), example, params.prune)
     _check_feature_layers(params, bench, originals.teacher_arch["kind"], teacher, example)
-    val_batches = [to_device(b, device) for b in DataLoader(task.dataset("val"), batch_size=params.distill.val_batch_size)]
+    val_batches = [
+        to_device(b, device) for b in DataLoader(task.dataset("val"), batch_size=params.distill.val_batch_size)
+    ]
     identity = params_key(_digest(teacher), _digest(condensed))
-    return TaskBench(params, bench, task, device, paths, Path(bench.out_dir) / task_name, Path(torch_home),
-                     originals, load_aux(paths.teacher_aux, task_name, device), teacher_wall,
-                     condense_wall, val_batches, identity)
+    return TaskBench(
+        params,
+        bench,
+        task,
+        device,
+        paths,
+        Path(bench.out_dir) / task_name,
+        Path(torch_home),
+        originals,
+        load_aux(paths.teacher_aux, task_name, device),
+        teacher_wall,
+        condense_wall,
+        val_batches,
+        identity,
+    )
 
 
-def _check_feature_layers(params: Params, bench: BenchParams, kind: str, teacher: nn.Module,
-                          example: torch.Tensor) -> None:
+def _check_feature_layers(
+    params: Params, bench: BenchParams, kind: str, teacher: nn.Module, example: torch.Tensor
+) -> None:
     """ALAP distils features at the pipeline's distill.feature_layers; fail now, not after hours of training."""
     names = params.distill.layers_for(kind)
     if not names and "alap_output_only" in bench.methods:
-        raise ValueError(f"distill.feature_layers names no layer for {kind} generators, so ALAP would be output-only "
-                         "and the 'alap_output_only' ablation would repeat it; set feature layers in params.yaml")
+        raise ValueError(
+            f"distill.feature_layers names no layer for {kind} generators, so ALAP would be output-only "
+            "and the 'alap_output_only' ablation would repeat it; set feature layers in params.yaml"
+        )
     feature_modules(teacher, names, example)  # unknown names raise with the valid ones
 
 
@@ -151,7 +170,8 @@ def finetune_steps(params: Params, bench: BenchParams) -> int:
 def _digest(model: nn.Module) -> str:
     """sha256 of a network's tensors: rows are recomputed when the teacher or condensed network changes.
 
-    (alap.tracking.provenance.weights_digest would do, but fails on 0-dim buffers such as BatchNorm's num_batches_tracked.)
+    (alap.tracking.provenance.weights_digest would do, but fails on 0-dim buffers such as BatchNorm's
+    num_batches_tracked.)
     """
     digest = hashlib.sha256()
     for name, tensor in sorted(model.state_dict().items()):
@@ -163,16 +183,19 @@ def _digest(model: nn.Module) -> str:
 
 def _wall_of(path: Path, what: str) -> float:
     if not path.is_file():
-        raise FileNotFoundError(f"{path}: {what} not found; the benchmark needs the wall times of training and "
-                                "condensing (rerun `alap train` / `alap condense` to write them)")
+        raise FileNotFoundError(
+            f"{path}: {what} not found; the benchmark needs the wall times of training and "
+            "condensing (rerun `alap train` / `alap condense` to write them)"
+        )
     data = json.loads(path.read_text())
     if not isinstance(data.get("wall_s"), (int, float)) or data["wall_s"] <= 0:
         raise ValueError(f"{path}: expected a positive number 'wall_s', got {data.get('wall_s')!r}")
     return float(data["wall_s"])
 
 
-def run_task(params: Params, bench: BenchParams, task_name: str, torch_home: Path,
-             paths: TaskPaths | None = None) -> dict[str, Any]:
+def run_task(
+    params: Params, bench: BenchParams, task_name: str, torch_home: Path, paths: TaskPaths | None = None
+) -> dict[str, Any]:
     """Benchmark one task; write and return ``<out_dir>/<task>/results.json``."""
     tb = prepare_task(params, bench, task_name, torch_home, paths)
     references = [_reference_row(tb, name) for name in REFERENCES]
@@ -185,12 +208,22 @@ def run_task(params: Params, bench: BenchParams, task_name: str, torch_home: Pat
             except BudgetMissed as exc:  # this method cannot reach this budget: say so, go on with the rest
                 log.warning("%s %s %s: %s", task_name, budget_name(budget), name, exc)
                 missed.append({"method": name, "budget": budget, "error": str(exc)})
-    results = {"task": task_name, "teacher_train_wall_s": tb.teacher_wall_s, "condense_wall_s": tb.condense_wall_s,
-               "image_size": tb.task.image_size, "budgets": list(bench.budgets), "methods": list(bench.methods),
-               "finetune_steps": finetune_steps(params, bench), "teacher_steps": tb.task.train.steps,
-               "paired": tb.task.params.paired, "distill_w_gan": params.distill.w_gan,
-               "feature_layers": params.distill.layers_for(tb.originals.teacher_arch["kind"]),
-               "references": references, "rows": rows, "missed": missed}
+    results = {
+        "task": task_name,
+        "teacher_train_wall_s": tb.teacher_wall_s,
+        "condense_wall_s": tb.condense_wall_s,
+        "image_size": tb.task.image_size,
+        "budgets": list(bench.budgets),
+        "methods": list(bench.methods),
+        "finetune_steps": finetune_steps(params, bench),
+        "teacher_steps": tb.task.train.steps,
+        "paired": tb.task.params.paired,
+        "distill_w_gan": params.distill.w_gan,
+        "feature_layers": params.distill.layers_for(tb.originals.teacher_arch["kind"]),
+        "references": references,
+        "rows": rows,
+        "missed": missed,
+    }
     io.write_json(tb.out_dir / RESULTS_FILE, _finite(results))
     return results
 
@@ -204,13 +237,22 @@ def _reference_row(tb: TaskBench, name: str) -> dict[str, Any]:
         return done
     checkpoint = getattr(tb.paths, name)
     wall = tb.teacher_wall_s if name == "teacher" else tb.condense_wall_s
-    row = {"task": tb.task.name, "method": name, "budget": 1.0, "model": name, "dir": name,
-           "wall_s": {"total": wall}, "wall_ratio": wall / tb.teacher_wall_s, "key": key}
+    row = {
+        "task": tb.task.name,
+        "method": name,
+        "budget": 1.0,
+        "model": name,
+        "dir": name,
+        "wall_s": {"total": wall},
+        "wall_ratio": wall / tb.teacher_wall_s,
+        "key": key,
+    }
     return _measure(tb, row, checkpoint, out, sparsity=None)
 
 
-def _method_row(tb: TaskBench, method: Method, budget: float,
-                students: dict[str, Student | BudgetMissed]) -> dict[str, Any]:
+def _method_row(
+    tb: TaskBench, method: Method, budget: float, students: dict[str, Student | BudgetMissed]
+) -> dict[str, Any]:
     """Compress with ``method`` at ``budget`` (reusing the budget's landed students, or the failure to land
     one), then evaluate and profile."""
     out = tb.out_dir / budget_name(budget) / method.name
@@ -227,35 +269,77 @@ def _method_row(tb: TaskBench, method: Method, budget: float,
     student = students[method.source]
     if isinstance(student, BudgetMissed):
         raise student
-    log.info("%s %s %s: student %.4g GMACs (%+.1f%% of budget), %s", tb.task.name, budget_name(budget), method.name,
-             student.landing.gmacs, 100 * student.landing.deviation, method.tune)
+    log.info(
+        "%s %s %s: student %.4g GMACs (%+.1f%% of budget), %s",
+        tb.task.name,
+        budget_name(budget),
+        method.name,
+        student.landing.gmacs,
+        100 * student.landing.deviation,
+        method.tune,
+    )
     state = tb.paths.resume_state(f"bench-{budget_name(budget)}-{method.name}", key)
     resumed = state.is_file()  # then the wall time below covers only the part after the interruption
     torch.manual_seed(tb.params.seed)
     started = time.perf_counter()
     tuned = _tune(tb, method, student, state)
     tune_wall = time.perf_counter() - started
-    save_checkpoint(out / "student.pt", tuned.student, arch_of(tuned.student),
-                    {"task": tb.task.name, "role": "bench", "method": method.name, "budget": budget})
+    save_checkpoint(
+        out / "student.pt",
+        tuned.student,
+        arch_of(tuned.student),
+        {"task": tb.task.name, "role": "bench", "method": method.name, "budget": budget},
+    )
     condense = tb.condense_wall_s if method.condenses else 0.0
-    wall = {"condense": condense, "student": round(student.wall_s, 2), "train": round(tune_wall, 2),
-            "total": round(condense + student.wall_s + tune_wall, 2)}
-    row = {"task": tb.task.name, "method": method.name, "budget": budget,
-           "model": f"{method.name}-{budget_name(budget)}",
-           "dir": f"{budget_name(budget)}/{method.name}",
-           "source": method.source, "tune": method.tune, "teacher": method.teacher, "features": method.features,
-           "target_gmacs": student.landing.target_gmacs, "gmacs_deviation": student.landing.deviation,
-           "student": student.describe(), "steps": tuned.steps, "best_step": tuned.best_step,
-           "val_psnr_best": tuned.best_psnr, "val_psnr_start": tuned.start_psnr,
-           "wall_s": wall, "wall_ratio": wall["total"] / tb.teacher_wall_s, "resumed": resumed, "key": key}
+    wall = {
+        "condense": condense,
+        "student": round(student.wall_s, 2),
+        "train": round(tune_wall, 2),
+        "total": round(condense + student.wall_s + tune_wall, 2),
+    }
+    row = {
+        "task": tb.task.name,
+        "method": method.name,
+        "budget": budget,
+        "model": f"{method.name}-{budget_name(budget)}",
+        "dir": f"{budget_name(budget)}/{method.name}",
+        "source": method.source,
+        "tune": method.tune,
+        "teacher": method.teacher,
+        "features": method.features,
+        "target_gmacs": student.landing.target_gmacs,
+        "gmacs_deviation": student.landing.deviation,
+        "student": student.describe(),
+        "steps": tuned.steps,
+        "best_step": tuned.best_step,
+        "val_psnr_best": tuned.best_psnr,
+        "val_psnr_start": tuned.start_psnr,
+        "wall_s": wall,
+        "wall_ratio": wall["total"] / tb.teacher_wall_s,
+        "resumed": resumed,
+        "key": key,
+    }
     return _measure(tb, row, out / "student.pt", out, sparsity=1.0 - 1.0 / budget)
 
 
 def _method_key(tb: TaskBench, method: Method, budget: float) -> str:
     b = tb.bench
-    return params_key(tb.identity, method.name, budget, tb.params.seed, tb.task.train, tb.params.prune,
-                      tb.params.distill, tb.params.evaluate, tb.params.profile, b.tolerance,
-                      finetune_steps(tb.params, b), b.l1_norm, b.tp_magnitude, b.search_steps)
+    return params_key(
+        tb.identity,
+        method.name,
+        budget,
+        tb.params.seed,
+        tb.task.train,
+        tb.params.prune,
+        tb.params.distill,
+        tb.params.evaluate,
+        tb.params.profile,
+        b.tolerance,
+        finetune_steps(tb.params, b),
+        b.l1_norm,
+        b.tp_magnitude,
+        b.search_steps,
+    )
 
 
 def _finished(out: Path, key: str) -> dict[str, Any] | None:
@@ -275,32 +359,69 @@ def _tune(tb: TaskBench, method: Method, student: Student, state: Path) -> TuneR
     if method.tune == "scratch":  # a fresh start: new weights for the landed widths, new discriminators
         network = build_generator(student.landing.arch).to(tb.device)
         _, _, fresh_aux = build_gan(tb.task, params, tb.device)
-        return train_from_scratch(network, tb.task.objective_kind, fresh_aux, settings, settings.steps, batches,
-                                  state)
+        return train_from_scratch(network, tb.task.objective_kind, fresh_aux, settings, settings.steps, batches, state)
     if method.tune == "objective":
         network = copy.deepcopy(student.landing.student).to(tb.device)
-        return finetune_on_objective(network, tb.task.objective_kind, copy.deepcopy(tb.aux), settings,
-                                     params.distill.lr, finetune_steps(params, tb.bench), batches, tb.val_batches,
-                                     paired, state, params.distill.checkpoint_every, params.distill.validate_every)
-    teachers = {"condensed": tb.originals.condensed, "original": tb.originals.teacher,
-                "pruned": copy.deepcopy(student.landing.student).to(tb.device).eval()}
+        return finetune_on_objective(
+            network,
+            tb.task.objective_kind,
+            copy.deepcopy(tb.aux),
+            settings,
+            params.distill.lr,
+            finetune_steps(params, tb.bench),
+            batches,
+            tb.val_batches,
+            paired,
+            state,
+            params.distill.checkpoint_every,
+            params.distill.validate_every,
+        )
+    teachers = {
+        "condensed": tb.originals.condensed,
+        "original": tb.originals.teacher,
+        "pruned": copy.deepcopy(student.landing.student).to(tb.device).eval(),
+    }
     layers = params.distill.layers_for(tb.originals.teacher_arch["kind"]) if method.features else []
-    settings = DistillParams.model_validate({**params.distill.model_dump(), "steps": finetune_steps(params, tb.bench),
-                                             "teacher": method.teacher, "feature_layers": layers})
+    settings = DistillParams.model_validate(
+        {
+            **params.distill.model_dump(),
+            "steps": finetune_steps(params, tb.bench),
+            "teacher": method.teacher,
+            "feature_layers": layers,
+        }
+    )
     discriminator = None
     if settings.w_gan > 0:
         discriminator = copy.deepcopy(tb.aux["D"] if paired else tb.aux["D_A"])
     network = copy.deepcopy(student.landing.student).to(tb.device)
-    result = distill(network, teachers[method.teacher], batches, tb.val_batches, settings, paired,
-                     tb.originals.example_input, state, discriminator=discriminator)
+    result = distill(
+        network,
+        teachers[method.teacher],
+        batches,
+        tb.val_batches,
+        settings,
+        paired,
+        tb.originals.example_input,
+        state,
+        discriminator=discriminator,
+    )
     best = result.best_psnr if math.isfinite(result.best_psnr) else None
     return TuneResult(result.student, settings.steps, result.best_step, best, result.start_psnr)
 
 
 def _measure(tb: TaskBench, row: dict[str, Any], checkpoint: Path, out: Path, sparsity: float | None) -> dict[str, Any]:
     """Evaluate and profile ``checkpoint`` into ``out`` with the pipeline's code; write and return the row."""
-    metrics = evaluate_model(tb.params, tb.task.name, row["model"], checkpoint, tb.paths.teacher, out, tb.torch_home,
-                             sparsity=sparsity, real_cache=tb.out_dir / "fid_real_features.pt")
+    metrics = evaluate_model(
+        tb.params,
+        tb.task.name,
+        row["model"],
+        checkpoint,
+        tb.paths.teacher,
+        out,
+        tb.torch_home,
+        sparsity=sparsity,
+        real_cache=tb.out_dir / "fid_real_features.pt",
+    )
     latency = _profile(tb, checkpoint, out, row["model"])
     row = {**row, **{k: metrics.get(k) for k in RECORDED_METRICS}, **latency}
     io.write_json(out / ROW_FILE, _finite(row))
@@ -311,11 +432,32 @@ def _profile(tb: TaskBench, checkpoint: Path, out: Path, name: str) -> dict[str,
     """Latency of the model on every configured device x backend (as ``alap profile``), into ``out/latency.json``."""
     model, _ = load_checkpoint(checkpoint, map_location="cpu", expect_task=tb.task.name)
     p = tb.params.profile
-    result = profile_model(model, tb.shape, p.devices, p.backends, p.batch_sizes, onnx_dir=out, warmup=p.warmup,
-                           min_repeats=p.min_repeats, min_seconds=p.min_seconds, name="model", progress=False)
-    io.write_json(out / "latency.json", _finite({**result["metrics"], "records": result["records"],
-                                                 "skipped": result["skipped"], "task": tb.task.name, "model": name,
-                                                 "onnx_max_abs_diff": result["onnx_max_abs_diff"]}))
+    result = profile_model(
+        model,
+        tb.shape,
+        p.devices,
+        p.backends,
+        p.batch_sizes,
+        onnx_dir=out,
+        warmup=p.warmup,
+        min_repeats=p.min_repeats,
+        min_seconds=p.min_seconds,
+        name="model",
+        progress=False,
+    )
+    io.write_json(
+        out / "latency.json",
+        _finite(
+            {
+                **result["metrics"],
+                "records": result["records"],
+                "skipped": result["skipped"],
+                "task": tb.task.name,
+                "model": name,
+                "onnx_max_abs_diff": result["onnx_max_abs_diff"],
+            }
+        ),
+    )
     return result["metrics"]
 
 

@@ -39,10 +39,17 @@ class Student:
 
     def describe(self) -> dict[str, Any]:
         """JSON-able summary for the results file."""
-        return {"source": self.source, "knob": self.landing.knob, "gmacs": self.landing.gmacs,
-                "target_gmacs": self.landing.target_gmacs, "deviation": self.landing.deviation,
-                "tries": self.landing.tries, "search_wall_s": round(self.wall_s, 2), "arch": self.landing.arch,
-                **self.landing.extra}
+        return {
+            "source": self.source,
+            "knob": self.landing.knob,
+            "gmacs": self.landing.gmacs,
+            "target_gmacs": self.landing.target_gmacs,
+            "deviation": self.landing.deviation,
+            "tries": self.landing.tries,
+            "search_wall_s": round(self.wall_s, 2),
+            "arch": self.landing.arch,
+            **self.landing.extra,
+        }
 
 
 @dataclass(frozen=True)
@@ -69,17 +76,21 @@ def land_student(source: str, budget: float, originals: Originals, bench: BenchP
     what = f"{source} student at {budget:g}x fewer MACs"
     search = dict(tolerance=bench.tolerance, max_tries=bench.search_steps, what=what)
     if source == "uniform":
-        landing = land_on_budget(_uniform_builder(originals), target, 1e-3, 1.0, increasing=True,
-                                 first=1.0 / math.sqrt(budget), **search)
+        landing = land_on_budget(
+            _uniform_builder(originals), target, 1e-3, 1.0, increasing=True, first=1.0 / math.sqrt(budget), **search
+        )
     elif source == "slim":
-        landing = land_on_budget(_slim_builder(originals), target, 0.0, 0.999, increasing=False,
-                                 first=1.0 - 1.0 / budget, **search)
+        landing = land_on_budget(
+            _slim_builder(originals), target, 0.0, 0.999, increasing=False, first=1.0 - 1.0 / budget, **search
+        )
     else:
-        importance, scope = ((l1_importance(), bench.l1_norm) if source == "l1"
-                             else (magnitude_importance(), bench.tp_magnitude))
+        importance, scope = (
+            (l1_importance(), bench.l1_norm) if source == "l1" else (magnitude_importance(), bench.tp_magnitude)
+        )
         build = _magnitude_builder(originals, importance, scope.global_pruning)
-        landing = land_on_budget(build, target, 0.0, max_ratio(originals.teacher, originals.example_input),
-                                 increasing=False, **search)
+        landing = land_on_budget(
+            build, target, 0.0, max_ratio(originals.teacher, originals.example_input), increasing=False, **search
+        )
     return Student(source, landing, time.perf_counter() - started)
 
 
@@ -110,8 +121,11 @@ def _slim_builder(o: Originals) -> Build:
                 raise Infeasible(str(exc)) from exc
             raise
         report = result.report
-        extra = {"macs_sparsity": sparsity, "channels_removed_fraction": report["channels_removed_fraction"],
-                 "prune_output_psnr": report["output_diff"]["psnr"]}
+        extra = {
+            "macs_sparsity": sparsity,
+            "channels_removed_fraction": report["channels_removed_fraction"],
+            "prune_output_psnr": report["output_diff"]["psnr"],
+        }
         return result.student, result.arch, o.count(result.student), extra
 
     return build

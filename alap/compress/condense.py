@@ -1,6 +1,6 @@
 """Condense: continue training the teacher with its own task loss plus a penalty that drives whole channels to 0.
 
-ALAP-AE's first stage (FACTS.md, "The method"). The penalty is Network Slimming's L1 on per-channel scale factors,
+ALAP-AE's first stage (docs/architecture.md). The penalty is Network Slimming's L1 on per-channel scale factors,
 so that after condensing a channel is either clearly used or has a factor near zero and can be removed with little
 change to the output. Every prunable conv needs a scale factor first (:func:`prepare_for_condense`):
 - InstanceNorm without affine parameters (the reference CycleGAN/pix2pix setting) is switched to affine with weight
@@ -35,8 +35,9 @@ from alap.objectives import Objective
 log = logging.getLogger(__name__)
 
 
-def prepare_for_condense(model: nn.Module, arch: dict[str, Any],
-                         example_input: torch.Tensor) -> tuple[nn.Module, dict[str, Any]]:
+def prepare_for_condense(
+    model: nn.Module, arch: dict[str, Any], example_input: torch.Tensor
+) -> tuple[nn.Module, dict[str, Any]]:
     """Return a copy of ``model`` (same function) in which every hidden conv has a channel scale factor.
 
     The returned arch records ``norm_affine`` and ``gates``, so the condensed checkpoint rebuilds exactly.
@@ -48,8 +49,12 @@ def prepare_for_condense(model: nn.Module, arch: dict[str, Any],
     missing, unexpected = new.load_state_dict(model.state_dict(), strict=False)
     if unexpected:
         raise ValueError(f"model does not match its arch: unexpected state-dict keys {unexpected[:5]}")
-    new_norm_keys = {f"{name}.{p}" for name, m in new.named_modules()
-                     if isinstance(m, nn.InstanceNorm2d) and m.affine for p in ("weight", "bias")}
+    new_norm_keys = {
+        f"{name}.{p}"
+        for name, m in new.named_modules()
+        if isinstance(m, nn.InstanceNorm2d) and m.affine
+        for p in ("weight", "bias")
+    }
     absent = sorted(set(missing) - new_norm_keys)
     if absent:
         raise ValueError(f"model does not match its arch: missing state-dict keys {absent[:5]}")
@@ -59,7 +64,7 @@ def prepare_for_condense(model: nn.Module, arch: dict[str, Any],
                 module.weight.fill_(1.0)
                 module.bias.zero_()
     layers = trace_layers(new, example_input[:1])
-    add_gates(new, [l.name for l in hidden_layers(layers) if not l.has_scale()])
+    add_gates(new, [layer.name for layer in hidden_layers(layers) if not layer.has_scale()])
     new.train(model.training)
     new_arch = arch_of(new)
     return new, new_arch
@@ -153,8 +158,15 @@ def condense(
             losses["scale_l1"] = float(sparsity_penalty(layers))
         return losses
 
-    fitted = fit(step, batches, {**objective.modules(), **objective.optimizers()}, steps=params.steps,
-                 checkpoint_every=params.checkpoint_every, state_path=Path(state_path), desc="condense")
+    fitted = fit(
+        step,
+        batches,
+        {**objective.modules(), **objective.optimizers()},
+        steps=params.steps,
+        checkpoint_every=params.checkpoint_every,
+        state_path=Path(state_path),
+        desc="condense",
+    )
     prepared.eval()
     table = scale_table(layers, threshold)
     write_scale_table(table, table_path)

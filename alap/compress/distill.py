@@ -124,7 +124,8 @@ def distill(
             losses["target_l1"] = params.w_target * F.l1_loss(out, batch["B"])
         if names and params.w_feature > 0:
             losses["feature_l1"] = params.w_feature * sum(
-                F.l1_loss(adapters[n](student_tap.features[n]), teacher_tap.features[n]) for n in names)
+                F.l1_loss(adapters[n](student_tap.features[n]), teacher_tap.features[n]) for n in names
+            )
         if params.w_gan > 0:
             for p in discriminator.parameters():
                 p.requires_grad_(False)
@@ -146,14 +147,30 @@ def distill(
         return report
 
     try:
-        fitted = fit(step, batches, state, steps=params.steps, checkpoint_every=params.checkpoint_every,
-                     state_path=Path(state_path), desc="distill", keep_best=best,
-                     validate_every=params.validate_every)
+        fitted = fit(
+            step,
+            batches,
+            state,
+            steps=params.steps,
+            checkpoint_every=params.checkpoint_every,
+            state_path=Path(state_path),
+            desc="distill",
+            keep_best=best,
+            validate_every=params.validate_every,
+        )
     finally:
         student_tap.remove()
         teacher_tap.remove()
     student.eval()
     start_psnr = best.history[0][1]
     log.info("distill: best validation PSNR %.2f dB at step %d (start %.2f dB)", best.value, best.step, start_psnr)
-    return DistillResult(student, fitted.history, best.step, best.value, start_psnr, teacher_psnr,
-                         copy.deepcopy(best.history), fitted.wall_s)
+    return DistillResult(
+        student,
+        fitted.history,
+        best.step,
+        best.value,
+        start_psnr,
+        teacher_psnr,
+        copy.deepcopy(best.history),
+        fitted.wall_s,
+    )

@@ -43,8 +43,13 @@ def feature_modules(model: nn.Module, names: list[str], example_input: torch.Ten
         convs.update({f"up{k}": levels[len(levels) - k].upconv for k in range(1, len(levels))})
         return {n: after[convs[n]] for n in names}
     stem, down1, down2, up1, up2, _ = model.outer_convs()
-    table: dict[str, nn.Module] = {"stem": after[stem], "down1": after[down1], "down2": after[down2],
-                                   "up1": after[up1], "up2": after[up2]}
+    table: dict[str, nn.Module] = {
+        "stem": after[stem],
+        "down1": after[down1],
+        "down2": after[down2],
+        "up1": after[up1],
+        "up2": after[up2],
+    }
     table.update({f"block{k}": block for k, block in enumerate(model.blocks(), start=1)})
     return {n: table[n] for n in names}
 
@@ -59,6 +64,7 @@ class FeatureTap:
     def _keep(self, name: str):
         def hook(module: nn.Module, inputs: tuple, output: torch.Tensor) -> None:
             self.features[name] = output
+
         return hook
 
     def remove(self) -> None:
@@ -67,8 +73,9 @@ class FeatureTap:
         self._hooks = []
 
 
-def make_adapters(student: nn.Module, teacher: nn.Module, names: list[str],
-                  example_input: torch.Tensor) -> nn.ModuleDict:
+def make_adapters(
+    student: nn.Module, teacher: nn.Module, names: list[str], example_input: torch.Tensor
+) -> nn.ModuleDict:
     """One 1x1 conv per feature, student width -> teacher width (training-only: never saved with the student)."""
     widths = {}
     for role, model in (("student", student), ("teacher", teacher)):
@@ -83,4 +90,5 @@ def make_adapters(student: nn.Module, teacher: nn.Module, names: list[str],
             model.train(was)
         widths[role] = {n: tap.features[n].shape[1] for n in names}
     return nn.ModuleDict({n: nn.Conv2d(widths["student"][n], widths["teacher"][n], kernel_size=1) for n in names}).to(
-        example_input.device)
+        example_input.device
+    )

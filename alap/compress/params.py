@@ -29,21 +29,30 @@ class CondenseParams(_Strict):
     steps: PositiveInt = Field(1000, description="optimiser steps of condensing")
     lr: float = Field(2e-4, gt=0, le=1e-1, description="learning rate of the generator and discriminator(s)")
     scale_lr: float = Field(
-        1e-2, gt=0, le=1.0, description="learning rate of the scale factors (norm gammas, gates): Adam moves a "
-        "parameter by about lr per step, so at the task's lr a factor of 1 could not reach 0 within a short run"
+        1e-2,
+        gt=0,
+        le=1.0,
+        description="learning rate of the scale factors (norm gammas, gates): Adam moves a "
+        "parameter by about lr per step, so at the task's lr a factor of 1 could not reach 0 within a short run",
     )
     sparsity_weight: float = Field(
-        1e-3, ge=0, le=10, description="weight of the L1 penalty on channel scale factors (Network Slimming: "
-        "1e-5..1e-4 for classifiers; generators with an L1 task loss of weight 100 need more)"
+        1e-3,
+        ge=0,
+        le=10,
+        description="weight of the L1 penalty on channel scale factors (Network Slimming: "
+        "1e-5..1e-4 for classifiers; generators with an L1 task loss of weight 100 need more)",
     )
     group_l1_weight: float = Field(0.0, ge=0, le=10, description="weight of the group-L1 penalty on filters (0 = off)")
     warmup_steps: int = Field(100, ge=0, description="steps over which the penalty weight ramps linearly from 0")
     checkpoint_every: PositiveInt = Field(250, description="resume checkpoint period in steps")
-    report_threshold: float = Field(1e-2, ge=0.0, description="scale factor below which the condense report (table, "
-                                    "plot) counts a channel as emptied")
+    report_threshold: float = Field(
+        1e-2,
+        ge=0.0,
+        description="scale factor below which the condense report (table, plot) counts a channel as emptied",
+    )
 
     @model_validator(mode="after")
-    def _warmup_fits(self) -> "CondenseParams":
+    def _warmup_fits(self) -> CondenseParams:
         if self.warmup_steps > self.steps:
             raise ValueError(f"warmup_steps ({self.warmup_steps}) must not exceed steps ({self.steps})")
         return self
@@ -63,8 +72,9 @@ class PruneParams(_Strict):
     """
 
     target: Literal["threshold", "channels", "macs"] = "macs"
-    sparsity: float | None = Field(None, ge=0.0, lt=1.0, description="fraction of channels or MACs to remove "
-                                   "(targets 'channels' and 'macs')")
+    sparsity: float | None = Field(
+        None, ge=0.0, lt=1.0, description="fraction of channels or MACs to remove (targets 'channels' and 'macs')"
+    )
     threshold: float = Field(1e-2, ge=0.0, description="scale-factor threshold (target 'threshold')")
     round_to: int = Field(1, ge=1, le=256, description="round kept widths up to a multiple of this (1 = off)")
     min_width: int = Field(1, ge=1, description="never keep fewer channels than this in a layer")
@@ -107,13 +117,15 @@ class DistillParams(_Strict):
         return list(self.feature_layers)
 
     @model_validator(mode="after")
-    def _some_loss(self) -> "DistillParams":
+    def _some_loss(self) -> DistillParams:
         lists = self.feature_layers.values() if isinstance(self.feature_layers, dict) else [self.feature_layers]
         for names in lists:
             if len(set(names)) != len(names):
                 raise ValueError(f"feature_layers must be distinct, got {names}")
         # Feature distillation counts only if some kind has layers; the per-kind check happens in distill().
         if self.w_teacher + self.w_target + self.w_feature * any(lists) + self.w_gan <= 0:
-            raise ValueError("distill needs at least one loss with a positive weight "
-                             "(w_teacher, w_target, w_feature with feature_layers, w_gan)")
+            raise ValueError(
+                "distill needs at least one loss with a positive weight "
+                "(w_teacher, w_target, w_feature with feature_layers, w_gan)"
+            )
         return self

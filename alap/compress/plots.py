@@ -30,18 +30,20 @@ def scale_table(layers: list[ChannelLayer], threshold: float) -> list[dict[str, 
     for layer in hidden_layers(layers):
         scale = layer.scale().double().cpu()
         below = int((scale < threshold).sum())
-        rows.append({
-            "layer": layer.name,
-            "norm": "" if layer.norm is None else type(layer.norm).__name__,
-            "gated": layer.gate is not None,
-            "width": scale.numel(),
-            "min": float(scale.min()),
-            "median": float(scale.median()),
-            "mean": float(scale.mean()),
-            "max": float(scale.max()),
-            "below_threshold": below,
-            "below_fraction": below / scale.numel(),
-        })
+        rows.append(
+            {
+                "layer": layer.name,
+                "norm": "" if layer.norm is None else type(layer.norm).__name__,
+                "gated": layer.gate is not None,
+                "width": scale.numel(),
+                "min": float(scale.min()),
+                "median": float(scale.median()),
+                "mean": float(scale.mean()),
+                "max": float(scale.max()),
+                "below_threshold": below,
+                "below_fraction": below / scale.numel(),
+            }
+        )
     return rows
 
 

@@ -101,7 +101,9 @@ def prune(model: nn.Module, arch: dict[str, Any], params: PruneParams, example_i
     _check_inputs(model, arch, example_input)
     probe = example_input[: params.probe_samples]
     work = copy.deepcopy(model).eval()
-    for module in work.modules():  # Torch-Pruning cannot trace in-place activations (FACTS.md); same function
+    for (
+        module
+    ) in work.modules():  # Torch-Pruning cannot trace in-place activations (docs/architecture.md); same function
         if hasattr(module, "inplace"):
             module.inplace = False
 
@@ -118,8 +120,13 @@ def prune(model: nn.Module, arch: dict[str, Any], params: PruneParams, example_i
     removed = {g.root: sorted(g.order[:n]) for g, n in zip(groups, removed_counts) if n}
     kept_out, kept_in = _kept_indices(layers, groups, removed)
     if not removed:
-        log.warning("prune: no channel removed (target %s, sparsity %s, threshold %s): the student equals the "
-                    "condensed network", params.target, params.sparsity, params.threshold)
+        log.warning(
+            "prune: no channel removed (target %s, sparsity %s, threshold %s): the student equals the "
+            "condensed network",
+            params.target,
+            params.sparsity,
+            params.threshold,
+        )
     fold_report = _fold_removed_constants(work, groups, removed, means, by_name) if params.fold_bias else {}
     for group in groups:
         if group.root in removed:
@@ -138,13 +145,17 @@ def _check_inputs(model: nn.Module, arch: dict[str, Any], example_input: torch.T
         got = getattr(example_input, "shape", example_input)
         raise ValueError(f"example_input must be a [N, C, H, W] tensor, got {got!r}")
     if example_input.shape[1] != arch.get("input_nc"):
-        raise ValueError(f"example_input has {example_input.shape[1]} channels but the model's arch expects "
-                         f"input_nc={arch.get('input_nc')}")
+        raise ValueError(
+            f"example_input has {example_input.shape[1]} channels but the model's arch expects "
+            f"input_nc={arch.get('input_nc')}"
+        )
     actual = arch_of(model)
     mismatched = sorted(k for k in set(actual) | set(arch) if actual.get(k) != arch.get(k))
     if mismatched:
-        raise ValueError(f"the model does not match its arch dict (differs in {mismatched}); was the checkpoint "
-                         "of another architecture?")
+        raise ValueError(
+            f"the model does not match its arch dict (differs in {mismatched}); was the checkpoint "
+            "of another architecture?"
+        )
 
 
 @torch.no_grad()
@@ -166,8 +177,9 @@ def _input_channel_means(model: nn.Module, probe: torch.Tensor) -> dict[str, tor
     return means
 
 
-def _channel_groups(model: nn.Module, graph: tp.DependencyGraph, layers: list[ChannelLayer],
-                    scores: dict[str, torch.Tensor]) -> list[ChannelGroup]:
+def _channel_groups(
+    model: nn.Module, graph: tp.DependencyGraph, layers: list[ChannelLayer], scores: dict[str, torch.Tensor]
+) -> list[ChannelGroup]:
     """Torch-Pruning's coupled groups rooted at hidden convs, each with its summed score."""
     names = {m: n for n, m in model.named_modules()}
     fixed = [model.get_submodule(layer.name) for layer in layers if layer.role != "hidden"]
@@ -189,8 +201,10 @@ def _channel_groups(model: nn.Module, graph: tp.DependencyGraph, layers: list[Ch
         root = names[tp_group[0].dep.target.module]
         missing = [n for n in out_local if n not in scores]
         if missing:
-            raise ValueError(f"conv(s) {missing} have no channel scale factor (no affine norm, no gate): prune needs "
-                             "a condensed network, as `alap condense` writes")
+            raise ValueError(
+                f"conv(s) {missing} have no channel scale factor (no affine norm, no gate): prune needs "
+                "a condensed network, as `alap condense` writes"
+            )
         total = torch.zeros(len(out_local[root]), dtype=torch.float64)
         for name, local in out_local.items():
             total += scores[name].double().cpu()[local]
@@ -238,16 +252,20 @@ def _plan(groups: list[ChannelGroup], layers: list[ChannelLayer], params: PruneP
         total = sum(g.width for g in groups)
         wanted = round(params.sparsity * total)
         if wanted > max_k:
-            raise ValueError(f"sparsity {params.sparsity} asks to remove {wanted} of {total} channels, but keeping "
-                             f"min_width={params.min_width} per layer allows at most {max_k}")
+            raise ValueError(
+                f"sparsity {params.sparsity} asks to remove {wanted} of {total} channels, but keeping "
+                f"min_width={params.min_width} per layer allows at most {max_k}"
+            )
         return counts_for(wanted)
 
     full = _macs(groups, layers, [0] * len(groups))
     goal = (1.0 - params.sparsity) * full
     if _macs(groups, layers, counts_for(max_k)) > goal:
         best = 1.0 - _macs(groups, layers, counts_for(max_k)) / full
-        raise ValueError(f"sparsity {params.sparsity} of the MACs is unreachable: keeping min_width="
-                         f"{params.min_width} per layer (and the input/output layers) removes at most {best:.3f}")
+        raise ValueError(
+            f"sparsity {params.sparsity} of the MACs is unreachable: keeping min_width="
+            f"{params.min_width} per layer (and the input/output layers) removes at most {best:.3f}"
+        )
     lo, hi = 0, max_k  # smallest k whose MACs meet the goal; MACs are non-increasing in k
     while lo < hi:
         mid = (lo + hi) // 2
@@ -279,13 +297,19 @@ def _macs(groups: list[ChannelGroup], layers: list[ChannelLayer], counts: list[i
     total = 0
     for layer in layers:
         conv = layer.conv
-        total += conv_macs(conv, conv.in_channels - in_loss[layer.name], conv.out_channels - out_loss[layer.name],
-                           layer.in_hw, layer.out_hw)
+        total += conv_macs(
+            conv,
+            conv.in_channels - in_loss[layer.name],
+            conv.out_channels - out_loss[layer.name],
+            layer.in_hw,
+            layer.out_hw,
+        )
     return total
 
 
-def _kept_indices(layers: list[ChannelLayer], groups: list[ChannelGroup],
-                  removed: dict[str, list[int]]) -> tuple[dict[str, list[int]], dict[str, list[int]]]:
+def _kept_indices(
+    layers: list[ChannelLayer], groups: list[ChannelGroup], removed: dict[str, list[int]]
+) -> tuple[dict[str, list[int]], dict[str, list[int]]]:
     gone_out: dict[str, set[int]] = {layer.name: set() for layer in layers}
     gone_in: dict[str, set[int]] = {layer.name: set() for layer in layers}
     for group in groups:
@@ -294,14 +318,19 @@ def _kept_indices(layers: list[ChannelLayer], groups: list[ChannelGroup],
                 gone_out[name].add(local[r])
             for name, local in group.in_local.items():
                 gone_in[name].add(local[r])
-    kept_out = {l.name: [c for c in range(l.conv.out_channels) if c not in gone_out[l.name]] for l in layers}
-    kept_in = {l.name: [c for c in range(l.conv.in_channels) if c not in gone_in[l.name]] for l in layers}
+    kept_out = {ly.name: [c for c in range(ly.conv.out_channels) if c not in gone_out[ly.name]] for ly in layers}
+    kept_in = {ly.name: [c for c in range(ly.conv.in_channels) if c not in gone_in[ly.name]] for ly in layers}
     return kept_out, kept_in
 
 
 @torch.no_grad()
-def _fold_removed_constants(model: nn.Module, groups: list[ChannelGroup], removed: dict[str, list[int]],
-                            means: dict[str, torch.Tensor], layers: dict[str, ChannelLayer]) -> dict[str, list[str]]:
+def _fold_removed_constants(
+    model: nn.Module,
+    groups: list[ChannelGroup],
+    removed: dict[str, list[int]],
+    means: dict[str, torch.Tensor],
+    layers: dict[str, ChannelLayer],
+) -> dict[str, list[str]]:
     """Add each removed input channel's mean contribution to its consumer's bias (see the module docstring)."""
     deltas: dict[str, torch.Tensor] = {}
     for group in groups:
@@ -332,8 +361,11 @@ def _fold_removed_constants(model: nn.Module, groups: list[ChannelGroup], remove
         else:
             folded["unfolded"].append(name)
     if folded["unfolded"]:
-        log.warning("prune: the constant output of removed channels feeding %s cannot be folded (no bias, no norm); "
-                    "fine-tuning has to absorb it", folded["unfolded"])
+        log.warning(
+            "prune: the constant output of removed channels feeding %s cannot be folded (no bias, no norm); "
+            "fine-tuning has to absorb it",
+            folded["unfolded"],
+        )
     return folded
 
 
@@ -341,7 +373,7 @@ def _prune_group(model: nn.Module, graph: tp.DependencyGraph, group: ChannelGrou
     """Let Torch-Pruning cut ``idxs`` (root channel indices) from every coupled layer of ``group``."""
     root = model.get_submodule(group.root)
     tp_group = graph.get_pruning_group(root, tp.prune_conv_out_channels, [group.out_local[group.root][r] for r in idxs])
-    stale = []  # Torch-Pruning leaves InstanceNorm running statistics at the old width (FACTS.md)
+    stale = []  # Torch-Pruning leaves InstanceNorm running statistics at the old width (docs/architecture.md)
     for item in tp_group:
         norm = item.dep.target.module
         if isinstance(norm, nn.InstanceNorm2d) and norm.running_mean is not None:
@@ -369,9 +401,17 @@ def output_difference(reference: nn.Module, candidate: nn.Module, inputs: torch.
     return {"max_abs": float(diff.abs().max()), "mean_abs": float(diff.abs().mean()), "psnr": psnr}
 
 
-def _report(model: nn.Module, student: nn.Module, groups: list[ChannelGroup], counts: list[int],
-            layers: list[ChannelLayer], kept_out: dict[str, list[int]], params: PruneParams,
-            example_input: torch.Tensor, fold: dict[str, list[str]]) -> dict[str, Any]:
+def _report(
+    model: nn.Module,
+    student: nn.Module,
+    groups: list[ChannelGroup],
+    counts: list[int],
+    layers: list[ChannelLayer],
+    kept_out: dict[str, list[int]],
+    params: PruneParams,
+    example_input: torch.Tensor,
+    fold: dict[str, list[str]],
+) -> dict[str, Any]:
     shape = (1, *example_input.shape[1:])
     removed_scores = [float(g.score[r]) for g, n in zip(groups, counts) for r in g.order[:n]]
     kept_scores = [float(g.score[r]) for g, n in zip(groups, counts) for r in g.order[n:]]

@@ -118,8 +118,11 @@ def trace_layers(model: nn.Module, example_input: torch.Tensor) -> list[ChannelL
     for i, conv in enumerate(order):
         norm = follower.get(conv)
         role: Role = "input" if i == 0 else "output" if i == len(order) - 1 else "hidden"
-        layers.append(ChannelLayer(names[conv], conv, None if norm is None else names[norm], norm, role,
-                                   hw_in[conv], hw_out[conv]))
+        layers.append(
+            ChannelLayer(
+                names[conv], conv, None if norm is None else names[norm], norm, role, hw_in[conv], hw_out[conv]
+            )
+        )
     return layers
 
 
@@ -128,8 +131,9 @@ def hidden_layers(layers: list[ChannelLayer]) -> list[ChannelLayer]:
     return [layer for layer in layers if layer.role == "hidden"]
 
 
-def conv_macs(conv: nn.Module, in_channels: int, out_channels: int, in_hw: tuple[int, int],
-              out_hw: tuple[int, int]) -> int:
+def conv_macs(
+    conv: nn.Module, in_channels: int, out_channels: int, in_hw: tuple[int, int], out_hw: tuple[int, int]
+) -> int:
     """Multiply-accumulates of one conv at the given widths (a transposed conv scatters each *input* pixel)."""
     kh, kw = conv.kernel_size
     per_position = in_channels * out_channels * kh * kw // conv.groups

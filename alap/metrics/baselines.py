@@ -18,8 +18,10 @@ def generator_psnr(generator: nn.Module, dataset: Dataset, device: torch.device,
     """Mean per-image PSNR (dB) of ``generator(A)`` against ``B``; the generator is left in the mode it had."""
     was_training = generator.training
     generator.eval()
-    scores = [psnr(generator(b["A"].to(device)).clamp(-1, 1), b["B"].to(device)).cpu()
-              for b in DataLoader(dataset, batch_size=batch_size)]
+    scores = [
+        psnr(generator(b["A"].to(device)).clamp(-1, 1), b["B"].to(device)).cpu()
+        for b in DataLoader(dataset, batch_size=batch_size)
+    ]
     generator.train(was_training)
     return float(torch.cat(scores).mean())
 

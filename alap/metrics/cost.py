@@ -25,8 +25,9 @@ _aten = torch.ops.aten
 _CONV_OPS = (_aten.convolution, _aten._convolution, _aten.convolution_overrideable)
 
 
-def _conv_flops_over_output(x_shape, w_shape, _bias, _stride, _padding, _dilation, _transposed, *args,
-                            out_shape=None, **kwargs) -> int:
+def _conv_flops_over_output(
+    x_shape, w_shape, _bias, _stride, _padding, _dilation, _transposed, *args, out_shape=None, **kwargs
+) -> int:
     """FLOPs (2 per MAC) of a conv counted per output element, plain and transposed alike.
 
     Receives the shapes of ``aten.convolution(input, weight, bias, stride, padding, dilation,

@@ -1,6 +1,6 @@
 """FID and KID from pytorch-fid's Inception pool3 features, with the reference weights only.
 
-DESIGN.md: only a distance computed with the reference TF Inception (inception-2015-12-05) weights may be
+docs/architecture.md: only a distance computed with the reference TF Inception (inception-2015-12-05) weights may be
 called ``fid``. InceptionFeatures therefore refuses to run (MissingWeightsError / UnrecognisedWeightsError)
 instead of falling back to other weights, and every result carries the weights' sha256 and origin.
 
@@ -15,8 +15,8 @@ from __future__ import annotations
 import contextlib
 import importlib.metadata
 import threading
+from collections.abc import Iterable, Iterator
 from pathlib import Path
-from typing import Iterable, Iterator
 
 import torch
 from pytorch_fid.inception import InceptionV3
@@ -166,7 +166,9 @@ def kid_from_features(
     return float(stacked.mean()), float(stacked.std(unbiased=False))
 
 
-def _collect(extractor: InceptionFeatures, batches: Iterable[torch.Tensor], name: str) -> tuple[torch.Tensor, list[int]]:
+def _collect(
+    extractor: InceptionFeatures, batches: Iterable[torch.Tensor], name: str
+) -> tuple[torch.Tensor, list[int]]:
     features, size = [], None
     for batch in batches:
         batch_size = list(batch.shape[-2:])
@@ -209,7 +211,11 @@ def compute_fid_kid(
             "n_real": len(real_features),
             "image_size_fake": fake_size,
             "image_size_real": real_size,
-            "kid": {"subsets": kid_subsets, "subset_size": subset_size, "seed": seed,
-                    "kernel": "polynomial (x.y/d + 1)^3"},
+            "kid": {
+                "subsets": kid_subsets,
+                "subset_size": subset_size,
+                "seed": seed,
+                "kernel": "polynomial (x.y/d + 1)^3",
+            },
         },
     }

@@ -62,7 +62,10 @@ class LpipsMetric:
             "metric": f"lpips-{net}",
             "lpips_version": importlib.metadata.version("lpips"),
             "trunk": trunk_provenance,
-            "heads": {"file": f"lpips/weights/v0.1/{net}.pth", "sha256": hashlib.sha256(heads.read_bytes()).hexdigest()},
+            "heads": {
+                "file": f"lpips/weights/v0.1/{net}.pth",
+                "sha256": hashlib.sha256(heads.read_bytes()).hexdigest(),
+            },
             "sha256": trunk_provenance["sha256"],
         }
 

@@ -1,9 +1,9 @@
 """Every metric name alap writes, with its label, unit, better direction and display format.
 
-The names are DESIGN.md's contract between the stages that write metrics (evaluate's ``metrics.json``, profile's
-``latency.json``) and everything that reads them: the summary tables, the HTML report and its plots, the benchmark
-report and plots, MLflow logging and promotion. Each reader used to keep its own copy of a label or of which way
-is better, and the copies drifted as soon as a metric was added; this table is the only place that says either.
+The names are a contract (docs/architecture.md) between the stages that write metrics (evaluate's ``metrics.json``,
+profile's ``latency.json``) and everything that reads them: the summary tables, the HTML report and its plots, the
+benchmark report and plots, MLflow logging and promotion. Each reader used to keep its own copy of a label or of which
+way is better, and the copies drifted as soon as a metric was added; this table is the only place that says either.
 Latency names are a pattern, ``latency.<device>.<backend>.bs<N>.p50_ms|p90_ms``, built and parsed by
 :class:`LatencyKey`, and read through the one :data:`LATENCY` entry.
 """
@@ -27,9 +27,9 @@ class Metric:
     ``spec`` formats one model's value in the summary tables. ``digits`` is the precision at which the benchmark
     compares methods: it shows that many decimals and calls a gap below one unit of the last a tie, unless
     ``relative_margin`` sets the tie as a fraction of the value (latencies, which carry the machine's load).
-    ``core`` metrics are DESIGN.md's set, measured on every task with targets: columns of ``reports/summary.csv``
-    even where no model has them, and what a benchmark row records. The others are columns only where some model
-    was measured on them, so a report of files written before they existed keeps its shape.
+    ``core`` metrics are the contract's set (docs/architecture.md), measured on every task with targets: columns of
+    ``reports/summary.csv`` even where no model has them, and what a benchmark row records. The others are columns only
+    where some model was measured on them, so a report of files written before they existed keeps its shape.
     """
 
     key: str
@@ -56,7 +56,7 @@ class Metric:
 
     def clearly_better(self, a: float, b: float) -> bool:
         """``a`` beats ``b`` by more than the tie margin (smaller gaps are reported as ties)."""
-        margin = abs(b) * self.relative_margin if self.relative_margin is not None else 10.0 ** -self.digits
+        margin = abs(b) * self.relative_margin if self.relative_margin is not None else 10.0**-self.digits
         return self.better(a, b) and abs(a - b) > margin
 
     def fmt(self, value: float | None) -> str:
@@ -66,23 +66,34 @@ class Metric:
 
 # In the column order of reports/summary.csv. The ``*_teacher`` metrics compare with the teacher's output: what a
 # student is trained to reproduce, and the only reference a task of input images alone (layout images) has.
-METRICS: dict[str, Metric] = {m.key: m for m in (
-    Metric("fid", "FID", "lower", ".2f", 2),
-    Metric("fid_teacher", "FID to teacher", "lower", ".2f", 2, core=False),
-    Metric("kid", "KID", "lower", ".4f", 4),
-    Metric("kid_teacher", "KID to teacher", "lower", ".4f", 4, core=False),
-    Metric("lpips", "LPIPS", "lower", ".3f", 4),
-    Metric("lpips_teacher", "LPIPS to teacher", "lower", ".3f", 4),
-    Metric("psnr", "PSNR", "higher", ".2f", 2, unit="dB"),
-    Metric("psnr_teacher", "PSNR to teacher", "higher", ".2f", 2, unit="dB", core=False),
-    Metric("ssim", "SSIM", "higher", ".3f", 4),
-    Metric("gmacs", "GMACs", "lower", "#.3g", 4, kind="cost"),
-    Metric("params_m", "params", "lower", "#.3g", 3, kind="cost", unit="M"),
-)}
+METRICS: dict[str, Metric] = {
+    m.key: m
+    for m in (
+        Metric("fid", "FID", "lower", ".2f", 2),
+        Metric("fid_teacher", "FID to teacher", "lower", ".2f", 2, core=False),
+        Metric("kid", "KID", "lower", ".4f", 4),
+        Metric("kid_teacher", "KID to teacher", "lower", ".4f", 4, core=False),
+        Metric("lpips", "LPIPS", "lower", ".3f", 4),
+        Metric("lpips_teacher", "LPIPS to teacher", "lower", ".3f", 4),
+        Metric("psnr", "PSNR", "higher", ".2f", 2, unit="dB"),
+        Metric("psnr_teacher", "PSNR to teacher", "higher", ".2f", 2, unit="dB", core=False),
+        Metric("ssim", "SSIM", "higher", ".3f", 4),
+        Metric("gmacs", "GMACs", "lower", "#.3g", 4, kind="cost"),
+        Metric("params_m", "params", "lower", "#.3g", 3, kind="cost", unit="M"),
+    )
+}
 QUALITY: tuple[Metric, ...] = tuple(m for m in METRICS.values() if m.kind == "quality")
 # Every latency key reads as this entry (its key is the pattern's): p50 and p90 alike, any device and batch.
-LATENCY = Metric("latency.<device>.<backend>.bs<N>.p50_ms|p90_ms", "latency", "lower", ".2f", 2, kind="cost",
-                 unit="ms", relative_margin=0.05)
+LATENCY = Metric(
+    "latency.<device>.<backend>.bs<N>.p50_ms|p90_ms",
+    "latency",
+    "lower",
+    ".2f",
+    2,
+    kind="cost",
+    unit="ms",
+    relative_margin=0.05,
+)
 
 
 def metric(key: str) -> Metric:
@@ -103,7 +114,7 @@ class LatencyKey:
     batch: int = 1
 
     @classmethod
-    def parse(cls, key: str) -> "LatencyKey":
+    def parse(cls, key: str) -> LatencyKey:
         match = LATENCY_KEY.match(key)
         if match is None:
             raise ValueError(f"not a latency metric key: {key!r}")

@@ -1,4 +1,4 @@
-"""alap checkpoints: ``{"format": "alap/1", "arch", "state_dict", "meta"}`` (DESIGN.md contract).
+"""alap checkpoints: ``{"format": "alap/1", "arch", "state_dict", "meta"}`` (docs/architecture.md contract).
 
 Saving records the generator's arch next to its weights; loading rebuilds the network from the arch
 and loads the weights strictly with ``torch.load(weights_only=True)``, so a pruned network comes

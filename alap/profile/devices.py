@@ -2,7 +2,7 @@
 
 Users pick a student by its latency on *their* device, so a number is meaningless without the
 device and the thread count it ran with. A spec names both and is what appears in metric keys
-(DESIGN.md: ``latency.<device>.<backend>.bs<N>.p50_ms``):
+(docs/architecture.md: ``latency.<device>.<backend>.bs<N>.p50_ms``):
 
 - ``cpu-t<N>``: the CPU with N intra-op threads (``cpu-t1`` single-thread; all cores is written
   out, e.g. ``cpu-t2`` on a 2-core machine, so keys stay comparable across machines).
@@ -20,8 +20,9 @@ from __future__ import annotations
 import contextlib
 import os
 import re
+from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Iterator, Literal
+from typing import TYPE_CHECKING, Literal
 
 from alap.errors import UserError
 

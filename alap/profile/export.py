@@ -67,8 +67,9 @@ def export_onnx(
             # layers get traced as constants; InstanceNorm without running stats always normalises by
             # the input's statistics ("train=True" is then correct); reflection padding's Slice ops
             # are left unfolded. TracerWarnings from the user's own code still show.
-            warnings.filterwarnings("ignore", category=torch.jit.TracerWarning,
-                                    module=r"torch\.nn\.(functional|modules\.instancenorm)")
+            warnings.filterwarnings(
+                "ignore", category=torch.jit.TracerWarning, module=r"torch\.nn\.(functional|modules\.instancenorm)"
+            )
             warnings.filterwarnings("ignore", message=".*operator 'instance_norm' is set to train=True.*")
             warnings.filterwarnings("ignore", message=".*Only steps=1 can be constant folded.*")
             torch.onnx.export(
@@ -85,8 +86,13 @@ def export_onnx(
             onnx.checker.check_model(str(tmp))
     finally:
         model.train(was_training)
-    log.info("exported %s to %s (opset %d, %s batch)", type(model).__name__, path, opset,
-             "dynamic" if dynamic_batch else f"static {input_shape[0]}")
+    log.info(
+        "exported %s to %s (opset %d, %s batch)",
+        type(model).__name__,
+        path,
+        opset,
+        "dynamic" if dynamic_batch else f"static {input_shape[0]}",
+    )
     return Path(path)
 
 

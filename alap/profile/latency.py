@@ -4,7 +4,7 @@ Users choose a student by its latency on their device, so each number must be a 
 measured the way the model will run: eval mode, no autograd, warmed up, the spec's thread count,
 and (CUDA) synchronised so queued kernels are counted. ``profile_model`` exports the model once,
 checks onnxruntime against PyTorch before timing anything (a fast wrong model is worthless), then
-times every combination and returns DESIGN.md's flat metric keys plus one record per combination.
+times every combination and returns docs/architecture.md's flat metric keys plus one record per combination.
 
 Measurements are serialised within a process: thread counts are process-global, and two timings
 running side by side would measure each other.
@@ -21,8 +21,9 @@ import sys
 import tempfile
 import threading
 import time
+from collections.abc import Callable, Iterable
 from pathlib import Path
-from typing import Any, Callable, Iterable
+from typing import Any
 
 import numpy as np
 import torch
@@ -33,7 +34,14 @@ from torch.utils._pytree import tree_leaves
 from tqdm.auto import tqdm
 
 from alap.metrics.names import LatencyKey
-from alap.profile.devices import DeviceSpec, DeviceUnavailable, available_devices, ort_session, parse_device, torch_threads
+from alap.profile.devices import (
+    DeviceSpec,
+    DeviceUnavailable,
+    available_devices,
+    ort_session,
+    parse_device,
+    torch_threads,
+)
 from alap.profile.export import INPUT_NAME, OUTPUT_NAME, check_onnx, export_onnx
 from alap.profile.roofline import BACKENDS, achieved_fraction, count_gmacs, device_peak_gflops
 
@@ -43,7 +51,7 @@ _MEASURE_LOCK = threading.Lock()
 
 
 def latency_metric_names(device: str, backend: str, batch_size: int) -> tuple[str, str]:
-    """The (p50, p90) metric keys DESIGN.md fixes: ``latency.<device>.<backend>.bs<N>.p50_ms`` / ``.p90_ms``."""
+    """The (p50, p90) metric keys of the contract: ``latency.<device>.<backend>.bs<N>.p50_ms`` / ``.p90_ms``."""
     if backend not in BACKENDS:
         raise ValueError(f"unknown backend {backend!r}: expected one of {BACKENDS}")
     key = LatencyKey(device, backend, int(batch_size))
@@ -51,7 +59,8 @@ def latency_metric_names(device: str, backend: str, batch_size: int) -> tuple[st
 
 
 def flatten_latency(records: Iterable[dict[str, Any]]) -> dict[str, float]:
-    """Flat ``{metric key: ms}`` from measurement records (``device``, ``backend``, ``batch_size``, ``p50_ms``, ``p90_ms``)."""
+    """Flat ``{metric key: ms}`` from measurement records (``device``, ``backend``, ``batch_size``, ``p50_ms``,
+    ``p90_ms``)."""
     flat: dict[str, float] = {}
     for rec in records:
         p50_key, p90_key = latency_metric_names(rec["device"], rec["backend"], rec["batch_size"])
@@ -281,7 +290,7 @@ def profile_model(
     ``gmacs`` is *executed* MACs per image and defaults to ``roofline.count_gmacs``; the conventional
     count of ``metrics.cost.count_gmacs`` overstates stride-2 up-convs 4x, and so would the fraction.
 
-    Returns ``metrics`` (flat DESIGN.md latency keys), ``records`` (one dict per combination, with
+    Returns ``metrics`` (flat docs/architecture.md latency keys), ``records`` (one dict per combination, with
     ``peak_gflops`` and ``achieved_fraction`` of it), ``skipped`` ({"device" or "device/backend":
     reason}), ``executed_gmacs``, ``image_shape``, ``onnx_max_abs_diff`` and ``onnx_path`` (None when
     the file went to a temporary directory).
@@ -316,8 +325,16 @@ def profile_model(
             log.info("timing %s on %s/%s at batch %d", name, spec.name, backend, bs)
             try:
                 peak = device_peak_gflops(spec, backend)
-                rec = measure_latency(model if backend == "torch" else onnx_path, spec, backend, bs, image_shape,
-                                      warmup=warmup, min_repeats=min_repeats, min_seconds=min_seconds)
+                rec = measure_latency(
+                    model if backend == "torch" else onnx_path,
+                    spec,
+                    backend,
+                    bs,
+                    image_shape,
+                    warmup=warmup,
+                    min_repeats=min_repeats,
+                    min_seconds=min_seconds,
+                )
             except DeviceUnavailable as err:
                 log.warning("skipping %s: %s", key, err)
                 skipped[key] = str(err)
@@ -325,12 +342,26 @@ def profile_model(
             rec["peak_gflops"] = peak
             rec["achieved_fraction"] = achieved_fraction(gmacs, rec["p50_ms"], bs, peak)
             if rec["achieved_fraction"] > 1.0:
-                log.warning("%s %s bs%d runs at %.0f%% of the measured peak: gmacs=%.3g is probably not the "
-                            "executed MAC count (see roofline.count_gmacs)", name, key, bs,
-                            100 * rec["achieved_fraction"], gmacs)
+                log.warning(
+                    "%s %s bs%d runs at %.0f%% of the measured peak: gmacs=%.3g is probably not the "
+                    "executed MAC count (see roofline.count_gmacs)",
+                    name,
+                    key,
+                    bs,
+                    100 * rec["achieved_fraction"],
+                    gmacs,
+                )
             records.append(rec)
-            log.info("%s %s bs%d: p50 %.2f ms, p90 %.2f ms, %.1f img/s, %.1f%% of peak", name, key, bs,
-                     rec["p50_ms"], rec["p90_ms"], rec["images_per_s"], 100 * rec["achieved_fraction"])
+            log.info(
+                "%s %s bs%d: p50 %.2f ms, p90 %.2f ms, %.1f img/s, %.1f%% of peak",
+                name,
+                key,
+                bs,
+                rec["p50_ms"],
+                rec["p90_ms"],
+                rec["images_per_s"],
+                100 * rec["achieved_fraction"],
+            )
 
     return {
         "metrics": flatten_latency(records),

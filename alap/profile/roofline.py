@@ -15,7 +15,7 @@ from __future__ import annotations
 import functools
 import logging
 import time
-from typing import Callable
+from collections.abc import Callable
 
 import numpy as np
 import torch
@@ -102,15 +102,14 @@ def _ort_kernels(spec: DeviceSpec) -> list[tuple[str, float, Callable[[], None]]
     ]
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _peak(spec: DeviceSpec, backend: str) -> float:
     kernels = _torch_kernels(spec) if backend == "torch" else _ort_kernels(spec)
     rates: dict[str, float] = {}
     with torch_threads(spec), torch.inference_mode():
         for name, flops, run in kernels:
             rates[name] = flops / _best_seconds(run) / 1e9
-    log.info("peak %s/%s: %s GFLOP/s", spec.name, backend,
-             ", ".join(f"{k} {v:.1f}" for k, v in rates.items()))
+    log.info("peak %s/%s: %s GFLOP/s", spec.name, backend, ", ".join(f"{k} {v:.1f}" for k, v in rates.items()))
     return max(rates.values())
 
 

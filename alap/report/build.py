@@ -82,14 +82,16 @@ def build_report(reports_dir: Path, tasks: list[str], models_dir: Path | None = 
         _write_png(gmacs_figure(task, task_frame), paths[f"{task}_pareto_gmacs"])
         written.update(paths)
         headers, rows = display_table(task_frame, reports)
-        sections.append(TaskSection(
-            task=task,
-            headers=headers,
-            rows=rows,
-            notes=notes[task],
-            plots=[_relative(paths[f"{task}_pareto_{kind}"], reports_dir) for kind in ("gmacs", "latency")],
-            grids=[(r.model, None if r.grid is None else _relative(r.grid, reports_dir)) for r in reports],
-        ))
+        sections.append(
+            TaskSection(
+                task=task,
+                headers=headers,
+                rows=rows,
+                notes=notes[task],
+                plots=[_relative(paths[f"{task}_pareto_{kind}"], reports_dir) for kind in ("gmacs", "latency")],
+                grids=[(r.model, None if r.grid is None else _relative(r.grid, reports_dir)) for r in reports],
+            )
+        )
 
     written["index_html"] = reports_dir / "index.html"
     write_text(written["index_html"], render_page(sections))

@@ -27,8 +27,10 @@ def teacher_note(paths: TaskPaths) -> str:
         return f"No {paths.train_metrics}: the teacher's training time and quality are unknown."
     note = f"Teacher: {train['steps']} steps in {train['wall_s']:.0f} s"
     if train.get("psnr_test") is not None and train.get("psnr_mean_image") is not None:
-        note += (f"; test PSNR {train['psnr_test']:.2f} dB vs {train['psnr_mean_image']:.2f} dB for the mean "
-                 f"training image ({train['psnr_test'] - train['psnr_mean_image']:+.2f} dB)")
+        note += (
+            f"; test PSNR {train['psnr_test']:.2f} dB vs {train['psnr_mean_image']:.2f} dB for the mean "
+            f"training image ({train['psnr_test'] - train['psnr_mean_image']:+.2f} dB)"
+        )
     return note + "."
 
 
@@ -50,8 +52,11 @@ def compression_note(paths: TaskPaths, reports: list[ModelReport]) -> str | None
             continue
         wall = condense["wall_s"] + prune["wall_s"] + distill["wall_s"]
         parts.append(f"{name} {wall / train['wall_s']:.2f}x ({wall:.0f} s)")
-    return ("Compression time vs teacher training (condense once, then prune + distill per student): "
-            + ", ".join(parts) + ".")
+    return (
+        "Compression time vs teacher training (condense once, then prune + distill per student): "
+        + ", ".join(parts)
+        + "."
+    )
 
 
 def cost_notes(models_dir: Path, reports_dir: Path, task: str, reports: list[ModelReport]) -> list[str]:

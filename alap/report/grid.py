@@ -11,12 +11,34 @@ from PIL import Image
 from alap import io
 
 # A fixed, high-contrast palette for label maps (class id -> RGB); enough for CelebAMask-HQ's 19 classes.
-_PALETTE = torch.tensor(
-    [[0, 0, 0], [204, 153, 119], [90, 56, 37], [30, 120, 220], [120, 60, 40], [240, 200, 80], [200, 40, 60],
-     [230, 140, 150], [60, 180, 75], [145, 30, 180], [70, 240, 240], [240, 50, 230], [210, 245, 60],
-     [250, 190, 190], [0, 128, 128], [230, 190, 255], [170, 110, 40], [255, 250, 200], [128, 0, 0]],
-    dtype=torch.float32,
-) / 127.5 - 1.0
+_PALETTE = (
+    torch.tensor(
+        [
+            [0, 0, 0],
+            [204, 153, 119],
+            [90, 56, 37],
+            [30, 120, 220],
+            [120, 60, 40],
+            [240, 200, 80],
+            [200, 40, 60],
+            [230, 140, 150],
+            [60, 180, 75],
+            [145, 30, 180],
+            [70, 240, 240],
+            [240, 50, 230],
+            [210, 245, 60],
+            [250, 190, 190],
+            [0, 128, 128],
+            [230, 190, 255],
+            [170, 110, 40],
+            [255, 250, 200],
+            [128, 0, 0],
+        ],
+        dtype=torch.float32,
+    )
+    / 127.5
+    - 1.0
+)
 
 
 def to_rgb(images: torch.Tensor) -> torch.Tensor:
@@ -37,7 +59,7 @@ def save_grid(columns: list[torch.Tensor], path: Path, pad: int = 2) -> None:
     for col, batch in enumerate(tiles):
         for row in range(n):
             y, x = pad + row * (h + pad), pad + col * (w + pad)
-            canvas[:, y:y + h, x:x + w] = batch[row]
+            canvas[:, y : y + h, x : x + w] = batch[row]
     pixels = ((canvas.clamp(-1, 1) + 1) * 127.5).round().byte().permute(1, 2, 0).numpy()
     with io.atomic_path(path) as tmp:
         Image.fromarray(np.ascontiguousarray(pixels)).save(tmp, format="PNG")

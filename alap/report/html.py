@@ -64,7 +64,7 @@ def _section(section: TaskSection) -> str:
     return (
         f'<section id="{escape(section.task)}"><h2>{escape(section.task)}</h2><ul>{notes}</ul>'
         f"{_table(section.headers, section.rows)}<h3>Pareto plots</h3>{plots}"
-        f"<h3>Image grids</h3><p>input | teacher | student | target</p><div class=\"grids\">{grids}</div></section>"
+        f'<h3>Image grids</h3><p>input | teacher | student | target</p><div class="grids">{grids}</div></section>'
     )
 
 
@@ -76,6 +76,6 @@ def render_page(sections: list[TaskSection], title: str = "alap report") -> str:
         f'<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8"><title>{escape(title)}</title>'
         f"<style>{_CSS}</style></head><body><h1>{escape(title)}</h1>"
         "<p>Speed-up and × fewer MACs are relative to the teacher; p50 is the median latency per call. "
-        "Also in <a href=\"summary.csv\">summary.csv</a> and <a href=\"summary.md\">summary.md</a>.</p>"
+        'Also in <a href="summary.csv">summary.csv</a> and <a href="summary.md">summary.md</a>.</p>'
         f"<ul>{toc}</ul>{body}</body></html>\n"
     )

@@ -10,7 +10,7 @@ small CSV per task for DVC's ``plots:``.
 from __future__ import annotations
 
 import math
-from typing import Sequence
+from collections.abc import Sequence
 
 import pandas as pd
 from matplotlib.axes import Axes
@@ -81,13 +81,27 @@ def _draw_panel(ax: Axes, frame: pd.DataFrame, x: str, x_label: str, quality: Me
         ax.scatter([px], [py], **_STYLE.get(model, _POINT_STYLE))
         # condensed sits at the teacher's cost: label it on the left so the two names never collide.
         left = model == CONDENSED
-        ax.annotate(model, (px, py), textcoords="offset points", xytext=(-7, -3) if left else (5, 4),
-                    ha="right" if left else "left", fontsize=8)
+        ax.annotate(
+            model,
+            (px, py),
+            textcoords="offset points",
+            xytext=(-7, -3) if left else (5, 4),
+            ha="right" if left else "left",
+            fontsize=8,
+        )
     front = [(px, py) for px, py, on in zip(xs, ys, pareto_mask(xs, ys, quality.lower_is_better)) if on]
     if len(front) > 1:
         front.sort()
-        ax.step([p[0] for p in front], [p[1] for p in front], where="post", linestyle="--", color="gray",
-                linewidth=1, label="Pareto front", zorder=2)
+        ax.step(
+            [p[0] for p in front],
+            [p[1] for p in front],
+            where="post",
+            linestyle="--",
+            color="gray",
+            linewidth=1,
+            label="Pareto front",
+            zorder=2,
+        )
     positive = xs[shown][xs[shown] > 0]
     if len(positive) > 1 and positive.max() / positive.min() > 10:
         ax.set_xscale("log")

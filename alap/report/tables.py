@@ -12,10 +12,11 @@ from __future__ import annotations
 import json
 import logging
 import math
+from collections.abc import Iterable
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any
 
 import pandas as pd
 
@@ -171,8 +172,8 @@ def _teacher(reports: list[ModelReport]) -> ModelReport | None:
 
 
 def metric_columns(reports: Iterable[ModelReport]) -> list[str]:
-    """The metrics of the summary, in the registry's order: DESIGN.md's (core) metrics always, the others where
-    some model has a value (so a report of files older than a metric keeps its columns)."""
+    """The metrics of the summary, in the registry's order: the core metrics always, the others where some model has
+    a value (so a report of files older than a metric keeps its columns)."""
     measured = {name for r in reports if r.metrics for name, value in r.metrics.items() if value is not None}
     return [m.key for m in METRICS.values() if m.core or m.key in measured]
 
@@ -205,8 +206,15 @@ def summary_frame(tasks: dict[str, list[ModelReport]]) -> pd.DataFrame:
             gmacs = r.metric("gmacs")
             row["macs_reduction"] = base_macs / gmacs if gmacs > 0 else math.nan
             rows.append(row)
-    columns = ["task", "model", "sparsity", *metric_names, *latency_columns, *(k.speedup for k in speed_keys),
-               "macs_reduction"]
+    columns = [
+        "task",
+        "model",
+        "sparsity",
+        *metric_names,
+        *latency_columns,
+        *(k.speedup for k in speed_keys),
+        "macs_reduction",
+    ]
     return pd.DataFrame(rows, columns=columns)
 
 
@@ -282,14 +290,19 @@ def task_notes(reports: list[ModelReport]) -> list[str]:
     notes: list[str] = []
     settings = {
         (r.metrics.get("measured_on", {}).get("image_size"), r.metrics.get("measured_on", {}).get("samples"))
-        for r in reports if r.metrics is not None
+        for r in reports
+        if r.metrics is not None
     }
-    described = sorted(f"{'?' if samples is None else samples} samples at {'?' if size is None else size} px"
-                       for size, samples in settings)
+    described = sorted(
+        f"{'?' if samples is None else samples} samples at {'?' if size is None else size} px"
+        for size, samples in settings
+    )
     if len(described) == 1:
         notes.append(f"Quality measured on {described[0]}.")
     else:
-        notes.append(f"Warning: models were measured on different settings ({'; '.join(described)}); compare with care.")
+        notes.append(
+            f"Warning: models were measured on different settings ({'; '.join(described)}); compare with care."
+        )
     teacher = _teacher(reports)
     weights = teacher.metrics.get("measured_on", {}).get("weights") if teacher and teacher.metrics else None
     if weights:
@@ -304,7 +317,9 @@ def task_notes(reports: list[ModelReport]) -> list[str]:
         notes.append(f"No {LATENCY_FILE} for: {', '.join(no_latency)}.")
     skipped = {name: reason for r in reports if r.latency for name, reason in r.latency.get("skipped", {}).items()}
     if skipped:
-        notes.append("Not profiled: " + "; ".join(f"{name} ({reason})" for name, reason in sorted(skipped.items())) + ".")
+        notes.append(
+            "Not profiled: " + "; ".join(f"{name} ({reason})" for name, reason in sorted(skipped.items())) + "."
+        )
     return notes
 
 
@@ -322,8 +337,12 @@ def markdown_table(headers: list[str], rows: list[list[str]]) -> str:
 
 def markdown_summary(frame: pd.DataFrame, tasks: dict[str, list[ModelReport]], notes: dict[str, list[str]]) -> str:
     """reports/summary.md: per task, its notes and one table."""
-    parts = ["# alap summary", "",
-             "Speed-up and × fewer MACs are relative to the teacher; p50 is the median latency per call.", ""]
+    parts = [
+        "# alap summary",
+        "",
+        "Speed-up and × fewer MACs are relative to the teacher; p50 is the median latency per call.",
+        "",
+    ]
     for task, reports in tasks.items():
         headers, rows = display_table(frame[frame["task"] == task], reports)
         parts += [f"## {task}", "", *(f"- {note}" for note in notes[task]), "", markdown_table(headers, rows), ""]

@@ -1,6 +1,6 @@
 """MLflow tracking and registry for alap.
 
-Layout of what gets logged (DESIGN.md): a pipeline run or a sweep is one *parent* run; the teacher, the
+Layout of what gets logged (docs/architecture.md): a pipeline run or a sweep is one *parent* run; the teacher, the
 condensed network and each sparsity setting are *child* runs under it. DVC stages are separate
 processes, so every call is find-or-create by a stable key and safe to repeat: a rerun attaches
 to the same parent and child instead of making new ones.

@@ -17,9 +17,10 @@ import re
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterator, Mapping, Sequence, TypeVar
+from typing import Any, TypeVar
 
 import mlflow
 import numpy as np
@@ -81,7 +82,7 @@ class VersionRecord:
 
 
 def registered_model_name(task: str) -> str:
-    """Registry naming contract (DESIGN.md): one registered model per task, ``alap-<task>``."""
+    """Registry naming contract (docs/architecture.md): one registered model per task, ``alap-<task>``."""
     return f"alap-{task}"
 
 
@@ -168,7 +169,7 @@ def _server_guard(method: _F) -> _F:
     """
 
     @functools.wraps(method)
-    def guarded(self: "Tracker", *args: Any, **kwargs: Any) -> Any:
+    def guarded(self: Tracker, *args: Any, **kwargs: Any) -> Any:
         try:
             return method(self, *args, **kwargs)
         except MlflowException as exc:
@@ -191,7 +192,7 @@ class Tracker:
         self.client = MlflowClient(tracking_uri=uri, registry_uri=uri)
 
     @classmethod
-    def connect(cls, project_dir: str | os.PathLike = ".") -> "Tracker":
+    def connect(cls, project_dir: str | os.PathLike = ".") -> Tracker:
         """Resolve the store for a project; a server URI is checked up front so failures are early and named."""
         uri = tracking_uri(project_dir)
         if uri.startswith(("http://", "https://")):

@@ -8,7 +8,8 @@ from __future__ import annotations
 
 import json
 import re
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
 _BAD_KEY_CHARS = re.compile(r"[^\w./\- :]")  # what MLflow accepts in param, metric and tag keys
 

@@ -11,8 +11,9 @@ import hashlib
 import json
 import os
 import subprocess
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 import torch
 import yaml
@@ -28,6 +29,7 @@ def pipeline_key(params: Mapping[str, Any], commit: str | None) -> str:
 
 def git_commit(repo_dir: str | os.PathLike) -> str | None:
     """HEAD of the repository, suffixed ``-dirty`` when tracked files differ; None outside git."""
+
     def git(*args: str) -> subprocess.CompletedProcess:
         return subprocess.run(["git", *args], cwd=repo_dir, capture_output=True, text=True, check=False)
 

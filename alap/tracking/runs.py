@@ -20,9 +20,10 @@ from __future__ import annotations
 
 import csv
 import logging
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Mapping, NamedTuple, Sequence
+from typing import Any, NamedTuple
 
 import numpy as np
 import torch
@@ -80,9 +81,17 @@ class SweepPointRun(NamedTuple):
     result: dict[str, Any]
 
 
-def log_child(tracker: Tracker, parent_id: str, name: str, params: Mapping[str, Any], metrics: Mapping[str, float],
-              report_dir: Path, files: Sequence[str] = REPORT_FILES, extra_artifacts: Sequence[Path] = (),
-              tags: Mapping[str, str] | None = None) -> str:
+def log_child(
+    tracker: Tracker,
+    parent_id: str,
+    name: str,
+    params: Mapping[str, Any],
+    metrics: Mapping[str, float],
+    report_dir: Path,
+    files: Sequence[str] = REPORT_FILES,
+    extra_artifacts: Sequence[Path] = (),
+    tags: Mapping[str, str] | None = None,
+) -> str:
     """Log one model as the child run ``name``: its params and metrics, those of ``files`` its report folder holds
     plus ``extra_artifacts`` as artifacts, and ``tags``. Returns the run id."""
     artifacts = [report_dir / file for file in files if (report_dir / file).is_file()]
@@ -90,7 +99,7 @@ def log_child(tracker: Tracker, parent_id: str, name: str, params: Mapping[str, 
 
 
 def report_metrics(outputs: ModelOutputs) -> dict[str, Any]:
-    """DESIGN.md metrics of one model (quality and size from metrics.json, ``latency.*`` from latency.json)
+    """docs/architecture.md metrics of one model (quality and size from metrics.json, ``latency.*`` from latency.json)
     plus the weights provenance the quality metrics were measured with (empty when not recorded)."""
     reports_root = outputs.report_dir.parent.parent  # report_dir is <reports>/<task>/<model>, as load_task reads
     report = next((r for r in load_task(reports_root, outputs.task) if r.directory == outputs.report_dir), None)
@@ -130,15 +139,26 @@ def log_model(
     found = report_metrics(outputs)
     run_tags = {"alap.task": outputs.task, "alap.model": outputs.model, **(tags or {})}
     run_tags.update(flatten(found["weights"], "alap.weights"))
-    run_id = log_child(tracker, parent_id, run_name, params, found["metrics"], outputs.report_dir,
-                       extra_artifacts=extra_artifacts, tags=run_tags)
+    run_id = log_child(
+        tracker,
+        parent_id,
+        run_name,
+        params,
+        found["metrics"],
+        outputs.report_dir,
+        extra_artifacts=extra_artifacts,
+        tags=run_tags,
+    )
     logged: dict[str, Any] = {"run_id": run_id, "name": run_name, "metrics": found["metrics"]}
     if outputs.is_student:
         if example is None:
             raise ValueError(f"{outputs.task}/{outputs.model}: a student needs an input example to be registered")
         model, _ = load_checkpoint(outputs.checkpoint, map_location="cpu", expect_task=outputs.task)
         logged["version"] = tracker.log_generator_model(
-            run_id, model, example, registered_model_name(outputs.task),
+            run_id,
+            model,
+            example,
+            registered_model_name(outputs.task),
             tags={"alap.task": outputs.task, "alap.model": outputs.model, "alap.run_name": run_name},
         )
     return logged
@@ -186,7 +206,9 @@ def log_pipeline_outputs(
         task, model = row["task"], row["model"]
         if task not in logged:
             parent = tracker.parent_run(
-                experiment_name(task), PIPELINE_RUN, key,
+                experiment_name(task),
+                PIPELINE_RUN,
+                key,
                 tags={"alap.task": task, "alap.profile": params.profile_name, **provenance_tags(project_dir)},
             )
             logged[task] = {"parent_id": parent, "children": [], "example": input_example(params, task)}
@@ -196,8 +218,16 @@ def log_pipeline_outputs(
         point = {"model": model, "sparsity": sparsity or None}
         tags = provenance_tags(project_dir, stage=_stage_of(model, task, sparsity))
         logged[task]["children"].append(
-            log_model(tracker, logged[task]["parent_id"], model, outputs, {**dump, "point": point},
-                      logged[task]["example"], [params_file], tags)
+            log_model(
+                tracker,
+                logged[task]["parent_id"],
+                model,
+                outputs,
+                {**dump, "point": point},
+                logged[task]["example"],
+                [params_file],
+                tags,
+            )
         )
     for entry in logged.values():
         entry.pop("example")
@@ -208,8 +238,16 @@ def log_pipeline_outputs(
 # ----- sweep ----------------------------------------------------------------------------------------------------
 
 
-def log_sweep_task(tracker: Tracker, sweep_name: str, grid_id: Mapping[str, Any], task: str, params: Params,
-                   paths: TaskPaths, points: Sequence[SweepPointRun], project_dir: Path) -> str:
+def log_sweep_task(
+    tracker: Tracker,
+    sweep_name: str,
+    grid_id: Mapping[str, Any],
+    task: str,
+    params: Params,
+    paths: TaskPaths,
+    points: Sequence[SweepPointRun],
+    project_dir: Path,
+) -> str:
     """Log one task of a sweep: a parent named after the sweep (found again by the grid, the task's params and the
     git commit), the teacher and every point as children, students registered.
 
@@ -217,18 +255,27 @@ def log_sweep_task(tracker: Tracker, sweep_name: str, grid_id: Mapping[str, Any]
     """
     dump = params.model_dump(mode="json")
     key = pipeline_key({"sweep": sweep_name, "grid": grid_id, "params": dump}, git_commit(project_dir))
-    parent = tracker.parent_run(experiment_name(task), sweep_name, key,
-                                tags={"alap.task": task, "alap.sweep": sweep_name, **provenance_tags(project_dir)})
+    parent = tracker.parent_run(
+        experiment_name(task),
+        sweep_name,
+        key,
+        tags={"alap.task": task, "alap.sweep": sweep_name, **provenance_tags(project_dir)},
+    )
     log_model(tracker, parent, TEACHER, ModelOutputs(task, TEACHER, paths.report_dir / TEACHER, paths.teacher), dump)
     example = input_example(params, task)
     for point in points:
         result = point.result
         outputs = ModelOutputs(task, point.point_dir.name, Path(result["report_dir"]), point.point_dir / "student.pt")
         extra = [point.snapshot, point.point_dir / "prune_report.json", point.point_dir / "distill_report.json"]
-        timing = {"alap.point.started": f"{result['started']:.3f}", "alap.point.ended": f"{result['ended']:.3f}",
-                  "alap.point.worker": result["worker"], "alap.point.dir": str(point.point_dir)}
-        logged = log_model(tracker, parent, point.name, outputs, point.params.model_dump(mode="json"), example, extra,
-                           timing)
+        timing = {
+            "alap.point.started": f"{result['started']:.3f}",
+            "alap.point.ended": f"{result['ended']:.3f}",
+            "alap.point.worker": result["worker"],
+            "alap.point.dir": str(point.point_dir),
+        }
+        logged = log_model(
+            tracker, parent, point.name, outputs, point.params.model_dump(mode="json"), example, extra, timing
+        )
         result.update(run_id=logged["run_id"], version=logged.get("version"))
     tracker.finish_run(parent)
     return parent
@@ -240,31 +287,55 @@ def log_sweep_task(tracker: Tracker, sweep_name: str, grid_id: Mapping[str, Any]
 def bench_row_metrics(row: dict[str, Any]) -> dict[str, float]:
     """Every top-level number of a benchmark row (quality, cost, latency, deviation, wall ratio) plus the total
     wall time."""
-    numbers = {k: float(v) for k, v in row.items()
-               if isinstance(v, (int, float)) and not isinstance(v, bool) and k not in _BENCH_SETTINGS}
+    numbers = {
+        k: float(v)
+        for k, v in row.items()
+        if isinstance(v, (int, float)) and not isinstance(v, bool) and k not in _BENCH_SETTINGS
+    }
     wall = row.get("wall_s", {}).get("total")
     if wall is not None:
         numbers["wall_s"] = float(wall)
     return numbers
 
 
-def log_bench_task(results: dict[str, Any], params: Params, bench: BenchParams, out_dir: Path,
-                   project_dir: Path = Path("."), tracker: Tracker | None = None) -> str:
+def log_bench_task(
+    results: dict[str, Any],
+    params: Params,
+    bench: BenchParams,
+    out_dir: Path,
+    project_dir: Path = Path("."),
+    tracker: Tracker | None = None,
+) -> str:
     """Log one task's benchmark ``results`` (as written by :func:`alap.bench.run.run_task`): a parent
     ``bench-<task>`` found again by the settings and git commit, a child per row (``teacher``, ``condensed``,
     ``<method>-b<budget>``) with the method's settings as params. Returns the parent run id."""
     task = results["task"]
     tracker = tracker or Tracker.connect(project_dir)
     config = {"params": params.model_dump(mode="json"), "bench": bench.model_dump(mode="json"), "task": task}
-    parent = tracker.parent_run(BENCH_EXPERIMENT, f"bench-{task}", pipeline_key(config, git_commit(project_dir)),
-                                tags={"alap.task": task, "alap.profile": params.profile_name})
+    parent = tracker.parent_run(
+        BENCH_EXPERIMENT,
+        f"bench-{task}",
+        pipeline_key(config, git_commit(project_dir)),
+        tags={"alap.task": task, "alap.profile": params.profile_name},
+    )
     for row in [*results["references"], *results["rows"]]:
         settings = {k: row.get(k) for k in _BENCH_SETTINGS if k in row}
         if "student" in row:
             settings["knob"] = row["student"].get("knob")
-        log_child(tracker, parent, row["model"], {"task": task, **settings}, bench_row_metrics(row),
-                  out_dir / row["dir"], BENCH_FILES)
+        log_child(
+            tracker,
+            parent,
+            row["model"],
+            {"task": task, **settings},
+            bench_row_metrics(row),
+            out_dir / row["dir"],
+            BENCH_FILES,
+        )
     tracker.finish_run(parent)
-    log.info("%s: %d benchmark rows logged to MLflow experiment %s", task,
-             len(results["references"]) + len(results["rows"]), BENCH_EXPERIMENT)
+    log.info(
+        "%s: %d benchmark rows logged to MLflow experiment %s",
+        task,
+        len(results["references"]) + len(results["rows"]),
+        BENCH_EXPERIMENT,
+    )
     return parent

