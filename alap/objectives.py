@@ -60,6 +60,14 @@ class Objective(ABC):
     def step(self, batch: dict[str, Any], extra_generator_loss: ExtraLoss | None = None) -> dict[str, float]:
         """One discriminator and one generator update; ``extra_generator_loss(G)`` is added to G's loss."""
 
+    def _update_generator(self, loss: torch.Tensor, losses: dict[str, float], extra: ExtraLoss | None) -> None:
+        """G's update, with the caller's extra term (condense's sparsity penalty) added and reported as ``penalty``."""
+        if extra is not None:
+            term = extra(self.generator)
+            loss = loss + term
+            losses["penalty"] = term.item()
+        self._update("opt_G", loss)
+
     def _update(self, name: str, loss: torch.Tensor) -> None:
         opt = self._optimizers[name]
         opt.zero_grad(set_to_none=True)
@@ -93,11 +101,7 @@ class TeacherObjective(Objective):
         loss_l1 = nn.functional.l1_loss(self.generator(real_a), target)
         loss_g = self.lambda_l1 * loss_l1
         losses = {"G_l1_teacher": loss_l1.item()}
-        if extra_generator_loss is not None:
-            extra = extra_generator_loss(self.generator)
-            loss_g = loss_g + extra
-            losses["penalty"] = extra.item()
-        self._update("opt_G", loss_g)
+        self._update_generator(loss_g, losses, extra_generator_loss)
         return losses
 
 
@@ -144,11 +148,7 @@ class Pix2PixObjective(Objective):
         loss_l1 = nn.functional.l1_loss(fake_b, real_b)
         loss_g = self.lambda_gan * loss_gan + self.lambda_l1 * loss_l1
         losses = {"D": loss_d.item(), "G_gan": loss_gan.item(), "G_l1": loss_l1.item()}
-        if extra_generator_loss is not None:
-            extra = extra_generator_loss(self.generator)
-            loss_g = loss_g + extra
-            losses["penalty"] = extra.item()
-        self._update("opt_G", loss_g)
+        self._update_generator(loss_g, losses, extra_generator_loss)
         return losses
 
 
@@ -205,11 +205,7 @@ class CycleObjective(Objective):
                 loss_idt = loss_idt + l1(g_b(real_a), real_a)
             loss_g = loss_g + self.lambda_cycle * self.lambda_identity * loss_idt
             losses["G_idt"] = loss_idt.item()
-        if extra_generator_loss is not None:
-            extra = extra_generator_loss(g_a)
-            loss_g = loss_g + extra
-            losses["penalty"] = extra.item()
-        self._update("opt_G", loss_g)
+        self._update_generator(loss_g, losses, extra_generator_loss)
 
         _set_requires_grad(discs, True)
         loss_d = self.gan(d_a(real_b), True) + self.gan(d_a(fake_b.detach()), False)

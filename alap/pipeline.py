@@ -290,8 +290,22 @@ def profile_entry(
     model, _ = task.load_generator(model_checkpoint(task_name, model_name, point_dir, paths))
     input_nc, _ = task.channels
     shape = (input_nc, task.image_size, task.image_size)
+    return profile_into(params, model, shape, paths.report_dir / model_name, task_name, model_name)
+
+
+def profile_into(
+    params: Params,
+    model: torch.nn.Module,
+    shape: tuple[int, int, int],
+    out_dir: Path,
+    task_name: str,
+    model_name: str,
+    progress: bool = True,
+) -> dict:
+    """Time ``model`` on ``params.profile``'s devices x backends x batch sizes; write the ONNX file and
+    ``latency.json`` into ``out_dir``; return :func:`profile_model`'s result. The profile stage and the benchmark
+    both measure this way."""
     p = params.profile
-    out_dir = paths.report_dir / model_name
     result = profile_model(
         model,
         shape,
@@ -303,6 +317,7 @@ def profile_entry(
         min_repeats=p.min_repeats,
         min_seconds=p.min_seconds,
         name="model",
+        progress=progress,
     )
     peaks = {f"{r['device']}.{r['backend']}": r["peak_gflops"] for r in result["records"]}
     io.write_json(

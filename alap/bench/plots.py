@@ -2,8 +2,8 @@
 
 The pipeline's report plots students of one method; here the question is which *method* buys the most quality
 per cost, so every method gets its own colour and marker and its budgets are joined by a line. The dashed line is
-the Pareto front over all students (alap.report.plots.pareto_mask). Agg canvas through matplotlib's object API,
-as in alap.report.
+the Pareto front over all students, drawn as in the pipeline's report (alap.report.plots.draw_pareto_front). Agg
+canvas through matplotlib's object API, as in alap.report.
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from matplotlib.figure import Figure
 
 from alap.bench.methods import METHODS
 from alap.metrics.names import LATENCY, METRICS, Metric
-from alap.report.plots import pareto_mask
+from alap.report.plots import draw_pareto_front
 
 QUALITIES = tuple(METRICS[key] for key in ("fid", "lpips", "psnr"))
 _COLORS = (
@@ -76,19 +76,7 @@ def _panel(
         if ref.get(cost) is not None and ref.get(column) is not None:
             ax.scatter([ref[cost]], [ref[column]], label=ref["method"], zorder=4, **_REFERENCE_STYLE[ref["method"]])
     measured = [r for r in rows if r.get(cost) is not None and r.get(column) is not None]
-    mask = pareto_mask([r[cost] for r in measured], [r[column] for r in measured], quality.lower_is_better)
-    front = sorted((r[cost], r[column]) for r, on in zip(measured, mask) if on)
-    if len(front) > 1:
-        ax.step(
-            [p[0] for p in front],
-            [p[1] for p in front],
-            where="post",
-            linestyle="--",
-            color="gray",
-            linewidth=1,
-            label="Pareto front",
-            zorder=2,
-        )
+    draw_pareto_front(ax, [r[cost] for r in measured], [r[column] for r in measured], quality.lower_is_better)
     if not measured:
         ax.text(0.5, 0.5, "not measured", ha="center", va="center", transform=ax.transAxes, color="gray")
     ax.set_xscale("log")

@@ -46,6 +46,22 @@ def pareto_mask(cost: Sequence[float], quality: Sequence[float], lower_is_better
     return mask
 
 
+def draw_pareto_front(ax: Axes, cost: Sequence[float], quality: Sequence[float], lower_is_better: bool) -> None:
+    """The Pareto front of the points (:func:`pareto_mask`) as a dashed step line, when it has two points or more."""
+    front = sorted((c, q) for c, q, on in zip(cost, quality, pareto_mask(cost, quality, lower_is_better)) if on)
+    if len(front) > 1:
+        ax.step(
+            [p[0] for p in front],
+            [p[1] for p in front],
+            where="post",
+            linestyle="--",
+            color="gray",
+            linewidth=1,
+            label="Pareto front",
+            zorder=2,
+        )
+
+
 def reference_latency_key(task_frame: pd.DataFrame, reports: list[ModelReport]) -> LatencyKey | None:
     """The latency column DVC's plot uses: the combination measured for the most models (ties: sorted order)."""
     keys = p50_keys(reports)
@@ -89,19 +105,7 @@ def _draw_panel(ax: Axes, frame: pd.DataFrame, x: str, x_label: str, quality: Me
             ha="right" if left else "left",
             fontsize=8,
         )
-    front = [(px, py) for px, py, on in zip(xs, ys, pareto_mask(xs, ys, quality.lower_is_better)) if on]
-    if len(front) > 1:
-        front.sort()
-        ax.step(
-            [p[0] for p in front],
-            [p[1] for p in front],
-            where="post",
-            linestyle="--",
-            color="gray",
-            linewidth=1,
-            label="Pareto front",
-            zorder=2,
-        )
+    draw_pareto_front(ax, xs, ys, quality.lower_is_better)
     positive = xs[shown][xs[shown] > 0]
     if len(positive) > 1 and positive.max() / positive.min() > 10:
         ax.set_xscale("log")
