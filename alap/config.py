@@ -37,7 +37,7 @@ class DataParams(Strict):
     image_size: int = Field(64, ge=32, le=1024, description="square side in pixels; a power of two")
     n_train: PositiveInt = 400
     n_val: PositiveInt = 40
-    n_test: PositiveInt = 100
+    n_test: PositiveInt = 80
 
     @model_validator(mode="after")
     def _power_of_two(self) -> DataParams:
@@ -134,21 +134,21 @@ class TaskParams(Strict):
 
 
 class UnetParams(Strict):
-    ngf: PositiveInt = 64
-    num_downs: int = Field(8, ge=2, le=10)
+    ngf: PositiveInt = 32
+    num_downs: int = Field(6, ge=2, le=10)
     norm: Literal["batch", "instance"] = "batch"
     dropout: bool = False
 
 
 class ResnetParams(Strict):
-    ngf: PositiveInt = 64
-    n_blocks: int = Field(9, ge=1, le=20)
+    ngf: PositiveInt = 16
+    n_blocks: int = Field(6, ge=1, le=20)
     norm: Literal["batch", "instance"] = "instance"
     dropout: bool = False
 
 
 class DiscriminatorParams(Strict):
-    ndf: PositiveInt = 64
+    ndf: PositiveInt = 32
     n_layers: int = Field(3, ge=1, le=5)
 
 
@@ -161,16 +161,16 @@ class ModelParams(Strict):
 class TrainParams(Strict):
     """Teacher training: pix2pix (L1 + cGAN) for paired tasks, CycleGAN (GAN + cycle + identity) otherwise."""
 
-    steps: PositiveInt = 2000
+    steps: PositiveInt = 800
     batch_size: PositiveInt = 8
-    lr: LearningRate = 2e-4
-    beta1: AdamBeta1 = 0.5
+    lr: LearningRate = 1e-3
+    beta1: AdamBeta1 = 0.9
     gan_mode: Literal["lsgan", "vanilla"] = "lsgan"
     lambda_l1: float = Field(100.0, ge=0)
     lambda_gan: float = Field(1.0, ge=0)
     lambda_cycle: float = Field(10.0, ge=0)
     lambda_identity: float = Field(0.5, ge=0)
-    checkpoint_every: PositiveInt = 250
+    checkpoint_every: PositiveInt = 200
     lr_decay_from: DecayFrom = 0.5
 
 

@@ -119,3 +119,25 @@ def test_promotion_gates_are_one_section_of_every_profile_and_flags_override_the
         gates["params"].with_overrides(max_lpips_teacher=-1)
     with pytest.raises(ValueError, match="promote.max_p50: Extra inputs"):
         gates["params"].with_overrides(max_p50=10)
+
+
+def test_code_defaults_are_the_demo_profile():
+    """One profile nobody runs is one too many: a section left out of params.yaml means the demo's settings."""
+    from alap.config import Params
+
+    demo_params = load_params(ROOT / "configs" / "demo.yaml")
+    defaults = Params.model_validate({k: demo()[k] for k in ("profile_name", "run_tasks", "dvc", "tasks", "sweep")})
+    for section in (
+        "seed",
+        "device",
+        "data",
+        "model",
+        "train",
+        "condense",
+        "prune",
+        "distill",
+        "evaluate",
+        "profile",
+        "promote",
+    ):
+        assert getattr(defaults, section) == getattr(demo_params, section), section

@@ -26,7 +26,7 @@ class CondenseParams(_Strict):
     linearly from 0 to 1 over ``warmup_steps`` so the task loss is not shocked at the start.
     """
 
-    steps: PositiveInt = Field(1000, description="optimiser steps of condensing")
+    steps: PositiveInt = Field(200, description="optimiser steps of condensing")
     lr: float = Field(2e-4, gt=0, le=1e-1, description="learning rate of the generator and discriminator(s)")
     scale_lr: float = Field(
         1e-2,
@@ -43,8 +43,8 @@ class CondenseParams(_Strict):
         "1e-5..1e-4 for classifiers; generators with an L1 task loss of weight 100 need more)",
     )
     group_l1_weight: float = Field(0.0, ge=0, le=10, description="weight of the group-L1 penalty on filters (0 = off)")
-    warmup_steps: int = Field(100, ge=0, description="steps over which the penalty weight ramps linearly from 0")
-    checkpoint_every: PositiveInt = Field(250, description="resume checkpoint period in steps")
+    warmup_steps: int = Field(40, ge=0, description="steps over which the penalty weight ramps linearly from 0")
+    checkpoint_every: PositiveInt = Field(100, description="resume checkpoint period in steps")
     report_threshold: float = Field(
         1e-2,
         ge=0.0,
@@ -77,7 +77,7 @@ class PruneParams(_Strict):
     )
     threshold: float = Field(1e-2, ge=0.0, description="scale-factor threshold (target 'threshold')")
     round_to: int = Field(1, ge=1, le=256, description="round kept widths up to a multiple of this (1 = off)")
-    min_width: int = Field(1, ge=1, description="never keep fewer channels than this in a layer")
+    min_width: int = Field(2, ge=1, description="never keep fewer channels than this in a layer")
     fold_bias: bool = Field(True, description="fold the constant output of removed channels into the next layer")
     probe_samples: int = Field(8, ge=1, le=256, description="inputs used to measure removed channels' mean output")
 
@@ -90,7 +90,7 @@ class DistillParams(_Strict):
     width -> teacher width) + ``w_gan * GAN(D(student))`` with the teacher's discriminator.
     """
 
-    steps: PositiveInt = Field(1000, description="optimiser steps of distillation")
+    steps: PositiveInt = Field(300, description="optimiser steps of distillation")
     lr: float = Field(2e-4, gt=0, le=1e-1)
     beta1: float = Field(0.5, ge=0, lt=1)
     teacher: Literal["condensed", "original", "pruned"] = Field(
@@ -100,14 +100,14 @@ class DistillParams(_Strict):
     w_target: float = Field(10.0, ge=0, description="L1 between student output and ground truth (paired tasks)")
     w_feature: float = Field(1.0, ge=0, description="L1 between adapted student features and teacher features")
     feature_layers: list[str] | dict[Literal["unet", "resnet"], list[str]] = Field(
-        default_factory=list,
+        default_factory=lambda: {"unet": ["down3", "up3"], "resnet": ["block3"]},
         description='layers whose outputs are distilled, e.g. ["down2", "up3"] (U-Net) or ["block4"] (ResNet), or '
         'one list per generator kind ({"unet": [...], "resnet": [...]}) when tasks mix kinds; empty = output-only',
     )
     w_gan: float = Field(0.0, ge=0, description="adversarial loss with the teacher's discriminator (0 = off)")
     gan_mode: Literal["lsgan", "vanilla"] = "lsgan"
-    checkpoint_every: PositiveInt = Field(250, description="resume checkpoint period in steps")
-    validate_every: PositiveInt = Field(250, description="validation period in steps (the best student is kept)")
+    checkpoint_every: PositiveInt = Field(100, description="resume checkpoint period in steps")
+    validate_every: PositiveInt = Field(100, description="validation period in steps (the best student is kept)")
     val_batch_size: PositiveInt = Field(16, description="batch size of the validation passes")
 
     def layers_for(self, kind: str) -> list[str]:
