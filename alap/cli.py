@@ -181,18 +181,27 @@ def cmd_promote(args: argparse.Namespace) -> None:
     """Gate with the params file's ``promote`` section; each flag given overrides its gate for this run."""
     from alap.promote import promote
 
-    gates = _params(args).promote.with_overrides(
-        device=args.device,
-        backend=args.backend,
-        max_p50_ms=args.max_p50_ms,
-        max_fid_ratio=args.max_fid_ratio,
-        max_lpips_teacher=args.max_lpips_teacher,
-        prefer=args.prefer,
-    )
-    result = promote(args.task, gates)
+    result = promote(args.task, _params(args).promote.with_overrides(**gate_overrides(args)))
     print(result.report())
     if result.champion is None:
         raise SystemExit(1)
+
+
+def add_gate_flags(parser: argparse.ArgumentParser) -> None:
+    """The promotion gates as flags, each overriding the params file's ``promote`` value when given: one set for
+    ``alap promote`` and ``python -m flows.promote``."""
+    parser.add_argument("--device", help="device whose latency gates, e.g. cpu-t2")
+    parser.add_argument("--backend", help="torch or onnxruntime")
+    parser.add_argument("--max-p50-ms", type=float)
+    parser.add_argument("--max-fid-ratio", type=float)
+    parser.add_argument("--max-lpips-teacher", type=float)
+    parser.add_argument("--prefer", help="quality (lowest FID) or speed (lowest latency)")
+
+
+def gate_overrides(args: argparse.Namespace) -> dict[str, object]:
+    """The gate flags of :func:`add_gate_flags` as ``PromoteParams.with_overrides`` keywords (None: not given)."""
+    names = ("device", "backend", "max_p50_ms", "max_fid_ratio", "max_lpips_teacher", "prefer")
+    return {name: getattr(args, name) for name in names}
 
 
 def cmd_storage(args: argparse.Namespace) -> None:
@@ -390,12 +399,7 @@ def build_parser() -> argparse.ArgumentParser:
         "(gates: the params file's promote section; a flag overrides its gate)",
     )
     p.add_argument("--task", required=True)
-    p.add_argument("--device", help="device whose latency gates, e.g. cpu-t2")
-    p.add_argument("--backend", help="torch or onnxruntime")
-    p.add_argument("--max-p50-ms", type=float)
-    p.add_argument("--max-fid-ratio", type=float)
-    p.add_argument("--max-lpips-teacher", type=float)
-    p.add_argument("--prefer", help="quality (lowest FID) or speed (lowest latency)")
+    add_gate_flags(p)
 
     p = verb(
         "storage",

@@ -16,6 +16,7 @@ from collections.abc import Sequence
 from prefect import flow, get_run_logger
 from prefect.artifacts import create_markdown_artifact
 
+from alap.cli import add_gate_flags, gate_overrides
 from alap.config import load_params
 from alap.promote import promote
 
@@ -70,24 +71,10 @@ def main(argv: Sequence[str] | None = None) -> None:
         "promote section; a flag overrides its gate)."
     )
     parser.add_argument("--tasks", nargs="+")
-    parser.add_argument("--device")
-    parser.add_argument("--backend")
-    parser.add_argument("--max-p50-ms", type=float)
-    parser.add_argument("--max-fid-ratio", type=float)
-    parser.add_argument("--max-lpips-teacher", type=float)
-    parser.add_argument("--prefer")
+    add_gate_flags(parser)
     parser.add_argument("--params", default="params.yaml")
     args = parser.parse_args(argv)
-    promote_flow(
-        tasks=args.tasks,
-        device=args.device,
-        backend=args.backend,
-        max_p50_ms=args.max_p50_ms,
-        max_fid_ratio=args.max_fid_ratio,
-        max_lpips_teacher=args.max_lpips_teacher,
-        prefer=args.prefer,
-        params_path=args.params,
-    )
+    promote_flow(tasks=args.tasks, params_path=args.params, **gate_overrides(args))
 
 
 if __name__ == "__main__":

@@ -6,13 +6,13 @@ from __future__ import annotations
 import copy
 import json
 import sqlite3
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 import torch
 import yaml
+from faults import killed_at_batch
 from pydantic import ValidationError
 from tiny import ROOT, tiny_params, write_params
 from torch import nn
@@ -32,20 +32,9 @@ from alap.config import TrainParams, load_params
 from alap.data.batches import BatchStream
 from alap.metrics.cost import count_gmacs
 from alap.metrics.names import METRICS, metric
-from alap.metrics.weights.provide import provision_weights
 from alap.models import NLayerDiscriminator, build_generator, default_arch
 
 SIZE = 32
-
-
-@pytest.fixture(autouse=True)
-def _one_thread() -> Iterator[None]:
-    """One intra-op thread: on a shared 2-core machine torch's default pool oversubscribes the cores and tiny
-    networks run ~100x slower (measured here: 29 s vs 0.3 s to land a U-Net student)."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 def _images(n: int, channels: int = 3, seed: int = 0) -> torch.Tensor:
@@ -262,23 +251,12 @@ def test_objective_finetuning_keeps_the_best_validated_student_and_trains_the_au
     assert any(not torch.equal(before[k], v) for k, v in disc.state_dict().items())  # D trained alongside
 
 
-def test_objective_finetuning_resumed_after_a_kill_trains_on_the_same_batches(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_objective_finetuning_resumed_after_a_kill_trains_on_the_same_batches(tmp_path: Path) -> None:
     target = _unet(seed=3)
     reference_disc = _disc()
     reference = _finetune(target, reference_disc, tmp_path / "ref.pt")
-    original = BatchStream.__next__
-
-    def dying_next(self: BatchStream) -> dict[str, Any]:  # fault injection: the process is killed at batch 4
-        if self.consumed == 4:
-            raise RuntimeError("injected interruption")
-        return original(self)
-
-    monkeypatch.setattr(BatchStream, "__next__", dying_next)
-    with pytest.raises(RuntimeError, match="injected"):
+    with killed_at_batch(4):
         _finetune(target, _disc(), tmp_path / "run.pt")
-    monkeypatch.undo()
     resumed_disc = _disc()  # a fresh process: nothing survives but the resume file
     resumed = _finetune(target, resumed_disc, tmp_path / "run.pt")  # resumes at step 3, on batches 3 to 5
     assert (resumed.best_step, resumed.best_psnr, resumed.start_psnr) == (
@@ -402,13 +380,6 @@ def test_dvc_metrics_nest_budgets_and_methods() -> None:
 
 
 # ----- end to end -------------------------------------------------------------------------------------------------
-
-
-@pytest.fixture(scope="module")
-def torch_home(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    home = tmp_path_factory.mktemp("torch_home")
-    provision_weights(home, caches=[])
-    return home
 
 
 def _bench_workspace(root: Path, budgets: list[float]) -> tuple[Path, Path]:

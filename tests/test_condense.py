@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import csv
-from collections.abc import Iterator
 
 import pytest
 import torch
@@ -20,15 +19,6 @@ from alap.models import NLayerDiscriminator, build_generator, default_arch, load
 from alap.objectives import make_objective
 
 SIZE = 32
-
-
-@pytest.fixture(autouse=True)
-def _one_thread() -> Iterator[None]:
-    """One intra-op thread: on a shared 2-core machine torch's default pool makes tiny networks ~10x slower."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 def _inputs(n: int = 4, seed: int = 0) -> torch.Tensor:

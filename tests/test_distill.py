@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
 import torch
+from faults import killed_at_batch
 from pydantic import ValidationError
 from torch import nn
 
@@ -19,15 +19,6 @@ from alap.data.batches import BatchStream
 from alap.models import NLayerDiscriminator, build_generator, default_arch
 
 SIZE = 32
-
-
-@pytest.fixture(autouse=True)
-def _one_thread() -> Iterator[None]:
-    """One intra-op thread: on a shared 2-core machine torch's default pool makes tiny networks ~10x slower."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 def _images(n: int, seed: int) -> torch.Tensor:
@@ -125,7 +116,7 @@ def test_paired_gan_path_and_resnet_features(tmp_path) -> None:
         )
 
 
-def test_killed_distill_resumes_where_it_stopped(tmp_path, monkeypatch) -> None:
+def test_killed_distill_resumes_where_it_stopped(tmp_path) -> None:
     params = DistillParams(
         steps=30, lr=2e-3, w_target=0.0, feature_layers=["down2"], checkpoint_every=10, validate_every=10
     )
@@ -142,15 +133,7 @@ def test_killed_distill_resumes_where_it_stopped(tmp_path, monkeypatch) -> None:
     )
 
     teacher, student = _teacher_and_student()
-    original = BatchStream.__next__
-
-    def dying_next(self: BatchStream) -> dict[str, Any]:  # fault injection: the process is killed at batch 15
-        if self.consumed == 15:
-            raise RuntimeError("injected interruption")
-        return original(self)
-
-    monkeypatch.setattr(BatchStream, "__next__", dying_next)
-    with pytest.raises(RuntimeError, match="injected"):
+    with killed_at_batch(15):
         distill(
             student,
             teacher,
@@ -161,7 +144,6 @@ def test_killed_distill_resumes_where_it_stopped(tmp_path, monkeypatch) -> None:
             example_input=_images(2, 5),
             state_path=tmp_path / "run.pt",
         )
-    monkeypatch.undo()
     teacher, student = _teacher_and_student()  # a fresh process: nothing survives but the resume file
     resumed = distill(
         student,
@@ -187,7 +169,7 @@ def test_feature_names_and_bad_params() -> None:
     adapters = make_adapters(student, teacher, ["down2", "up4"], _images(1, 0))
     assert adapters["up4"].out_channels == 8 and adapters["down2"].in_channels <= 16
     with pytest.raises(ValidationError):
-        DistillParams(w_teacher=0, w_target=0, w_gan=0)
+        DistillParams(w_teacher=0, w_target=0, w_gan=0, feature_layers=[])
     with pytest.raises(ValidationError):
         DistillParams(teacher="bigger")
     with pytest.raises(ValidationError):

@@ -24,7 +24,6 @@ from tiny import tiny_params, write_params  # noqa: E402
 
 from alap import storage  # noqa: E402
 from alap.config import ParamsError, load_params  # noqa: E402
-from alap.metrics.weights.provide import provision_weights  # noqa: E402
 from alap.paths import point_name  # noqa: E402
 from alap.report.tables import TEACHER  # noqa: E402
 from alap.tracking.client import Tracker, registered_model_name  # noqa: E402
@@ -67,17 +66,6 @@ def long_points_params_file(params_file: Path) -> Path:
     params = yaml.safe_load(params_file.read_text())
     params["distill"].update(steps=300, checkpoint_every=100, validate_every=100)
     return write_params(params_file.with_name("long_points.yaml"), params)
-
-
-@pytest.fixture(scope="module")
-def torch_home(workdir: Path) -> Path:
-    """FID/LPIPS weights: the project's provisioned copy when present, else converted into a temp torch home."""
-    project_home = REPO / ".torch"
-    if (project_home / "weights.json").is_file():
-        return project_home
-    home = workdir / "torch"
-    provision_weights(home)
-    return home
 
 
 @pytest.fixture(scope="module")

@@ -23,14 +23,6 @@ from alap.models import (
 )
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 def randomized(net: nn.Module) -> nn.Module:
     """Weights far from any init and random BatchNorm statistics: only a faithful import computes the same."""
     torch.manual_seed(0)

@@ -3,21 +3,12 @@
 
 import math
 import time
-from collections.abc import Iterator
 
 import pytest
 import torch
 
 from alap.data.batches import BatchStream
 from alap.loop import FitResult, KeepBest, NonFiniteLossError, fit
-
-
-@pytest.fixture(autouse=True)
-def _one_thread() -> Iterator[None]:
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 class Run:

@@ -15,16 +15,9 @@ from scipy.ndimage import gaussian_filter
 from alap.metrics.fid import InceptionFeatures, compute_fid_kid, fid_from_features, kid_from_features
 from alap.metrics.lpips_metric import LpipsMetric
 from alap.metrics.pixel import psnr, ssim
-from alap.metrics.weights import files, provide, verify
+from alap.metrics.weights import files, verify
 
 EXAMPLES = verify.DEFAULT_LPIPS_EXAMPLES
-
-
-@pytest.fixture(scope="module")
-def torch_home(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    home = tmp_path_factory.mktemp("torch_home")
-    provide.provision_weights(home, caches=[])
-    return home
 
 
 def _smooth_images(n: int, size: int, seed: int) -> torch.Tensor:

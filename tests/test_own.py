@@ -28,14 +28,6 @@ from alap.pipeline import condense_task, distill_point, import_teacher, prune_po
 from alap.task import Task
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 def _image(path: Path, seed: int, size: int = 32) -> None:
     rng = np.random.default_rng(seed)
     coarse = rng.integers(0, 256, (4, 4, 3), dtype=np.uint8)
@@ -225,15 +217,6 @@ def test_dvc_roster_must_match_the_tasks(tmp_path):
         ValueError, match="tasks.mine.root is '/datasets/mine'; dvc.yaml reads a task's data from data/mine"
     ):
         Params.model_validate(params)
-
-
-@pytest.fixture(scope="module")
-def torch_home(tmp_path_factory) -> Path:
-    from alap.metrics.weights.provide import provision_weights
-
-    home = tmp_path_factory.mktemp("torch_home")
-    provision_weights(home, caches=[])
-    return home
 
 
 def test_alap_compress_runs_every_step_resumes_and_refuses_other_settings(tmp_path, torch_home, capsys):

@@ -1,6 +1,5 @@
 """Teacher training: outputs, resume after a kill, NaN guard (fault injection), both objectives."""
 
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -15,15 +14,6 @@ from alap.objectives import Pix2PixObjective
 from alap.paths import TaskPaths
 from alap.pipeline import prepare_data
 from alap.train import linear_decay, train_teacher
-
-
-@pytest.fixture(autouse=True)
-def _one_thread() -> Iterator[None]:
-    """One intra-op thread: on a shared 2-core machine torch's default pool makes tiny networks ~10x slower."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 def setup(tmp_path: Path, task: str) -> tuple[Params, TaskPaths]:

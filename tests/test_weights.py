@@ -27,13 +27,6 @@ EXAMPLES = verify.DEFAULT_LPIPS_EXAMPLES
 ALEX = files.LPIPS_TRUNK_FILES["alex"]
 
 
-@pytest.fixture(scope="module")
-def torch_home(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    home = tmp_path_factory.mktemp("torch_home")
-    provide.provision_weights(home, caches=[])
-    return home
-
-
 def _copy_home(src: Path, dst: Path, filenames: list[str]) -> Path:
     for name in filenames:
         target = files.checkpoints_dir(dst) / name

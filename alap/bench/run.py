@@ -42,8 +42,7 @@ from alap.gan_aux import load_aux
 from alap.metrics.names import METRICS
 from alap.models import arch_of, build_generator, load_checkpoint, save_checkpoint
 from alap.paths import TaskPaths
-from alap.pipeline import condense_task, prepare_data
-from alap.profile.latency import profile_model
+from alap.pipeline import condense_task, prepare_data, profile_into
 from alap.task import Task
 from alap.train import build_gan, params_key, train_teacher
 
@@ -429,36 +428,10 @@ def _measure(tb: TaskBench, row: dict[str, Any], checkpoint: Path, out: Path, sp
 
 
 def _profile(tb: TaskBench, checkpoint: Path, out: Path, name: str) -> dict[str, float]:
-    """Latency of the model on every configured device x backend (as ``alap profile``), into ``out/latency.json``."""
+    """Latency of the model on every configured device x backend, as the profile stage measures it (into
+    ``out/latency.json``)."""
     model, _ = load_checkpoint(checkpoint, map_location="cpu", expect_task=tb.task.name)
-    p = tb.params.profile
-    result = profile_model(
-        model,
-        tb.shape,
-        p.devices,
-        p.backends,
-        p.batch_sizes,
-        onnx_dir=out,
-        warmup=p.warmup,
-        min_repeats=p.min_repeats,
-        min_seconds=p.min_seconds,
-        name="model",
-        progress=False,
-    )
-    io.write_json(
-        out / "latency.json",
-        _finite(
-            {
-                **result["metrics"],
-                "records": result["records"],
-                "skipped": result["skipped"],
-                "task": tb.task.name,
-                "model": name,
-                "onnx_max_abs_diff": result["onnx_max_abs_diff"],
-            }
-        ),
-    )
-    return result["metrics"]
+    return profile_into(tb.params, model, tb.shape, out, tb.task.name, name, progress=False)["metrics"]
 
 
 def _finite(value: Any) -> Any:
