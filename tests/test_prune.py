@@ -189,7 +189,7 @@ def test_bias_folding_helps_where_inexact(kind: str, names: list[str] | None) ->
 def test_macs_fall_monotonically_and_meet_the_target(kind: str, norm: str) -> None:
     model, arch = _condensed(kind, norm)
     gmacs = []
-    for sparsity in (0.0, 0.25, 0.5, 0.75):
+    for sparsity in (0.0, 0.25, 0.5, 0.75, 0.8):  # as the reports count MACs: transposed convs over their output
         report = prune(model, arch, PruneParams(target="macs", sparsity=sparsity), _inputs()).report
         assert report["macs_removed_fraction"] >= sparsity - 1e-9
         gmacs.append(report["gmacs_after"])

@@ -301,7 +301,6 @@ def _macs(groups: list[ChannelGroup], layers: list[ChannelLayer], counts: list[i
             conv,
             conv.in_channels - in_loss[layer.name],
             conv.out_channels - out_loss[layer.name],
-            layer.in_hw,
             layer.out_hw,
         )
     return total

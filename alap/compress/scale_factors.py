@@ -29,7 +29,7 @@ Role = Literal["input", "hidden", "output"]
 class ChannelLayer:
     """One conv of a generator, the norm that directly follows it (if any) and its role in the network.
 
-    ``in_hw``/``out_hw`` are the spatial sizes seen while tracing; with the conv's widths they give its MACs.
+    ``out_hw`` is the spatial size of its output seen while tracing; with the conv's widths it gives its MACs.
     """
 
     name: str
@@ -37,7 +37,6 @@ class ChannelLayer:
     norm_name: str | None
     norm: nn.Module | None
     role: Role
-    in_hw: tuple[int, int]
     out_hw: tuple[int, int]
 
     @property
@@ -77,7 +76,6 @@ def trace_layers(model: nn.Module, example_input: torch.Tensor) -> list[ChannelL
     """
     names = {module: name for name, module in model.named_modules()}
     order: list[nn.Module] = []
-    hw_in: dict[nn.Module, tuple[int, int]] = {}
     hw_out: dict[nn.Module, tuple[int, int]] = {}
     producer: dict[int, nn.Module] = {}
     follower: dict[nn.Module, nn.Module] = {}
@@ -87,7 +85,6 @@ def trace_layers(model: nn.Module, example_input: torch.Tensor) -> list[ChannelL
         if module in hw_out:
             raise ValueError(f"conv {names[module]!r} runs more than once per forward pass; cannot prune it")
         order.append(module)
-        hw_in[module] = tuple(inputs[0].shape[-2:])  # type: ignore[assignment]
         hw_out[module] = tuple(output.shape[-2:])  # type: ignore[assignment]
         producer[id(output)] = module
         keep_alive.append(output)
@@ -118,11 +115,7 @@ def trace_layers(model: nn.Module, example_input: torch.Tensor) -> list[ChannelL
     for i, conv in enumerate(order):
         norm = follower.get(conv)
         role: Role = "input" if i == 0 else "output" if i == len(order) - 1 else "hidden"
-        layers.append(
-            ChannelLayer(
-                names[conv], conv, None if norm is None else names[norm], norm, role, hw_in[conv], hw_out[conv]
-            )
-        )
+        layers.append(ChannelLayer(names[conv], conv, None if norm is None else names[norm], norm, role, hw_out[conv]))
     return layers
 
 
@@ -131,11 +124,11 @@ def hidden_layers(layers: list[ChannelLayer]) -> list[ChannelLayer]:
     return [layer for layer in layers if layer.role == "hidden"]
 
 
-def conv_macs(
-    conv: nn.Module, in_channels: int, out_channels: int, in_hw: tuple[int, int], out_hw: tuple[int, int]
-) -> int:
-    """Multiply-accumulates of one conv at the given widths (a transposed conv scatters each *input* pixel)."""
+def conv_macs(conv: nn.Module, in_channels: int, out_channels: int, out_hw: tuple[int, int]) -> int:
+    """Multiply-accumulates of one conv at the given widths, counted as :func:`alap.metrics.cost.count_gmacs` counts
+    them -- a transposed conv as a dense conv over its *output* (the convention of published numbers) -- so that a
+    MACs target means the ``gmacs`` the reports show."""
     kh, kw = conv.kernel_size
     per_position = in_channels * out_channels * kh * kw // conv.groups
-    h, w = in_hw if isinstance(conv, nn.ConvTranspose2d) else out_hw
+    h, w = out_hw
     return per_position * h * w
