@@ -264,6 +264,10 @@ class DvcRoster(Strict):
 
 REMOVED_KEYS = {
     ("prune", "sparsity"): "each sweep point brings its own (sweep.sparsities); delete the key",
+    **{
+        ("distill", f"w_{name}"): f"renamed distill.lambda_{name} (loss weights are lambda_* in every section)"
+        for name in ("teacher", "target", "feature", "gan")
+    },
 }
 
 

@@ -190,11 +190,11 @@ def distill_point(
     teacher_path = point_dir / "pruned.pt" if choice == "pruned" else getattr(paths, TEACHER_FILES[choice])
     teacher, _ = task.load_generator(teacher_path, device)
     discriminator = None
-    if params.distill.w_gan > 0:
+    if params.distill.lambda_gan > 0:
         if not task.params.has_targets:
             raise ValueError(
-                f"distill.w_gan > 0 needs real target images; task {task_name!r} (layout images) has "
-                "none: set distill.w_gan: 0"
+                f"distill.lambda_gan > 0 needs real target images; task {task_name!r} (layout images) has "
+                "none: set distill.lambda_gan: 0"
             )
         aux = stage_aux(task, params, arch_of(teacher), paths, device)
         discriminator = aux["D"] if task.params.paired else aux["D_A"]

@@ -311,7 +311,7 @@ def _results(rows: list[dict[str, Any]], teacher: dict[str, float], condensed: d
         "condense_wall_s": 30.0,
         "teacher_steps": 20,
         "finetune_steps": 10,
-        "distill_w_gan": 0.0,
+        "distill_lambda_gan": 0.0,
         "feature_layers": ["down2"],
         "references": refs,
         "rows": rows,

@@ -48,6 +48,7 @@ def test_params_yaml_is_a_valid_profile():
         (lambda d: d["tasks"]["seg2face"].update(train={"lambda_l1": 1.0}), "tasks.seg2face.train.lambda_l1"),
         (lambda d: d["tasks"]["seg2face"].update(train={"batch_size": 0}), "tasks.seg2face.train.batch_size"),
         (lambda d: d["prune"].update(sparsity=0.5), "prune.sparsity was removed: each sweep point brings its own"),
+        (lambda d: d["distill"].update(w_gan=1.0), "distill.w_gan was removed: renamed distill.lambda_gan"),
         (lambda d: d["tasks"]["seg2face"].update(layout="paired"), "tasks.seg2face.layout: the built-in task"),
         (lambda d: d["tasks"]["seg2face"].update(arch=None), "exactly one of `arch`"),
         (

@@ -61,9 +61,9 @@ def test_distill_brings_the_student_closer_to_its_teacher(tmp_path) -> None:
     params = DistillParams(
         steps=60,
         lr=2e-3,
-        w_teacher=10.0,
-        w_target=0.0,
-        w_feature=1.0,
+        lambda_teacher=10.0,
+        lambda_target=0.0,
+        lambda_feature=1.0,
         feature_layers=["down3", "up2"],
         checkpoint_every=20,
         validate_every=20,
@@ -89,7 +89,9 @@ def test_distill_brings_the_student_closer_to_its_teacher(tmp_path) -> None:
 def test_paired_gan_path_and_resnet_features(tmp_path) -> None:
     teacher, student = _teacher_and_student("resnet")
     disc = NLayerDiscriminator(6, ndf=8, n_layers=2, norm="instance")
-    params = DistillParams(steps=4, w_gan=1.0, feature_layers=["block2", "up1"], checkpoint_every=2, validate_every=2)
+    params = DistillParams(
+        steps=4, lambda_gan=1.0, feature_layers=["block2", "up1"], checkpoint_every=2, validate_every=2
+    )
     result = distill(
         student,
         teacher,
@@ -118,7 +120,7 @@ def test_paired_gan_path_and_resnet_features(tmp_path) -> None:
 
 def test_killed_distill_resumes_where_it_stopped(tmp_path) -> None:
     params = DistillParams(
-        steps=30, lr=2e-3, w_target=0.0, feature_layers=["down2"], checkpoint_every=10, validate_every=10
+        steps=30, lr=2e-3, lambda_target=0.0, feature_layers=["down2"], checkpoint_every=10, validate_every=10
     )
     teacher, student = _teacher_and_student()
     reference = distill(
@@ -169,7 +171,7 @@ def test_feature_names_and_bad_params() -> None:
     adapters = make_adapters(student, teacher, ["down2", "up4"], _images(1, 0))
     assert adapters["up4"].out_channels == 8 and adapters["down2"].in_channels <= 16
     with pytest.raises(ValidationError):
-        DistillParams(w_teacher=0, w_target=0, w_gan=0, feature_layers=[])
+        DistillParams(lambda_teacher=0, lambda_target=0, lambda_gan=0, feature_layers=[])
     with pytest.raises(ValidationError):
         DistillParams(teacher="bigger")
     with pytest.raises(ValidationError):

@@ -131,9 +131,9 @@ def test_images_layout_condenses_against_the_teacher(tmp_path):
     assert report["val_psnr_teacher"] is None and report["val_psnr_best"] > 0  # validated against the teacher
 
     with_gan = folder_params(tmp_path, task).model_copy(
-        update={"distill": params.distill.model_copy(update={"w_gan": 1.0})}
+        update={"distill": params.distill.model_copy(update={"lambda_gan": 1.0})}
     )
-    with pytest.raises(ValueError, match="w_gan > 0 needs real target images"):
+    with pytest.raises(ValueError, match="lambda_gan > 0 needs real target images"):
         distill_point(with_gan, "mine", 0.5, paths.point_dir(0.5), paths)
 
 

@@ -350,10 +350,10 @@ def explain(
                 "`slimming` starts from the very same pruned student as ALAP, so the gap is the fine-tuning "
                 "signal alone: the task objective beats distillation here."
             )
-        if k in ("fid", "kid") and res.get("distill_w_gan") == 0:
+        if k in ("fid", "kid") and res.get("distill_lambda_gan") == 0:
             out.append(
                 "The baselines keep the adversarial loss, which targets the distribution-level realism FID/KID "
-                "measure; ALAP's distillation has none (distill.w_gan = 0)."
+                "measure; ALAP's distillation has none (distill.lambda_gan = 0)."
             )
         if not res.get("paired") and k in ("lpips", "psnr", "ssim"):
             out.append(

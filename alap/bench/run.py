@@ -217,7 +217,7 @@ def run_task(
         "finetune_steps": finetune_steps(params, bench),
         "teacher_steps": tb.task.train.steps,
         "paired": tb.task.params.paired,
-        "distill_w_gan": params.distill.w_gan,
+        "distill_lambda_gan": params.distill.lambda_gan,
         "feature_layers": params.distill.layers_for(tb.originals.teacher_arch["kind"]),
         "references": references,
         "rows": rows,
@@ -390,7 +390,7 @@ def _tune(tb: TaskBench, method: Method, student: Student, state: Path) -> TuneR
         }
     )
     discriminator = None
-    if settings.w_gan > 0:
+    if settings.lambda_gan > 0:
         discriminator = copy.deepcopy(tb.aux["D"] if paired else tb.aux["D_A"])
     network = copy.deepcopy(student.landing.student).to(tb.device)
     result = distill(

@@ -85,14 +85,14 @@ def distill(
 
     ``batches`` is the resumable stream of training batches ``{"A", "B", ...}`` on the models' device;
     ``val_batches`` is the validation split as a list of such batches. ``discriminator`` (the teacher's D; for
-    paired tasks it takes ``cat(A, image)``) is required when ``params.w_gan > 0`` and is trained alongside.
+    paired tasks it takes ``cat(A, image)``) is required when ``params.lambda_gan > 0`` and is trained alongside.
     """
     if not val_batches:
         raise ValueError("distill needs at least one validation batch to keep the best student")
-    if params.w_gan > 0 and discriminator is None:
-        raise ValueError("distill: w_gan > 0 needs the teacher's discriminator (pass discriminator=...)")
-    if params.w_target > 0 and not paired:
-        log.info("distill: unpaired task, the ground-truth loss (w_target) does not apply")
+    if params.lambda_gan > 0 and discriminator is None:
+        raise ValueError("distill: lambda_gan > 0 needs the teacher's discriminator (pass discriminator=...)")
+    if params.lambda_target > 0 and not paired:
+        log.info("distill: unpaired task, the ground-truth loss (lambda_target) does not apply")
     teacher.eval()  # frozen: only ever run under no_grad, never optimised
     names = params.layers_for(arch_of(student)["kind"])
     adapters = make_adapters(student, teacher, names, example_input)
@@ -102,7 +102,7 @@ def distill(
     opt = torch.optim.Adam([*student.parameters(), *adapters.parameters()], lr=params.lr, betas=betas)
     state: dict[str, Any] = {"student": student, "adapters": adapters, "opt_student": opt}
     gan = GANLoss(params.gan_mode)
-    if params.w_gan > 0:
+    if params.lambda_gan > 0:
         state["D"] = discriminator
         state["opt_D"] = torch.optim.Adam(discriminator.parameters(), lr=params.lr, betas=betas)
     best = KeepBest(student, lambda: validate(student, teacher, val_batches, paired))
@@ -118,24 +118,24 @@ def distill(
             target_t = teacher(a)
         out = student(a)
         losses: dict[str, torch.Tensor] = {}
-        if params.w_teacher > 0:
-            losses["teacher_l1"] = params.w_teacher * F.l1_loss(out, target_t)
-        if params.w_target > 0 and paired:
-            losses["target_l1"] = params.w_target * F.l1_loss(out, batch["B"])
-        if names and params.w_feature > 0:
-            losses["feature_l1"] = params.w_feature * sum(
+        if params.lambda_teacher > 0:
+            losses["teacher_l1"] = params.lambda_teacher * F.l1_loss(out, target_t)
+        if params.lambda_target > 0 and paired:
+            losses["target_l1"] = params.lambda_target * F.l1_loss(out, batch["B"])
+        if names and params.lambda_feature > 0:
+            losses["feature_l1"] = params.lambda_feature * sum(
                 F.l1_loss(adapters[n](student_tap.features[n]), teacher_tap.features[n]) for n in names
             )
-        if params.w_gan > 0:
+        if params.lambda_gan > 0:
             for p in discriminator.parameters():
                 p.requires_grad_(False)
-            losses["gan"] = params.w_gan * gan(discriminate(a, out), True)
+            losses["gan"] = params.lambda_gan * gan(discriminate(a, out), True)
         total = torch.stack(list(losses.values())).sum()
         opt.zero_grad(set_to_none=True)
         total.backward()
         opt.step()
         report = {k: float(v.detach()) for k, v in losses.items()}
-        if params.w_gan > 0:
+        if params.lambda_gan > 0:
             for p in discriminator.parameters():
                 p.requires_grad_(True)
             real = batch["B"]

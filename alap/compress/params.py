@@ -85,9 +85,9 @@ class PruneParams(_Strict):
 class DistillParams(_Strict):
     """Fine-tune the pruned student from a teacher (the condensed network by default).
 
-    Loss = ``w_teacher * L1(student, teacher)`` + ``w_target * L1(student, ground truth)`` (paired tasks only)
-    + ``w_feature * sum_l L1(adapter_l(student_l), teacher_l)`` over ``feature_layers`` (1x1-conv adapters, student
-    width -> teacher width) + ``w_gan * GAN(D(student))`` with the teacher's discriminator.
+    Loss = ``lambda_teacher * L1(student, teacher)`` + ``lambda_target * L1(student, ground truth)`` (paired tasks only)
+    + ``lambda_feature * sum_l L1(adapter_l(student_l), teacher_l)`` over ``feature_layers`` (1x1-conv adapters, student
+    width -> teacher width) + ``lambda_gan * GAN(D(student))`` with the teacher's discriminator.
     """
 
     steps: PositiveInt = Field(300, description="optimiser steps of distillation")
@@ -96,15 +96,15 @@ class DistillParams(_Strict):
     teacher: Literal["condensed", "original", "pruned"] = Field(
         "condensed", description="which network teaches (the ablation compares all three)"
     )
-    w_teacher: float = Field(10.0, ge=0, description="L1 between student and teacher outputs")
-    w_target: float = Field(10.0, ge=0, description="L1 between student output and ground truth (paired tasks)")
-    w_feature: float = Field(1.0, ge=0, description="L1 between adapted student features and teacher features")
+    lambda_teacher: float = Field(10.0, ge=0, description="L1 between student and teacher outputs")
+    lambda_target: float = Field(10.0, ge=0, description="L1 between student output and ground truth (paired tasks)")
+    lambda_feature: float = Field(1.0, ge=0, description="L1 between adapted student features and teacher features")
     feature_layers: list[str] | dict[Literal["unet", "resnet"], list[str]] = Field(
         default_factory=lambda: {"unet": ["down3", "up3"], "resnet": ["block3"]},
         description='layers whose outputs are distilled, e.g. ["down2", "up3"] (U-Net) or ["block4"] (ResNet), or '
         'one list per generator kind ({"unet": [...], "resnet": [...]}) when tasks mix kinds; empty = output-only',
     )
-    w_gan: float = Field(0.0, ge=0, description="adversarial loss with the teacher's discriminator (0 = off)")
+    lambda_gan: float = Field(0.0, ge=0, description="adversarial loss with the teacher's discriminator (0 = off)")
     gan_mode: Literal["lsgan", "vanilla"] = "lsgan"
     checkpoint_every: PositiveInt = Field(100, description="resume checkpoint period in steps")
     validate_every: PositiveInt = Field(100, description="validation period in steps (the best student is kept)")
@@ -123,9 +123,9 @@ class DistillParams(_Strict):
             if len(set(names)) != len(names):
                 raise ValueError(f"feature_layers must be distinct, got {names}")
         # Feature distillation counts only if some kind has layers; the per-kind check happens in distill().
-        if self.w_teacher + self.w_target + self.w_feature * any(lists) + self.w_gan <= 0:
+        if self.lambda_teacher + self.lambda_target + self.lambda_feature * any(lists) + self.lambda_gan <= 0:
             raise ValueError(
                 "distill needs at least one loss with a positive weight "
-                "(w_teacher, w_target, w_feature with feature_layers, w_gan)"
+                "(lambda_teacher, lambda_target, lambda_feature with feature_layers, lambda_gan)"
             )
         return self
