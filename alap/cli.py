@@ -44,7 +44,7 @@ def cmd_use_profile(args: argparse.Namespace) -> None:
 
 
 def cmd_data(args: argparse.Namespace) -> None:
-    from alap.pipeline import prepare_data
+    from alap.steps.data import prepare_data
 
     prepare_data(_params(args), args.task)
 
@@ -57,14 +57,14 @@ def cmd_train(args: argparse.Namespace) -> None:
 
 
 def cmd_import_teacher(args: argparse.Namespace) -> None:
-    from alap.pipeline import import_teacher
+    from alap.steps.teacher import import_teacher
 
     io.check_output(TaskPaths(args.task).model_dir, folder=True)
     import_teacher(_params(args), args.task)
 
 
 def cmd_condense(args: argparse.Namespace) -> None:
-    from alap.pipeline import condense_task
+    from alap.steps.condense import condense_task
 
     paths = TaskPaths(args.task)
     for folder in (paths.model_dir, paths.report_dir):
@@ -77,13 +77,13 @@ def _point_dir(args: argparse.Namespace) -> Path:
 
 
 def cmd_prune(args: argparse.Namespace) -> None:
-    from alap.pipeline import prune_point
+    from alap.steps.prune import prune_point
 
     prune_point(_params(args), args.task, args.sparsity, io.check_output(_point_dir(args), folder=True))
 
 
 def cmd_distill(args: argparse.Namespace) -> None:
-    from alap.pipeline import distill_point
+    from alap.steps.distill import distill_point
 
     distill_point(_params(args), args.task, args.sparsity, io.check_output(_point_dir(args), folder=True))
 
@@ -97,7 +97,7 @@ def _model_args(args: argparse.Namespace) -> tuple[str, float | None, Path | Non
 
 
 def cmd_evaluate(args: argparse.Namespace) -> None:
-    from alap.pipeline import evaluate_entry
+    from alap.steps.evaluate import evaluate_entry
 
     name, sparsity, point_dir = _model_args(args)
     io.check_output(TaskPaths(args.task).report_dir / name, folder=True)
@@ -105,7 +105,7 @@ def cmd_evaluate(args: argparse.Namespace) -> None:
 
 
 def cmd_profile(args: argparse.Namespace) -> None:
-    from alap.pipeline import profile_entry
+    from alap.steps.profile import profile_entry
 
     name, _, point_dir = _model_args(args)
     io.check_output(TaskPaths(args.task).report_dir / name, folder=True)

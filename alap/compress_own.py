@@ -1,7 +1,7 @@
 """``alap compress``: a user's generator and image folder in, a compressed student and its numbers out.
 
 The DVC pipeline needs a project (params.yaml, dvc.yaml, data under data/). A user who just wants their
-``latest_net_G.pth`` smaller should not: this runs the same steps (alap.pipeline: import, condense, prune,
+``latest_net_G.pth`` smaller should not: this runs the same steps (alap.steps: import, condense, prune,
 distill, evaluate, profile with ONNX export) for one task that it describes itself, in one output folder.
 A killed run resumes: finished steps are skipped by their output files, and the training steps resume from their
 checkpoints. The folder records the settings it was made with, so a rerun with other settings is refused
@@ -193,17 +193,17 @@ def compress_own(req: CompressRequest) -> dict[str, Any]:
     sparsity = params.sweep.sparsities[0]
     point = paths.point_dir(sparsity)
 
-    from alap import pipeline
     from alap.metrics.weights.provide import provision_weights
+    from alap.steps import condense, distill, evaluate, profile, prune, teacher
 
     steps: list[tuple[str, Path, Callable[[], Any]]] = [
-        ("import", paths.teacher, lambda: pipeline.import_teacher(params, req.task, paths)),
-        ("condense", paths.condensed, lambda: pipeline.condense_task(params, req.task, paths)),
-        ("prune", point / "prune_report.json", lambda: pipeline.prune_point(params, req.task, sparsity, point, paths)),
+        ("import", paths.teacher, lambda: teacher.import_teacher(params, req.task, paths)),
+        ("condense", paths.condensed, lambda: condense.condense_task(params, req.task, paths)),
+        ("prune", point / "prune_report.json", lambda: prune.prune_point(params, req.task, sparsity, point, paths)),
         (
             "distill",
             point / "distill_report.json",
-            lambda: pipeline.distill_point(params, req.task, sparsity, point, paths),
+            lambda: distill.distill_point(params, req.task, sparsity, point, paths),
         ),
     ]
     for model, model_dir in (("teacher", None), (point.name, point)):
@@ -211,14 +211,14 @@ def compress_own(req: CompressRequest) -> dict[str, Any]:
             (
                 f"evaluate {model}",
                 paths.report_dir / model / "metrics.json",
-                lambda m=model, d=model_dir: pipeline.evaluate_entry(
+                lambda m=model, d=model_dir: evaluate.evaluate_entry(
                     params, req.task, m, None, req.torch_home, d, paths
                 ),
             ),
             (
                 f"profile {model}",
                 paths.report_dir / model / "latency.json",
-                lambda m=model, d=model_dir: pipeline.profile_entry(params, req.task, m, d, paths),
+                lambda m=model, d=model_dir: profile.profile_entry(params, req.task, m, d, paths),
             ),
         ]
     for name, output, run in steps:

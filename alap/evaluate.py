@@ -21,13 +21,12 @@ from torch.utils.data import DataLoader, Dataset
 from tqdm import tqdm
 
 from alap import io
-from alap.compress.distill import PSNR_CAP_DB
 from alap.config import Params
 from alap.device import resolve_device
 from alap.metrics.cost import count_gmacs, count_params_m
 from alap.metrics.fid import InceptionFeatures, fid_from_features, kid_from_features
 from alap.metrics.lpips_metric import LpipsMetric
-from alap.metrics.pixel import psnr, ssim
+from alap.metrics.pixel import PSNR_CAP_DB, psnr, ssim
 from alap.report.grid import save_grid
 from alap.task import Task
 

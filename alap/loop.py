@@ -11,6 +11,8 @@ exactly one place:
 
 from __future__ import annotations
 
+import hashlib
+import json
 import logging
 import math
 import time
@@ -192,3 +194,16 @@ def _set_rng_state(rng: dict[str, Any]) -> None:
     torch.set_rng_state(rng["cpu"])
     if rng["cuda"] and torch.cuda.is_available() and len(rng["cuda"]) == torch.cuda.device_count():
         torch.cuda.set_rng_state_all(rng["cuda"])
+
+
+def params_key(*parts: object) -> str:
+    """Short stable hash of the inputs that define a run, to key its resume checkpoint. A ``Path`` part stands
+    for its file's bytes, so a retrained input model never resumes a run that started from the old one."""
+
+    def canonical(part: object) -> object:
+        if isinstance(part, Path):
+            return hashlib.sha256(part.read_bytes()).hexdigest()
+        return part.model_dump(mode="json") if hasattr(part, "model_dump") else part
+
+    blob = json.dumps([canonical(p) for p in parts], sort_keys=True, default=str)
+    return hashlib.sha256(blob.encode()).hexdigest()[:12]

@@ -50,6 +50,13 @@ class TaskPaths:
     def condensed(self) -> Path:
         return self.model_dir / "condensed.pt"
 
+    def checkpoint(self, model_name: str, point_dir: Path | None = None) -> Path:
+        """The checkpoint behind a report row: ``teacher``, ``condensed``, or a sweep point's ``student.pt``
+        (in ``point_dir``, default ``<model_dir>/<model_name>``)."""
+        if model_name in ("teacher", "condensed"):
+            return getattr(self, model_name)
+        return (point_dir or self.model_dir / model_name) / "student.pt"
+
     def point_dir(self, sparsity: float) -> Path:
         return self.model_dir / point_name(sparsity)
 

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import torch
 from torch import nn
-from torch.utils.data import Dataset
+from torch.utils.data import DataLoader, Dataset
 
 from alap.config import ModelParams, Params, TaskParams, TrainParams
 from alap.data.datasets import channels, open_dataset
@@ -50,6 +50,10 @@ class Task:
         if not self.params.has_targets:
             return "teacher"
         return "pix2pix" if self.params.paired else "cycle"
+
+    def example_inputs(self, device: torch.device, count: int = 16) -> torch.Tensor:
+        """A batch of real validation inputs: traces the graph, probes removed channels, checks outputs."""
+        return next(iter(DataLoader(self.dataset("val"), batch_size=count)))["A"].to(device)
 
     def dataset(self, split: str, for_eval: bool = False) -> Dataset:
         crop = self.crop_size if self.crop_size < self.image_size else None

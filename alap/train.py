@@ -7,11 +7,8 @@ small metrics file comparing the teacher with the mean-image predictor on the te
 
 from __future__ import annotations
 
-import hashlib
-import json
 import logging
 from dataclasses import dataclass
-from pathlib import Path
 
 import torch
 from torch import nn
@@ -21,7 +18,7 @@ from alap.config import Params
 from alap.data.batches import endless_batches
 from alap.device import resolve_device
 from alap.gan_aux import aux_archs, build_aux, save_aux
-from alap.loop import fit
+from alap.loop import fit, params_key
 from alap.metrics.baselines import generator_psnr, mean_image_psnr
 from alap.models import build_generator, save_checkpoint
 from alap.objectives import Objective, make_objective
@@ -51,19 +48,6 @@ def linear_decay(
         return 1.0 - max(0, step - start) / span
 
     return {f"sched_{k}": torch.optim.lr_scheduler.LambdaLR(o, factor) for k, o in objective.optimizers().items()}
-
-
-def params_key(*parts: object) -> str:
-    """Short stable hash of the inputs that define a run, to key its resume checkpoint. A ``Path`` part stands
-    for its file's bytes, so a retrained input model never resumes a run that started from the old one."""
-
-    def canonical(part: object) -> object:
-        if isinstance(part, Path):
-            return hashlib.sha256(part.read_bytes()).hexdigest()
-        return part.model_dump(mode="json") if hasattr(part, "model_dump") else part
-
-    blob = json.dumps([canonical(p) for p in parts], sort_keys=True, default=str)
-    return hashlib.sha256(blob.encode()).hexdigest()[:12]
 
 
 @dataclass(frozen=True)

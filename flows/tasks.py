@@ -24,7 +24,12 @@ from prefect.cache_policies import NO_CACHE
 from alap import io
 from alap.config import Params
 from alap.paths import TaskPaths
-from alap.pipeline import condense_task, distill_point, evaluate_entry, prepare_data, profile_entry, prune_point
+from alap.steps.condense import condense_task
+from alap.steps.data import prepare_data
+from alap.steps.distill import distill_point
+from alap.steps.evaluate import evaluate_entry
+from alap.steps.profile import profile_entry
+from alap.steps.prune import prune_point
 from alap.train import train_teacher
 
 # `alap <verb>` exits 2 on bad input (params, data, checkpoints): rerunning the same stage cannot help.

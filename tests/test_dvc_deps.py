@@ -9,10 +9,9 @@ to its function):
 3. From the roots, the alap modules imported at module level (also inside ``try``/``with``/class bodies and
    ``if`` blocks other than ``if TYPE_CHECKING:``), transitively. Importing ``alap.a.b`` also runs the packages
    ``alap`` and ``alap.a``; ``from alap.a import b`` counts ``alap.a.b`` when b is a submodule.
-   Imports inside other functions are *not* followed (the pipeline's steps import what they need inside the
-   function, so following them would make every stage depend on every step): deps a stage needs through a
-   function-level import further down (e.g. alap/evaluate.py for evaluate@) are listed by hand, and this test is a
-   lower bound, not the whole truth.
+   Imports inside other functions are *not* followed (each stage's step lives in its own module of alap/steps/ and
+   imports what it runs at module level): deps a stage needs through a function-level import further down (e.g.
+   alap/report/grid.py for evaluate@) are listed by hand, and this test is a lower bound, not the whole truth.
 4. Each module's file must lie under a code dep of the stage: the same path, or a directory dep containing it.
    Package ``__init__.py`` files holding nothing but a docstring are no code and need no dep.
 
@@ -199,8 +198,8 @@ def test_stage_code_deps_cover_the_modules_its_verb_imports(stage: tuple[str, Pa
 def test_rule_sees_function_imports_and_module_level_imports_transitively() -> None:
     """The closure of `alap condense`: the step it imports, and what that step's module imports at module level."""
     modules = _imports_of_verb("condense")
-    assert {"alap.pipeline", "alap.compress.condense", "alap.loop", "alap.cli"} <= modules
-    assert "alap.evaluate" not in modules  # imported inside a pipeline function, not followed
+    assert {"alap.steps.condense", "alap.compress.condense", "alap.loop", "alap.cli"} <= modules
+    assert "alap.evaluate" not in modules  # another step's module
     assert "alap.compress" not in modules  # an __init__.py with no code
 
 

@@ -17,8 +17,8 @@ from alap import evaluate
 from alap.config import Params
 from alap.metrics.names import LATENCY, METRICS, QUALITY, LatencyKey, metric
 from alap.paths import TaskPaths
-from alap.pipeline import import_teacher
 from alap.profile.latency import profile_model
+from alap.steps.teacher import import_teacher
 
 # What metrics.json records besides metrics: which model, and what it was measured on.
 BOOKKEEPING = {"task", "model", "sparsity", "measured_on"}

@@ -24,7 +24,10 @@ from alap.config import Params
 from alap.gan_aux import stage_aux
 from alap.models import load_checkpoint
 from alap.paths import TaskPaths
-from alap.pipeline import condense_task, distill_point, import_teacher, prune_point
+from alap.steps.condense import condense_task
+from alap.steps.distill import distill_point
+from alap.steps.prune import prune_point
+from alap.steps.teacher import import_teacher
 from alap.task import Task
 
 

@@ -12,7 +12,7 @@ from alap.loop import NonFiniteLossError
 from alap.models import load_checkpoint
 from alap.objectives import Pix2PixObjective
 from alap.paths import TaskPaths
-from alap.pipeline import prepare_data
+from alap.steps.data import prepare_data
 from alap.train import linear_decay, train_teacher
 
 

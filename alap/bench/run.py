@@ -39,12 +39,15 @@ from alap.data.batches import endless_batches, to_device
 from alap.device import resolve_device
 from alap.evaluate import evaluate_model
 from alap.gan_aux import load_aux
+from alap.loop import params_key
 from alap.metrics.names import METRICS
 from alap.models import arch_of, build_generator, load_checkpoint, save_checkpoint
 from alap.paths import TaskPaths
-from alap.pipeline import condense_task, prepare_data, profile_into
+from alap.steps.condense import condense_task
+from alap.steps.data import prepare_data
+from alap.steps.profile import profile_into
 from alap.task import Task
-from alap.train import build_gan, params_key, train_teacher
+from alap.train import build_gan, train_teacher
 
 log = logging.getLogger(__name__)
 

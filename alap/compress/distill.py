@@ -32,12 +32,10 @@ from alap.compress.params import DistillParams
 from alap.data.batches import BatchStream
 from alap.loop import KeepBest, fit
 from alap.losses import GANLoss
-from alap.metrics.pixel import psnr
+from alap.metrics.pixel import PSNR_CAP_DB, psnr
 from alap.models import arch_of
 
 log = logging.getLogger(__name__)
-
-PSNR_CAP_DB = 100.0  # identical images have infinite PSNR; a cap keeps means and comparisons finite
 
 
 @dataclass

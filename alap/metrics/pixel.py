@@ -48,6 +48,9 @@ def _unit_pair(x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Te
     return (x.double() + 1) / 2, (y.to(x.device).double() + 1) / 2
 
 
+PSNR_CAP_DB = 100.0  # identical images have infinite PSNR; a cap keeps means and comparisons finite
+
+
 def psnr(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
     """Peak signal-to-noise ratio in dB per image (N,); identical images give +inf."""
     x, y = _unit_pair(x, y)

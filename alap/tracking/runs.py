@@ -33,7 +33,6 @@ from alap.config import Params
 from alap.metrics.names import METRICS
 from alap.models import load_checkpoint
 from alap.paths import TaskPaths
-from alap.pipeline import model_checkpoint
 from alap.report.tables import CONDENSED, GRID_FILE, LATENCY_FILE, METRICS_FILE, TEACHER, load_task
 from alap.task import Task
 from alap.tracking.client import Tracker, registered_model_name
@@ -213,7 +212,7 @@ def log_pipeline_outputs(
             )
             logged[task] = {"parent_id": parent, "children": [], "example": input_example(params, task)}
         paths = TaskPaths(task, models=project_dir / "models", reports=project_dir / "reports")
-        outputs = ModelOutputs(task, model, paths.report_dir / model, model_checkpoint(task, model, None, paths))
+        outputs = ModelOutputs(task, model, paths.report_dir / model, paths.checkpoint(model))
         sparsity = row.get("sparsity") or ""
         point = {"model": model, "sparsity": sparsity or None}
         tags = provenance_tags(project_dir, stage=_stage_of(model, task, sparsity))

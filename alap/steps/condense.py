@@ -1,0 +1,70 @@
+"""The ``condense@<task>`` step: the teacher trained on with the sparsity penalty into ``condensed.pt``."""
+
+from __future__ import annotations
+
+import logging
+
+import torch
+
+from alap import io
+from alap.compress.condense import condense
+from alap.config import Params
+from alap.data.batches import endless_batches
+from alap.device import resolve_device
+from alap.gan_aux import stage_aux
+from alap.loop import params_key
+from alap.models import arch_of, save_checkpoint
+from alap.objectives import make_objective
+from alap.paths import TaskPaths
+from alap.task import Task
+
+log = logging.getLogger(__name__)
+
+
+def condense_task(params: Params, task_name: str, paths: TaskPaths | None = None) -> dict:
+    """Condense the trained teacher of ``task_name`` into ``condensed.pt`` (+ scale-factor table and plot)."""
+    task = Task.from_params(params, task_name)
+    paths = paths or TaskPaths(task_name)
+    device = resolve_device(params.device)
+    torch.manual_seed(params.seed)
+    teacher, teacher_meta = task.load_generator(paths.teacher, device)
+    aux = stage_aux(task, params, arch_of(teacher), paths, device)
+    if task.objective_kind == "teacher":
+        aux["T"] = teacher  # no targets: condensing follows the imported teacher's own outputs
+    batches = endless_batches(task.dataset("train"), task.train.batch_size, params.seed + 1, device)
+    key = params_key(paths.teacher, params.condense, task.train)
+    result = condense(
+        teacher,
+        arch_of(teacher),
+        lambda g: make_objective(task.objective_kind, g, aux, task.train),
+        batches,
+        params.condense,
+        params.condense.report_threshold,
+        task.example_inputs(device),
+        state_path=paths.resume_state("condense", key),
+        table_path=paths.report_dir / "condense" / "scale_factors.csv",
+        plot_path=paths.report_dir / "condense" / "scale_factors.png",
+    )
+    below = sum(row["below_threshold"] for row in result.table)
+    total = sum(row["width"] for row in result.table)
+    meta = {
+        "task": task_name,
+        "role": "condensed",
+        "steps": params.condense.steps,
+        "channels_below_threshold": below,
+        "channels": total,
+    }
+    # The wall time goes to the report only: in the checkpoint it would change the bytes of identical weights
+    # on every rerun, and DVC would rerun every prune stage downstream.
+    save_checkpoint(paths.condensed, result.model, result.arch, meta)
+    report = {**meta, "wall_s": round(result.wall_s, 1)}
+    io.write_json(paths.condense_report, report)
+    log.info(
+        "condensed %s in %.0f s: %d of %d channels below threshold %g",
+        task_name,
+        result.wall_s,
+        below,
+        total,
+        params.condense.report_threshold,
+    )
+    return report
