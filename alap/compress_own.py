@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from alap import io
+from alap.compress.params import CondenseParams
 from alap.config import DEVICE_PATTERN, Params, load_params
 from alap.metrics.names import QUALITY, LatencyKey, Metric, metric
 from alap.paths import TaskPaths
@@ -150,7 +151,7 @@ def build_params(req: CompressRequest) -> Params:
     raw["prune"] = {**raw.get("prune", {}), "target": "macs"}
     if req.condense_steps is not None:
         steps = req.condense_steps
-        warmup = min(raw.get("condense", {}).get("warmup_steps", 100), steps)
+        warmup = min(raw.get("condense", {}).get("warmup_steps", CondenseParams().warmup_steps), steps)
         raw["condense"] = {**raw.get("condense", {}), "steps": steps, "warmup_steps": warmup}
     if req.distill_steps is not None:
         raw["distill"] = {**raw.get("distill", {}), "steps": req.distill_steps}
