@@ -28,6 +28,7 @@ from tqdm import tqdm
 
 from alap import io
 from alap.data.batches import BatchStream
+from alap.errors import UserError
 
 log = logging.getLogger(__name__)
 
@@ -40,8 +41,9 @@ class Stateful(Protocol):
     def load_state_dict(self, state: dict[str, Any]) -> Any: ...
 
 
-class NonFiniteLossError(RuntimeError):
-    """A loss became NaN or Inf; the last good resume checkpoint was left untouched."""
+class NonFiniteLossError(UserError):
+    """A loss became NaN or Inf; the last good resume checkpoint was left untouched. A user error: the fix is in
+    params.yaml (learning rate, loss weights), so the CLI says so in one line instead of a traceback."""
 
 
 class KeepBest:

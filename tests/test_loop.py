@@ -114,3 +114,10 @@ def test_a_plain_iterator_is_refused(tmp_path) -> None:
     run = Run(tmp_path / "s.pt")
     with pytest.raises(TypeError, match="resumable"):
         fit(run.step, (b for b in run.batches), {}, steps=2, checkpoint_every=1, state_path=tmp_path / "s.pt", desc="t")
+
+
+def test_a_non_finite_loss_is_a_user_error() -> None:
+    """The fix is in params.yaml (learning rate, loss weights): the CLI prints one line and exits 2."""
+    from alap.errors import is_user_error
+
+    assert is_user_error(NonFiniteLossError("train: non-finite loss at step 3"))
