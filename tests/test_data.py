@@ -631,3 +631,16 @@ def test_a_gif_pair_is_loaded(tmp_path: Path) -> None:
     assert ds.names == ["000", "001"]
     _check_rgb(ds[1]["A"], SIZE)
     assert torch.equal(ds[1]["A"], ds[1]["B"])
+
+
+def test_a_file_in_a_format_alap_does_not_read_is_refused_not_dropped(tmp_path):
+    """Notes and metadata are left alone; a file in any other format would be a silently dropped sample."""
+    root = tmp_path / "frames"
+    for i in range(4):
+        _noise(root / f"f{i}.png", seed=i)
+    (root / "README.md").write_text("notes")
+    (root / ".DS_Store").write_bytes(b"\0")
+    assert len(open_dataset("images", root, "train", SIZE)) > 0
+    (root / "f4.heic").write_bytes(b"\0" * 16)
+    with pytest.raises(DataError, match=r"f4\.heic: not an image alap reads .* move it out of"):
+        open_dataset("images", root, "train", SIZE)

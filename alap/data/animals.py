@@ -48,13 +48,22 @@ class _BodyFrame:
         cos, sin = np.cos(self.tilt), np.sin(self.tilt)
         return float(np.arctan2(local[0] * sin + local[1] * cos, local[0] * cos - local[1] * sin))
 
-    def limb(self, start: np.ndarray, angle: float, length: float, half_width: float, label: int,
-             power: float = 4.0) -> Primitive:
+    def limb(
+        self, start: np.ndarray, angle: float, length: float, half_width: float, label: int, power: float = 4.0
+    ) -> Primitive:
         """A rounded, cylinder-shaded bar of ``length`` pixels from ``start`` toward body-local ``angle``."""
         theta = self.direction(angle)
         centre = start + 0.5 * length * np.array((np.cos(theta), np.sin(theta)))
-        return Primitive(float(centre[0]), float(centre[1]), 0.5 * length + half_width, half_width, theta, label,
-                         power=power, surface="cylinder")
+        return Primitive(
+            float(centre[0]),
+            float(centre[1]),
+            0.5 * length + half_width,
+            half_width,
+            theta,
+            label,
+            power=power,
+            surface="cylinder",
+        )
 
 
 def sample_animal(rng: np.random.Generator, size: int) -> Animal:
@@ -85,14 +94,25 @@ def sample_animal(rng: np.random.Generator, size: int) -> Animal:
     head_half = size * rng.uniform(0.075, 0.1)
     head_dir = body.direction(head_angle)
     head_centre = neck_end + 0.6 * head_half * np.array((np.cos(head_dir), np.sin(head_dir)))
-    head = Primitive(float(head_centre[0]), float(head_centre[1]), head_half, size * rng.uniform(0.036, 0.045),
-                     head_dir, HEAD)
-    tail = body.limb(body.at(-0.95, -0.3), np.pi - rng.uniform(0.9, 1.3), size * rng.uniform(0.12, 0.17),
-                     max(size * 0.018, 1.0), TAIL)
+    head = Primitive(
+        float(head_centre[0]), float(head_centre[1]), head_half, size * rng.uniform(0.036, 0.045), head_dir, HEAD
+    )
+    tail = body.limb(
+        body.at(-0.95, -0.3),
+        np.pi - rng.uniform(0.9, 1.3),
+        size * rng.uniform(0.12, 0.17),
+        max(size * 0.018, 1.0),
+        TAIL,
+    )
     parts = [
-        leg(-0.5, swings[0]), leg(0.62, swings[1]), tail,
+        leg(-0.5, swings[0]),
+        leg(0.62, swings[1]),
+        tail,
         Primitive(body.cx, body.cy, body.length, body.height, body.tilt, BODY),
-        leg(-0.68, swings[2]), leg(0.48, swings[3]), neck, head,
+        leg(-0.68, swings[2]),
+        leg(0.48, swings[3]),
+        neck,
+        head,
     ]
     return Animal(
         parts=parts,

@@ -8,7 +8,8 @@ resumed run sees exactly the batches an uninterrupted one would.
 
 from __future__ import annotations
 
-from typing import Any, Iterator
+from collections.abc import Iterator
+from typing import Any
 
 import torch
 from torch.utils.data import DataLoader, Dataset
@@ -27,10 +28,11 @@ class BatchStream:
     def _generate(self) -> Iterator[dict[str, Any]]:
         generator = torch.Generator().manual_seed(self.seed)
         while True:
-            yield from DataLoader(self.dataset, batch_size=self.batch_size, shuffle=True, drop_last=True,
-                                  generator=generator)
+            yield from DataLoader(
+                self.dataset, batch_size=self.batch_size, shuffle=True, drop_last=True, generator=generator
+            )
 
-    def __iter__(self) -> "BatchStream":
+    def __iter__(self) -> BatchStream:
         return self
 
     def __next__(self) -> dict[str, Any]:

@@ -46,12 +46,15 @@ def _serve(names: Iterable[str], folder: Path, share: Share | None) -> list[str]
     return sorted(names) if share is None else share.of(list(names), folder)
 
 
-def _same_size(path_a: Path, size_a: tuple[int, int], path_b: Path, size_b: tuple[int, int], what_a: str,
-               what_b: str) -> None:
+def _same_size(
+    path_a: Path, size_a: tuple[int, int], path_b: Path, size_b: tuple[int, int], what_a: str, what_b: str
+) -> None:
     """Paired images must match: resizing both to load_size would stretch one against the other."""
     if size_a != size_b:
-        raise DataError(f"{path_a}: {what_a} is {size_a[0]}x{size_a[1]} but its {what_b} {path_b} is "
-                        f"{size_b[0]}x{size_b[1]}; they must be the same size")
+        raise DataError(
+            f"{path_a}: {what_a} is {size_a[0]}x{size_a[1]} but its {what_b} {path_b} is "
+            f"{size_b[0]}x{size_b[1]}; they must be the same size"
+        )
 
 
 class FolderDataset(Dataset):
@@ -97,8 +100,16 @@ class FolderDataset(Dataset):
 class PairedFolder(FolderDataset):
     """``root/split/A/x.png`` paired with ``root/split/B/x.png`` (names and sizes must match)."""
 
-    def __init__(self, root: str | os.PathLike, split: str, load_size: int, *, crop_size: int | None = None,
-                 seed: int = 0, share: Share | None = None) -> None:
+    def __init__(
+        self,
+        root: str | os.PathLike,
+        split: str,
+        load_size: int,
+        *,
+        crop_size: int | None = None,
+        seed: int = 0,
+        share: Share | None = None,
+    ) -> None:
         super().__init__(load_size, crop_size, seed)
         folder = Path(root) / split
         self.dir_a, self.dir_b = folder / "A", folder / "B"
@@ -117,8 +128,16 @@ class PairedFolder(FolderDataset):
 class PairedAB(FolderDataset):
     """pix2pix side-by-side files ``root/split/x.png``, twice as wide as high: left half A, right half B."""
 
-    def __init__(self, root: str | os.PathLike, split: str, load_size: int, *, crop_size: int | None = None,
-                 seed: int = 0, share: Share | None = None) -> None:
+    def __init__(
+        self,
+        root: str | os.PathLike,
+        split: str,
+        load_size: int,
+        *,
+        crop_size: int | None = None,
+        seed: int = 0,
+        share: Share | None = None,
+    ) -> None:
         super().__init__(load_size, crop_size, seed)
         folder = Path(root) / split
         images = list_images(folder, "side-by-side A|B images (width = 2 x height)")
@@ -127,8 +146,10 @@ class PairedAB(FolderDataset):
         for path in self.paths:
             width, height = check_rgb(path)
             if width != 2 * height:
-                raise DataError(f"{path}: size {width}x{height}; a side-by-side A|B image must be twice as "
-                                f"wide as it is high (expected width {2 * height})")
+                raise DataError(
+                    f"{path}: size {width}x{height}; a side-by-side A|B image must be twice as "
+                    f"wide as it is high (expected width {2 * height})"
+                )
 
     def _load(self, index: int, draw: np.random.Generator) -> Item:
         with Image.open(self.paths[index]) as image:
@@ -142,8 +163,17 @@ class PairedAB(FolderDataset):
 class MaskImageFolder(FolderDataset):
     """``root/split/mask/x.png`` (class ids, one channel) with ``root/split/image/x.*``; A is one-hot."""
 
-    def __init__(self, root: str | os.PathLike, split: str, load_size: int, num_classes: int, *,
-                 crop_size: int | None = None, seed: int = 0, share: Share | None = None) -> None:
+    def __init__(
+        self,
+        root: str | os.PathLike,
+        split: str,
+        load_size: int,
+        num_classes: int,
+        *,
+        crop_size: int | None = None,
+        seed: int = 0,
+        share: Share | None = None,
+    ) -> None:
         super().__init__(load_size, crop_size, seed)
         if not isinstance(num_classes, int) or num_classes < 2:
             raise DataError(f"num_classes must be an integer >= 2 for layout 'mask_image', got {num_classes!r}")
@@ -155,13 +185,17 @@ class MaskImageFolder(FolderDataset):
         self.names = _serve(match_names(masks, images, self.dir_mask, self.dir_image), folder, share)
         self.paths = [(masks[n], images[n]) for n in self.names]
         for mask_path, image_path in self.paths:
-            _same_size(mask_path, check_mask(mask_path, num_classes), image_path, check_rgb(image_path), "mask",
-                       "image")
+            _same_size(
+                mask_path, check_mask(mask_path, num_classes), image_path, check_rgb(image_path), "mask", "image"
+            )
 
     def _load(self, index: int, draw: np.random.Generator) -> Item:
         mask_path, image_path = self.paths[index]
-        return {"A": load_onehot(mask_path, self.size, self.num_classes), "B": load_rgb(image_path, self.size),
-                "name": self.names[index]}
+        return {
+            "A": load_onehot(mask_path, self.size, self.num_classes),
+            "B": load_rgb(image_path, self.size),
+            "name": self.names[index],
+        }
 
 
 class ImageFolder(FolderDataset):
@@ -169,8 +203,16 @@ class ImageFolder(FolderDataset):
 
     key = "B"
 
-    def __init__(self, folder: str | os.PathLike, load_size: int, expected: str, *, crop_size: int | None = None,
-                 seed: int = 0, share: Share | None = None) -> None:
+    def __init__(
+        self,
+        folder: str | os.PathLike,
+        load_size: int,
+        expected: str,
+        *,
+        crop_size: int | None = None,
+        seed: int = 0,
+        share: Share | None = None,
+    ) -> None:
         super().__init__(load_size, crop_size, seed)
         self.folder = Path(folder)
         images = list_images(self.folder, expected)
@@ -190,8 +232,10 @@ class InputImages(ImageFolder):
     key = "A"
 
     def real_targets(self) -> Dataset:
-        raise DataError(f"{self.folder}: layout 'images' has no target images, and FID against real images "
-                        f"needs them; the evaluation compares with the teacher's outputs instead")
+        raise DataError(
+            f"{self.folder}: layout 'images' has no target images, and FID against real images "
+            f"needs them; the evaluation compares with the teacher's outputs instead"
+        )
 
 
 class UnpairedFolder(FolderDataset):
@@ -202,14 +246,22 @@ class UnpairedFolder(FolderDataset):
     run with the same seed and access order sees the same pairs; a crop takes the same window of both.
     """
 
-    def __init__(self, root: str | os.PathLike, split: str, load_size: int, *, crop_size: int | None = None,
-                 seed: int = 0, share: Share | None = None) -> None:
+    def __init__(
+        self,
+        root: str | os.PathLike,
+        split: str,
+        load_size: int,
+        *,
+        crop_size: int | None = None,
+        seed: int = 0,
+        share: Share | None = None,
+    ) -> None:
         super().__init__(load_size, crop_size, seed)
         self.dir_a, self.dir_b = Path(root) / f"{split}A", Path(root) / f"{split}B"
         a = list_images(self.dir_a, f"the '{split}' images of domain A (CycleGAN layout {split}A/{split}B)")
-        self.targets = ImageFolder(self.dir_b, load_size,
-                                   f"the '{split}' images of domain B (CycleGAN layout {split}A/{split}B)",
-                                   share=share)
+        self.targets = ImageFolder(
+            self.dir_b, load_size, f"the '{split}' images of domain B (CycleGAN layout {split}A/{split}B)", share=share
+        )
         self.names = _serve(a, self.dir_a, share)
         self.paths = [a[n] for n in self.names]
         for path in self.paths:
@@ -217,8 +269,7 @@ class UnpairedFolder(FolderDataset):
 
     def _load(self, index: int, draw: np.random.Generator) -> Item:
         b_index = int(draw.integers(len(self.targets)))
-        return {"A": load_rgb(self.paths[index], self.size), "B": self.targets[b_index]["B"],
-                "name": self.names[index]}
+        return {"A": load_rgb(self.paths[index], self.size), "B": self.targets[b_index]["B"], "name": self.names[index]}
 
     def real_targets(self) -> Dataset:
         return self.targets
@@ -284,16 +335,26 @@ def _source(layout: str, root: Path, split: str, seed: int) -> tuple[str, Share 
     missing = tuple(s for s in SPLITS if not any(f.is_dir() for f in _split_folders(layout, root, s)))
     if split == "test" and "test" in missing and "test" not in carvable:
         folder = _split_folders(layout, root, "test")[0]
-        raise DataError(f"{folder}: folder missing; a test split is required (the evaluation runs on it); "
-                        f"only a missing val split is carved from train")
+        raise DataError(
+            f"{folder}: folder missing; a test split is required (the evaluation runs on it); "
+            f"only a missing val split is carved from train"
+        )
     carved = tuple(s for s in missing if s in carvable)
     if split in carved or (split == "train" and carved):
         return "train", Share(split, carved, seed)
     return split, None
 
 
-def open_dataset(layout: str, root: str | os.PathLike, split: str, load_size: int, num_classes: int | None = None,
-                 seed: int = 0, for_eval: bool = False, crop_size: int | None = None) -> FolderDataset:
+def open_dataset(
+    layout: str,
+    root: str | os.PathLike,
+    split: str,
+    load_size: int,
+    num_classes: int | None = None,
+    seed: int = 0,
+    for_eval: bool = False,
+    crop_size: int | None = None,
+) -> FolderDataset:
     """The ``split`` of the dataset at ``root`` in ``layout``, every image resized to load_size x load_size.
 
     ``crop_size`` crops the train split only (a seeded random window, the same for A and B), as the pix2pix
@@ -319,8 +380,12 @@ def open_dataset(layout: str, root: str | os.PathLike, split: str, load_size: in
         return PairedAB(root, source, load_size, **common)
     if layout == "unpaired":
         return UnpairedFolder(root, source, load_size, **common)
-    return InputImages(root / source, load_size, "input images (layout 'images': a flat folder of images, or "
-                       "train/ with optional val/ and test/)", **common)
+    return InputImages(
+        root / source,
+        load_size,
+        "input images (layout 'images': a flat folder of images, or train/ with optional val/ and test/)",
+        **common,
+    )
 
 
 def channels(layout: str, num_classes: int | None = None) -> tuple[int, int]:

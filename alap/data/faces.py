@@ -17,28 +17,32 @@ NUM_CLASSES = len(CLASSES)
 BACKGROUND, SKIN, HAIR, EYES, BROWS, NOSE, MOUTH, EARS = range(NUM_CLASSES)
 NECK_TEXTURE = NUM_CLASSES  # skin class, but no blush: told apart from the face by its texture id
 
-PHOTO = np.array([
-    (0.80, 0.84, 0.90),  # background
-    (0.93, 0.74, 0.61),  # skin
-    (0.36, 0.22, 0.12),  # hair
-    (0.96, 0.96, 0.96),  # eyes (sclera; iris and pupil drawn by texture)
-    (0.24, 0.15, 0.10),  # brows
-    (0.82, 0.58, 0.47),  # nose
-    (0.78, 0.30, 0.33),  # mouth
-    (0.88, 0.66, 0.55),  # ears
-    (0.93, 0.74, 0.61),  # neck
-])
-CARTOON = np.array([
-    (1.00, 0.95, 0.80),
-    (1.00, 0.86, 0.70),
-    (0.22, 0.22, 0.50),
-    (1.00, 1.00, 1.00),
-    (0.10, 0.10, 0.10),
-    (0.96, 0.64, 0.52),
-    (0.92, 0.18, 0.24),
-    (0.98, 0.78, 0.62),
-    (1.00, 0.86, 0.70),
-])
+PHOTO = np.array(
+    [
+        (0.80, 0.84, 0.90),  # background
+        (0.93, 0.74, 0.61),  # skin
+        (0.36, 0.22, 0.12),  # hair
+        (0.96, 0.96, 0.96),  # eyes (sclera; iris and pupil drawn by texture)
+        (0.24, 0.15, 0.10),  # brows
+        (0.82, 0.58, 0.47),  # nose
+        (0.78, 0.30, 0.33),  # mouth
+        (0.88, 0.66, 0.55),  # ears
+        (0.93, 0.74, 0.61),  # neck
+    ]
+)
+CARTOON = np.array(
+    [
+        (1.00, 0.95, 0.80),
+        (1.00, 0.86, 0.70),
+        (0.22, 0.22, 0.50),
+        (1.00, 1.00, 1.00),
+        (0.10, 0.10, 0.10),
+        (0.96, 0.64, 0.52),
+        (0.92, 0.18, 0.24),
+        (0.98, 0.78, 0.62),
+        (1.00, 0.86, 0.70),
+    ]
+)
 OUTLINE = np.array((0.08, 0.08, 0.10))
 
 
@@ -53,8 +57,9 @@ class _FaceFrame:
         cos, sin = np.cos(self.tilt), np.sin(self.tilt)
         return self.cx + x * cos - y * sin, self.cy + x * sin + y * cos
 
-    def part(self, lx: float, ly: float, ra: float, rb: float, label: int, turn: float = 0.0,
-             **kwargs: object) -> Primitive:
+    def part(
+        self, lx: float, ly: float, ra: float, rb: float, label: int, turn: float = 0.0, **kwargs: object
+    ) -> Primitive:
         """A primitive centred at local (lx, ly) with half-sizes given in face radii (ra * a, rb * b)."""
         cx, cy = self.at(lx, ly)
         return Primitive(cx, cy, ra * self.a, rb * self.b, self.tilt + turn, label, **kwargs)  # type: ignore[arg-type]
@@ -77,8 +82,16 @@ def sample_face(rng: np.random.Generator, size: int) -> list[Primitive]:
     brow_turn = rng.uniform(-0.25, 0.25)
     parts = [
         frame.part(0.0, hair_drop - 0.12, rng.uniform(1.18, 1.38), rng.uniform(1.0, 1.15) + hair_drop / 2, HAIR),
-        Primitive(*frame.at(0.0, 1.3), 0.6 * frame.b, 0.5 * frame.a, frame.tilt + np.pi / 2, SKIN, power=4.0,
-                  surface="cylinder", texture=NECK_TEXTURE),
+        Primitive(
+            *frame.at(0.0, 1.3),
+            0.6 * frame.b,
+            0.5 * frame.a,
+            frame.tilt + np.pi / 2,
+            SKIN,
+            power=4.0,
+            surface="cylinder",
+            texture=NECK_TEXTURE,
+        ),
         frame.part(-1.02, 0.05, 0.2, 0.26, EARS),
         frame.part(1.02, 0.05, 0.2, 0.26, EARS),
         frame.part(0.0, 0.0, 1.0, 1.0, SKIN),
@@ -89,8 +102,7 @@ def sample_face(rng: np.random.Generator, size: int) -> list[Primitive]:
         parts.append(frame.part(yaw + side * eye_x, eye_y - 0.22, 0.22, 0.075, BROWS, turn=side * brow_turn))
         parts.append(frame.part(yaw + side * eye_x, eye_y, 0.16 * eye_scale, 0.09 * eye_scale, EYES))
     parts.append(frame.part(yaw, eye_y + 0.32, rng.uniform(0.09, 0.13), rng.uniform(0.15, 0.22), NOSE))
-    parts.append(frame.part(yaw * 0.8, rng.uniform(0.5, 0.6), rng.uniform(0.25, 0.38), rng.uniform(0.07, 0.11),
-                            MOUTH))
+    parts.append(frame.part(yaw * 0.8, rng.uniform(0.5, 0.6), rng.uniform(0.25, 0.38), rng.uniform(0.07, 0.11), MOUTH))
     return parts
 
 
@@ -116,7 +128,7 @@ def render_cartoon(canvas: Canvas) -> np.ndarray:
     """Cartoon of the same face: flat colour per region, black pupils, dark outlines at region borders."""
     size = canvas.label.shape[0]
     rgb = CARTOON[canvas.texture].copy()
-    pupil = (canvas.texture == EYES) & (np.sqrt(canvas.u ** 2 + canvas.v ** 2) < 0.5)
+    pupil = (canvas.texture == EYES) & (np.sqrt(canvas.u**2 + canvas.v**2) < 0.5)
     rgb[pupil] = OUTLINE
     rgb[outlines(canvas, width=max(1, round(size / 100)))] = OUTLINE
     return to_uint8(rgb)

@@ -16,6 +16,10 @@ from PIL import Image
 
 from alap.data.errors import DataError
 
+# What a dataset folder may hold besides its images, never read: notes and metadata (hidden files too). Any other
+# file is refused, so that no image in a format alap does not read is dropped without a word.
+IGNORED_SUFFIXES = (".txt", ".md", ".json", ".csv", ".yaml", ".yml")
+IGNORED_NAMES = ("Thumbs.db", "desktop.ini")
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff", ".ppm", ".pgm")
 MASK_MODES = ("L", "P", "I", "I;16")
 # More than 8 bits a channel: converting to RGB clips every value above 255, so such an input turns white.
@@ -35,11 +39,19 @@ def list_images(folder: Path, expected: str) -> dict[str, Path]:
         if path.name.startswith(".") or not path.is_file():
             continue
         if path.suffix.lower() not in IMAGE_EXTENSIONS:
+            if path.suffix.lower() not in IGNORED_SUFFIXES and path.name not in IGNORED_NAMES:
+                raise DataError(
+                    f"{path}: not an image alap reads ({', '.join(IMAGE_EXTENSIONS)}) nor a notes or metadata file "
+                    f"it leaves alone ({', '.join(IGNORED_SUFFIXES + IGNORED_NAMES)}, hidden files); convert it or "
+                    f"move it out of {folder}"
+                )
             skipped.append(path.name)
             continue
         if path.stem in images:
-            raise DataError(f"{folder}: two images share the name {path.stem!r} "
-                            f"({images[path.stem].name}, {path.name}); names must be unique")
+            raise DataError(
+                f"{folder}: two images share the name {path.stem!r} "
+                f"({images[path.stem].name}, {path.name}); names must be unique"
+            )
         images[path.stem] = path
     if skipped:
         log.info("%s: skipped %d non-image file(s) (%s)", folder, len(skipped), ", ".join(skipped[:SHOWN_NAMES]))
@@ -77,8 +89,10 @@ def check_rgb(path: Path) -> tuple[int, int]:
     """Check an input or target image (8 bits a channel, any colour mode); return its (width, height)."""
     image = read_checked(path)
     if image.mode in DEEP_MODES:
-        raise DataError(f"{path}: mode {image.mode} has more than 8 bits a channel, which would clip to white "
-                        f"as RGB; save inputs and targets as 8-bit images (masks may keep such modes)")
+        raise DataError(
+            f"{path}: mode {image.mode} has more than 8 bits a channel, which would clip to white "
+            f"as RGB; save inputs and targets as 8-bit images (masks may keep such modes)"
+        )
     return image.size
 
 
@@ -86,12 +100,14 @@ def check_mask(path: Path, num_classes: int) -> tuple[int, int]:
     """Check a class-id mask file (single channel, every id < ``num_classes``); return its (width, height)."""
     mask = read_checked(path)
     if mask.mode not in MASK_MODES:
-        raise DataError(f"{path}: mask has mode {mask.mode}; expected one channel of class ids "
-                        f"(mode {' or '.join(MASK_MODES)})")
+        raise DataError(
+            f"{path}: mask has mode {mask.mode}; expected one channel of class ids (mode {' or '.join(MASK_MODES)})"
+        )
     highest = int(np.asarray(mask).max())
     if highest >= num_classes:
-        raise DataError(f"{path}: class id {highest} found, but num_classes is {num_classes} "
-                        f"(ids must be 0..{num_classes - 1})")
+        raise DataError(
+            f"{path}: class id {highest} found, but num_classes is {num_classes} (ids must be 0..{num_classes - 1})"
+        )
     return mask.size
 
 

@@ -28,18 +28,26 @@ def carve(names: list[str], seed: int, parts: tuple[str, ...], folder: Path) -> 
     and "train" (the rest); each list sorted. Fewer items than splits to fill is a DataError."""
     names = sorted(names)
     if len(names) < len(parts) + 1:
-        raise DataError(f"{folder}: {len(names)} item(s), too few to carve a {' and a '.join(parts)} split from "
-                        f"(at least {len(parts) + 1} needed); add a {' and a '.join(parts)} folder or more items")
+        raise DataError(
+            f"{folder}: {len(names)} item(s), too few to carve a {' and a '.join(parts)} split from "
+            f"(at least {len(parts) + 1} needed); add a {' and a '.join(parts)} folder or more items"
+        )
     share = max(1, round(len(names) * CARVE_FRACTION))
     order = np.random.default_rng(seed).permutation(len(names))
-    dealt = {part: order[i * share:(i + 1) * share] for i, part in enumerate(parts)}
-    dealt["train"] = order[len(parts) * share:]
+    dealt = {part: order[i * share : (i + 1) * share] for i, part in enumerate(parts)}
+    dealt["train"] = order[len(parts) * share :]
     key = (str(folder), seed, len(names), parts)
     if key not in _announced:
         _announced.add(key)
-        log.info("%s: no %s split; carved %s from its %d items (seed %d); %d left for train", folder,
-                 " or ".join(parts), " and ".join(f"{share} as {part}" for part in parts), len(names), seed,
-                 len(dealt["train"]))
+        log.info(
+            "%s: no %s split; carved %s from its %d items (seed %d); %d left for train",
+            folder,
+            " or ".join(parts),
+            " and ".join(f"{share} as {part}" for part in parts),
+            len(names),
+            seed,
+            len(dealt["train"]),
+        )
     return {split: sorted(names[i] for i in indices) for split, indices in dealt.items()}
 
 

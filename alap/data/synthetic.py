@@ -11,8 +11,8 @@ import os
 import shutil
 import tempfile
 import zlib
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 from PIL import Image
@@ -92,8 +92,10 @@ def _check_args(task: str, image_size: int, counts: dict[str, int]) -> None:
 def _check_replaceable(root: Path) -> None:
     """Refuse to replace a folder that is not a previous generation: it may hold someone's real data."""
     if root.exists() and (not root.is_dir() or (any(root.iterdir()) and not (root / "manifest.json").is_file())):
-        raise FileExistsError(f"{root} exists and is not a synthetic dataset (no manifest.json); "
-                              "refusing to replace it: remove it or point the task's root elsewhere")
+        raise FileExistsError(
+            f"{root} exists and is not a synthetic dataset (no manifest.json); "
+            "refusing to replace it: remove it or point the task's root elsewhere"
+        )
 
 
 def _swap_in(built: Path, root: Path) -> None:
@@ -107,8 +109,9 @@ def _swap_in(built: Path, root: Path) -> None:
         os.replace(built, root)
 
 
-def generate_task(task: str, root: str | os.PathLike, image_size: int, n_train: int, n_val: int, n_test: int,
-                  seed: int) -> dict:
+def generate_task(
+    task: str, root: str | os.PathLike, image_size: int, n_train: int, n_val: int, n_test: int, seed: int
+) -> dict:
     """Write synthetic task ``task`` into ``root`` (replacing a previous generation) and return its manifest.
 
     The manifest (also written as ``root/manifest.json``) records task, layout, image size, seed, samples

@@ -31,7 +31,7 @@ SYNTHETIC_TASKS: dict[str, TaskInfo] = {
         input_nc=NUM_CLASSES,
         output_nc=3,
         mirrors="segmentation mask -> face (CelebAMask-HQ, pix2pix U-Net): an 8-class face parsing mask "
-                "(background, skin, hair, eyes, brows, nose, mouth, ears) rendered into a shaded face",
+        "(background, skin, hair, eyes, brows, nose, mouth, ears) rendered into a shaded face",
     ),
     "face2cartoon": TaskInfo(
         layout="paired",
@@ -40,7 +40,7 @@ SYNTHETIC_TASKS: dict[str, TaskInfo] = {
         input_nc=3,
         output_nc=3,
         mirrors="face -> cartoon (paired face/cartoon folders, pix2pix U-Net): a shaded face restyled with "
-                "flat region colours and dark outlines",
+        "flat region colours and dark outlines",
     ),
     "horse2zebra": TaskInfo(
         layout="unpaired",
@@ -49,6 +49,6 @@ SYNTHETIC_TASKS: dict[str, TaskInfo] = {
         input_nc=3,
         output_nc=3,
         mirrors="horse -> zebra (CycleGAN, ResNet generator, unpaired): plain-coated animals to striped ones, "
-                "with the striped version of each test horse kept aside as hidden ground truth",
+        "with the striped version of each test horse kept aside as hidden ground truth",
     ),
 }

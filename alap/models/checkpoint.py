@@ -79,8 +79,10 @@ def _read(path: Path, map_location: str | torch.device) -> dict[str, Any]:
     if not isinstance(obj, dict) or obj.get("format") != FORMAT:
         hint = ""
         if isinstance(obj, dict) and obj and all(isinstance(v, torch.Tensor) for v in obj.values()):
-            hint = ("; it looks like a bare state dict (e.g. a reference latest_net_G.pth): import it first "
-                    "(alap import-generator)")
+            hint = (
+                "; it looks like a bare state dict (e.g. a reference latest_net_G.pth): import it first "
+                "(alap import-generator)"
+            )
         found = obj.get("format") if isinstance(obj, dict) else type(obj).__name__
         raise ValueError(f"{path}: not an alap checkpoint (expected format {FORMAT!r}, found {found!r}){hint}")
     for key, kind in (("arch", dict), ("state_dict", dict), ("meta", dict)):

@@ -20,8 +20,8 @@ from typing import Any
 import torch
 from torch import nn
 
-from alap.models.arch import build_generator
 from alap.io import load_weights
+from alap.models.arch import build_generator
 from alap.models.checkpoint import FORMAT, save_checkpoint
 
 log = logging.getLogger(__name__)
@@ -84,7 +84,7 @@ def read_generator_state(pth: str | os.PathLike, key: str | None = None) -> dict
     if not _is_state_dict(obj):
         raise ValueError(f"{path}{f' [{key!r}]' if key is not None else ''}: {_describe(obj)}")
     if all(name.startswith("module.") for name in obj):
-        obj = {name[len("module."):]: value for name, value in obj.items()}
+        obj = {name[len("module.") :]: value for name, value in obj.items()}
     return dict(obj)
 
 
@@ -122,16 +122,31 @@ def _arch(kind: str, convs: list[torch.Tensor], norm: str, affine: bool) -> dict
         if levels < 2:
             raise ValueError(f"holds {n} convs after a 4x4 first conv; a U-Net generator has 2 * num_downs >= 4")
         up_out = [convs[2 * levels - 1 - i].shape[1] for i in range(levels)]
-        return {"kind": "unet", "input_nc": convs[0].shape[1], "output_nc": up_out[0], "num_downs": levels, **common,
-                "widths": {"down": [convs[i].shape[0] for i in range(levels)], "up": up_out[1:]}}
+        return {
+            "kind": "unet",
+            "input_nc": convs[0].shape[1],
+            "output_nc": up_out[0],
+            "num_downs": levels,
+            **common,
+            "widths": {"down": [convs[i].shape[0] for i in range(levels)], "up": up_out[1:]},
+        }
     blocks = (n - 6) // 2  # stem, 2 down-convs, 2 per residual block, 2 up-convs, output conv
     if blocks < 1:
         raise ValueError(f"holds {n} convs after a 7x7 first conv; a ResNet generator has 6 + 2 * n_blocks >= 8")
-    up1, up2, out = convs[3 + 2 * blocks: 6 + 2 * blocks]
-    return {"kind": "resnet", "input_nc": convs[0].shape[1], "output_nc": out.shape[0], "n_blocks": blocks, **common,
-            "widths": {"encoder": [convs[0].shape[0], convs[1].shape[0]], "trunk": convs[2].shape[0],
-                       "blocks": [convs[3 + 2 * i].shape[0] for i in range(blocks)],
-                       "decoder": [up1.shape[1], up2.shape[1]]}}
+    up1, up2, out = convs[3 + 2 * blocks : 6 + 2 * blocks]
+    return {
+        "kind": "resnet",
+        "input_nc": convs[0].shape[1],
+        "output_nc": out.shape[0],
+        "n_blocks": blocks,
+        **common,
+        "widths": {
+            "encoder": [convs[0].shape[0], convs[1].shape[0]],
+            "trunk": convs[2].shape[0],
+            "blocks": [convs[3 + 2 * i].shape[0] for i in range(blocks)],
+            "decoder": [up1.shape[1], up2.shape[1]],
+        },
+    }
 
 
 def _skeleton(arch: dict[str, Any]) -> nn.Module:
@@ -170,8 +185,9 @@ def _align(groups: _Groups, model: nn.Module) -> dict[str, torch.Tensor]:
     if len(theirs) > len(ours):  # _arch never reads more convs than the file has, so only the file can be longer
         source, tensors = theirs[len(ours)]
         attr, tensor = next(iter(tensors.items()))
-        raise ValueError(f"matching stopped at {_key(source, attr)} {tuple(tensor.shape)}: alap's generator ends "
-                         "before it")
+        raise ValueError(
+            f"matching stopped at {_key(source, attr)} {tuple(tensor.shape)}: alap's generator ends before it"
+        )
     return state
 
 
@@ -200,8 +216,10 @@ def match_generator(
     first_key, first = _key(convs[0][0], "weight"), convs[0][1]
     found_kind = {(7, 7): "resnet", (4, 4): "unet"}.get(tuple(first.shape[2:]))
     if found_kind is None:
-        raise ValueError(f"matching stopped at {first_key} {tuple(first.shape)}: "
-                         "alap expected the first conv of a ResNet (7x7) or a U-Net (4x4) generator")
+        raise ValueError(
+            f"matching stopped at {first_key} {tuple(first.shape)}: "
+            "alap expected the first conv of a ResNet (7x7) or a U-Net (4x4) generator"
+        )
     _check("kind", kind, found_kind, f"first conv {first_key} is {first.shape[2]}x{first.shape[3]}")
     _check("norm", norm, found_norm, f"{'' if found_norm == 'batch' else 'no '}norm running statistics")
     _check("norm_affine", norm_affine, found_affine, f"{'' if found_affine else 'no '}norm weights")
@@ -212,10 +230,13 @@ def match_generator(
     arch["dropout"] = next(d for d in (shown, dropout, _DEFAULT_DROPOUT[found_kind]) if d is not None)
     aligned = _align(groups, _skeleton(arch))
     if shown is None and dropout is None:
-        log.warning("dropout has no weights and the key names do not show it: assumed dropout=%s (the reference "
-                    "%s default); if it was trained otherwise, pass dropout (alap import-generator --%sdropout)",
-                    arch["dropout"], {"unet": "pix2pix", "resnet": "CycleGAN"}[found_kind],
-                    "no-" if arch["dropout"] else "")
+        log.warning(
+            "dropout has no weights and the key names do not show it: assumed dropout=%s (the reference "
+            "%s default); if it was trained otherwise, pass dropout (alap import-generator --%sdropout)",
+            arch["dropout"],
+            {"unet": "pix2pix", "resnet": "CycleGAN"}[found_kind],
+            "no-" if arch["dropout"] else "",
+        )
     return arch, aligned
 
 

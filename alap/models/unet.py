@@ -29,7 +29,7 @@ class UnetSkipConnectionBlock(nn.Module):
         down_nc: int,
         up_in_nc: int,
         up_nc: int,
-        submodule: "UnetSkipConnectionBlock | None",
+        submodule: UnetSkipConnectionBlock | None,
         *,
         outermost: bool,
         innermost: bool,
@@ -76,7 +76,7 @@ class UnetSkipConnectionBlock(nn.Module):
         return self.model[3 if self.outermost or self.innermost else 5]
 
     @property
-    def submodule(self) -> "UnetSkipConnectionBlock | None":
+    def submodule(self) -> UnetSkipConnectionBlock | None:
         if self.innermost:
             return None
         return self.model[1 if self.outermost else 3]
