@@ -427,7 +427,6 @@ def test_pipeline_flow_end_to_end(harness, mlflow_store, tmp_path):
     tasks = ["seg2face", "face2cartoon", "horse2zebra"]  # the report stage depends on every built-in task
     for name in ["alap", "stages", "configs"]:
         shutil.copytree(REPO / name, tmp_path / name, ignore=shutil.ignore_patterns("__pycache__"))
-    shutil.copytree(REPO / "tests" / "data", tmp_path / "tests" / "data")
     shutil.copy(REPO / "dvc.yaml", tmp_path / "dvc.yaml")
     write_params(tmp_path / "params.yaml", tiny_params(tmp_path, tasks, sparsities=[0.5]))
     import subprocess
