@@ -163,7 +163,7 @@ def _resume(state_path: Path, state: dict[str, Stateful]) -> tuple[int, list[dic
             STATE_FORMAT,
         )
         return 0, [], 0.0
-    missing = (set(state) - set(saved["states"])) | ({"wall_s"} - set(saved))
+    missing = set(state) - set(saved["states"])
     if missing:
         raise ValueError(f"resume checkpoint {state_path} lacks state for {sorted(missing)}; delete it to start over")
     for name, obj in state.items():

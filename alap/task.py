@@ -95,7 +95,7 @@ class Task:
                 f"{self.params.layout!r}{classes} needs {channels[0]} to {channels[1]}"
             )
         factor = 2 ** arch["num_downs"] if arch["kind"] == "unet" else 4
-        smallest = min(self.image_size, self.crop_size)
+        smallest = self.crop_size  # never above image_size (config checks it)
         if smallest % factor:
             raise ValueError(
                 f"{source}: a {arch['kind']} generator of this depth needs image sides divisible by "

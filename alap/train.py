@@ -19,7 +19,7 @@ from alap.data.batches import endless_batches
 from alap.device import resolve_device
 from alap.gan_aux import aux_archs, build_aux, save_aux
 from alap.loop import fit, params_key
-from alap.metrics.baselines import generator_psnr, mean_image_psnr
+from alap.metrics.baselines import psnr_vs_mean_image
 from alap.models import build_generator, save_checkpoint
 from alap.objectives import Objective, make_objective
 from alap.paths import TaskPaths
@@ -95,12 +95,7 @@ def train_teacher(params: Params, task_name: str, paths: TaskPaths | None = None
     save_checkpoint(paths.teacher, generator, arch, meta)
     save_aux(paths.teacher_aux, task_name, aux_archs(task, arch, params), aux)
 
-    psnr_test = psnr_mean = None
-    if task.params.paired or task.params.source == "synthetic":
-        test_set = task.dataset("test", for_eval=True)
-        train_targets = task.dataset("train", for_eval=True).real_targets()  # whole images, like the test split
-        psnr_test = generator_psnr(generator, test_set, device)
-        psnr_mean = mean_image_psnr(train_targets, test_set)
+    psnr_test, psnr_mean = psnr_vs_mean_image(task, generator, device) or (None, None)
     result = TrainResult(steps=total, wall_s=round(fitted.wall_s, 1), psnr_test=psnr_test, psnr_mean_image=psnr_mean)
     io.write_json(
         paths.train_metrics,

@@ -1,16 +1,21 @@
 """PSNR of a generator and of the mean-image predictor on a paired split.
 
 The mean-image predictor (always output the average training target) is the floor any useful generator must
-clear; the train stage reports both so a badly trained teacher is visible before compression starts.
+clear; the train and import stages report both so a poor teacher is visible before compression starts.
 """
 
 from __future__ import annotations
+
+from typing import TYPE_CHECKING
 
 import torch
 from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
 from alap.metrics.pixel import psnr
+
+if TYPE_CHECKING:
+    from alap.task import Task
 
 
 @torch.no_grad()
@@ -36,3 +41,13 @@ def mean_image_psnr(train_set: Dataset, test_set: Dataset, batch_size: int = 64)
     mean_image = total / count
     scores = [psnr(mean_image.expand_as(b["B"]), b["B"]) for b in DataLoader(test_set, batch_size=batch_size)]
     return float(torch.cat(scores).mean())
+
+
+def psnr_vs_mean_image(task: Task, generator: nn.Module, device: torch.device) -> tuple[float, float] | None:
+    """``task``'s test PSNR of ``generator`` and of the mean training target, or None when its test inputs have
+    no ground truth (real unpaired data, input images alone). Trained and imported teachers report it alike."""
+    if not (task.params.paired or task.params.source == "synthetic"):
+        return None
+    test_set = task.dataset("test", for_eval=True)
+    train_targets = task.dataset("train", for_eval=True).real_targets()  # whole images, like the test split
+    return generator_psnr(generator, test_set, device), mean_image_psnr(train_targets, test_set)

@@ -8,7 +8,7 @@ from alap import io
 from alap.config import Params
 from alap.device import resolve_device
 from alap.gan_aux import save_aux
-from alap.metrics.baselines import generator_psnr, mean_image_psnr
+from alap.metrics.baselines import psnr_vs_mean_image
 from alap.models import arch_of, save_checkpoint
 from alap.models.reference import import_generator
 from alap.paths import TaskPaths
@@ -46,12 +46,11 @@ def import_teacher(params: Params, task_name: str, paths: TaskPaths | None = Non
         **{k: v for k, v in meta.items() if k != "task"},
         "reverse_file": None if spec.reverse is None else str(spec.reverse),
     }
-    if task.params.paired:
-        device = resolve_device(params.device)
-        test_set = task.dataset("test", for_eval=True)
-        record["psnr_test"] = generator_psnr(teacher.to(device), test_set, device)
-        record["psnr_mean_image"] = mean_image_psnr(task.dataset("train", for_eval=True).real_targets(), test_set)
-        teacher.cpu()
+    device = resolve_device(params.device)
+    baseline = psnr_vs_mean_image(task, teacher.to(device), device)
+    teacher.cpu()
+    if baseline is not None:
+        record["psnr_test"], record["psnr_mean_image"] = baseline
     save_checkpoint(
         paths.teacher, teacher, arch_of(teacher), {**meta, "role": "teacher", "image_size": task.image_size}
     )
