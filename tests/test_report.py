@@ -349,3 +349,28 @@ def test_cost_notes_give_teacher_quality_and_compression_time(reports: Path, tmp
     _write(models / "horse2zebra" / "train_metrics.json", ["not", "an", "object"])
     with pytest.raises(ValueError, match="horse2zebra/train_metrics.json: expected a JSON object"):
         build_report(reports, ["seg2face", "horse2zebra"], models)
+
+
+def test_cost_notes_of_an_imported_teacher(tmp_path: Path) -> None:
+    """An imported teacher was not trained here: the notes name its file and give compression times in seconds."""
+    from alap.paths import TaskPaths
+    from alap.report.costs import compression_note, teacher_note
+    from alap.report.tables import ModelReport
+
+    paths = TaskPaths("own", models=tmp_path / "models", reports=tmp_path / "reports")
+    assert "the teacher's training time and quality are unknown" in teacher_note(paths)
+    paths.model_dir.mkdir(parents=True)
+    source = {"source_file": "latest_net_G.pth", "source_sha256": "ab" * 32, "psnr_test": 20.0, "psnr_mean_image": 12.5}
+    paths.teacher_source.write_text(json.dumps(source))
+    note = teacher_note(paths)
+    assert note.startswith("Teacher: imported from latest_net_G.pth (sha256 abababababab…)")
+    assert note.endswith("; test PSNR 20.00 dB vs 12.50 dB for the mean training image (+7.50 dB).")
+    paths.condense_report.parent.mkdir(parents=True)
+    paths.condense_report.write_text(json.dumps({"wall_s": 100.0}))
+    (paths.model_dir / "s0.5").mkdir()
+    for name, wall in (("prune_report.json", 5.0), ("distill_report.json", 60.0)):
+        (paths.model_dir / "s0.5" / name).write_text(json.dumps({"wall_s": wall}))
+    reports = [ModelReport("own", "s0.5", paths.model_dir / "s0.5", None, None)]
+    assert compression_note(paths, reports) == (
+        "Compression time (condense once, then prune + distill per student): s0.5 165 s."
+    )

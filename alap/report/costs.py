@@ -21,28 +21,35 @@ def _optional(path: Path) -> dict[str, Any] | None:
 
 
 def teacher_note(paths: TaskPaths) -> str:
-    """Steps, wall time and test PSNR against the mean-image predictor (the floor any generator must beat)."""
-    train = _optional(paths.train_metrics)
-    if train is None:
+    """Where the teacher came from (training steps and time, or the imported file) and its test PSNR against the
+    mean-image predictor (the floor any generator must beat)."""
+    train, source = _optional(paths.train_metrics), _optional(paths.teacher_source)
+    if train is not None:
+        note, quality = f"Teacher: {train['steps']} steps in {train['wall_s']:.0f} s", train
+    elif source is not None:
+        note, quality = (
+            f"Teacher: imported from {source['source_file']} (sha256 {source['source_sha256'][:12]}…)",
+            source,
+        )
+    else:
         return f"No {paths.train_metrics}: the teacher's training time and quality are unknown."
-    note = f"Teacher: {train['steps']} steps in {train['wall_s']:.0f} s"
-    if train.get("psnr_test") is not None and train.get("psnr_mean_image") is not None:
+    if quality.get("psnr_test") is not None and quality.get("psnr_mean_image") is not None:
         note += (
-            f"; test PSNR {train['psnr_test']:.2f} dB vs {train['psnr_mean_image']:.2f} dB for the mean "
-            f"training image ({train['psnr_test'] - train['psnr_mean_image']:+.2f} dB)"
+            f"; test PSNR {quality['psnr_test']:.2f} dB vs {quality['psnr_mean_image']:.2f} dB for the mean "
+            f"training image ({quality['psnr_test'] - quality['psnr_mean_image']:+.2f} dB)"
         )
     return note + "."
 
 
 def compression_note(paths: TaskPaths, reports: list[ModelReport]) -> str | None:
-    """Each student's compression wall time (the shared condense, then its own prune and distill) as a ratio of
-    the teacher's training time; None when the task has no students."""
+    """Each student's compression wall time (the shared condense, then its own prune and distill), as a ratio of
+    the teacher's training time where the teacher was trained here; None when the task has no students."""
     students = [r.model for r in reports if r.model not in (TEACHER, CONDENSED)]
     if not students:
         return None
     train, condense = _optional(paths.train_metrics), _optional(paths.condense_report)
-    if train is None or condense is None:
-        missing = paths.train_metrics if train is None else paths.condense_report
+    if condense is None or (train is None and not paths.teacher_source.is_file()):
+        missing = paths.condense_report if condense is None else paths.train_metrics
         return f"No {missing}: compression time vs teacher training is unknown."
     parts = []
     for name in students:
@@ -51,12 +58,11 @@ def compression_note(paths: TaskPaths, reports: list[ModelReport]) -> str | None
             parts.append(f"{name} ?")
             continue
         wall = condense["wall_s"] + prune["wall_s"] + distill["wall_s"]
-        parts.append(f"{name} {wall / train['wall_s']:.2f}x ({wall:.0f} s)")
-    return (
-        "Compression time vs teacher training (condense once, then prune + distill per student): "
-        + ", ".join(parts)
-        + "."
-    )
+        parts.append(
+            f"{name} {wall:.0f} s" if train is None else f"{name} {wall / train['wall_s']:.2f}x ({wall:.0f} s)"
+        )
+    versus = "" if train is None else " vs teacher training"
+    return f"Compression time{versus} (condense once, then prune + distill per student): " + ", ".join(parts) + "."
 
 
 def cost_notes(models_dir: Path, reports_dir: Path, task: str, reports: list[ModelReport]) -> list[str]:
