@@ -118,8 +118,6 @@ class TaskParams(Strict):
             raise ValueError("give exactly one of `arch` (train a teacher) and `teacher` (import a file)")
         if self.layout == "images" and self.teacher is None:
             raise ValueError("layout 'images' has no targets to train a teacher on: name a `teacher` file")
-        if self.crop_size is not None and self.load_size is not None and self.crop_size > self.load_size:
-            raise ValueError(f"crop_size ({self.crop_size}) must not exceed load_size ({self.load_size})")
         return self
 
     @property
@@ -336,10 +334,13 @@ class Params(Strict):
                 raise ValueError(
                     f"tasks.{name}: source 'synthetic' needs a built-in task name, one of {sorted(SYNTHETIC_TASKS)}"
                 )
+            if self.crop_size(name) > self.load_size(name):  # checked here, where an unset load_size is resolved
+                raise ValueError(
+                    f"tasks.{name}.crop_size ({self.crop_size(name)}) must not exceed its load_size "
+                    f"({self.load_size(name)}; default data.image_size)"
+                )
         if any(self.tasks[t].arch == "unet" for t in self.run_tasks):
-            smallest = min(
-                min(self.load_size(t), self.crop_size(t)) for t in self.run_tasks if self.tasks[t].arch == "unet"
-            )
+            smallest = min(self.crop_size(t) for t in self.run_tasks if self.tasks[t].arch == "unet")
             if 2**self.model.unet.num_downs > smallest:
                 raise ValueError(
                     f"model.unet.num_downs={self.model.unet.num_downs} halves {smallest}-pixel "

@@ -56,6 +56,8 @@ def test_params_yaml_is_a_valid_profile():
             "layout 'images' has no targets to train a teacher on",
         ),
         (lambda d: d.update(run_tasks=["seg2face"]), "dvc: does not match tasks and run_tasks"),
+        (lambda d: d["tasks"]["seg2face"].update(crop_size=128), "tasks.seg2face.crop_size (128) must not exceed"),
+        (lambda d: d["tasks"]["seg2face"].update(load_size=64, crop_size=96), "its load_size (64"),
         (lambda d: d["promote"].update(max_p50_ms=0), "promote.max_p50_ms"),
         (lambda d: d["promote"].update(max_fid_ratio=float("inf")), "promote.max_fid_ratio"),
         (lambda d: d["promote"].update(device="cpu t2"), "promote.device"),
