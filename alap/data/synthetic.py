@@ -19,10 +19,10 @@ from PIL import Image
 
 from alap.data.animals import render_animal, sample_animal
 from alap.data.faces import draw_face, render_cartoon, render_face
+from alap.data.splits import SPLITS
 from alap.data.tasks import SYNTHETIC_TASKS
 from alap.io import write_json
 
-SPLITS = ("train", "val", "test")
 MIN_IMAGE_SIZE = 32  # below this, eyes and legs are a pixel or less
 FORMAT = "alap-synthetic/1"
 Writer = Callable[[Path, str, int, int, int], list[str]]

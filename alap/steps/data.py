@@ -5,12 +5,11 @@ from __future__ import annotations
 import logging
 
 from alap.config import Params
+from alap.data.splits import SPLITS
 from alap.data.synthetic import generate_task
 from alap.task import Task
 
 log = logging.getLogger(__name__)
-
-SPLITS = ("train", "val", "test")
 
 
 def prepare_data(params: Params, task_name: str) -> None:
