@@ -6,7 +6,7 @@ BIN := $(abspath $(VENV)/bin)
 STAMP := $(VENV)/.installed
 export PATH := $(BIN):$(PATH)
 
-.PHONY: install weights demo lint test test-slow clean-outputs
+.PHONY: install weights demo ui lint test test-slow
 
 $(STAMP): requirements.txt pyproject.toml
 	test -x $(PY) || python3 -m venv $(VENV)
@@ -22,9 +22,15 @@ install: $(STAMP)
 weights: install
 	alap weights
 
+# The Prefect pipeline flow: dvc repro (only what is stale), MLflow logging into mlflow.db, registry, promotion,
+# and a short summary. Without PREFECT_API_URL, Prefect starts a temporary local server for the run.
 demo: install
-	dvc repro
-	dvc metrics show
+	$(PY) -m flows.pipeline
+
+# The MLflow UI on the embedded store and the Prefect UI (its database keeps every flow run); Ctrl-C stops both.
+ui: install
+	$(VENV)/bin/mlflow ui --backend-store-uri sqlite:///$(CURDIR)/mlflow.db --host 127.0.0.1 --port 5000 & \
+	trap "kill $$!" EXIT INT TERM; PREFECT_API_URL= $(VENV)/bin/prefect server start --host 127.0.0.1 --port 4200
 
 lint: install
 	$(VENV)/bin/ruff check .

@@ -124,10 +124,13 @@ def cmd_weights(args: argparse.Namespace) -> None:
 
 
 def cmd_report(args: argparse.Namespace) -> None:
+    from alap.metrics.names import LatencyKey
     from alap.report.build import build_report
 
     io.check_output(args.reports, folder=True)
-    written = build_report(args.reports, _params(args).run_tasks, args.models)
+    params = _params(args)
+    gate = LatencyKey(params.promote.device, params.promote.backend)
+    written = build_report(args.reports, params.run_tasks, gate, args.models)
     print("\n".join(str(p) for p in written.values()))
 
 

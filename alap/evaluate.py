@@ -67,7 +67,8 @@ def evaluate_model(
     against_teacher = not task.params.has_targets
     fake_features, teacher_features = [], []
     scores = {"lpips": [], "lpips_teacher": [], "psnr": [], "psnr_teacher": [], "ssim": []}
-    grid: list[list[torch.Tensor]] = [[], [], [], []]
+    labels = ["input", "teacher", model_name, *(["target"] if task.params.has_targets else [])]
+    grid: list[list[torch.Tensor]] = [[] for _ in labels]
     shown = 0
     loader = DataLoader(test_set, batch_size=params.evaluate.batch_size)
     for batch in tqdm(
@@ -89,7 +90,7 @@ def evaluate_model(
             scores["ssim"].append(ssim(fake, target).cpu())
         if shown < params.evaluate.grid_rows:
             take = slice(0, params.evaluate.grid_rows - shown)
-            for column, images in zip(grid, [inputs, reference, fake, target if target is not None else fake]):
+            for column, images in zip(grid, [inputs, reference, fake, target]):  # no target: three columns
                 column.append(images[take].cpu())
             shown += inputs[take].shape[0]
 
@@ -124,7 +125,7 @@ def evaluate_model(
             "weights": {"fid": inception.provenance, "lpips": lpips.provenance},
         },
     }
-    save_grid([torch.cat(c) for c in grid], out_dir / "grid.png")
+    save_grid([torch.cat(c) for c in grid], labels, out_dir / "grid.png")
     io.write_json(out_dir / "metrics.json", metrics)
     log.info(
         "%s/%s: fid%s %.2f, lpips %s, psnr %s, psnr_teacher %.2f, %.3f GMACs",

@@ -18,6 +18,7 @@ import json
 import math
 import os
 from dataclasses import dataclass
+from typing import Any
 
 from alap.config import PromoteParams
 from alap.metrics.names import LatencyKey
@@ -62,6 +63,22 @@ class Candidate:
     def passed(self) -> bool:
         return not self.failures
 
+    def fid_limit(self, gates: PromoteParams) -> float | None:
+        return None if self.teacher_fid is None else gates.max_fid_ratio * self.teacher_fid
+
+    def gate_record(self, gates: PromoteParams) -> dict[str, Any]:
+        """The values this candidate showed each gate, the limits, and the verdict (a version tag, as JSON)."""
+        return {
+            latency_key(gates): self.p50_ms,
+            "max_p50_ms": gates.max_p50_ms,
+            "fid": self.fid,
+            "teacher_fid": self.teacher_fid,
+            "max_fid": self.fid_limit(gates),
+            "lpips_teacher": self.lpips_teacher,
+            "max_lpips_teacher": gates.max_lpips_teacher,
+            "verdict": "pass" if self.passed else "; ".join(map(str, self.failures)),
+        }
+
 
 @dataclass(frozen=True)
 class PromotionResult:
@@ -85,6 +102,28 @@ class PromotionResult:
             verdict = "pass" if c.passed else "; ".join(map(str, c.failures))
             lines.append(f"  v{c.version} {c.run_name}: {verdict}")
         return "\n".join(lines)
+
+    def markdown(self, gates: PromoteParams) -> str:
+        """The outcome as a table: each gate's threshold in the header, each candidate's values and verdict."""
+        limits = f"max_fid_ratio {gates.max_fid_ratio:g} x teacher FID"
+        head = [
+            f"**{self.model}** on {self.device}/{self.backend}, prefer {self.prefer}: "
+            + (f"champion **v{self.champion.version}** ({self.champion.run_name})" if self.champion else "no champion"),
+            "",
+            f"| version | run | p50 ms (<= {gates.max_p50_ms:g}) | FID (<= limit; {limits}) | FID limit "
+            f"| LPIPS to teacher (<= {gates.max_lpips_teacher:g}) | verdict |",
+            "|---|---|---:|---:|---:|---:|---|",
+        ]
+        rows = [
+            f"| v{c.version} | {c.run_name} | {_shown(c.p50_ms)} | {_shown(c.fid)} | {_shown(c.fid_limit(gates))} "
+            f"| {_shown(c.lpips_teacher)} | {'pass' if c.passed else '; '.join(map(str, c.failures))} |"
+            for c in self.candidates
+        ]
+        return "\n".join(head + rows)
+
+
+def _shown(value: float | None) -> str:
+    return "missing" if value is None else f"{value:.4g}"
 
 
 def latency_key(gates: PromoteParams) -> str:
@@ -116,25 +155,16 @@ def promote(
 
     siblings: dict[str, list[RunRecord]] = {}
     candidates = tuple(_judge(gates, version, tracker, siblings) for version in versions)
+    for candidate in candidates:  # every version shows what the gates saw, not only the winner
+        tracker.set_version_tags(
+            model, candidate.version, {f"alap.gates.{device}": json.dumps(candidate.gate_record(gates), sort_keys=True)}
+        )
     passing = [c for c in candidates if c.passed]
     if not passing:
         return PromotionResult(model, device, backend, prefer, candidates, None, changed=False)
 
     champion = min(passing, key=_quality_order if prefer == "quality" else _speed_order)
-    evidence = json.dumps(
-        {
-            "backend": backend,
-            "prefer": prefer,
-            latency_key(gates): champion.p50_ms,
-            "max_p50_ms": gates.max_p50_ms,
-            "fid": champion.fid,
-            "teacher_fid": champion.teacher_fid,
-            "max_fid": gates.max_fid_ratio * champion.teacher_fid,
-            "lpips_teacher": champion.lpips_teacher,
-            "max_lpips_teacher": gates.max_lpips_teacher,
-        },
-        sort_keys=True,
-    )
+    evidence = json.dumps({"backend": backend, "prefer": prefer, **champion.gate_record(gates)}, sort_keys=True)
     changed = False
     for alias in (CHAMPION, f"{device}-champion"):
         if tracker.alias_version(model, alias) != champion.version:

@@ -25,6 +25,7 @@ from alap.objectives import Objective, make_objective
 from alap.paths import TaskPaths
 from alap.seeding import seeded
 from alap.task import Task
+from alap.timing import stage_times
 
 log = logging.getLogger(__name__)
 
@@ -99,7 +100,12 @@ def train_teacher(params: Params, task_name: str, paths: TaskPaths | None = None
     result = TrainResult(steps=total, wall_s=round(fitted.wall_s, 1), psnr_test=psnr_test, psnr_mean_image=psnr_mean)
     io.write_json(
         paths.train_metrics,
-        {"task": task_name, **result.__dict__, "psnr_gain_db": None if psnr_test is None else psnr_test - psnr_mean},
+        {
+            "task": task_name,
+            **result.__dict__,
+            "psnr_gain_db": None if psnr_test is None else psnr_test - psnr_mean,
+            **stage_times(fitted.wall_s),
+        },
     )
     log.info("%s teacher: %s", task_name, result)
     return result

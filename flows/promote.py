@@ -13,12 +13,33 @@ from __future__ import annotations
 import argparse
 from collections.abc import Sequence
 
-from prefect import flow, get_run_logger
+from prefect import flow, get_run_logger, task
 from prefect.artifacts import create_markdown_artifact
+from prefect.cache_policies import NO_CACHE
 
 from alap.cli import add_gate_flags, gate_overrides
-from alap.config import load_params
+from alap.config import PromoteParams, load_params
 from alap.promote import promote
+
+
+@task(name="promote", task_run_name="promote-{task_name}", cache_policy=NO_CACHE)
+def promote_task(task_name: str, gates: PromoteParams, project_dir: str = ".") -> dict:
+    """Promote one task's registered students; the outcome (each gate's limit, each candidate's values) becomes a
+    markdown artifact ``promotion-<task>``. Returns the champion's version and run name (None when none passes)."""
+    result = promote(task_name, gates, project_dir=project_dir)
+    get_run_logger().info("%s", result.report())
+    create_markdown_artifact(
+        result.markdown(gates),
+        key=f"promotion-{task_name}".lower().replace("_", "-"),
+        description=f"promotion of alap-{task_name} on {gates.device}/{gates.backend}",
+    )
+    return {
+        "model": result.model,
+        "changed": result.changed,
+        "champion": result.champion.version if result.champion else None,
+        "champion_run": result.champion.run_name if result.champion else None,
+        "passed": [c.version for c in result.candidates if c.passed],
+    }
 
 
 @flow(name="alap-promote")
@@ -36,7 +57,6 @@ def promote_flow(
     """Promote per task (default: params.yaml's run_tasks); returns per task the champion version (or None).
 
     A gate left None keeps the params file's ``promote`` value; the others are validated like that section."""
-    logger = get_run_logger()
     params = load_params(params_path)
     gates = params.promote.with_overrides(
         device=device,
@@ -46,23 +66,7 @@ def promote_flow(
         max_lpips_teacher=max_lpips_teacher,
         prefer=prefer,
     )
-    outcome = {}
-    for task_name in tasks or params.run_tasks:
-        result = promote(task_name, gates, project_dir=project_dir)
-        report = result.report()
-        logger.info("%s", report)
-        create_markdown_artifact(
-            f"```\n{report}\n```",
-            key=f"promotion-{task_name}".lower().replace("_", "-"),
-            description=f"promotion of alap-{task_name} on {gates.device}/{gates.backend}",
-        )
-        outcome[task_name] = {
-            "model": result.model,
-            "changed": result.changed,
-            "champion": result.champion.version if result.champion else None,
-            "passed": [c.version for c in result.candidates if c.passed],
-        }
-    return outcome
+    return {task_name: promote_task(task_name, gates, project_dir) for task_name in tasks or params.run_tasks}
 
 
 def main(argv: Sequence[str] | None = None) -> None:

@@ -23,16 +23,18 @@ from typing import Any
 
 import yaml
 from prefect import flow, get_run_logger
+from prefect.artifacts import create_table_artifact
 from prefect.task_runners import TaskRunner, ThreadPoolTaskRunner
 from pydantic import ValidationError
 
 import flows.tasks as flows_tasks
 from alap import io
 from alap.config import Params, ParamsError, load_params
+from alap.metrics.names import LatencyKey
 from alap.paths import DEFAULT_TORCH_HOME, TaskPaths, point_name
 from alap.report.tables import TEACHER
 from alap.tracking.client import Tracker
-from alap.tracking.runs import SweepPointRun, log_sweep_task
+from alap.tracking.runs import ModelOutputs, SweepPointRun, log_sweep_task, report_metrics
 from flows.tasks import (
     compress_point_task,
     condense_run_task,
@@ -217,7 +219,39 @@ def sweep_grid(
         )
     if track:
         _track(grid, results, name, Path(project_dir))
+    _publish_points(grid, results, name)
     return results
+
+
+def _publish_points(grid: SweepGrid, results: list[dict], name: str) -> None:
+    """Each point's headline numbers in the flow run's log and as a table artifact ``<name>-points`` (the
+    latency on the device promotion gates on), so the run page shows what the sweep found."""
+    logger = get_run_logger()
+    gate = LatencyKey(grid.base.promote.device, grid.base.promote.backend)
+    rows = []
+    for point, result in zip(grid.points, results):
+        measured = report_metrics(ModelOutputs.of(point.paths, point.point_dir.name))["metrics"]
+        row = {
+            "task": point.task,
+            "point": point.name,
+            "sparsity_weight": point.weight,
+            "sparsity": point.sparsity,
+            "gmacs": measured.get("gmacs"),
+            "fid": measured.get("fid"),
+            "lpips_teacher": measured.get("lpips_teacher"),
+            f"p50_ms {gate.device}/{gate.backend}": measured.get(gate.p50),
+            "registered_version": result.get("version"),
+        }
+        logger.info(
+            "%s",
+            ", ".join(
+                f"{key} {value:.4g}" if isinstance(value, float) else f"{key} {value}" for key, value in row.items()
+            ),
+        )
+        rows.append(row)
+    create_table_artifact(
+        rows, key=f"{name}-points".lower().replace("_", "-"), description=f"the points of sweep {name}"
+    )
 
 
 def _track(grid: SweepGrid, results: list[dict], name: str, project_dir: Path) -> None:

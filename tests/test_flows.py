@@ -5,6 +5,7 @@ retry behaviour, and the deployments."""
 
 from __future__ import annotations
 
+import json
 import os
 import socket
 import sys
@@ -151,6 +152,12 @@ def check_sweep(results: list[dict], tracker: Tracker, sweep_name: str, workdir:
         assert run.parent_id == parent.info.run_id
         assert {"fid", "lpips", "lpips_teacher", "gmacs", P50} <= set(run.metrics)
         assert run.params["condense.sparsity_weight"] == str(WEIGHT)
+        assert float(run.params["sparsity"]) in SPARSITIES and "tasks.face2cartoon.layout" not in run.params
+        result = next(r for r in results if f"w{WEIGHT:g}-{point_name(r['sparsity'])}" == name)
+        assert (run.start_time, run.end_time) == (
+            pytest.approx(result["started"], abs=0.002),
+            pytest.approx(result["ended"], abs=0.002),
+        )
         artifacts = {a.path for a in tracker.client.list_artifacts(run.run_id)}
         assert {"params.yaml", "metrics.json", "grid.png", "model.onnx"} <= artifacts
     versions = [
@@ -168,7 +175,7 @@ def point_runs(tracker: Tracker, sweep_name: str) -> list:
 
 def overlapping(runs) -> bool:
     """Whether the two points' recorded [started, ended] intervals intersect, i.e. they ran concurrently."""
-    (a0, a1), (b0, b1) = [(float(r.tags["alap.point.started"]), float(r.tags["alap.point.ended"])) for r in runs]
+    (a0, a1), (b0, b1) = [(r.start_time, r.end_time) for r in runs]  # the points' own times, not the logging's
     return a0 < b1 and b0 < a1
 
 
@@ -281,6 +288,70 @@ def _git_dvc(cwd: Path, *argv: str) -> None:
     command = [str(dvc_executable()), *argv[1:]] if argv[0] == "dvc" else list(argv)
     result = subprocess.run(command, cwd=cwd, capture_output=True, text=True)
     assert result.returncode == 0, f"{' '.join(argv)} failed:\n{result.stdout}\n{result.stderr}"
+
+
+def test_pipeline_tracking_summarizes_dedupes_and_promotes(thread_sweep, mlflow_store, workdir, params_file, tmp_path):
+    """The pipeline's MLflow part on a DVC-layout project made of the thread sweep's outputs: one child per model
+    with its branch's params and numeric sparsity and its stages' real times, students not registered twice (the
+    sweep already registered these weights), a champion, and a parent run that carries the task summary."""
+    import shutil
+    from datetime import datetime
+
+    from alap.metrics.names import LatencyKey
+    from alap.report.build import build_report
+    from flows.pipeline import terminal_summary, track_outputs
+
+    project = tmp_path / "project"
+    for source in ("teacher", f"w{WEIGHT:g}"):
+        for part in ("models", "reports"):
+            shutil.copytree(workdir / "threads" / TASK / source / part, project / part, dirs_exist_ok=True)
+    base = load_params(params_file)
+    gates = base.promote.with_overrides(device="cpu-t1", max_p50_ms=1e6, max_fid_ratio=1e6, max_lpips_teacher=1e6)
+    params = base.model_copy(update={"promote": gates})
+    build_report(project / "reports", [TASK], LatencyKey("cpu-t1", "onnxruntime"), project / "models")
+
+    outcome = track_outputs(params, str(project), str(params_file))
+
+    parent_id = outcome["mlflow"][TASK]["parent_id"]
+    children = {r.name: r for r in mlflow_store.child_runs(parent_id)}
+    assert set(children) == {"teacher", "s0.5", "s0.75"}
+    assert "sparsity" not in children["teacher"].params and "condense.steps" not in children["teacher"].params
+    for sparsity in SPARSITIES:
+        run = children[point_name(sparsity)]
+        assert float(run.params["sparsity"]) == sparsity and run.params["tasks.seg2face.layout"] == "mask_image"
+        distill = json.loads((project / "models" / TASK / point_name(sparsity) / "distill_report.json").read_text())
+        assert run.end_time == pytest.approx(datetime.fromisoformat(distill["finished_at"]).timestamp(), abs=0.01)
+        assert 0 < run.end_time - run.start_time < 120  # prune + distill of a tiny point, not the logging time
+        sweep_version = next(
+            v
+            for v in mlflow_store.model_versions(registered_model_name(TASK))
+            if v.tags.get("alap.run_name") == f"w{WEIGHT:g}-{point_name(sparsity)}"
+            and v.run_id in {r.run_id for r in point_runs(mlflow_store, "threads")}
+        )
+        assert run.tags["alap.registered_version"] == f"{registered_model_name(TASK)}/{sweep_version.version}"
+        assert sweep_version.tags[f"alap.also_logged_by.{run.run_id}"] == point_name(sparsity)
+        assert f"alap.gates.{gates.device}" in mlflow_store.model_versions(registered_model_name(TASK))[0].tags
+    registered_runs = {v.run_id for v in mlflow_store.model_versions(registered_model_name(TASK))}
+    assert not registered_runs & {r.run_id for r in children.values()}  # the same weights: no new versions
+
+    champion = outcome["promotion"][TASK]["champion"]
+    assert champion is not None
+    assert mlflow_store.alias_version(registered_model_name(TASK), "champion") == champion
+    description = mlflow_store.client.get_model_version(registered_model_name(TASK), str(champion)).description
+    gate = f"p50 on {base.promote.device}/{base.promote.backend}"  # the sweep registered it, with the base gates
+    assert description.startswith(f"{TASK} s0.") and "GMACs" in description and gate in description
+
+    parent = mlflow_store.run(parent_id)
+    assert parent.tags["alap.best_by"] == "champion"  # the champion was first registered by the sweep's run
+    assert outcome["promotion"][TASK]["champion_run"] == f"w{WEIGHT:g}-{parent.tags['alap.best_student']}"
+    assert "fid" in parent.metrics and P50 in parent.metrics
+    artifacts = {a.path for a in mlflow_store.client.list_artifacts(parent_id)}
+    assert {"index.html", "summary.md", f"{TASK}_pareto_gmacs.png", f"{TASK}_pareto_latency.png"} <= artifacts
+
+    shown = terminal_summary(outcome, params, project).splitlines()
+    assert len(shown) <= 40 and max(map(len, shown)) <= 100
+    champion_line = next(line for line in shown if line.endswith("← champion"))
+    assert champion_line.startswith(parent.tags["alap.best_student"])
 
 
 def test_dvc_push_to_s3_then_pull_into_fresh_clone(thread_sweep, s3, workdir, tmp_path, monkeypatch):

@@ -6,12 +6,14 @@ import json
 import math
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
 from PIL import Image
 
-from alap.metrics.names import METRICS, QUALITY
+from alap.metrics.names import METRICS, QUALITY, LatencyKey
 from alap.report.build import build_report
+from alap.report.headline import WIDTH, headline_rows, render
 from alap.report.plots import PLOTTED, gmacs_figure, pareto_mask
 from alap.report.tables import load_task, summary_frame
 
@@ -25,6 +27,7 @@ MODELS = {
     "s0.75": (0.75, 0.25, 33.0, 0.25),
 }
 NO_LATENCY = {"condensed"}
+GATE = LatencyKey("cpu-t1", "onnxruntime")  # the device promotion gates on: the headline's p50 and speed-up
 
 
 def _metrics(task: str, model: str, paired: bool) -> dict:
@@ -109,7 +112,7 @@ def reports(tmp_path: Path) -> Path:
 def built(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str, Path]]:
     """One full build shared by the tests that only read its outputs (rendering plots is the slow part)."""
     root = _make_reports(tmp_path_factory.mktemp("reports"))
-    return root, build_report(root, ["seg2face", "horse2zebra"])
+    return root, build_report(root, ["seg2face", "horse2zebra"], GATE)
 
 
 def test_summary_csv_columns_rows_and_ratios(built: tuple[Path, dict[str, Path]]) -> None:
@@ -232,7 +235,7 @@ def test_rows_without_fid_get_the_teacher_referenced_columns(reports: Path) -> N
             ssim=None,
         )
         path.write_text(json.dumps(data))
-    written = build_report(reports, ["seg2face"])
+    written = build_report(reports, ["seg2face"], GATE)
     frame = pd.read_csv(written["summary_csv"])
     assert list(frame.columns[3:12]) == [
         "fid",
@@ -258,7 +261,7 @@ def test_rows_without_fid_get_the_teacher_referenced_columns(reports: Path) -> N
 def test_task_without_any_latency_still_builds(reports: Path) -> None:
     for path in (reports / "horse2zebra").glob("*/latency.json"):
         path.unlink()
-    written = build_report(reports, ["horse2zebra"])
+    written = build_report(reports, ["horse2zebra"], GATE)
     frame = pd.read_csv(written["summary_csv"])
     assert not any(c.startswith(("latency.", "speedup.")) for c in frame.columns)
     with Image.open(written["horse2zebra_pareto_latency"]) as image:
@@ -270,7 +273,7 @@ def test_task_without_metrics_names_the_missing_file(reports: Path) -> None:
     for path in (reports / "horse2zebra").glob("*/metrics.json"):
         path.unlink()
     with pytest.raises(FileNotFoundError, match=r"horse2zebra/teacher/metrics\.json"):
-        build_report(reports, ["seg2face", "horse2zebra"])
+        build_report(reports, ["seg2face", "horse2zebra"], GATE)
     assert not (reports / "summary.csv").exists(), "nothing may be written when an input is missing"
     with pytest.raises(FileNotFoundError, match=r"nowhere/teacher/metrics\.json"):
         load_task(reports, "nowhere")
@@ -279,7 +282,7 @@ def test_task_without_metrics_names_the_missing_file(reports: Path) -> None:
 def test_missing_teacher_leaves_ratios_empty(reports: Path) -> None:
     (reports / "seg2face" / "teacher" / "metrics.json").unlink()
     (reports / "seg2face" / "teacher" / "latency.json").unlink()
-    written = build_report(reports, ["seg2face"])
+    written = build_report(reports, ["seg2face"], GATE)
     frame = pd.read_csv(written["summary_csv"])
     assert "teacher" not in set(frame["model"])
     assert frame["macs_reduction"].isna().all() and frame.filter(like="speedup.").isna().all().all()
@@ -301,13 +304,13 @@ def test_malformed_input_names_the_file(reports: Path, file: str, content: str, 
     path = reports / "seg2face" / "s0.90" / file
     path.write_text(content)
     with pytest.raises(ValueError, match=message) as err:
-        build_report(reports, ["seg2face"])
+        build_report(reports, ["seg2face"], GATE)
     assert str(path) in str(err.value)
 
 
 def test_bad_task_list() -> None:
     with pytest.raises(ValueError, match="distinct task names"):
-        build_report(Path("."), ["a", "a"])
+        build_report(Path("."), ["a", "a"], GATE)
 
 
 def test_pareto_mask_directions() -> None:
@@ -339,7 +342,7 @@ def test_cost_notes_give_teacher_quality_and_compression_time(reports: Path, tmp
         _write(models / "seg2face" / point / "prune_report.json", {"wall_s": 10.0})
         _write(models / "seg2face" / point / "distill_report.json", {"wall_s": distill_s})
     (models / "seg2face" / "s0.90" / "distill_report.json").unlink()  # an unfinished point is marked, not hidden
-    md = build_report(reports, ["seg2face", "horse2zebra"], models)["summary_md"].read_text()
+    md = build_report(reports, ["seg2face", "horse2zebra"], GATE, models)["summary_md"].read_text()
     assert "Teacher: 800 steps in 200 s; test PSNR 29.50 dB vs 15.00 dB for the mean training image (+14.50 dB)." in md
     assert (
         "Compression time vs teacher training (condense once, then prune + distill per student): "
@@ -348,7 +351,7 @@ def test_cost_notes_give_teacher_quality_and_compression_time(reports: Path, tmp
     assert f"No {models / 'horse2zebra' / 'train_metrics.json'}: the teacher's training time" in md
     _write(models / "horse2zebra" / "train_metrics.json", ["not", "an", "object"])
     with pytest.raises(ValueError, match="horse2zebra/train_metrics.json: expected a JSON object"):
-        build_report(reports, ["seg2face", "horse2zebra"], models)
+        build_report(reports, ["seg2face", "horse2zebra"], GATE, models)
 
 
 def test_cost_notes_of_an_imported_teacher(tmp_path: Path) -> None:
@@ -374,3 +377,49 @@ def test_cost_notes_of_an_imported_teacher(tmp_path: Path) -> None:
     assert compression_note(paths, reports) == (
         "Compression time (condense once, then prune + distill per student): s0.5 165 s."
     )
+
+
+def test_headline_metrics_are_a_few_numbers_per_model_on_the_gate_device(built):
+    root, written = built
+    headline = json.loads((root / "headline" / "seg2face" / "s0.75.json").read_text())
+    teacher_p50 = 20.0 * 2  # cpu-t1/onnxruntime is the second device: base_ms * 2
+    assert headline == {
+        "fid": 33.0,
+        "lpips_teacher": pytest.approx(33.0 / 200),
+        "macs_x": pytest.approx(2.0 / 0.25),
+        "p50_ms": pytest.approx(teacher_p50 * 0.25),
+        "psnr": pytest.approx(50 - 33.0 / 2),
+        "speedup": pytest.approx(4.0),
+    }
+    condensed = json.loads((root / "headline" / "seg2face" / "condensed.json").read_text())
+    assert condensed["p50_ms"] is None and condensed["speedup"] is None  # never profiled: null, not a guess
+    assert sorted(p.name for p in (root / "headline" / "horse2zebra").iterdir()) == sorted(f"{m}.json" for m in MODELS)
+    assert all(path.is_file() for name, path in written.items() if name.startswith("headline:"))
+
+
+def test_terminal_summary_fits_100_columns_and_marks_the_champion(built):
+    root, _ = built
+    frame = pd.read_csv(root / "summary.csv")
+    text = render(headline_rows(frame, GATE), GATE, {"seg2face": "s0.75", "horse2zebra": None})
+    lines = text.splitlines()
+    assert max(map(len, lines)) <= WIDTH
+    assert any(line.startswith("s0.75") and line.endswith("← champion") for line in lines)
+    assert "horse2zebra: p50 on cpu-t1/onnxruntime, batch 1; no student passes the promotion gates" in lines
+    teacher = next(line for line in lines if line.startswith("teacher"))
+    assert "40" in teacher and "1.00" in teacher  # p50 40 ms, speed-up 1.00
+
+
+def test_image_grid_columns_are_labelled(tmp_path: Path):
+    import torch
+
+    from alap.report.grid import save_grid
+
+    columns = [torch.full((2, 3, 64, 64), value) for value in (-1.0, 0.0, 1.0)]
+    save_grid(columns, ["input", "teacher", "s0.9"], tmp_path / "grid.png")
+    image = np.asarray(Image.open(tmp_path / "grid.png").convert("L"))
+    header = image[: image.shape[0] - 2 * 66 - 2]  # above two 64-pixel rows with 2-pixel padding
+    assert header.shape[0] >= 11
+    for col in range(3):  # dark label pixels above every column, on the white header
+        assert (header[:, 2 + col * 66 : 66 + col * 66] < 128).any()
+    with pytest.raises(ValueError, match="3 grid columns need as many labels"):
+        save_grid(columns, ["input"], tmp_path / "bad.png")

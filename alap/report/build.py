@@ -14,7 +14,9 @@ import pandas as pd
 from matplotlib.figure import Figure
 
 from alap.io import atomic_path, write_text
+from alap.metrics.names import LatencyKey
 from alap.report.costs import cost_notes
+from alap.report.headline import headline_rows, write_headlines
 from alap.report.html import TaskSection, render_page
 from alap.report.plots import gmacs_figure, latency_figure, pareto_data
 from alap.report.tables import ModelReport, display_table, load_task, markdown_summary, summary_frame, task_notes
@@ -48,8 +50,11 @@ def _relative(path: Path, start: Path) -> str:
     return Path(os.path.relpath(path, start)).as_posix()
 
 
-def build_report(reports_dir: Path, tasks: list[str], models_dir: Path | None = None) -> dict[str, Path]:
-    """Write summary.csv, summary.md, per-task Pareto plots and data, and index.html under ``reports_dir``.
+def build_report(
+    reports_dir: Path, tasks: list[str], gate: LatencyKey, models_dir: Path | None = None
+) -> dict[str, Path]:
+    """Write summary.csv, summary.md, per-task Pareto plots and data, index.html, and the headline metrics (p50 and
+    speed-up on ``gate``, the device promotion gates on) under ``reports_dir``.
 
     With ``models_dir`` (the stages' ``models/``), each task's notes also give the teacher's training time and
     test PSNR and each student's compression time relative to it.
@@ -93,6 +98,8 @@ def build_report(reports_dir: Path, tasks: list[str], models_dir: Path | None = 
             )
         )
 
+    for path in write_headlines(reports_dir, headline_rows(frame, gate)):
+        written[f"headline:{path.parent.name}/{path.stem}"] = path
     written["index_html"] = reports_dir / "index.html"
     write_text(written["index_html"], render_page(sections))
     log.info("report for %s written to %s", ", ".join(tasks), reports_dir)

@@ -1,4 +1,5 @@
-"""Image grids people look at instead of numbers: one row per test image, columns input | teacher | model | target."""
+"""Image grids people look at instead of numbers: one row per test image, labelled columns input | teacher | model |
+target."""
 
 from __future__ import annotations
 
@@ -6,9 +7,11 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from PIL import Image
+from PIL import Image, ImageDraw, ImageFont
 
 from alap import io
+
+_LABEL_PX = 11  # label height in pixels: readable above 64-pixel tiles
 
 # A fixed, high-contrast palette for label maps (class id -> RGB); enough for CelebAMask-HQ's 19 classes.
 _PALETTE = (
@@ -51,15 +54,27 @@ def to_rgb(images: torch.Tensor) -> torch.Tensor:
     return _PALETTE.to(images.device)[ids].permute(0, 3, 1, 2)
 
 
-def save_grid(columns: list[torch.Tensor], path: Path, pad: int = 2) -> None:
-    """Write a PNG whose rows are samples and whose columns are the given (N,C,H,W) batches, side by side."""
+def save_grid(columns: list[torch.Tensor], labels: list[str], path: Path, pad: int = 2) -> None:
+    """Write a PNG whose rows are samples and whose columns are the given (N,C,H,W) batches, side by side, each
+    under its label (a header row in Pillow's built-in font, cut to the column's width)."""
+    if len(labels) != len(columns):
+        raise ValueError(f"{len(columns)} grid columns need as many labels, got {labels}")
     tiles = [to_rgb(c.detach().float().cpu()) for c in columns]
     n, _, h, w = tiles[0].shape
-    canvas = torch.ones(3, n * (h + pad) + pad, len(tiles) * (w + pad) + pad)
+    font = ImageFont.load_default(size=_LABEL_PX)
+    header = _LABEL_PX + 2 * pad
+    canvas = torch.ones(3, header + n * (h + pad) + pad, len(tiles) * (w + pad) + pad)
     for col, batch in enumerate(tiles):
         for row in range(n):
-            y, x = pad + row * (h + pad), pad + col * (w + pad)
+            y, x = header + row * (h + pad), pad + col * (w + pad)
             canvas[:, y : y + h, x : x + w] = batch[row]
     pixels = ((canvas.clamp(-1, 1) + 1) * 127.5).round().byte().permute(1, 2, 0).numpy()
+    image = Image.fromarray(np.ascontiguousarray(pixels))
+    draw = ImageDraw.Draw(image)
+    for col, label in enumerate(labels):
+        x = pad + col * (w + pad)
+        while label and draw.textlength(label, font=font) > w:
+            label = label[:-1]
+        draw.text((x + (w - draw.textlength(label, font=font)) / 2, pad), label, fill=(0, 0, 0), font=font)
     with io.atomic_path(path) as tmp:
-        Image.fromarray(np.ascontiguousarray(pixels)).save(tmp, format="PNG")
+        image.save(tmp, format="PNG")

@@ -17,6 +17,7 @@ from alap.models import arch_of, save_checkpoint
 from alap.objectives import make_objective
 from alap.paths import TaskPaths
 from alap.task import Task
+from alap.timing import stage_times
 
 log = logging.getLogger(__name__)
 
@@ -57,7 +58,7 @@ def condense_task(params: Params, task_name: str, paths: TaskPaths | None = None
     # The wall time goes to the report only: in the checkpoint it would change the bytes of identical weights
     # on every rerun, and DVC would rerun every prune stage downstream.
     save_checkpoint(paths.condensed, result.model, result.arch, meta)
-    report = {**meta, "wall_s": round(result.wall_s, 1)}
+    report = {**meta, **stage_times(result.wall_s)}
     io.write_json(paths.condense_report, report)
     log.info(
         "condensed %s in %.0f s: %d of %d channels below threshold %g",

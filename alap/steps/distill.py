@@ -17,6 +17,7 @@ from alap.loop import params_key
 from alap.models import arch_of, save_checkpoint
 from alap.paths import TaskPaths
 from alap.task import Task
+from alap.timing import stage_times
 
 TEACHER_FILES = {"condensed": "condensed", "original": "teacher"}
 
@@ -60,7 +61,7 @@ def distill_point(
         "task": task_name,
         "sparsity": sparsity,
         "teacher": choice,
-        "wall_s": round(result.wall_s, 1),
+        **stage_times(result.wall_s),
         "best_step": result.best_step,
         "val_psnr_best": result.best_psnr,
         "val_psnr_before": result.start_psnr,

@@ -12,6 +12,7 @@ from alap.device import resolve_device
 from alap.models import arch_of, save_checkpoint
 from alap.paths import TaskPaths
 from alap.task import Task
+from alap.timing import stage_times
 
 
 def prune_point(params: Params, task_name: str, sparsity: float, out_dir: Path, paths: TaskPaths | None = None) -> dict:
@@ -26,7 +27,7 @@ def prune_point(params: Params, task_name: str, sparsity: float, out_dir: Path, 
     condensed, _ = task.load_generator(paths.condensed, device)
     started = time.perf_counter()
     result = prune(condensed, arch_of(condensed), settings, task.example_inputs(device))
-    report = {**result.report, "sparsity": sparsity, "wall_s": round(time.perf_counter() - started, 2)}
+    report = {**result.report, "sparsity": sparsity, **stage_times(time.perf_counter() - started)}
     save_checkpoint(
         out_dir / "pruned.pt",
         result.student,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import time
 
 from alap import io
 from alap.config import Params
@@ -13,6 +14,7 @@ from alap.models import arch_of, save_checkpoint
 from alap.models.reference import import_generator
 from alap.paths import TaskPaths
 from alap.task import Task
+from alap.timing import stage_times
 
 log = logging.getLogger(__name__)
 
@@ -20,6 +22,7 @@ log = logging.getLogger(__name__)
 def import_teacher(params: Params, task_name: str, paths: TaskPaths | None = None) -> dict:
     """The ``import@<task>`` step: the task's teacher file becomes ``teacher.pt`` (and CycleGAN's reverse
     generator, when given, ``teacher_aux.pt``), as if ``train@<task>`` had trained them; nothing is trained."""
+    started = time.perf_counter()
     task = Task.from_params(params, task_name)
     spec = task.params.teacher
     if spec is None:
@@ -55,7 +58,7 @@ def import_teacher(params: Params, task_name: str, paths: TaskPaths | None = Non
         paths.teacher, teacher, arch_of(teacher), {**meta, "role": "teacher", "image_size": task.image_size}
     )
     save_aux(paths.teacher_aux, task_name, archs, aux)
-    io.write_json(paths.teacher_source, record)
+    io.write_json(paths.teacher_source, {**record, **stage_times(time.perf_counter() - started)})
     log.info(
         "imported %s as the %s teacher (%s)%s",
         spec.checkpoint,

@@ -37,6 +37,8 @@ PIPELINE_TAG = "alap.pipeline_id"
 PARENT_ENV = "ALAP_PARENT_RUN_ID"
 WEIGHTS_TAG = "alap.weights_sha256"
 PARENT_TAG = "mlflow.parentRunId"
+REGISTERED_TAG = "alap.registered_version"
+ALSO_LOGGED_TAG = "alap.also_logged_by"
 
 # MLflow's own HTTP retry defaults (7 retries, backoff factor 2, 120 s timeout) can stall a stage for
 # minutes on a dead server; these bounded defaults apply only where the user has not chosen values.
@@ -68,6 +70,8 @@ class RunRecord:
     metrics: dict[str, float]
     params: dict[str, str]
     tags: dict[str, str]
+    start_time: float | None = None  # Unix seconds
+    end_time: float | None = None
 
 
 @dataclass(frozen=True)
@@ -219,8 +223,16 @@ class Tracker:
         return self.client.create_experiment(name, artifact_location=self.artifact_root)
 
     @_server_guard
-    def parent_run(self, experiment: str, name: str, key: str, tags: Mapping[str, str] | None = None) -> str:
-        """The parent run for one pipeline/sweep, found by ``key`` (tag alap.pipeline_id) or created.
+    def parent_run(
+        self,
+        experiment: str,
+        name: str,
+        key: str,
+        tags: Mapping[str, str] | None = None,
+        start_time: float | None = None,
+    ) -> str:
+        """The parent run for one pipeline/sweep, found by ``key`` (tag alap.pipeline_id) or created (starting at
+        ``start_time``, Unix seconds, when its first model's work started earlier).
 
         A flow that already made its parent exports ALAP_PARENT_RUN_ID and every stage attaches to it.
         DVC runs stages one at a time per workspace, so find-then-create does not race in practice.
@@ -242,11 +254,14 @@ class Tracker:
             return parents[0].info.run_id
         run_tags = {**(tags or {}), PIPELINE_TAG: key}
         _refuse_secrets(run_tags, "tag")
-        return self.client.create_run(experiment_id, tags=run_tags, run_name=name).info.run_id
+        return self.client.create_run(
+            experiment_id, start_time=_ms(start_time), tags=run_tags, run_name=name
+        ).info.run_id
 
     @_server_guard
-    def child_run(self, parent_id: str, name: str) -> str:
-        """The child run ``name`` under the parent, created on first use and reused on every rerun."""
+    def child_run(self, parent_id: str, name: str, start_time: float | None = None) -> str:
+        """The child run ``name`` under the parent, created on first use (starting at ``start_time``, Unix
+        seconds, when the work it records started earlier) and reused on every rerun."""
         parent = self.client.get_run(parent_id)
         experiment_id = parent.info.experiment_id
         hits = self.client.search_runs(
@@ -256,7 +271,9 @@ class Tracker:
         )
         if hits:
             return hits[0].info.run_id
-        return self.client.create_run(experiment_id, tags={PARENT_TAG: parent_id}, run_name=name).info.run_id
+        return self.client.create_run(
+            experiment_id, start_time=_ms(start_time), tags={PARENT_TAG: parent_id}, run_name=name
+        ).info.run_id
 
     @_server_guard
     def log_point(
@@ -267,24 +284,23 @@ class Tracker:
         metrics: Mapping[str, float],
         artifacts: Sequence[str | os.PathLike] = (),
         tags: Mapping[str, str] | None = None,
+        window: tuple[float, float] | None = None,
     ) -> str:
         """Log one model (teacher, condensed, or a sweep point) as a child run; return its run id.
+
+        ``window`` (start, end in Unix seconds) is when the stages that made the model ran: the run's start and
+        end time, so that its duration in the UI is the work's, not the logging's.
 
         ``params`` may be nested (flattened to dotted keys); metric names may contain dots and dashes
         (``latency.cpu-t2.onnxruntime.bs1.p50_ms``). A rerun with the same values writes nothing new;
         a rerun with *different* params is refused, because it is a different pipeline configuration
         and belongs under a different parent.
         """
-        missing = [str(p) for p in artifacts if not Path(p).exists()]
-        if missing:
-            raise FileNotFoundError(f"artifacts to log for run '{name}' do not exist: {', '.join(missing)}")
+        _check_artifacts(artifacts, f"run '{name}'")
+        _checked(metrics, tags)  # refused before the run is made
         flat = flatten(params)
-        tag_values = {key: str(value) for key, value in (tags or {}).items()}
         _refuse_secrets(flat, "param")
-        _refuse_secrets(tag_values, "tag")
-        values = {key: _metric_value(key, value) for key, value in metrics.items()}
-
-        run_id = self.child_run(parent_id, name)
+        run_id = self.child_run(parent_id, name, None if window is None else window[0])
         logged = self.client.get_run(run_id).data
         changed = {k: (logged.params[k], v) for k, v in flat.items() if k in logged.params and logged.params[k] != v}
         if changed:
@@ -292,29 +308,44 @@ class Tracker:
                 f"run '{name}' under parent {parent_id} already has different params {changed}: "
                 "changed params need a new parent (pipeline key)"
             )
-        now = int(time.time() * 1000)
         new_params = [Param(k, v) for k, v in flat.items() if k not in logged.params]
+        for start in range(0, len(new_params), _BATCH):
+            self.client.log_batch(run_id, params=new_params[start : start + _BATCH])
+        self.log_to_run(run_id, metrics, artifacts, tags)
+        self.client.set_terminated(run_id, "FINISHED", end_time=None if window is None else _ms(window[1]))
+        return run_id
+
+    @_server_guard
+    def log_to_run(
+        self,
+        run_id: str,
+        metrics: Mapping[str, float] | None = None,
+        artifacts: Sequence[str | os.PathLike] = (),
+        tags: Mapping[str, str] | None = None,
+    ) -> None:
+        """Add metrics, artifacts (files, or folders under their own name) and tags to an existing run (a child's,
+        or a parent's task summary); values already logged are not written again."""
+        _check_artifacts(artifacts, f"run {run_id}")
+        values, tag_values = _checked(metrics, tags)
+        logged = self.client.get_run(run_id).data
+        now = int(time.time() * 1000)
         new_metrics = [Metric(k, v, now, 0) for k, v in values.items() if not _same(logged.metrics.get(k), v)]
         new_tags = [RunTag(k, v) for k, v in tag_values.items() if logged.tags.get(k) != v]
-        for start in range(0, max(len(new_params), len(new_metrics), len(new_tags)), _BATCH):
+        for start in range(0, max(len(new_metrics), len(new_tags)), _BATCH):
             self.client.log_batch(
-                run_id,
-                metrics=new_metrics[start : start + _BATCH],
-                params=new_params[start : start + _BATCH],
-                tags=new_tags[start : start + _BATCH],
+                run_id, metrics=new_metrics[start : start + _BATCH], tags=new_tags[start : start + _BATCH]
             )
         for item in map(Path, artifacts):
             if item.is_dir():
                 self.client.log_artifacts(run_id, str(item), artifact_path=item.name)
             else:
                 self.client.log_artifact(run_id, str(item))
-        self.client.set_terminated(run_id, "FINISHED")
-        return run_id
 
     @_server_guard
-    def finish_run(self, run_id: str, status: str = "FINISHED") -> None:
-        """Close a parent run once its last child is logged (children close themselves)."""
-        self.client.set_terminated(run_id, status)
+    def finish_run(self, run_id: str, status: str = "FINISHED", window: tuple[float, float] | None = None) -> None:
+        """Close a parent run once its last child is logged (children close themselves); with ``window``, the end
+        time is the work's (its start was set when the run was made)."""
+        self.client.set_terminated(run_id, status, end_time=None if window is None else _ms(window[1]))
 
     @_server_guard
     def run(self, run_id: str) -> RunRecord:
@@ -337,8 +368,10 @@ class Tracker:
         input_example: np.ndarray,
         registered_name: str,
         tags: Mapping[str, str] | None = None,
+        description: str | None = None,
     ) -> int:
-        """Log a generator as an MLflow model, register it, and return the version number.
+        """Log a generator as an MLflow model, register it with a one-line ``description``, and return the
+        version number.
 
         Format: ``pt2`` (torch.export). MLflow 3.17 refuses to unpickle models unless
         MLFLOW_ALLOW_PICKLE_DESERIALIZATION is set, and a pickled module only loads where alap's
@@ -348,7 +381,9 @@ class Tracker:
         batch-1 example is doubled before export: torch.export fixes size-1 dimensions as constants,
         and a batch of 2 keeps the batch dimension dynamic. Spatial size stays fixed to the example.
 
-        Idempotent: a version already registered from this run with the same weights is returned.
+        Weights already registered (by this run or by another: a sweep and a pipeline that trained the same
+        student) are not registered again: that version is returned, and tagged with this run
+        (``alap.also_logged_by.<run id>``) while the run is tagged with the version (``alap.registered_version``).
         """
         example = np.asarray(input_example, dtype=np.float32)
         if example.ndim != 4:
@@ -358,13 +393,19 @@ class Tracker:
         cpu_model = copy.deepcopy(model).to("cpu").eval()
         digest = weights_digest(cpu_model)
         for version in self.model_versions(registered_name):
-            if version.run_id == run_id and version.tags.get(WEIGHTS_TAG) == digest:
+            if version.tags.get(WEIGHTS_TAG) == digest:
+                if version.run_id != run_id:
+                    run_name = self.client.get_run(run_id).info.run_name
+                    self.set_version_tags(registered_name, version.version, {f"{ALSO_LOGGED_TAG}.{run_id}": run_name})
+                    self.client.set_tag(run_id, REGISTERED_TAG, f"{registered_name}/{version.version}")
                 return version.version
         version_tags = {**(tags or {}), WEIGHTS_TAG: digest}
         _refuse_secrets(version_tags, "tag")
         # The run must be the *active* one: given only run_id=, MLflow files the logged model under the
         # Default experiment, whose artifact root is ./mlruns in the caller's working directory.
-        # Leaving the block marks the run FINISHED, the state log_point leaves children in anyway.
+        # Leaving the block marks the run FINISHED, the state log_point leaves children in anyway, but also stamps
+        # its end time with now: the end log_point set (when the work ended) is put back below.
+        end_time = self.client.get_run(run_id).info.end_time
         with _fluent_uri(self.uri), mlflow.start_run(run_id=run_id):
             info = mlflow.pytorch.log_model(
                 cpu_model,
@@ -374,9 +415,13 @@ class Tracker:
                 registered_model_name=registered_name,
                 pip_requirements=[f"torch=={torch.__version__.split('+')[0]}"],  # skips slow inference
             )
+        self.client.set_terminated(run_id, "FINISHED", end_time=end_time)
         version = int(info.registered_model_version)
         for key, value in version_tags.items():
             self.client.set_model_version_tag(registered_name, str(version), key, value)
+        if description:
+            self.client.update_model_version(registered_name, str(version), description=description)
+        self.client.set_tag(run_id, REGISTERED_TAG, f"{registered_name}/{version}")
         return version
 
     @_server_guard
@@ -416,6 +461,26 @@ class Tracker:
                 self.client.set_model_version_tag(name, str(version), key, value)
 
 
+def _ms(seconds: float | None) -> int | None:
+    """Unix seconds as MLflow's milliseconds."""
+    return None if seconds is None else int(seconds * 1000)
+
+
+def _check_artifacts(artifacts: Sequence[str | os.PathLike], what: str) -> None:
+    missing = [str(p) for p in artifacts if not Path(p).exists()]
+    if missing:
+        raise FileNotFoundError(f"artifacts to log for {what} do not exist: {', '.join(missing)}")
+
+
+def _checked(
+    metrics: Mapping[str, Any] | None, tags: Mapping[str, Any] | None
+) -> tuple[dict[str, float], dict[str, str]]:
+    """Metrics as floats and tags as strings, refusing non-numbers and anything that looks like a credential."""
+    tag_values = {key: str(value) for key, value in (tags or {}).items()}
+    _refuse_secrets(tag_values, "tag")
+    return {key: _metric_value(key, value) for key, value in (metrics or {}).items()}, tag_values
+
+
 def _metric_value(key: str, value: Any) -> float:
     try:
         return float(value)
@@ -435,4 +500,6 @@ def _record(run) -> RunRecord:
         metrics=dict(run.data.metrics),
         params=dict(run.data.params),
         tags=dict(run.data.tags),
+        start_time=None if run.info.start_time is None else run.info.start_time / 1000,
+        end_time=None if run.info.end_time is None else run.info.end_time / 1000,
     )

@@ -19,6 +19,7 @@ tracking failure never costs one.
 from __future__ import annotations
 
 import csv
+import json
 import logging
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -29,12 +30,14 @@ import numpy as np
 import torch
 
 from alap.bench.params import BenchParams
-from alap.config import Params
-from alap.metrics.names import METRICS
+from alap.config import Params, PromoteParams
+from alap.metrics.names import METRICS, LatencyKey
 from alap.models import load_checkpoint
 from alap.paths import TaskPaths
+from alap.report.build import plot_paths
 from alap.report.tables import CONDENSED, GRID_FILE, LATENCY_FILE, METRICS_FILE, TEACHER, load_task
 from alap.task import Task
+from alap.timing import time_window
 from alap.tracking.client import Tracker, registered_model_name
 from alap.tracking.keys import flatten
 from alap.tracking.provenance import git_commit, pipeline_key, provenance_tags
@@ -57,16 +60,94 @@ def experiment_name(task: str) -> str:
 
 @dataclass(frozen=True)
 class ModelOutputs:
-    """Where one model's outputs are: its report directory (metrics, latency, grid, ONNX) and its checkpoint."""
+    """Where one model's outputs are: its report directory (metrics, latency, grid, ONNX), its checkpoint, the
+    reports of the stages that made it (their times become the run's), and a student's sparsity."""
 
     task: str
     model: str
     report_dir: Path
     checkpoint: Path
+    stage_reports: tuple[Path, ...] = ()
+    sparsity: float | None = None
+
+    @classmethod
+    def of(cls, paths: TaskPaths, model: str, report_dir: Path | None = None) -> ModelOutputs:
+        """The outputs of ``model`` (teacher, condensed or a student's point name) in a task's layout."""
+        stage_reports = {
+            TEACHER: (paths.train_metrics, paths.teacher_source),
+            CONDENSED: (paths.condense_report,),
+        }.get(model, (paths.model_dir / model / "prune_report.json", paths.model_dir / model / "distill_report.json"))
+        sparsity = None if model in (TEACHER, CONDENSED) else _sparsity_of(paths.model_dir / model)
+        return cls(
+            paths.task,
+            model,
+            report_dir or paths.report_dir / model,
+            paths.checkpoint(model),
+            stage_reports,
+            sparsity,
+        )
 
     @property
     def is_student(self) -> bool:
         return self.model not in (TEACHER, CONDENSED)
+
+    def window(self) -> tuple[float, float] | None:
+        """When the stages that made the model ran (Unix seconds), from their reports; None when unrecorded."""
+        return time_window(json.loads(path.read_text()) for path in self.stage_reports if path.is_file())
+
+
+def _sparsity_of(point_dir: Path) -> float:
+    """A student's sparsity, as its prune stage recorded it."""
+    report = point_dir / "prune_report.json"
+    if not report.is_file():
+        raise FileNotFoundError(f"{report}: no prune report for the student in {point_dir}")
+    return float(json.loads(report.read_text())["sparsity"])
+
+
+def branch_params(params: Params, outputs: ModelOutputs) -> dict[str, Any]:
+    """The resolved params one model was made and measured with: its task's entry, the sections its stages read
+    (the task's own train overrides applied), and for a student its ``sparsity`` as a number.
+
+    Pipeline and sweep runs log exactly this, so runs of one task compare and filter on the same keys; another
+    task's settings are not a model's params."""
+    task = params.tasks[outputs.task]
+    branch: dict[str, Any] = {
+        "task": outputs.task,
+        "seed": params.seed,
+        "tasks": {outputs.task: task.model_dump(mode="json", exclude_none=True)},
+        "data": {"load_size": params.load_size(outputs.task), "crop_size": params.crop_size(outputs.task)},
+    }
+    if task.source == "synthetic":
+        branch["data"].update(params.data.model_dump(mode="json"))
+    if task.arch is not None:
+        branch["model"] = {
+            task.arch: getattr(params.model, task.arch).model_dump(mode="json"),
+            "discriminator": params.model.discriminator.model_dump(mode="json"),
+        }
+        branch["train"] = params.train_for(outputs.task).model_dump(mode="json")
+    if outputs.model != TEACHER:
+        branch["condense"] = params.condense.model_dump(mode="json")
+    if outputs.is_student:
+        branch["prune"] = params.prune.model_dump(mode="json")
+        branch["distill"] = params.distill.model_dump(mode="json")
+        branch["sparsity"] = outputs.sparsity
+    branch["evaluate"] = params.evaluate.model_dump(mode="json")
+    branch["profile"] = params.profile.model_dump(mode="json")
+    return branch
+
+
+def version_description(outputs: ModelOutputs, metrics: Mapping[str, float], gates: PromoteParams) -> str:
+    """One line for a registered version: what it is and the numbers promotion looks at first."""
+
+    def shown(key: str, form: str, unit: str = "") -> str:
+        return f"{format(metrics[key], form)}{unit}" if key in metrics else "not measured"
+
+    p50 = LatencyKey(gates.device, gates.backend).p50
+    return (
+        f"{outputs.task} {outputs.model}: sparsity {outputs.sparsity:g}, GMACs {shown('gmacs', '.3g')}, "
+        f"FID {shown('fid', '.1f')}, LPIPS to teacher {shown('lpips_teacher', '.3f')}, "
+        f"p50 on {gates.device}/{gates.backend} {shown(p50, '.2f', ' ms')}"
+    )
 
 
 class SweepPointRun(NamedTuple):
@@ -124,13 +205,15 @@ def log_model(
     parent_id: str,
     run_name: str,
     outputs: ModelOutputs,
-    params: Mapping[str, Any],
+    params: Params,
     example: np.ndarray | None = None,
     extra_artifacts: Sequence[Path] = (),
     tags: Mapping[str, str] | None = None,
+    window: tuple[float, float] | None = None,
 ) -> dict[str, Any]:
-    """Log a pipeline's or sweep's model as the child run ``run_name``; register it as ``alap-<task>`` when it is a
-    student.
+    """Log a pipeline's or sweep's model as the child run ``run_name`` with its :func:`branch_params`, starting and
+    ending when its stages did (``window``, default: from its stage reports); register it as ``alap-<task>`` when
+    it is a student.
 
     ``example`` is required for students (the registered model's input signature). Returns the run id and,
     for students, the registered version.
@@ -138,17 +221,17 @@ def log_model(
     found = report_metrics(outputs)
     run_tags = {"alap.task": outputs.task, "alap.model": outputs.model, **(tags or {})}
     run_tags.update(flatten(found["weights"], "alap.weights"))
-    run_id = log_child(
-        tracker,
+    artifacts = [outputs.report_dir / file for file in REPORT_FILES if (outputs.report_dir / file).is_file()]
+    run_id = tracker.log_point(
         parent_id,
         run_name,
-        params,
+        branch_params(params, outputs),
         found["metrics"],
-        outputs.report_dir,
-        extra_artifacts=extra_artifacts,
-        tags=run_tags,
+        [*artifacts, *extra_artifacts],
+        run_tags,
+        window or outputs.window(),
     )
-    logged: dict[str, Any] = {"run_id": run_id, "name": run_name, "metrics": found["metrics"]}
+    logged: dict[str, Any] = {"run_id": run_id, "name": run_name, "model": outputs.model, "metrics": found["metrics"]}
     if outputs.is_student:
         if example is None:
             raise ValueError(f"{outputs.task}/{outputs.model}: a student needs an input example to be registered")
@@ -159,8 +242,30 @@ def log_model(
             example,
             registered_model_name(outputs.task),
             tags={"alap.task": outputs.task, "alap.model": outputs.model, "alap.run_name": run_name},
+            description=version_description(outputs, found["metrics"], params.promote),
         )
     return logged
+
+
+def log_task_summary(
+    tracker: Tracker,
+    parent_id: str,
+    children: Sequence[Mapping[str, Any]],
+    champion_version: int | None,
+    artifacts: Sequence[Path] = (),
+) -> str | None:
+    """Give a task's parent run what a reader looks for first: the report files (``artifacts``) and the metrics
+    of its best student, the champion when promotion chose one of these children, else the lowest FID.
+
+    Returns the best student's run name (None without students)."""
+    students = [child for child in children if "version" in child]
+    champion = [child for child in students if child["version"] == champion_version]
+    best = champion[0] if champion else min(students, key=lambda c: c["metrics"].get("fid", np.inf), default=None)
+    tags = {}
+    if best is not None:
+        tags = {"alap.best_student": best["name"], "alap.best_by": "champion" if champion else "lowest fid"}
+    tracker.log_to_run(parent_id, best["metrics"] if best else {}, [path for path in artifacts if path.exists()], tags)
+    return None if best is None else best["name"]
 
 
 # ----- pipeline -------------------------------------------------------------------------------------------------
@@ -179,13 +284,24 @@ def summary_rows(reports_dir: Path) -> list[dict[str, str]]:
     return rows
 
 
-def _stage_of(model: str, task: str, sparsity: str) -> str:
-    """The DVC stage that produced a model (its dvc.lock entry holds the input hashes tagged on the run)."""
+def _stages_of(params: Params, task: str, model: str, sparsity: float | None) -> list[str]:
+    """The DVC stages that produced a model (their dvc.lock entries hold the input hashes tagged on the run)."""
     if model == TEACHER:
-        return f"train@{task}"
+        return [f"{'import' if params.tasks[task].teacher is not None else 'train'}@{task}"]
     if model == CONDENSED:
-        return f"condense@{task}"
-    return f"distill@{task}-{float(sparsity):g}"
+        return [f"condense@{task}"]
+    return [f"prune@{task}-{sparsity:g}", f"distill@{task}-{sparsity:g}"]
+
+
+def task_report_files(reports_dir: Path, task: str) -> list[Path]:
+    """A task's report files for its parent run: the HTML page, the summary, its Pareto plots, the condense plot."""
+    plots = [path for name, path in plot_paths(reports_dir, task).items() if path.suffix == ".png"]
+    return [
+        reports_dir / "index.html",
+        reports_dir / "summary.md",
+        *plots,
+        TaskPaths(task, reports=reports_dir).report_dir / "condense" / "scale_factors.png",
+    ]
 
 
 def log_pipeline_outputs(
@@ -201,36 +317,44 @@ def log_pipeline_outputs(
     dump = params.model_dump(mode="json")
     key = pipeline_key(dump, git_commit(project_dir))
     logged: dict[str, dict[str, Any]] = {}
+    windows: dict[str, list[tuple[float, float]]] = {}
     for row in summary_rows(project_dir / "reports"):
         task, model = row["task"], row["model"]
+        paths = TaskPaths(task, models=project_dir / "models", reports=project_dir / "reports")
+        outputs = ModelOutputs.of(paths, model)
+        window = outputs.window()
         if task not in logged:
             parent = tracker.parent_run(
                 experiment_name(task),
                 PIPELINE_RUN,
                 key,
                 tags={"alap.task": task, "alap.profile": params.profile_name, **provenance_tags(project_dir)},
+                start_time=None if window is None else window[0],
             )
             logged[task] = {"parent_id": parent, "children": [], "example": input_example(params, task)}
-        paths = TaskPaths(task, models=project_dir / "models", reports=project_dir / "reports")
-        outputs = ModelOutputs(task, model, paths.report_dir / model, paths.checkpoint(model))
-        sparsity = row.get("sparsity") or ""
-        point = {"model": model, "sparsity": sparsity or None}
-        tags = provenance_tags(project_dir, stage=_stage_of(model, task, sparsity))
+            windows[task] = []
+        tags: dict[str, str] = {}
+        for stage in _stages_of(params, task, model, outputs.sparsity):
+            tags.update(provenance_tags(project_dir, stage=stage))
         logged[task]["children"].append(
             log_model(
                 tracker,
                 logged[task]["parent_id"],
                 model,
                 outputs,
-                {**dump, "point": point},
+                params,
                 logged[task]["example"],
                 [params_file],
                 tags,
+                window,
             )
         )
-    for entry in logged.values():
+        if window is not None:
+            windows[task].append(window)
+    for task, entry in logged.items():
         entry.pop("example")
-        tracker.finish_run(entry["parent_id"])
+        span = (min(w[0] for w in windows[task]), max(w[1] for w in windows[task])) if windows[task] else None
+        tracker.finish_run(entry["parent_id"], window=span)
     return logged
 
 
@@ -260,21 +384,18 @@ def log_sweep_task(
         key,
         tags={"alap.task": task, "alap.sweep": sweep_name, **provenance_tags(project_dir)},
     )
-    log_model(tracker, parent, TEACHER, ModelOutputs(task, TEACHER, paths.report_dir / TEACHER, paths.teacher), dump)
+    log_model(tracker, parent, TEACHER, ModelOutputs.of(paths, TEACHER), params)
     example = input_example(params, task)
     for point in points:
         result = point.result
-        outputs = ModelOutputs(task, point.point_dir.name, Path(result["report_dir"]), point.point_dir / "student.pt")
-        extra = [point.snapshot, point.point_dir / "prune_report.json", point.point_dir / "distill_report.json"]
-        timing = {
-            "alap.point.started": f"{result['started']:.3f}",
-            "alap.point.ended": f"{result['ended']:.3f}",
-            "alap.point.worker": result["worker"],
-            "alap.point.dir": str(point.point_dir),
-        }
-        logged = log_model(
-            tracker, parent, point.name, outputs, point.params.model_dump(mode="json"), example, extra, timing
+        point_paths = TaskPaths(
+            task, models=point.point_dir.parent.parent, reports=Path(result["report_dir"]).parent.parent
         )
+        outputs = ModelOutputs.of(point_paths, point.point_dir.name, Path(result["report_dir"]))
+        extra = [point.snapshot, point.point_dir / "prune_report.json", point.point_dir / "distill_report.json"]
+        where = {"alap.point.worker": result["worker"], "alap.point.dir": str(point.point_dir)}
+        window = (result["started"], result["ended"])
+        logged = log_model(tracker, parent, point.name, outputs, point.params, example, extra, where, window)
         result.update(run_id=logged["run_id"], version=logged.get("version"))
     tracker.finish_run(parent)
     return parent

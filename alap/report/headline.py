@@ -1,0 +1,95 @@
+"""The few numbers a reader looks at first, one row per model: × fewer MACs, PSNR, FID, LPIPS to the teacher, and the
+batch-1 p50 latency and speed-up on the device that promotion gates on.
+
+Two views of the same rows. ``reports/headline/<task>/<model>.json`` is what dvc.yaml declares as metrics, so that
+``dvc metrics show`` prints a table of a handful of columns (the stages' detailed reports stay plain outputs,
+readable with ``dvc metrics show <file>``). :func:`render` is the terminal summary `make demo` ends with; it fits in
+100 columns.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from alap.io import write_json
+from alap.metrics.names import LatencyKey
+
+HEADLINE_DIR = "headline"
+FIELDS = ("macs_x", "psnr", "fid", "lpips_teacher", "p50_ms", "speedup")
+WIDTH = 100
+_COLUMNS = (  # field, header, format, width
+    ("model", "model", "", 12),
+    ("macs_x", "× fewer MACs", ".2f", 13),
+    ("psnr", "PSNR dB", ".2f", 8),
+    ("fid", "FID", ".1f", 7),
+    ("lpips_teacher", "LPIPS to teacher", ".3f", 17),
+    ("p50_ms", "p50 ms", ".3g", 8),
+    ("speedup", "speed-up", ".2f", 9),
+)
+
+
+def _number(value: Any) -> float | None:
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        return None
+    return None if math.isnan(number) else number
+
+
+def headline_rows(frame: pd.DataFrame, gate: LatencyKey) -> list[dict[str, Any]]:
+    """Per row of the summary frame (reports/summary.csv): task, model and :data:`FIELDS`, None where not measured
+    (the condensed network is never profiled; a task without ground truth has no PSNR)."""
+    source = {
+        "macs_x": "macs_reduction",
+        "psnr": "psnr",
+        "fid": "fid",
+        "lpips_teacher": "lpips_teacher",
+        "p50_ms": gate.p50,
+        "speedup": gate.speedup,
+    }
+    return [
+        {"task": row["task"], "model": row["model"], **{f: _number(row.get(c)) for f, c in source.items()}}
+        for _, row in frame.iterrows()
+    ]
+
+
+def write_headlines(reports_dir: Path, rows: Sequence[Mapping[str, Any]]) -> list[Path]:
+    """One small JSON per model under ``<reports_dir>/headline/<task>/<model>.json``; returns the paths."""
+    written = []
+    for row in rows:
+        path = Path(reports_dir) / HEADLINE_DIR / row["task"] / f"{row['model']}.json"
+        write_json(path, {field: row[field] for field in FIELDS})
+        written.append(path)
+    return written
+
+
+def render(rows: Sequence[Mapping[str, Any]], gate: LatencyKey, champions: Mapping[str, str | None]) -> str:
+    """The terminal summary: per task its models, the champion marked (a task missing from ``champions`` was not
+    promoted); at most :data:`WIDTH` columns."""
+    lines = []
+    for task in dict.fromkeys(row["task"] for row in rows):
+        champion = champions.get(task)
+        verdict = ""
+        if task in champions:
+            verdict = f"; champion {champion}" if champion else "; no student passes the promotion gates"
+        lines.append(f"{task}: p50 on {gate.device}/{gate.backend}, batch {gate.batch}{verdict}")
+        lines.append("  ".join(_align(field, header, width) for field, header, _, width in _COLUMNS).rstrip())
+        for row in (r for r in rows if r["task"] == task):
+            cells = []
+            for field, _, spec, width in _COLUMNS:
+                value = row[field]
+                text = value if isinstance(value, str) else ("—" if value is None else format(value, spec))
+                cells.append(_align(field, text, width))
+            mark = "  ← champion" if row["model"] == champion else ""
+            lines.append("  ".join(cells) + mark)
+        lines.append("")
+    return "\n".join(line[:WIDTH] for line in lines).rstrip() + "\n"
+
+
+def _align(field: str, text: str, width: int) -> str:
+    return text.ljust(width) if field == "model" else text.rjust(width)
