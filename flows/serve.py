@@ -1,8 +1,8 @@
 """Serve alap's deployments so they run on schedule and show in the Prefect UI.
 
-    prefect server start                                   # terminal 1: API and UI on http://127.0.0.1:4200
-    prefect config set PREFECT_API_URL=http://127.0.0.1:4200/api
-    python -m flows.serve                                  # terminal 2: serves the deployments below
+    prefect server start --host 127.0.0.1                  # terminal 1: API and UI on http://127.0.0.1:4200
+    export PREFECT_API_URL=http://127.0.0.1:4200/api       # terminal 2, this shell only (not `prefect config
+    python -m flows.serve                                  # set`, which outlives the server): the deployments
 
 Deployments: ``nightly-sweep`` (the sweep at 02:00), ``nightly-promote`` (promotion at 06:00, after the sweep
 has registered its students) and ``pipeline`` (no schedule; run it from the UI or
@@ -50,20 +50,20 @@ def build_deployments(
             schedules=[Cron(sweep_cron, timezone=timezone)],
             parameters=sweep_params,
             tags=["alap", "sweep"],
-            description="Nightly sparsity sweep; students registered as alap-<task>.",
+            description=f"Sparsity sweep at `{sweep_cron}` ({timezone}); students registered as alap-<task>.",
         ),
         promote_flow.to_deployment(
             name="nightly-promote",
             schedules=[Cron(promote_cron, timezone=timezone)],
             parameters={"params_path": params_path, **gates},
             tags=["alap", "promote"],
-            description="Aliases the best gated student champion / <device>-champion.",
+            description=f"At `{promote_cron}` ({timezone}): the best gated student becomes champion.",
         ),
         pipeline.to_deployment(
             name="pipeline",
             parameters={"params_path": params_path},
             tags=["alap", "pipeline"],
-            description="dvc repro stage by stage, summary artifact, MLflow logging.",
+            description="dvc repro stage by stage, summary artifact, MLflow logging, registry, promotion.",
         ),
     ]
 
