@@ -499,7 +499,9 @@ def test_pipeline_flow_end_to_end(harness, mlflow_store, tmp_path):
     for name in ["alap", "stages", "configs"]:
         shutil.copytree(REPO / name, tmp_path / name, ignore=shutil.ignore_patterns("__pycache__"))
     shutil.copy(REPO / "dvc.yaml", tmp_path / "dvc.yaml")
-    write_params(tmp_path / "params.yaml", tiny_params(tmp_path, tasks, sparsities=[0.5]))
+    params = tiny_params(tmp_path, tasks, sparsities=[0.5])
+    params["promote"].update(device="cpu-t1", max_p50_ms=1e6, max_fid_ratio=1e6, max_lpips_teacher=1e6)
+    write_params(tmp_path / "params.yaml", params)
     import subprocess
 
     subprocess.run(["git", "init", "-q"], cwd=tmp_path, check=True)
@@ -516,6 +518,12 @@ def test_pipeline_flow_end_to_end(harness, mlflow_store, tmp_path):
         assert set(children) == {"teacher", "condensed", "s0.5"}
         assert "fid" in children["s0.5"].metrics and P50 in children["s0.5"].metrics
         assert len(student_versions(mlflow_store, task, children["s0.5"].run_id)) == 1
+        assert children["s0.5"].params["sparsity"] == "0.5" and "sparsity" not in children["teacher"].params
+        for run in children.values():  # the stages' own times, before the logging
+            assert run.start_time < run.end_time <= mlflow_store.run(parent).end_time + 1
+        assert outcome["promotion"][task]["champion_model"] == "s0.5"
+        assert mlflow_store.alias_version(registered_model_name(task), "champion") is not None
+        assert "index.html" in {a.path for a in mlflow_store.client.list_artifacts(parent)}
 
     again = pipeline(project_dir=str(tmp_path))
     assert again["mlflow"] == outcome["mlflow"]

@@ -295,7 +295,7 @@ def _stages_of(params: Params, task: str, model: str, sparsity: float | None) ->
 
 def task_report_files(reports_dir: Path, task: str) -> list[Path]:
     """A task's report files for its parent run: the HTML page, the summary, its Pareto plots, the condense plot."""
-    plots = [path for name, path in plot_paths(reports_dir, task).items() if path.suffix == ".png"]
+    plots = [path for path in plot_paths(reports_dir, task).values() if path.suffix == ".png"]
     return [
         reports_dir / "index.html",
         reports_dir / "summary.md",
