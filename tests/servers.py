@@ -69,7 +69,9 @@ def _healthy(url: str) -> bool:
 
 
 @contextlib.contextmanager
-def _process(argv: list[str], log: Path, ready, deadline_s: float, env: dict[str, str] | None = None) -> Iterator[None]:
+def background(
+    argv: list[str], log: Path, ready, deadline_s: float, env: dict[str, str] | None = None
+) -> Iterator[None]:
     """Run argv in its own process group until the block ends; fail with the log tail if never ready."""
     with open(log, "wb") as sink:
         proc = subprocess.Popen(
@@ -121,7 +123,7 @@ def s3_server(tmp_path: Path, deadline_s: float = 20.0) -> Iterator[S3Server]:
         str(root),
     ]
     endpoint = f"http://127.0.0.1:{port}"
-    with _process(argv, tmp_path / "rclone.log", lambda: _answers(endpoint), deadline_s):
+    with background(argv, tmp_path / "rclone.log", lambda: _answers(endpoint), deadline_s):
         yield S3Server(endpoint=endpoint, key=S3_KEY, secret=S3_SECRET, root=root)
 
 
@@ -141,5 +143,5 @@ def mlflow_server(
     argv = storage.mlflow_server_command(backend, bucket, port=port, prefix=prefix, workers=1)
     url = f"http://127.0.0.1:{port}"
     server_env = {**(env or {}), **storage.mlflow_server_env((env or {}).get("AWS_ENDPOINT_URL"))}
-    with _process(argv, tmp_path / "mlflow-server.log", lambda: _healthy(f"{url}/health"), deadline_s, server_env):
+    with background(argv, tmp_path / "mlflow-server.log", lambda: _healthy(f"{url}/health"), deadline_s, server_env):
         yield url
