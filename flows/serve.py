@@ -1,8 +1,7 @@
 """Serve alap's deployments so they run on schedule and show in the Prefect UI.
 
-    prefect server start                                   # terminal 1: API and UI on http://127.0.0.1:4200
-    prefect config set PREFECT_API_URL=http://127.0.0.1:4200/api
-    python -m flows.serve                                  # terminal 2: serves the deployments below
+    alap services up && source .alap/services/env.sh       # the team stack: Prefect on http://127.0.0.1:4200
+    python -m flows.serve                                  # serves the deployments below until interrupted
 
 Deployments: ``nightly-sweep`` (the sweep at 02:00), ``nightly-promote`` (promotion at 06:00, after the sweep
 has registered its students) and ``pipeline`` (no schedule; run it from the UI or
@@ -21,7 +20,7 @@ from prefect.schedules import Cron
 
 from flows.pipeline import pipeline
 from flows.promote import promote_flow
-from flows.sweep import sweep
+from flows.sweep import resource, sweep
 
 SWEEP_CRON = "0 2 * * *"
 PROMOTE_CRON = "0 6 * * *"
@@ -36,6 +35,7 @@ def build_deployments(
     device: str | None = None,
     max_p50_ms: float | None = None,
     dask_address: str | None = None,
+    point_resources: dict[str, float] | None = None,
 ) -> list[RunnerDeployment]:
     """The three deployments, with their schedules and default parameters (overridable per run in the UI).
 
@@ -43,6 +43,8 @@ def build_deployments(
     sweep_params = {"params_path": params_path, "out_root": out_root, "name": "nightly-sweep"}
     if dask_address:
         sweep_params["dask_address"] = dask_address
+    if point_resources:
+        sweep_params["point_resources"] = point_resources
     gates = {name: value for name, value in (("device", device), ("max_p50_ms", max_p50_ms)) if value is not None}
     return [
         sweep.to_deployment(
@@ -78,6 +80,9 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--device", help="device whose latency gates promotion (default: params' promote.device)")
     parser.add_argument("--max-p50-ms", type=float, help="default: params' promote.max_p50_ms")
     parser.add_argument("--dask-address", help="run sweep points on this Dask scheduler")
+    parser.add_argument(
+        "--point-resources", nargs="+", type=resource, metavar="NAME=AMOUNT", help="e.g. GPU=1 (Dask resources)"
+    )
     args = parser.parse_args(argv)
     serve(
         *build_deployments(
@@ -89,6 +94,7 @@ def main(argv: Sequence[str] | None = None) -> None:
             args.device,
             args.max_p50_ms,
             args.dask_address,
+            dict(args.point_resources) if args.point_resources else None,
         )
     )
 

@@ -121,6 +121,27 @@ def test_s3_rejects_wrong_keys(stack: Stack, stack_env: dict[str, str], monkeypa
         storage.check_bucket(max_attempts=1)
 
 
+def test_bad_input_is_one_line_and_exit_2_before_anything_is_written(tmp_path, capsys):
+    from alap.cli import main
+
+    folder = tmp_path / "services"
+    assert main(["services", "status", "--dir", str(folder)]) == 2
+    assert "no stack was started" in capsys.readouterr().err
+    assert main(["services", "up", "--dir", str(folder), "--s3-port", "70000"]) == 2
+    assert "--s3-port 70000 is out of range" in capsys.readouterr().err
+    assert main(["services", "up", "--dir", str(folder), "--s3-port", "5000", "--mlflow-port", "5000"]) == 2
+    assert "must differ" in capsys.readouterr().err
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        free = [f"--{name}-port={free_port()}" for name in ORDER if name != "prefect"]
+        assert main(["services", "up", "--dir", str(folder), *free, f"--prefect-port={port}"]) == 2
+    err = capsys.readouterr().err
+    assert f"port {port} for prefect is in use" in err and len(err.strip().splitlines()) == 1
+    assert not folder.exists()
+
+
 def _deployment_ready(api_url: str) -> bool:
     try:
         with urllib.request.urlopen(f"{api_url}/deployments/name/alap-promote/nightly-promote", timeout=2) as r:

@@ -187,7 +187,6 @@ def _running(folder: Path) -> list[str]:
 def up(folder: Path = DEFAULT_FOLDER, ports: Ports | None = None, bucket: str = "alap") -> Stack:
     """Start every server of the stack that does not run yet, each waited for, and write ``env.sh``."""
     folder = io.check_output(folder, folder=True).resolve()
-    folder.mkdir(parents=True, exist_ok=True)
     stack = Stack(folder, ports or Ports(), bucket)
     running = _running(folder)
     if running:
@@ -197,10 +196,12 @@ def up(folder: Path = DEFAULT_FOLDER, ports: Ports | None = None, bucket: str = 
                 f"{', '.join(running)} already run in {folder} with {asdict(before.ports)} and bucket "
                 f"{before.bucket}: `alap services down --dir {folder}` first"
             )
+    for name in ORDER:
+        if name not in running:
+            _check_free(name, getattr(stack.ports, name))
+    folder.mkdir(parents=True, exist_ok=True)
     io.write_json(stack.config_path, {"ports": asdict(stack.ports), "bucket": stack.bucket})
     for server in stack.servers():
-        if server.name not in running:
-            _check_free(server.name, getattr(stack.ports, server.name))
         if server.name == "postgres" and stack.cluster.init():
             log.info("made a PostgreSQL cluster in %s", stack.cluster.data)
         if server.name == "s3":
