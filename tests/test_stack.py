@@ -121,16 +121,11 @@ def test_s3_rejects_wrong_keys(stack: Stack, stack_env: dict[str, str], monkeypa
         storage.check_bucket(max_attempts=1)
 
 
-def test_bad_input_is_one_line_and_exit_2_before_anything_is_written(tmp_path, capsys):
+def test_a_busy_port_is_refused_before_anything_is_written(tmp_path, capsys):
+    """Other bad input (ports out of range or equal, no stack yet) is in tests/test_cli_errors.py."""
     from alap.cli import main
 
     folder = tmp_path / "services"
-    assert main(["services", "status", "--dir", str(folder)]) == 2
-    assert "no stack was started" in capsys.readouterr().err
-    assert main(["services", "up", "--dir", str(folder), "--s3-port", "70000"]) == 2
-    assert "--s3-port 70000 is out of range" in capsys.readouterr().err
-    assert main(["services", "up", "--dir", str(folder), "--s3-port", "5000", "--mlflow-port", "5000"]) == 2
-    assert "must differ" in capsys.readouterr().err
     with socket.socket() as busy:
         busy.bind(("127.0.0.1", 0))
         busy.listen()
