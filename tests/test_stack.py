@@ -1,5 +1,5 @@
 """The team stack on real servers: `alap services up` in a temporary folder (PostgreSQL, S3, MLflow on PostgreSQL
-with its artifacts on S3, Prefect), a 2-point sweep run as a Prefect deployment through it, promotion as a
+with its artifacts on S3, Prefect on PostgreSQL), a 2-point sweep run as a Prefect deployment through it, promotion as a
 deployment run, the DVC remote on the stack's bucket, everything read back from PostgreSQL and S3, then
 `alap services down` and nothing left listening.
 
@@ -214,6 +214,11 @@ def test_sweep_deployment_run_tracks_on_postgres_with_artifacts_on_s3(
         cursor.execute("SELECT alias, version FROM registered_model_aliases WHERE name = %s", (model,))
         assert dict(cursor.fetchall()) == {"champion": champion, "cpu-t1-champion": champion}
     assert not list(workdir.rglob("mlflow.db"))
+    # So are the Prefect server's flow runs: the deployment runs of the sweep and of promotion.
+    with stack.cluster.connect("prefect") as connection, connection.cursor() as cursor:
+        cursor.execute("SELECT CAST(id AS text), state_type FROM flow_run WHERE deployment_id IS NOT NULL")
+        states = dict(cursor.fetchall())
+    assert {str(deployment_runs[w].id): "COMPLETED" for w in ("sweep", "promote")}.items() <= states.items()
 
     # Each point's grid.png, read back from the S3 bucket, is the file the point wrote.
     for name, value in stack_env.items():

@@ -102,11 +102,10 @@ class Cluster:
     def password(self) -> str:
         return self.pgpass.read_text().strip().split(":", 4)[4]
 
-    def uri(self, database: str) -> str:
-        """SQLAlchemy/MLflow URI without the password (libpq takes it from PGPASSFILE, see :meth:`client_env`).
-
-        The driver is named: SQLAlchemy 2.1's default for ``postgresql://`` is psycopg 3, requirements pin psycopg2."""
-        return f"postgresql+psycopg2://{SUPERUSER}@{HOST}:{self.port}/{database}"
+    def uri(self, database: str, driver: str = "psycopg2") -> str:
+        """SQLAlchemy URI without the password: libpq (psycopg2, MLflow) and asyncpg (Prefect) read it from
+        PGPASSFILE (:meth:`client_env`). The driver is named: SQLAlchemy 2.1's default is psycopg 3, not installed."""
+        return f"postgresql+{driver}://{SUPERUSER}@{HOST}:{self.port}/{database}"
 
     def client_env(self) -> dict[str, str]:
         return {"PGPASSFILE": str(self.pgpass)}

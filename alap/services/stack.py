@@ -1,10 +1,10 @@
 """The team stack on 127.0.0.1, in one folder (default ``.alap/services/``, outside git):
 
-    postgres   a PostgreSQL cluster of its own (postgres.py): MLflow's backend store, database ``mlflow``
+    postgres   a PostgreSQL cluster of its own (postgres.py): databases ``mlflow`` and ``prefect``
     s3         `rclone serve s3` over ``<folder>/s3``: one bucket, MLflow artifacts under ``mlflow/``, DVC's remote
                under ``dvc/``
     mlflow     an MLflow tracking server on PostgreSQL proxying artifacts to the bucket (clients need no S3 keys)
-    prefect    a Prefect server (API and UI) with its own SQLite database in ``<folder>/prefect/``
+    prefect    a Prefect server (API and UI) on PostgreSQL (SQLite would lock under many concurrent task runs)
 
 `up` starts what does not run yet, in that order, each waited for; `down` stops them in reverse order and keeps
 their data (the next `up` finds the same runs, models and flow runs); `status` says what runs where. The
@@ -36,6 +36,7 @@ log = logging.getLogger(__name__)
 DEFAULT_FOLDER = Path(".alap/services")
 ORDER = ("postgres", "s3", "mlflow", "prefect")  # start order; `down` stops in reverse
 MLFLOW_DATABASE = "mlflow"
+PREFECT_DATABASE = "prefect"
 MLFLOW_PREFIX = "mlflow"
 READY_DEADLINE_S = 240.0  # first start on a busy 2-core machine: MLflow's and Prefect's schema migrations
 
@@ -156,7 +157,11 @@ class Stack:
                 prefect,
                 self.prefect_api_url,
                 lambda: _answers(f"{self.prefect_api_url}/health", ok_only=True),
-                {"PREFECT_HOME": str(self.folder / "prefect")},
+                {
+                    "PREFECT_HOME": str(self.folder / "prefect"),
+                    "PREFECT_API_DATABASE_CONNECTION_URL": self.cluster.uri(PREFECT_DATABASE, driver="asyncpg"),
+                    **self.cluster.client_env(),
+                },
             ),
         ]
 
@@ -208,7 +213,8 @@ def up(folder: Path = DEFAULT_FOLDER, ports: Ports | None = None, bucket: str = 
             (folder / "s3" / bucket).mkdir(parents=True, exist_ok=True)  # rclone serves each folder as a bucket
         process.start(server, folder, READY_DEADLINE_S)
         if server.name == "postgres":
-            stack.cluster.ensure_database(MLFLOW_DATABASE)
+            for database in (MLFLOW_DATABASE, PREFECT_DATABASE):
+                stack.cluster.ensure_database(database)
     exports = "".join(f"export {name}={shlex.quote(value)}\n" for name, value in stack.client_env().items())
     io.write_text(stack.env_path, "# alap's team stack: `source` this file (it holds the S3 keys)\n" + exports)
     return stack
