@@ -6,7 +6,7 @@ BIN := $(abspath $(VENV)/bin)
 STAMP := $(VENV)/.installed
 export PATH := $(BIN):$(PATH)
 
-.PHONY: install weights demo ui lint test test-slow
+.PHONY: install postgres weights demo ui lint test test-slow services services-down
 
 $(STAMP): requirements.txt pyproject.toml
 	test -x $(PY) || python3 -m venv $(VENV)
@@ -18,6 +18,12 @@ $(STAMP): requirements.txt pyproject.toml
 	touch $(STAMP)
 
 install: $(STAMP)
+
+# PostgreSQL for the team stack (`alap services`, tests/test_stack.py): Debian's package when no initdb is found.
+# Without it (or without root for apt-get) make stops here: the stack's tests must fail, never skip.
+postgres:
+	@ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || command -v initdb >/dev/null 2>&1 || \
+		(apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y postgresql)
 
 weights: install
 	alap weights
@@ -36,8 +42,15 @@ lint: install
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
 
-test: install lint
+test: install postgres lint
 	$(PY) -m pytest
 
-test-slow: install
+test-slow: install postgres
 	$(PY) -m pytest -m slow
+
+# The team stack on 127.0.0.1 (PostgreSQL, S3, MLflow, Prefect) in .alap/services/; `alap services --help`.
+services: install postgres
+	alap services up
+
+services-down: install
+	alap services down

@@ -222,6 +222,23 @@ def cmd_storage(args: argparse.Namespace) -> None:
     print("MLflow server with artifacts on this bucket:\n  " + " ".join(command))
 
 
+def cmd_services(args: argparse.Namespace) -> None:
+    """Start, stop or show the team stack (alap.services.stack): PostgreSQL, S3, MLflow and Prefect on 127.0.0.1."""
+    from alap.services import stack
+
+    if args.action == "up":
+        given = {name: getattr(args, f"{name}_port") for name in stack.ORDER}
+        ports = stack.Ports(**{name: port for name, port in given.items() if port is not None})
+        started = stack.up(args.dir, ports, args.bucket)
+        print(stack.status_table(stack.status(started.folder)))
+        print(f"point alap at it: source {started.env_path}")
+    elif args.action == "down":
+        stopped = stack.down(args.dir)
+        log.info("stopped: %s", ", ".join(stopped) or "nothing was running")
+    else:
+        print(stack.status_table(stack.status(args.dir)))
+
+
 def cmd_bench(args: argparse.Namespace) -> None:
     """Benchmark ALAP against baselines and ablations at MACs budgets (bench/params.yaml), then the report."""
     from alap.bench.entry import bench
@@ -413,6 +430,20 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--endpoint", help="default: $AWS_ENDPOINT_URL or $ALAP_S3_ENDPOINT")
     p.add_argument("--create-bucket", action="store_true", help="create the bucket first if it does not exist")
     p.add_argument("--configure-dvc", action="store_true", help="make it the default DVC remote (config.local)")
+
+    p = verb(
+        "services",
+        cmd_services,
+        "start (up), stop (down) or show (status) the team stack on 127.0.0.1: PostgreSQL, an S3 server, an MLflow "
+        "server on PostgreSQL with artifacts on S3, and a Prefect server; data, pids and logs in --dir",
+    )
+    p.add_argument("action", choices=["up", "down", "status"])
+    p.add_argument("--dir", type=Path, default=Path(".alap/services"), help="the stack's folder (default %(default)s)")
+    p.add_argument("--bucket", default="alap", help="S3 bucket for MLflow artifacts and the DVC remote (up)")
+    for name in ("postgres", "s3", "mlflow", "prefect"):
+        p.add_argument(
+            f"--{name}-port", type=int, help="(up) default: postgres 5433, s3 9000, mlflow 5000, prefect 4200"
+        )
 
     p = verb(
         "bench",

@@ -175,7 +175,7 @@ def create_bucket(bucket: str | None = None, endpoint: str | None = None, *, tim
     return True
 
 
-def _venv_executable(name: str) -> Path:
+def venv_executable(name: str) -> Path:
     """The console script installed beside this interpreter, so a venv's tools are used without PATH tricks."""
     path = Path(sys.executable).parent / name
     if not path.exists():
@@ -185,7 +185,7 @@ def _venv_executable(name: str) -> Path:
 
 def _dvc(repo_dir: Path, *args: str) -> None:
     result = subprocess.run(
-        [str(_venv_executable("dvc")), *args], cwd=repo_dir, capture_output=True, text=True, check=False
+        [str(venv_executable("dvc")), *args], cwd=repo_dir, capture_output=True, text=True, check=False
     )
     if result.returncode != 0:
         raise StorageError(f"`dvc {' '.join(args[:3])} ...` failed in {repo_dir}: {result.stderr.strip()}")
@@ -240,7 +240,7 @@ def mlflow_server_command(
     """
     destination = f"s3://{bucket}/{prefix.strip('/')}" if prefix.strip("/") else f"s3://{bucket}"
     argv = [
-        str(_venv_executable("mlflow")),
+        str(venv_executable("mlflow")),
         "server",
         "--backend-store-uri",
         backend_uri,

@@ -1,8 +1,11 @@
 """Serve alap's deployments so they run on schedule and show in the Prefect UI.
 
-    prefect server start --host 127.0.0.1                  # terminal 1: API and UI on http://127.0.0.1:4200
-    export PREFECT_API_URL=http://127.0.0.1:4200/api       # terminal 2, this shell only (not `prefect config
-    python -m flows.serve                                  # set`, which outlives the server): the deployments
+    alap services up && source .alap/services/env.sh       # the team stack: Prefect on http://127.0.0.1:4200
+    python -m flows.serve                                  # serves the deployments below until interrupted
+
+or with a Prefect server alone: ``prefect server start --host 127.0.0.1`` in one terminal, and in another
+``export PREFECT_API_URL=http://127.0.0.1:4200/api`` (this shell only: ``prefect config set`` outlives the server)
+before ``python -m flows.serve``.
 
 Deployments: ``nightly-sweep`` (the sweep at 02:00), ``nightly-promote`` (promotion at 06:00, after the sweep
 has registered its students) and ``pipeline`` (no schedule; run it from the UI or
@@ -21,7 +24,7 @@ from prefect.schedules import Cron
 
 from flows.pipeline import pipeline
 from flows.promote import promote_flow
-from flows.sweep import sweep
+from flows.sweep import resource, sweep
 
 SWEEP_CRON = "0 2 * * *"
 PROMOTE_CRON = "0 6 * * *"
@@ -36,6 +39,7 @@ def build_deployments(
     device: str | None = None,
     max_p50_ms: float | None = None,
     dask_address: str | None = None,
+    point_resources: dict[str, float] | None = None,
 ) -> list[RunnerDeployment]:
     """The three deployments, with their schedules and default parameters (overridable per run in the UI).
 
@@ -43,6 +47,8 @@ def build_deployments(
     sweep_params = {"params_path": params_path, "out_root": out_root, "name": "nightly-sweep"}
     if dask_address:
         sweep_params["dask_address"] = dask_address
+    if point_resources:
+        sweep_params["point_resources"] = point_resources
     gates = {name: value for name, value in (("device", device), ("max_p50_ms", max_p50_ms)) if value is not None}
     return [
         sweep.to_deployment(
@@ -78,6 +84,9 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--device", help="device whose latency gates promotion (default: params' promote.device)")
     parser.add_argument("--max-p50-ms", type=float, help="default: params' promote.max_p50_ms")
     parser.add_argument("--dask-address", help="run sweep points on this Dask scheduler")
+    parser.add_argument(
+        "--point-resources", nargs="+", type=resource, metavar="NAME=AMOUNT", help="e.g. GPU=1 (Dask resources)"
+    )
     args = parser.parse_args(argv)
     serve(
         *build_deployments(
@@ -89,6 +98,7 @@ def main(argv: Sequence[str] | None = None) -> None:
             args.device,
             args.max_p50_ms,
             args.dask_address,
+            dict(args.point_resources) if args.point_resources else None,
         )
     )
 

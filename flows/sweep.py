@@ -10,11 +10,17 @@ resolved params (also as a ``params.yaml`` snapshot that reproduces it with ``dv
 registered as ``alap-<task>``.
 
     python -m flows.sweep --sparsities 0.5 0.75 --weights 1e-3 3e-3 --dask-workers 2
+    python -m flows.sweep --dask-address tcp://scheduler:8786 --point-resources GPU=1
+
+On a real cluster (``--dask-address``), ``--point-resources`` annotates each point's task with Dask resources, so
+that the scheduler runs points only on workers started with them (``dask worker ... --resources GPU=1``); the
+sweep refuses to start when no worker of the scheduler has them, instead of waiting for one forever.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -177,8 +183,10 @@ def sweep_grid(
     name: str = "sweep",
     project_dir: str = ".",
     track: bool = True,
+    point_resources: dict[str, float] | None = None,
 ) -> list[dict]:
-    """The work of the grid :func:`sweep` resolved, on whatever task runner this flow was given."""
+    """The work of the grid :func:`sweep` resolved, on whatever task runner this flow was given; each point's
+    task carries the Dask resource annotation ``point_resources`` (a Dask task runner only)."""
     logger = get_run_logger()
     teacher_done, teacher_evals = {}, {}
     for task_name, (params, paths) in grid.teachers.items():
@@ -190,12 +198,13 @@ def sweep_grid(
     }
     for point in grid.points:
         write_snapshot(point.params, point.point_dir / PARAMS_SNAPSHOT)
-    futures = [
-        compress_point_task.submit(
-            p.params, p.task, p.sparsity, p.paths, torch_home, p.name, wait_for=[condensed[(p.task, p.weight)]]
-        )
-        for p in grid.points
-    ]
+    with _annotated(point_resources):
+        futures = [
+            compress_point_task.submit(
+                p.params, p.task, p.sparsity, p.paths, torch_home, p.name, wait_for=[condensed[(p.task, p.weight)]]
+            )
+            for p in grid.points
+        ]
     # The teacher's evaluation waits for its task's points, so that they get the workers first.
     for task_name, (params, paths) in grid.teachers.items():
         teacher_evals[task_name] = evaluate_task.submit(
@@ -254,6 +263,32 @@ def _publish_points(grid: SweepGrid, results: list[dict], name: str) -> None:
     )
 
 
+def _annotated(resources: dict[str, float] | None):
+    """Dask's annotation context for tasks submitted inside it (the Dask task runner's client reads it)."""
+    if not resources:
+        return contextlib.nullcontext()
+    import dask
+
+    return dask.annotate(resources=resources)
+
+
+def require_workers_with(address: str, resources: dict[str, float], timeout_s: float = 30.0) -> None:
+    """Fail unless a worker of the scheduler at ``address`` has every resource in the amount a point asks for:
+    Dask would otherwise keep the points waiting for such a worker forever."""
+    from distributed import Client
+
+    with Client(address, timeout=timeout_s) as client:
+        workers = client.scheduler_info(n_workers=-1)["workers"].values()
+    fitting = [w for w in workers if all(w.get("resources", {}).get(k, 0) >= v for k, v in resources.items())]
+    if not fitting:
+        have = sorted({f"{k}={v:g}" for w in workers for k, v in w.get("resources", {}).items()}) or ["none"]
+        raise ValueError(
+            f"no worker of the Dask scheduler at {address} has the point resources "
+            f"{', '.join(f'{k}={v:g}' for k, v in resources.items())} (its {len(workers)} workers have: "
+            f"{', '.join(have)}); start workers with `dask worker {address} --resources ...`"
+        )
+
+
 def _track(grid: SweepGrid, results: list[dict], name: str, project_dir: Path) -> None:
     """Per task a parent run, the teacher and every point as children (alap.tracking.runs.log_sweep_task)."""
     tracker = Tracker.connect(project_dir)
@@ -283,12 +318,16 @@ def sweep(
     dask_workers: int | None = None,
     dask_processes: bool = True,
     max_threads: int | None = None,
+    point_resources: dict[str, float] | None = None,
 ) -> list[dict]:
     """Sweep tasks x sparsity weights x sparsities from the base params; returns one summary per point.
 
     Params are validated (and the grid resolved) before any work, so a bad value fails at once; the work then
-    runs as the subflow ``alap-sweep-grid`` on the chosen task runner.
+    runs as the subflow ``alap-sweep-grid`` on the chosen task runner. ``point_resources`` (e.g. ``{"GPU": 1}``)
+    needs ``dask_address``: a cluster whose workers were started with those resources.
     """
+    if point_resources and not dask_address:
+        raise ValueError("point_resources need a Dask cluster whose workers have them: give dask_address too")
     grid = resolve_grid(
         load_params(params_path), Path(out_root).resolve(), tasks, sparsities, sparsity_weights, devices
     )
@@ -301,10 +340,29 @@ def sweep(
             "(--dask-workers N) for that",
             ", ".join(with_dropout),
         )
+    if point_resources:
+        require_workers_with(dask_address, point_resources)
     runner = task_runner(dask_address, dask_workers, dask_processes, max_threads)
     return sweep_grid.with_options(task_runner=runner)(
-        grid=grid, torch_home=torch_home, name=name, project_dir=project_dir, track=track
+        grid=grid,
+        torch_home=torch_home,
+        name=name,
+        project_dir=project_dir,
+        track=track,
+        point_resources=point_resources,
     )
+
+
+def resource(text: str) -> tuple[str, float]:
+    """``--point-resources`` item: ``NAME=AMOUNT`` (Dask's resource syntax), e.g. ``GPU=1``."""
+    name, sep, amount = text.partition("=")
+    try:
+        value = float(amount)
+    except ValueError:
+        value = -1.0
+    if not sep or not name or value <= 0:
+        raise argparse.ArgumentTypeError(f"{text!r}: expected NAME=AMOUNT with AMOUNT > 0, e.g. GPU=1")
+    return name, value
 
 
 def main(argv: Sequence[str] | None = None) -> None:
@@ -316,8 +374,15 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--devices", nargs="+", help="profile devices, e.g. cpu-t1 cpu-t2 cuda0")
     parser.add_argument("--out-root", default="sweeps/latest")
     parser.add_argument("--name", default="sweep")
-    parser.add_argument("--dask-address")
-    parser.add_argument("--dask-workers", type=int)
+    parser.add_argument("--dask-address", help="a Dask scheduler, e.g. tcp://10.0.0.5:8786")
+    parser.add_argument("--dask-workers", type=int, help="a local Dask cluster of this many worker processes")
+    parser.add_argument(
+        "--point-resources",
+        nargs="+",
+        type=resource,
+        metavar="NAME=AMOUNT",
+        help="Dask resources each point needs, e.g. GPU=1 (with --dask-address)",
+    )
     args = parser.parse_args(argv)
     results = sweep(
         tasks=args.tasks,
@@ -329,6 +394,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         name=args.name,
         dask_address=args.dask_address,
         dask_workers=args.dask_workers,
+        point_resources=dict(args.point_resources) if args.point_resources else None,
     )
     print(json.dumps([{k: r[k] for k in ("name", "point_dir", "fid")} for r in results], indent=2))
 

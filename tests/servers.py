@@ -1,6 +1,6 @@
-"""Real servers for integration tests: an S3 server (rclone) and an MLflow tracking server.
+"""Real servers for integration tests: an S3 server (rclone), an MLflow tracking server and a Dask cluster.
 
-Both bind 127.0.0.1 on a free port, are waited for with a deadline, and are always stopped (their
+All bind 127.0.0.1 on a free port, are waited for with a deadline, and are always stopped (their
 whole process group, since `mlflow server` forks workers) when the ``with`` block ends.
 """
 
@@ -69,8 +69,11 @@ def _healthy(url: str) -> bool:
 
 
 @contextlib.contextmanager
-def _process(argv: list[str], log: Path, ready, deadline_s: float, env: dict[str, str] | None = None) -> Iterator[None]:
-    """Run argv in its own process group until the block ends; fail with the log tail if never ready."""
+def background(
+    argv: list[str], log: Path, ready, deadline_s: float, env: dict[str, str] | None = None
+) -> Iterator[int]:
+    """Run argv in its own process group until the block ends (yields its pid); fail with the log tail if never
+    ready."""
     with open(log, "wb") as sink:
         proc = subprocess.Popen(
             argv, stdout=sink, stderr=subprocess.STDOUT, env={**os.environ, **(env or {})}, start_new_session=True
@@ -82,7 +85,7 @@ def _process(argv: list[str], log: Path, ready, deadline_s: float, env: dict[str
                 tail = log.read_text(errors="replace")[-3000:]
                 raise RuntimeError(f"{argv[0]} did not become ready within {deadline_s:.0f} s:\n{tail}")
             time.sleep(0.1)
-        yield
+        yield proc.pid
     finally:
         _stop(proc)
 
@@ -121,7 +124,7 @@ def s3_server(tmp_path: Path, deadline_s: float = 20.0) -> Iterator[S3Server]:
         str(root),
     ]
     endpoint = f"http://127.0.0.1:{port}"
-    with _process(argv, tmp_path / "rclone.log", lambda: _answers(endpoint), deadline_s):
+    with background(argv, tmp_path / "rclone.log", lambda: _answers(endpoint), deadline_s):
         yield S3Server(endpoint=endpoint, key=S3_KEY, secret=S3_SECRET, root=root)
 
 
@@ -141,5 +144,43 @@ def mlflow_server(
     argv = storage.mlflow_server_command(backend, bucket, port=port, prefix=prefix, workers=1)
     url = f"http://127.0.0.1:{port}"
     server_env = {**(env or {}), **storage.mlflow_server_env((env or {}).get("AWS_ENDPOINT_URL"))}
-    with _process(argv, tmp_path / "mlflow-server.log", lambda: _healthy(f"{url}/health"), deadline_s, server_env):
+    with background(argv, tmp_path / "mlflow-server.log", lambda: _healthy(f"{url}/health"), deadline_s, server_env):
         yield url
+
+
+@dataclass(frozen=True)
+class DaskCluster:
+    address: str
+    worker_pids: list[int]  # in the order of the resources asked for; a worker without a nanny is this process
+
+
+def _listening(port: int) -> bool:
+    with socket.socket() as sock:
+        return sock.connect_ex(("127.0.0.1", port)) == 0
+
+
+@contextlib.contextmanager
+def dask_cluster(
+    tmp_path: Path, worker_resources: list[dict[str, float]], env: dict[str, str] | None = None, deadline_s=120.0
+) -> Iterator[DaskCluster]:
+    """`dask scheduler` and one single-threaded `dask worker --resources ...` per entry (``{}``: none), as separate
+    processes on 127.0.0.1, as an operator starts them on a real cluster; workers preload alap's flow tasks."""
+    from distributed import Client
+
+    dask = str(Path(sys.executable).parent / "dask")
+    port = free_port()
+    address = f"tcp://127.0.0.1:{port}"
+    scheduler = [dask, "scheduler", "--host", "127.0.0.1", "--port", str(port), "--no-dashboard"]
+    with contextlib.ExitStack() as stack:
+        stack.enter_context(background(scheduler, tmp_path / "scheduler.log", lambda: _listening(port), deadline_s))
+        pids = []
+        for index, resources in enumerate(worker_resources):
+            worker = [dask, "worker", address, "--host", "127.0.0.1", "--nthreads", "1", "--no-nanny"]
+            worker += ["--no-dashboard", "--preload", "flows.tasks", "--name", f"worker{index}"]
+            if resources:
+                worker += ["--resources", " ".join(f"{k}={v:g}" for k, v in resources.items())]
+            log = tmp_path / f"worker{index}.log"
+            pids.append(stack.enter_context(background(worker, log, lambda: True, deadline_s, env)))
+        with Client(address, timeout=deadline_s) as client:
+            client.wait_for_workers(len(worker_resources), timeout=deadline_s)
+        yield DaskCluster(address, pids)

@@ -281,6 +281,11 @@ CASES = [
     (["promote", "--device", "cpu-t2"], "required: --task", None),
     (["promote", "--task", "seg2face", "--max-p50-ms", "fast"], "--max-p50-ms: invalid float value: 'fast'", None),
     (["storage"], "no S3 bucket given", None),
+    (["services", "restart"], "invalid choice: 'restart'", None),
+    (["services", "status"], "no stack was started in .alap/services", None),
+    (["services", "up", "--dir", "afile"], "afile: is a file", None),
+    (["services", "up", "--s3-port", "70000"], "--s3-port 70000 is out of range, expected 1..65535", None),
+    (["services", "up", "--s3-port", "5000", "--mlflow-port", "5000"], "the stack's ports must differ", None),
     (["bench", "--bench-params", "nope.yaml"], "nope.yaml: params file not found", None),
     (["bench", "--bench-params", "adir"], "adir: is a directory", None),
 ]
