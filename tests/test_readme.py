@@ -84,7 +84,12 @@ def check_command(command: str, clone: Path) -> None:
     if program == "make":
         check_make(argv, clone)
     elif program == "export":
-        assert re.fullmatch(r"[A-Z_]+=\S+", rest[0]), command
+        assert rest and all(re.fullmatch(r"[A-Z_]+=\S+", word) for word in rest), command
+    elif program == "source":  # the stack's environment file, written by `alap services up` (tests/test_stack.py)
+        assert rest == [".alap/services/env.sh"], command
+    elif program == "dask" or argv[0].startswith("PYTHONPATH="):  # a Dask cluster's processes
+        dask = argv[argv.index("dask") :]
+        assert "--resources" in run([str(BIN / "dask"), dask[1], "--help"], clone).stdout or dask[1] == "scheduler"
     elif argv[:3] == ["dvc", "exp", "run"]:
         check_exp_run(argv, clone)
     elif argv[:2] == ["dvc", "repro"]:  # the whole pipeline: its stages resolve from the params
@@ -93,8 +98,8 @@ def check_command(command: str, clone: Path) -> None:
         assert "remote" in run([str(BIN / "dvc"), "remote", "list"], clone).stdout
     elif program == "dvc":
         run([str(BIN / "dvc"), *rest], clone)
-    elif program == "alap" and rest[0] == "compress":
-        build_parser().parse_args(rest)  # flags as written; the teacher file and folder are the user's
+    elif program == "alap" and rest[0] in ("compress", "storage") or rest[:2] == ["services", "up"]:
+        build_parser().parse_args(rest)  # flags as written: the user's files, S3 and servers (tests/test_stack.py)
     elif program == "alap":
         run([str(BIN / "alap"), *rest], clone)
     elif argv[:3] == ["prefect", "server", "start"]:
