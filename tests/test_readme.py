@@ -84,7 +84,7 @@ def check_command(command: str, clone: Path) -> None:
     if program == "make":
         check_make(argv, clone)
     elif program == "export":
-        assert rest and all(re.fullmatch(r"[A-Z_]+=\S+", word) for word in rest), command
+        assert rest and all(re.fullmatch(r"[A-Z][A-Z0-9_]*=\S+", word) for word in rest), command
     elif program == "source":  # the stack's environment file, written by `alap services up` (tests/test_stack.py)
         assert rest == [".alap/services/env.sh"], command
     elif program == "dask" or argv[0].startswith("PYTHONPATH="):  # a Dask cluster's processes
