@@ -1,0 +1,247 @@
+"""Real processes killed with SIGKILL at seeded random points of each long stage, then rerun: the rerun completes,
+its outputs equal an uninterrupted run's (timings: valid), and no half-written file is ever visible. Two processes
+on the same outputs: the second refuses at once (alap.lock), and a killed holder leaves no stale lock.
+
+The kill points are random, drawn from ALAP_KILL_SEED (a fresh seed when unset); every failure names the seed and
+the kill time, so `ALAP_KILL_SEED=<seed> pytest tests/test_kill.py` replays the same points. The stage processes
+run in their own process group and the whole group is killed, as a crash or a lost machine would.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import random
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from PIL import Image
+from tiny import ROOT, tiny_params, write_params
+
+from alap import io
+from alap.lock import lock_file
+
+SEED = int(os.environ.get("ALAP_KILL_SEED") or random.SystemRandom().randrange(1_000_000))
+TASK = "seg2face"
+MODEL_DIR = Path("models") / TASK
+POINT = MODEL_DIR / "s0.5"
+STATE = Path(".alap/state")
+TIMED_KEYS = ("wall_s", "latency.", "peak_gflops", "records")  # measured: valid, never equal (prefixes)
+
+# verb args, the files the stage writes, its resume state (glob under .alap/state/<task>)
+STAGES = {
+    "train": (
+        ["train", "--task", TASK],
+        [MODEL_DIR / "teacher.pt", MODEL_DIR / "teacher_aux.pt", MODEL_DIR / "train_metrics.json"],
+        "train-*.pt",
+    ),
+    "condense": (
+        ["condense", "--task", TASK],
+        [MODEL_DIR / "condensed.pt", Path("reports", TASK, "condense", "condense.json")],
+        "condense-*.pt",
+    ),
+    "prune": (["prune", "--task", TASK, "--sparsity", "0.5"], [POINT / "pruned.pt", POINT / "prune_report.json"], None),
+    "distill": (
+        ["distill", "--task", TASK, "--sparsity", "0.5"],
+        [POINT / "student.pt", POINT / "distill_report.json"],
+        "distill-*.pt",
+    ),
+    "profile": (
+        ["profile", "--task", TASK, "--sparsity", "0.5"],
+        [Path("reports", TASK, "s0.5", "latency.json"), Path("reports", TASK, "s0.5", "model.onnx")],
+        None,
+    ),
+}
+BASE_STAGES = ("train", "condense", "prune", "distill")  # what the other stages' inputs need
+
+
+def alap(cwd: Path, *args: str, **popen: object) -> subprocess.Popen:
+    """``alap ARGS`` in ``cwd`` as its own process group, importing this checkout's alap."""
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "ALAP_LOG_LEVEL": "WARNING"}
+    return subprocess.Popen(
+        [sys.executable, "-m", "alap.cli", *args],
+        cwd=cwd,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+        **popen,
+    )
+
+
+def finish(proc: subprocess.Popen, what: str) -> str:
+    out, err = proc.communicate(timeout=600)
+    assert proc.returncode == 0, f"{what} failed ({proc.returncode}):\n{err[-3000:]}"
+    return out
+
+
+@pytest.fixture(scope="module")
+def base(tmp_path_factory) -> tuple[Path, dict[str, float]]:
+    """A tiny project run uninterrupted through distill (and profile): the reference outputs and, per stage, its
+    wall time (the range the kill points are drawn from)."""
+    root = tmp_path_factory.mktemp("base")
+    write_params(root / "params.yaml", tiny_params(root, [TASK]))
+    finish(alap(root, "data", "--task", TASK), "data")
+    seconds = {}
+    for name in (*BASE_STAGES, "profile"):
+        started = time.perf_counter()
+        finish(alap(root, *STAGES[name][0]), name)
+        seconds[name] = time.perf_counter() - started
+    return root, seconds
+
+
+def copy_without(base: Path, tmp_path: Path, stage: str) -> Path:
+    """The base project without ``stage``'s outputs and resume state, as before the stage first ran."""
+    project = tmp_path / "project"
+    shutil.copytree(base, project)
+    _, outputs, state = STAGES[stage]
+    for path in outputs:
+        (project / path).unlink()
+    for path in (project / STATE / TASK).glob(state or "-"):
+        path.unlink()
+    return project
+
+
+def assert_whole(project: Path, why: str) -> None:
+    """Every output file under its final name is complete: torch files load, JSON and CSV parse, images decode,
+    ONNX graphs check. Only atomic_path's hidden temporary files may be partial."""
+    import onnx
+
+    for path in (project / "models", project / "reports", project / STATE):
+        for file in path.rglob("*") if path.exists() else []:
+            if not file.is_file() or (file.name.startswith(".") and file.name.endswith(".tmp")):
+                continue
+            try:
+                if file.suffix == ".pt":
+                    io.load_weights(file, "a whole torch file")
+                elif file.suffix == ".json":
+                    json.loads(file.read_text())
+                elif file.suffix == ".csv":
+                    list(csv.reader(file.open()))
+                elif file.suffix == ".png":
+                    with Image.open(file) as image:
+                        image.verify()
+                elif file.suffix == ".onnx":
+                    onnx.checker.check_model(str(file))
+            except Exception as exc:
+                raise AssertionError(f"{why}: half-written {file}: {exc}") from exc
+
+
+def leftover_temps(project: Path) -> list[Path]:
+    return [p for p in project.rglob(".*.tmp") if "data" not in p.relative_to(project).parts[:1]]
+
+
+def assert_same_outputs(base: Path, project: Path, files: list[Path], why: str) -> None:
+    """Torch files, images and tables byte for byte; JSON equal except measured seconds, which must be valid."""
+    for rel in files:
+        got, want = project / rel, base / rel
+        assert got.is_file(), f"{why}: {rel} missing after the rerun"
+        if rel.suffix != ".json":
+            assert got.read_bytes() == want.read_bytes(), f"{why}: {rel} differs from the uninterrupted run's"
+            continue
+        got_json, want_json = json.loads(got.read_text()), json.loads(want.read_text())
+        assert got_json.keys() == want_json.keys(), f"{why}: {rel}: other keys"
+        timed = {k for k in got_json if k.startswith(TIMED_KEYS)}
+        for key in timed:
+            valid = all(v > 0 for v in got_json[key].values()) if key == "peak_gflops" else bool(got_json[key])
+            if isinstance(got_json[key], float):
+                valid = got_json[key] > 0
+            assert valid, f"{why}: {rel}: {key} = {got_json[key]}"
+        untimed = {k: v for k, v in got_json.items() if k not in timed}
+        assert untimed == {k: v for k, v in want_json.items() if k not in timed}, f"{why}: {rel} differs"
+
+
+def kill_at_random_points(project: Path, args: list[str], seconds: float, rng: random.Random, kills: int) -> str:
+    """Run ``alap ARGS`` ``kills`` times, each killed (SIGKILL to its group) at a random point of a run of
+    ``seconds``, checking after each kill that nothing half-written is visible; then once to completion."""
+    why = f"ALAP_KILL_SEED={SEED}"
+    for attempt in range(kills):
+        delay = rng.uniform(0.2, 0.95) * seconds
+        why += f", kill {attempt + 1} at {delay:.2f} s"
+        proc = alap(project, *args)
+        try:
+            proc.wait(timeout=delay)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+        proc.communicate()
+        assert_whole(project, why)
+    finish(alap(project, *args), f"rerun ({why})")
+    assert_whole(project, why)
+    assert not leftover_temps(project), f"{why}: temporary files left behind: {leftover_temps(project)}"
+    return why
+
+
+@pytest.mark.parametrize("stage", ["train", "condense", "distill"])
+def test_killed_training_stage_reruns_to_the_uninterrupted_outputs(base, tmp_path, stage) -> None:
+    root, seconds = base
+    project = copy_without(root, tmp_path, stage)
+    rng = random.Random(f"{SEED}-{stage}")
+    args, outputs, _ = STAGES[stage]
+    why = kill_at_random_points(project, args, seconds[stage], rng, kills=2)
+    assert_same_outputs(root, project, outputs, why)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("stage", ["prune", "profile"])
+def test_killed_stage_reruns_to_the_uninterrupted_outputs(base, tmp_path, stage) -> None:
+    root, seconds = base
+    project = copy_without(root, tmp_path, stage)
+    args, outputs, _ = STAGES[stage]
+    why = kill_at_random_points(project, args, seconds[stage], random.Random(f"{SEED}-{stage}"), kills=2)
+    assert_same_outputs(root, project, outputs, why)
+
+
+def wait_for_holder(project: Path, output: Path, proc: subprocess.Popen) -> None:
+    """Until ``proc`` holds the lock of ``output`` (its pid in the lock file); then stop it there (SIGSTOP)."""
+    path = lock_file(project / STATE, project / output)
+    deadline = time.monotonic() + 120
+    while not (path.is_file() and path.read_text().startswith(f"pid {proc.pid}:")):
+        assert proc.poll() is None, f"the first process ended before holding the lock: {proc.communicate()}"
+        assert time.monotonic() < deadline, "the first process never took the lock"
+        time.sleep(0.02)
+    os.killpg(proc.pid, signal.SIGSTOP)
+
+
+def assert_refused(project: Path, args: list[str], holder: subprocess.Popen, names: str) -> None:
+    proc = alap(project, *args)
+    out, err = proc.communicate(timeout=120)
+    assert proc.returncode == 2, err
+    assert err.count("\n") == 1 and "Traceback" not in err, err
+    assert names in err and f"pid {holder.pid}" in err and "another alap process" in err, err
+
+
+def test_a_second_process_on_the_same_task_refuses_and_a_killed_holder_leaves_no_lock(base, tmp_path) -> None:
+    root, _ = base
+    project = copy_without(root, tmp_path, "train")
+    first = alap(project, "train", "--task", TASK)
+    try:
+        wait_for_holder(project, MODEL_DIR, first)
+        assert_refused(project, ["train", "--task", TASK], first, f"task {TASK}")
+        assert_refused(project, ["condense", "--task", TASK], first, f"task {TASK}")
+    finally:
+        os.killpg(first.pid, signal.SIGKILL)
+        first.communicate()
+    finish(alap(project, "train", "--task", TASK), "train after its lock holder was killed")
+    assert_same_outputs(root, project, STAGES["train"][1], "train after a killed lock holder")
+
+
+def test_point_stages_lock_their_own_point(base, tmp_path) -> None:
+    """Points of one task may run side by side (their folders differ); the same point may not."""
+    root, _ = base
+    project = copy_without(root, tmp_path, "distill")
+    first = alap(project, "distill", "--task", TASK, "--sparsity", "0.5")
+    try:
+        wait_for_holder(project, POINT, first)
+        assert_refused(project, ["distill", "--task", TASK, "--sparsity", "0.5"], first, "sparsity 0.5")
+        finish(alap(project, "prune", "--task", TASK, "--sparsity", "0.75"), "prune of another point")
+        assert (project / MODEL_DIR / "s0.75" / "pruned.pt").is_file()
+    finally:
+        os.killpg(first.pid, signal.SIGKILL)
+        first.communicate()
