@@ -8,6 +8,7 @@ which never unpickles code and says in one line what a file that is not one is. 
 from __future__ import annotations
 
 import contextlib
+import errno
 import json
 import os
 import re
@@ -37,11 +38,21 @@ def check_output(path: str | os.PathLike, folder: bool = False) -> Path:
     return path
 
 
+# A full disk or quota: the user's to fix (free space, another folder), not a bug.
+DISK_FULL = (errno.ENOSPC, errno.EDQUOT)
+
+
+class DiskFull(UserError):
+    """The device ran out of space while writing; the previous file under the final name is untouched."""
+
+
 @contextlib.contextmanager
 def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     """Yield a temporary path beside ``path``; on success rename it onto ``path``, on error delete it.
 
-    The temporary file lives in the same directory so the final ``os.replace`` is atomic.
+    The temporary file lives in the same directory so the final ``os.replace`` is atomic. A full disk is a
+    :class:`DiskFull` naming ``path`` (one line, exit 2): a resume checkpoint that could not be saved leaves the
+    previous one whole, so the run resumes from it once there is space.
     """
     target = check_output(path)
     target.parent.mkdir(parents=True, exist_ok=True)
@@ -51,8 +62,10 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     try:
         yield tmp
         os.replace(tmp, target)
-    except BaseException:
+    except BaseException as exc:
         tmp.unlink(missing_ok=True)
+        if isinstance(exc, OSError) and exc.errno in DISK_FULL:
+            raise DiskFull(f"no space left on device writing {target}") from exc
         raise
 
 
