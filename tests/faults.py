@@ -46,8 +46,8 @@ def disk_full_on_write(name: str, nth: int = 1) -> Iterator[list[Path]]:
     def mkstemp(*args: Any, **kwargs: Any) -> tuple[int, str]:
         nonlocal seen
         fd, tmp = real(*args, **kwargs)
-        prefix = kwargs.get("prefix", "")
-        if prefix.startswith(".") and fnmatch.fnmatch(prefix[1:-1], name):
+        prefix = kwargs.get("prefix", "")  # .<name>.<pid>.
+        if prefix.startswith(".") and fnmatch.fnmatch(prefix[1:].rsplit(".", 2)[0], name):
             seen += 1
             if seen == nth:
                 os.close(fd)

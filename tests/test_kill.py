@@ -245,3 +245,113 @@ def test_point_stages_lock_their_own_point(base, tmp_path) -> None:
     finally:
         os.killpg(first.pid, signal.SIGKILL)
         first.communicate()
+
+
+EVALUATE = (
+    ["evaluate", "--task", TASK, "--sparsity", "0.5"],
+    [Path("reports", TASK, "s0.5", f) for f in ("metrics.json", "grid.png")],
+)
+REPORT = (["report"], [Path("reports", f) for f in ("summary.csv", "summary.md", "index.html")])
+
+
+@pytest.fixture(scope="module")
+def evaluated(base, torch_home, tmp_path_factory) -> tuple[Path, dict[str, float], Path]:
+    """The base project with every model evaluated and profiled and the report built, uninterrupted."""
+    root = tmp_path_factory.mktemp("evaluated") / "project"
+    shutil.copytree(base[0], root)
+    seconds = dict(base[1])
+    for which in (["--model", "teacher"], ["--model", "condensed"], ["--sparsity", "0.5"]):
+        started = time.perf_counter()
+        finish(alap(root, "evaluate", "--task", TASK, *which, "--torch-home", str(torch_home)), f"evaluate {which}")
+        seconds["evaluate"] = time.perf_counter() - started
+        if which[0] == "--model":
+            finish(alap(root, "profile", "--task", TASK, *which), f"profile {which}")
+    started = time.perf_counter()
+    finish(alap(root, *REPORT[0]), "report")
+    seconds["report"] = time.perf_counter() - started
+    return root, seconds, torch_home
+
+
+@pytest.mark.slow
+def test_killed_evaluate_reruns_to_the_uninterrupted_metrics(evaluated, tmp_path) -> None:
+    root, seconds, torch_home = evaluated
+    project = tmp_path / "project"
+    shutil.copytree(root, project)
+    args, outputs = EVALUATE
+    for path in outputs:
+        (project / path).unlink()
+    args = [*args, "--torch-home", str(torch_home)]
+    why = kill_at_random_points(project, args, seconds["evaluate"], random.Random(f"{SEED}-evaluate"), kills=2)
+    assert_same_outputs(root, project, outputs, why)
+
+
+@pytest.mark.slow
+def test_killed_report_reruns_to_the_uninterrupted_report(evaluated, tmp_path) -> None:
+    root, seconds, _ = evaluated
+    project = tmp_path / "project"
+    shutil.copytree(root, project)
+    args, outputs = REPORT
+    plots = sorted(p.relative_to(root) for p in (root / "reports" / "plots").rglob("*") if p.is_file())
+    assert plots, "the report drew no plots"
+    for path in [*outputs, *plots]:
+        (project / path).unlink()
+    why = kill_at_random_points(project, args, seconds["report"], random.Random(f"{SEED}-report"), kills=2)
+    assert_same_outputs(root, project, [*outputs, *plots], why)
+
+
+@pytest.mark.slow
+@pytest.mark.integration
+def test_killed_dvc_repro_reruns_to_the_uninterrupted_models(base, tmp_path) -> None:
+    """`dvc repro` of a branch killed twice (DVC and its stage process together), then run to the end: the models
+    equal the uninterrupted CLI run's, and a further repro finds nothing to do."""
+    root, seconds = base
+    repo = tmp_path / "repo"
+    for name in ["alap", "stages", "configs"]:
+        shutil.copytree(ROOT / name, repo / name, ignore=shutil.ignore_patterns("__pycache__"))
+    shutil.copy(ROOT / "dvc.yaml", repo / "dvc.yaml")
+    params = tiny_params(repo, [TASK])
+    params["tasks"][TASK]["root"] = f"data/{TASK}"
+    write_params(repo / "params.yaml", params)
+    dvc = [str(Path(sys.executable).with_name("dvc"))]
+    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
+    subprocess.run(["git", "init", "-q"], cwd=repo, check=True)
+    subprocess.run([*dvc, "init", "-q"], cwd=repo, check=True, env=env)
+    branch = f"distill@{TASK}-0.5"
+    rng = random.Random(f"{SEED}-dvc")
+    why = f"ALAP_KILL_SEED={SEED}"
+    for attempt in range(2):
+        delay = rng.uniform(0.1, 0.9) * sum(seconds[s] for s in BASE_STAGES)
+        why += f", kill {attempt + 1} at {delay:.2f} s"
+        proc = subprocess.Popen(
+            [*dvc, "repro", branch],
+            cwd=repo,
+            env=env,
+            start_new_session=True,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        try:
+            proc.wait(timeout=delay)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+        assert_whole(repo, why)
+    done = subprocess.run([*dvc, "repro", branch], cwd=repo, env=env, capture_output=True, text=True)
+    assert done.returncode == 0, f"{why}: {done.stdout[-2000:]}\n{done.stderr[-2000:]}"
+    models = [MODEL_DIR / "teacher.pt", MODEL_DIR / "condensed.pt", POINT / "pruned.pt", POINT / "student.pt"]
+    assert_same_outputs(root, repo, models, why)
+    again = subprocess.run([*dvc, "repro", branch], cwd=repo, env=env, capture_output=True, text=True)
+    assert again.returncode == 0 and "Running stage" not in again.stdout, f"{why}: {again.stdout}"
+    assert not leftover_temps(repo), f"{why}: temporary files left behind: {leftover_temps(repo)}"
+
+
+def test_the_next_write_removes_the_temporary_files_of_killed_writers_only(tmp_path) -> None:
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    killed = tmp_path / f".model.pt.{dead.pid}.abc.tmp"  # what a writer killed mid-write leaves
+    live = tmp_path / f".model.pt.{os.getpid()}.def.tmp"  # another thread of this process, still writing
+    other = tmp_path / f".other.pt.{dead.pid}.ghi.tmp"  # another file's: its own next write removes it
+    for path in (killed, live, other):
+        path.write_bytes(b"half")
+    io.write_text(tmp_path / "model.pt", "whole")
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted([live.name, other.name, "model.pt"])
