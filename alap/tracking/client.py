@@ -58,6 +58,11 @@ class TrackingUnavailable(UserError):
     """The tracking server did not answer; the message names the URI (without credentials)."""
 
 
+class ArtifactsUnavailable(TrackingUnavailable):
+    """The tracking server answers but could not store a run's files after its bounded retries: the artifact store
+    behind it (S3) failed. The run's params and metrics are logged, the local files kept; a rerun uploads them."""
+
+
 @dataclass(frozen=True)
 class RunRecord:
     """A run as promotion and reports need it: who its parent is, and its latest metrics and tags."""
@@ -303,13 +308,31 @@ class Tracker:
                 params=new_params[start : start + _BATCH],
                 tags=new_tags[start : start + _BATCH],
             )
-        for item in map(Path, artifacts):
-            if item.is_dir():
-                self.client.log_artifacts(run_id, str(item), artifact_path=item.name)
-            else:
-                self.client.log_artifact(run_id, str(item))
+        with self._storing_artifacts(run_id, "its files"):
+            for item in map(Path, artifacts):
+                if item.is_dir():
+                    self.client.log_artifacts(run_id, str(item), artifact_path=item.name)
+                else:
+                    self.client.log_artifact(run_id, str(item))
         self.client.set_terminated(run_id, "FINISHED")
         return run_id
+
+    @contextlib.contextmanager
+    def _storing_artifacts(self, run_id: str, what: str) -> Iterator[None]:
+        """Uploads to a server's artifact store: a failure while the server itself answers is the store's (S3
+        down), said in one line as :class:`ArtifactsUnavailable`; a server that went away is TrackingUnavailable."""
+        try:
+            yield
+        except MlflowException as exc:
+            if not self.uri.startswith(("http://", "https://")):
+                raise
+            _wait_for_server(self.uri, attempts=1)
+            cause = str(exc).splitlines()[0][:300]
+            raise ArtifactsUnavailable(
+                f"MLflow server {redact(self.uri)} answers but could not store {what} of run {run_id} in its "
+                f"artifact store (is its S3 endpoint reachable?); params and metrics are logged and local outputs "
+                f"kept, a rerun uploads the files. Cause: {cause}"
+            ) from exc
 
     @_server_guard
     def finish_run(self, run_id: str, status: str = "FINISHED") -> None:
@@ -365,7 +388,7 @@ class Tracker:
         # The run must be the *active* one: given only run_id=, MLflow files the logged model under the
         # Default experiment, whose artifact root is ./mlruns in the caller's working directory.
         # Leaving the block marks the run FINISHED, the state log_point leaves children in anyway.
-        with _fluent_uri(self.uri), mlflow.start_run(run_id=run_id):
+        with self._storing_artifacts(run_id, "the model"), _fluent_uri(self.uri), mlflow.start_run(run_id=run_id):
             info = mlflow.pytorch.log_model(
                 cpu_model,
                 name="model",
