@@ -279,3 +279,5 @@ def test_s3_then_the_server_going_away_mid_run_are_clear_bounded_errors(tmp_path
             tracker.log_point(parent, "s0.75", {}, {"fid": 44.0})
         assert time.monotonic() - start < 120
         assert not isinstance(err.value, ArtifactsUnavailable)
+        with pytest.raises(TrackingUnavailable):  # promotion reads aliases: a dead server is not "no champion"
+            tracker.alias_version("alap-test", "champion")

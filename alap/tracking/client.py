@@ -52,6 +52,7 @@ _SECRET_ENVS = ("AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "MLFLOW_TRACKING_P
 _USERINFO_RE = re.compile(r"://[^/@\s]+:[^/@\s]+@")
 _URI_ENVS = ("MLFLOW_TRACKING_URI", "MLFLOW_REGISTRY_URI")
 _BATCH = 100  # MLflow's per-request limit for params and tags (metrics allow 1000)
+_NOT_SET_CODES = ("RESOURCE_DOES_NOT_EXIST", "INVALID_PARAMETER_VALUE")  # no such model; no such alias
 
 
 class TrackingUnavailable(UserError):
@@ -418,12 +419,16 @@ class Tracker:
         ]
         return sorted(records, key=lambda r: r.version)
 
+    @_server_guard
     def alias_version(self, name: str, alias: str) -> int | None:
-        """The version an alias points at, or None when the alias is not set."""
+        """The version an alias points at, or None when the alias (or the model) is not set; a server that went
+        away is TrackingUnavailable, never read as "no alias"."""
         try:
             return int(self.client.get_model_version_by_alias(name, alias).version)
-        except MlflowException:
-            return None
+        except MlflowException as exc:
+            if exc.error_code in _NOT_SET_CODES:
+                return None
+            raise
 
     @_server_guard
     def set_alias(self, name: str, alias: str, version: int) -> None:
