@@ -19,6 +19,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import NamedTuple
 
 import pytest
 from PIL import Image
@@ -34,28 +35,52 @@ POINT = MODEL_DIR / "s0.5"
 STATE = Path(".alap/state")
 TIMED_KEYS = ("wall_s", "latency.", "peak_gflops", "records")  # measured: valid, never equal (prefixes)
 
-# verb args, the files the stage writes, its resume state (glob under .alap/state/<task>)
+POINT_REPORT = Path("reports", TASK, "s0.5")
+
+
+class Stage(NamedTuple):
+    args: list[str]  # alap's
+    outputs: list[Path]  # the files it writes
+    state: str | None  # its resume state, a glob under .alap/state/<task>
+    locks: Path  # the output folder it locks (alap.lock): its work starts once it holds that
+
+
 STAGES = {
-    "train": (
+    "train": Stage(
         ["train", "--task", TASK],
         [MODEL_DIR / "teacher.pt", MODEL_DIR / "teacher_aux.pt", MODEL_DIR / "train_metrics.json"],
         "train-*.pt",
+        MODEL_DIR,
     ),
-    "condense": (
+    "condense": Stage(
         ["condense", "--task", TASK],
         [MODEL_DIR / "condensed.pt", Path("reports", TASK, "condense", "condense.json")],
         "condense-*.pt",
+        MODEL_DIR,
     ),
-    "prune": (["prune", "--task", TASK, "--sparsity", "0.5"], [POINT / "pruned.pt", POINT / "prune_report.json"], None),
-    "distill": (
+    "prune": Stage(
+        ["prune", "--task", TASK, "--sparsity", "0.5"], [POINT / "pruned.pt", POINT / "prune_report.json"], None, POINT
+    ),
+    "distill": Stage(
         ["distill", "--task", TASK, "--sparsity", "0.5"],
         [POINT / "student.pt", POINT / "distill_report.json"],
         "distill-*.pt",
+        POINT,
     ),
-    "profile": (
+    "profile": Stage(
         ["profile", "--task", TASK, "--sparsity", "0.5"],
-        [Path("reports", TASK, "s0.5", "latency.json"), Path("reports", TASK, "s0.5", "model.onnx")],
+        [POINT_REPORT / "latency.json", POINT_REPORT / "model.onnx"],
         None,
+        POINT_REPORT,
+    ),
+    "evaluate": Stage(
+        ["evaluate", "--task", TASK, "--sparsity", "0.5"],  # + --torch-home
+        [POINT_REPORT / "metrics.json", POINT_REPORT / "grid.png"],
+        None,
+        POINT_REPORT,
+    ),
+    "report": Stage(
+        ["report"], [Path("reports", f) for f in ("summary.csv", "summary.md", "index.html")], None, Path("reports")
     ),
 }
 BASE_STAGES = ("train", "condense", "prune", "distill")  # what the other stages' inputs need
@@ -84,27 +109,34 @@ def finish(proc: subprocess.Popen, what: str) -> str:
 
 @pytest.fixture(scope="module")
 def base(tmp_path_factory) -> tuple[Path, dict[str, float]]:
-    """A tiny project run uninterrupted through distill (and profile): the reference outputs and, per stage, its
-    wall time (the range the kill points are drawn from)."""
+    """A tiny project run uninterrupted through distill (and profile): the reference outputs and, per stage, the
+    seconds of its work (the range the kill points are drawn from) and of the whole process."""
     root = tmp_path_factory.mktemp("base")
     write_params(root / "params.yaml", tiny_params(root, [TASK]))
     finish(alap(root, "data", "--task", TASK), "data")
-    seconds = {}
+    seconds = {"processes": 0.0}  # and the seconds of all the stage processes, imports included
     for name in (*BASE_STAGES, "profile"):
         started = time.perf_counter()
-        finish(alap(root, *STAGES[name][0]), name)
-        seconds[name] = time.perf_counter() - started
+        seconds[name] = timed_run(root, STAGES[name])
+        seconds["processes"] += time.perf_counter() - started if name in BASE_STAGES else 0.0
     return root, seconds
+
+
+def timed_run(project: Path, stage: Stage, *extra: str) -> float:
+    """Run the stage to its end; the seconds from when it holds its lock (its imports done) to its exit."""
+    proc = alap(project, *stage.args, *extra)
+    started = wait_for_lock(project, stage.locks, proc)
+    finish(proc, " ".join(stage.args))
+    return time.perf_counter() - started
 
 
 def copy_without(base: Path, tmp_path: Path, stage: str) -> Path:
     """The base project without ``stage``'s outputs and resume state, as before the stage first ran."""
     project = tmp_path / "project"
     shutil.copytree(base, project)
-    _, outputs, state = STAGES[stage]
-    for path in outputs:
+    for path in STAGES[stage].outputs:
         (project / path).unlink()
-    for path in (project / STATE / TASK).glob(state or "-"):
+    for path in (project / STATE / TASK).glob(STAGES[stage].state or "-"):
         path.unlink()
     return project
 
@@ -158,21 +190,23 @@ def assert_same_outputs(base: Path, project: Path, files: list[Path], why: str) 
         assert untimed == {k: v for k, v in want_json.items() if k not in timed}, f"{why}: {rel} differs"
 
 
-def kill_at_random_points(project: Path, args: list[str], seconds: float, rng: random.Random, kills: int) -> str:
-    """Run ``alap ARGS`` ``kills`` times, each killed (SIGKILL to its group) at a random point of a run of
-    ``seconds``, checking after each kill that nothing half-written is visible; then once to completion."""
+def kill_at_random_points(project: Path, stage: Stage, seconds: float, name: str, *extra: str, kills: int = 2) -> str:
+    """Run the stage ``kills`` times, each killed (SIGKILL to its group) at a random point of its ``seconds`` of
+    work, checking after each kill that nothing half-written is visible; then once to completion."""
+    rng = random.Random(f"{SEED}-{name}")
     why = f"ALAP_KILL_SEED={SEED}"
     for attempt in range(kills):
-        delay = rng.uniform(0.2, 0.95) * seconds
-        why += f", kill {attempt + 1} at {delay:.2f} s"
-        proc = alap(project, *args)
+        delay = rng.uniform(0.0, 1.0) * seconds
+        why += f", kill {attempt + 1} at {delay:.2f} s of its work"
+        proc = alap(project, *stage.args, *extra)
+        wait_for_lock(project, stage.locks, proc)
         try:
             proc.wait(timeout=delay)
         except subprocess.TimeoutExpired:
             os.killpg(proc.pid, signal.SIGKILL)
         proc.communicate()
         assert_whole(project, why)
-    finish(alap(project, *args), f"rerun ({why})")
+    finish(alap(project, *stage.args, *extra), f"rerun ({why})")
     assert_whole(project, why)
     assert not leftover_temps(project), f"{why}: temporary files left behind: {leftover_temps(project)}"
     return why
@@ -182,10 +216,8 @@ def kill_at_random_points(project: Path, args: list[str], seconds: float, rng: r
 def test_killed_training_stage_reruns_to_the_uninterrupted_outputs(base, tmp_path, stage) -> None:
     root, seconds = base
     project = copy_without(root, tmp_path, stage)
-    rng = random.Random(f"{SEED}-{stage}")
-    args, outputs, _ = STAGES[stage]
-    why = kill_at_random_points(project, args, seconds[stage], rng, kills=2)
-    assert_same_outputs(root, project, outputs, why)
+    why = kill_at_random_points(project, STAGES[stage], seconds[stage], stage)
+    assert_same_outputs(root, project, STAGES[stage].outputs, why)
 
 
 @pytest.mark.slow
@@ -193,19 +225,24 @@ def test_killed_training_stage_reruns_to_the_uninterrupted_outputs(base, tmp_pat
 def test_killed_stage_reruns_to_the_uninterrupted_outputs(base, tmp_path, stage) -> None:
     root, seconds = base
     project = copy_without(root, tmp_path, stage)
-    args, outputs, _ = STAGES[stage]
-    why = kill_at_random_points(project, args, seconds[stage], random.Random(f"{SEED}-{stage}"), kills=2)
-    assert_same_outputs(root, project, outputs, why)
+    why = kill_at_random_points(project, STAGES[stage], seconds[stage], stage)
+    assert_same_outputs(root, project, STAGES[stage].outputs, why)
 
 
-def wait_for_holder(project: Path, output: Path, proc: subprocess.Popen) -> None:
-    """Until ``proc`` holds the lock of ``output`` (its pid in the lock file); then stop it there (SIGSTOP)."""
+def wait_for_lock(project: Path, output: Path, proc: subprocess.Popen) -> float:
+    """Until ``proc`` holds the lock of ``output`` (its pid in the lock file); returns that moment."""
     path = lock_file(project / STATE, project / output)
     deadline = time.monotonic() + 120
     while not (path.is_file() and path.read_text().startswith(f"pid {proc.pid}:")):
-        assert proc.poll() is None, f"the first process ended before holding the lock: {proc.communicate()}"
-        assert time.monotonic() < deadline, "the first process never took the lock"
-        time.sleep(0.02)
+        assert proc.poll() is None, f"the process ended before holding the lock: {proc.communicate()}"
+        assert time.monotonic() < deadline, "the process never took the lock"
+        time.sleep(0.01)
+    return time.perf_counter()
+
+
+def wait_for_holder(project: Path, output: Path, proc: subprocess.Popen) -> None:
+    """Until ``proc`` holds the lock of ``output``; then stop it there (SIGSTOP)."""
+    wait_for_lock(project, output, proc)
     os.killpg(proc.pid, signal.SIGSTOP)
 
 
@@ -229,7 +266,7 @@ def test_a_second_process_on_the_same_task_refuses_and_a_killed_holder_leaves_no
         os.killpg(first.pid, signal.SIGKILL)
         first.communicate()
     finish(alap(project, "train", "--task", TASK), "train after its lock holder was killed")
-    assert_same_outputs(root, project, STAGES["train"][1], "train after a killed lock holder")
+    assert_same_outputs(root, project, STAGES["train"].outputs, "train after a killed lock holder")
 
 
 def test_point_stages_lock_their_own_point(base, tmp_path) -> None:
@@ -247,28 +284,17 @@ def test_point_stages_lock_their_own_point(base, tmp_path) -> None:
         first.communicate()
 
 
-EVALUATE = (
-    ["evaluate", "--task", TASK, "--sparsity", "0.5"],
-    [Path("reports", TASK, "s0.5", f) for f in ("metrics.json", "grid.png")],
-)
-REPORT = (["report"], [Path("reports", f) for f in ("summary.csv", "summary.md", "index.html")])
-
-
 @pytest.fixture(scope="module")
 def evaluated(base, torch_home, tmp_path_factory) -> tuple[Path, dict[str, float], Path]:
     """The base project with every model evaluated and profiled and the report built, uninterrupted."""
     root = tmp_path_factory.mktemp("evaluated") / "project"
     shutil.copytree(base[0], root)
     seconds = dict(base[1])
-    for which in (["--model", "teacher"], ["--model", "condensed"], ["--sparsity", "0.5"]):
-        started = time.perf_counter()
-        finish(alap(root, "evaluate", "--task", TASK, *which, "--torch-home", str(torch_home)), f"evaluate {which}")
-        seconds["evaluate"] = time.perf_counter() - started
-        if which[0] == "--model":
-            finish(alap(root, "profile", "--task", TASK, *which), f"profile {which}")
-    started = time.perf_counter()
-    finish(alap(root, *REPORT[0]), "report")
-    seconds["report"] = time.perf_counter() - started
+    for model in ("teacher", "condensed"):
+        finish(alap(root, "evaluate", "--task", TASK, "--model", model, "--torch-home", str(torch_home)), model)
+        finish(alap(root, "profile", "--task", TASK, "--model", model), f"profile {model}")
+    seconds["evaluate"] = timed_run(root, STAGES["evaluate"], "--torch-home", str(torch_home))
+    seconds["report"] = timed_run(root, STAGES["report"])
     return root, seconds, torch_home
 
 
@@ -277,12 +303,11 @@ def test_killed_evaluate_reruns_to_the_uninterrupted_metrics(evaluated, tmp_path
     root, seconds, torch_home = evaluated
     project = tmp_path / "project"
     shutil.copytree(root, project)
-    args, outputs = EVALUATE
-    for path in outputs:
+    stage = STAGES["evaluate"]
+    for path in stage.outputs:
         (project / path).unlink()
-    args = [*args, "--torch-home", str(torch_home)]
-    why = kill_at_random_points(project, args, seconds["evaluate"], random.Random(f"{SEED}-evaluate"), kills=2)
-    assert_same_outputs(root, project, outputs, why)
+    why = kill_at_random_points(project, stage, seconds["evaluate"], "evaluate", "--torch-home", str(torch_home))
+    assert_same_outputs(root, project, stage.outputs, why)
 
 
 @pytest.mark.slow
@@ -290,13 +315,13 @@ def test_killed_report_reruns_to_the_uninterrupted_report(evaluated, tmp_path) -
     root, seconds, _ = evaluated
     project = tmp_path / "project"
     shutil.copytree(root, project)
-    args, outputs = REPORT
     plots = sorted(p.relative_to(root) for p in (root / "reports" / "plots").rglob("*") if p.is_file())
     assert plots, "the report drew no plots"
-    for path in [*outputs, *plots]:
+    outputs = [*STAGES["report"].outputs, *plots]
+    for path in outputs:
         (project / path).unlink()
-    why = kill_at_random_points(project, args, seconds["report"], random.Random(f"{SEED}-report"), kills=2)
-    assert_same_outputs(root, project, [*outputs, *plots], why)
+    why = kill_at_random_points(project, STAGES["report"], seconds["report"], "report")
+    assert_same_outputs(root, project, outputs, why)
 
 
 @pytest.mark.slow
@@ -320,7 +345,7 @@ def test_killed_dvc_repro_reruns_to_the_uninterrupted_models(base, tmp_path) -> 
     rng = random.Random(f"{SEED}-dvc")
     why = f"ALAP_KILL_SEED={SEED}"
     for attempt in range(2):
-        delay = rng.uniform(0.1, 0.9) * sum(seconds[s] for s in BASE_STAGES)
+        delay = rng.uniform(0.1, 0.9) * seconds["processes"]
         why += f", kill {attempt + 1} at {delay:.2f} s"
         proc = subprocess.Popen(
             [*dvc, "repro", branch],
