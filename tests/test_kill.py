@@ -4,7 +4,9 @@ on the same outputs: the second refuses at once (alap.lock), and a killed holder
 
 The kill points are random, drawn from ALAP_KILL_SEED (a fresh seed when unset); every failure names the seed and
 the kill time, so `ALAP_KILL_SEED=<seed> pytest tests/test_kill.py` replays the same points. The stage processes
-run in their own process group and the whole group is killed, as a crash or a lost machine would.
+run in their own process group and the whole group is killed, as a crash or a lost machine would. The default suite
+kills train (the resumable loop condense and distill share) and runs the lock tests; the other stages, and
+`dvc repro`, are slow.
 """
 
 from __future__ import annotations
@@ -109,16 +111,16 @@ def finish(proc: subprocess.Popen, what: str) -> str:
 
 @pytest.fixture(scope="module")
 def base(tmp_path_factory) -> tuple[Path, dict[str, float]]:
-    """A tiny project run uninterrupted through distill (and profile): the reference outputs and, per stage, the
-    seconds of its work (the range the kill points are drawn from) and of the whole process."""
+    """A tiny project run uninterrupted through distill: the reference outputs and, per stage, the seconds of its
+    work (the range the kill points are drawn from); under "processes" the seconds of all its stage processes."""
     root = tmp_path_factory.mktemp("base")
     write_params(root / "params.yaml", tiny_params(root, [TASK]))
     finish(alap(root, "data", "--task", TASK), "data")
-    seconds = {"processes": 0.0}  # and the seconds of all the stage processes, imports included
-    for name in (*BASE_STAGES, "profile"):
+    seconds = {"processes": 0.0}
+    for name in BASE_STAGES:
         started = time.perf_counter()
         seconds[name] = timed_run(root, STAGES[name])
-        seconds["processes"] += time.perf_counter() - started if name in BASE_STAGES else 0.0
+        seconds["processes"] += time.perf_counter() - started
     return root, seconds
 
 
@@ -212,17 +214,9 @@ def kill_at_random_points(project: Path, stage: Stage, seconds: float, name: str
     return why
 
 
-@pytest.mark.parametrize("stage", ["train", "condense", "distill"])
-def test_killed_training_stage_reruns_to_the_uninterrupted_outputs(base, tmp_path, stage) -> None:
-    root, seconds = base
-    project = copy_without(root, tmp_path, stage)
-    why = kill_at_random_points(project, STAGES[stage], seconds[stage], stage)
-    assert_same_outputs(root, project, STAGES[stage].outputs, why)
-
-
-@pytest.mark.slow
-@pytest.mark.parametrize("stage", ["prune", "profile"])
+@pytest.mark.parametrize("stage", ["train", *(pytest.param(s, marks=pytest.mark.slow) for s in BASE_STAGES[1:])])
 def test_killed_stage_reruns_to_the_uninterrupted_outputs(base, tmp_path, stage) -> None:
+    """train in the default suite (the resumable loop is the same for condense and distill), the rest slow."""
     root, seconds = base
     project = copy_without(root, tmp_path, stage)
     why = kill_at_random_points(project, STAGES[stage], seconds[stage], stage)
@@ -293,21 +287,20 @@ def evaluated(base, torch_home, tmp_path_factory) -> tuple[Path, dict[str, float
     for model in ("teacher", "condensed"):
         finish(alap(root, "evaluate", "--task", TASK, "--model", model, "--torch-home", str(torch_home)), model)
         finish(alap(root, "profile", "--task", TASK, "--model", model), f"profile {model}")
+    seconds["profile"] = timed_run(root, STAGES["profile"])
     seconds["evaluate"] = timed_run(root, STAGES["evaluate"], "--torch-home", str(torch_home))
     seconds["report"] = timed_run(root, STAGES["report"])
     return root, seconds, torch_home
 
 
 @pytest.mark.slow
-def test_killed_evaluate_reruns_to_the_uninterrupted_metrics(evaluated, tmp_path) -> None:
+@pytest.mark.parametrize("stage", ["profile", "evaluate"])
+def test_killed_measuring_stage_reruns_to_the_uninterrupted_outputs(evaluated, tmp_path, stage) -> None:
     root, seconds, torch_home = evaluated
-    project = tmp_path / "project"
-    shutil.copytree(root, project)
-    stage = STAGES["evaluate"]
-    for path in stage.outputs:
-        (project / path).unlink()
-    why = kill_at_random_points(project, stage, seconds["evaluate"], "evaluate", "--torch-home", str(torch_home))
-    assert_same_outputs(root, project, stage.outputs, why)
+    project = copy_without(root, tmp_path, stage)
+    extra = ["--torch-home", str(torch_home)] if stage == "evaluate" else []
+    why = kill_at_random_points(project, STAGES[stage], seconds[stage], stage, *extra)
+    assert_same_outputs(root, project, STAGES[stage].outputs, why)
 
 
 @pytest.mark.slow
