@@ -15,8 +15,9 @@ from typing import NoReturn
 
 from alap import io
 from alap.errors import UserError, is_user_error, message
+from alap.lock import output_lock
 from alap.logs import setup_logging
-from alap.paths import DEFAULT_TORCH_HOME, TaskPaths
+from alap.paths import DEFAULT_STATE, DEFAULT_TORCH_HOME, TaskPaths
 
 log = logging.getLogger("alap")
 
@@ -49,43 +50,59 @@ def cmd_data(args: argparse.Namespace) -> None:
     prepare_data(_params(args), args.task)
 
 
+def _writing(folder: Path, what: str):
+    """The one-writer lock of an output folder (alap.lock), taken after the folder was checked writable."""
+    return output_lock(DEFAULT_STATE, io.check_output(folder, folder=True), what)
+
+
+def _writing_task(args: argparse.Namespace):
+    """train, import-teacher and condense write the task's model folder: one of them at a time per task."""
+    return _writing(TaskPaths(args.task).model_dir, f"task {args.task}")
+
+
 def cmd_train(args: argparse.Namespace) -> None:
     from alap.train import train_teacher
 
-    io.check_output(TaskPaths(args.task).model_dir, folder=True)
-    train_teacher(_params(args), args.task)
+    with _writing_task(args):
+        train_teacher(_params(args), args.task)
 
 
 def cmd_import_teacher(args: argparse.Namespace) -> None:
     from alap.steps.teacher import import_teacher
 
-    io.check_output(TaskPaths(args.task).model_dir, folder=True)
-    import_teacher(_params(args), args.task)
+    with _writing_task(args):
+        import_teacher(_params(args), args.task)
 
 
 def cmd_condense(args: argparse.Namespace) -> None:
     from alap.steps.condense import condense_task
 
-    paths = TaskPaths(args.task)
-    for folder in (paths.model_dir, paths.report_dir):
-        io.check_output(folder, folder=True)
-    condense_task(_params(args), args.task)
+    io.check_output(TaskPaths(args.task).report_dir, folder=True)
+    with _writing_task(args):
+        condense_task(_params(args), args.task)
 
 
 def _point_dir(args: argparse.Namespace) -> Path:
     return args.out or TaskPaths(args.task).point_dir(args.sparsity)
 
 
+def _writing_point(args: argparse.Namespace):
+    """prune and distill write a sweep point's folder: different points of a task may run side by side."""
+    return _writing(_point_dir(args), f"task {args.task}, sparsity {args.sparsity}")
+
+
 def cmd_prune(args: argparse.Namespace) -> None:
     from alap.steps.prune import prune_point
 
-    prune_point(_params(args), args.task, args.sparsity, io.check_output(_point_dir(args), folder=True))
+    with _writing_point(args):
+        prune_point(_params(args), args.task, args.sparsity, _point_dir(args))
 
 
 def cmd_distill(args: argparse.Namespace) -> None:
     from alap.steps.distill import distill_point
 
-    distill_point(_params(args), args.task, args.sparsity, io.check_output(_point_dir(args), folder=True))
+    with _writing_point(args):
+        distill_point(_params(args), args.task, args.sparsity, _point_dir(args))
 
 
 def _model_args(args: argparse.Namespace) -> tuple[str, float | None, Path | None]:
@@ -96,20 +113,25 @@ def _model_args(args: argparse.Namespace) -> tuple[str, float | None, Path | Non
     return point_dir.name, args.sparsity, point_dir
 
 
+def _writing_model_report(args: argparse.Namespace, name: str):
+    """evaluate and profile write one model's report folder (reports/<task>/<model>)."""
+    return _writing(TaskPaths(args.task).report_dir / name, f"task {args.task}, model {name}")
+
+
 def cmd_evaluate(args: argparse.Namespace) -> None:
     from alap.steps.evaluate import evaluate_entry
 
     name, sparsity, point_dir = _model_args(args)
-    io.check_output(TaskPaths(args.task).report_dir / name, folder=True)
-    evaluate_entry(_params(args), args.task, name, sparsity, args.torch_home, point_dir)
+    with _writing_model_report(args, name):
+        evaluate_entry(_params(args), args.task, name, sparsity, args.torch_home, point_dir)
 
 
 def cmd_profile(args: argparse.Namespace) -> None:
     from alap.steps.profile import profile_entry
 
     name, _, point_dir = _model_args(args)
-    io.check_output(TaskPaths(args.task).report_dir / name, folder=True)
-    profile_entry(_params(args), args.task, name, point_dir)
+    with _writing_model_report(args, name):
+        profile_entry(_params(args), args.task, name, point_dir)
 
 
 def cmd_weights(args: argparse.Namespace) -> None:
@@ -127,10 +149,10 @@ def cmd_report(args: argparse.Namespace) -> None:
     from alap.metrics.names import LatencyKey
     from alap.report.build import build_report
 
-    io.check_output(args.reports, folder=True)
     params = _params(args)
     gate = LatencyKey(params.promote.device, params.promote.backend)
-    written = build_report(args.reports, params.run_tasks, gate, args.models)
+    with _writing(args.reports, "report"):
+        written = build_report(args.reports, params.run_tasks, gate, args.models)
     print("\n".join(str(p) for p in written.values()))
 
 

@@ -21,12 +21,14 @@ from typing import Any
 from alap import io
 from alap.compress.params import CondenseParams
 from alap.config import DEVICE_PATTERN, Params, load_params
+from alap.lock import output_lock
 from alap.metrics.names import QUALITY, LatencyKey, Metric, metric
 from alap.paths import TaskPaths
 
 log = logging.getLogger(__name__)
 
 SETTINGS_FILE = "compress.json"
+STATE_DIR = ".state"  # resume state and the lock, inside --out
 RESULTS_FILE = "results.json"
 
 
@@ -189,8 +191,14 @@ def compress_own(req: CompressRequest) -> dict[str, Any]:
     params = build_params(req)
     out = req.out
     out.mkdir(parents=True, exist_ok=True)
-    _claim_out_dir(out, params)
-    paths = TaskPaths(req.task, models=out / "models", reports=out / "reports", state=out / ".state")
+    with output_lock(out / STATE_DIR, out, f"--out {out}"):  # a second run on the same --out refuses at once
+        _claim_out_dir(out, params)
+        return _run_steps(req, params, out)
+
+
+def _run_steps(req: CompressRequest, params: Params, out: Path) -> dict[str, Any]:
+    """The steps not yet done in ``out`` (finished ones are skipped by their output files), then the results."""
+    paths = TaskPaths(req.task, models=out / "models", reports=out / "reports", state=out / STATE_DIR)
     sparsity = params.sweep.sparsities[0]
     point = paths.point_dir(sparsity)
 

@@ -8,6 +8,8 @@ which never unpickles code and says in one line what a file that is not one is. 
 from __future__ import annotations
 
 import contextlib
+import errno
+import glob
 import json
 import os
 import re
@@ -37,23 +39,57 @@ def check_output(path: str | os.PathLike, folder: bool = False) -> Path:
     return path
 
 
+# A full disk or quota: the user's to fix (free space, another folder), not a bug.
+DISK_FULL = (errno.ENOSPC, errno.EDQUOT)
+
+
+class DiskFull(UserError):
+    """The device ran out of space while writing; the previous file under the final name is untouched."""
+
+
 @contextlib.contextmanager
 def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     """Yield a temporary path beside ``path``; on success rename it onto ``path``, on error delete it.
 
-    The temporary file lives in the same directory so the final ``os.replace`` is atomic.
+    The temporary file lives in the same directory so the final ``os.replace`` is atomic, and is named after
+    ``path`` and this process (``.<name>.<pid>.<random>.tmp``), so that temporary files of ``path`` left by a writer
+    that was killed (``kill -9`` skips the cleanup) are removed by the next write of ``path``. A full disk is a
+    :class:`DiskFull` naming ``path`` (one line, exit 2): a resume checkpoint that could not be saved leaves the
+    previous one whole, so the run resumes from it once there is space.
     """
     target = check_output(path)
     target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
+    _remove_dead_writers_temps(target)
+    fd, tmp_name = tempfile.mkstemp(prefix=f".{target.name}.{os.getpid()}.", suffix=".tmp", dir=target.parent)
     os.close(fd)
     tmp = Path(tmp_name)
     try:
         yield tmp
         os.replace(tmp, target)
-    except BaseException:
+    except BaseException as exc:
         tmp.unlink(missing_ok=True)
+        if isinstance(exc, OSError) and exc.errno in DISK_FULL:
+            raise DiskFull(f"no space left on device writing {target}") from exc
         raise
+
+
+def _remove_dead_writers_temps(target: Path) -> None:
+    """Delete the temporary files of ``target`` whose process is gone; a live writer's (another thread or process)
+    stays. A recycled pid only leaves a file in place."""
+    for stale in target.parent.glob(f".{glob.escape(target.name)}.*.tmp"):
+        pid = stale.name[len(target.name) + 2 :].split(".", 1)[0]
+        if pid.isdigit() and not _alive(int(pid)):
+            stale.unlink(missing_ok=True)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's process
+        return True
+    return True
 
 
 def write_text(path: str | os.PathLike, text: str) -> None:

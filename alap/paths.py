@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 DEFAULT_TORCH_HOME = Path(".torch")  # project-local (gitignored) home of the offline FID/LPIPS weights
+DEFAULT_STATE = Path(".alap/state")  # resume state and locks: outside DVC outputs
 
 
 def point_name(sparsity: float) -> str:
@@ -23,7 +24,7 @@ class TaskPaths:
     task: str
     models: Path = Path("models")
     reports: Path = Path("reports")
-    state: Path = Path(".alap/state")
+    state: Path = DEFAULT_STATE
 
     @property
     def model_dir(self) -> Path:

@@ -5,6 +5,8 @@ from __future__ import annotations
 import filecmp
 import json
 import shutil
+import struct
+import zlib
 from pathlib import Path
 
 import numpy as np
@@ -15,6 +17,7 @@ from PIL import Image
 from alap.data import synthetic
 from alap.data.batches import BatchStream
 from alap.data.datasets import (
+    ImageFolder,
     InputImages,
     MaskImageFolder,
     PairedAB,
@@ -611,18 +614,103 @@ def test_a_pair_of_different_sizes_is_refused(tmp_path: Path) -> None:
         open_dataset("paired", root, "train", SIZE)
 
 
-def test_16_bit_images_are_refused_as_rgb_but_not_as_masks(tasks: dict[str, Path], tmp_path: Path) -> None:
-    root = _paired(tmp_path / "p", {"train": 3, "test": 1})
-    deep = root / "test" / "A" / "000.png"
-    Image.fromarray(np.full((SIZE, SIZE), 4000, dtype=np.uint16)).save(deep)
-    assert Image.open(deep).mode in ("I", "I;16")
-    with pytest.raises(DataError, match=r"A/000\.png: mode I(;16)? has more than 8 bits a channel"):
-        open_dataset("paired", root, "test", SIZE)
+def _png16(path: Path, pixels: np.ndarray) -> Path:
+    """A 16-bit PNG of ``pixels`` (H x W grey, or H x W x 3 / 4 colour), written by hand: Pillow writes no 16-bit
+    colour."""
+    height, width = pixels.shape[:2]
+    colour_type = {2: 0, 3: 2, 4: 6}[pixels.ndim if pixels.ndim == 2 else pixels.shape[2]]
+    rows = b"".join(b"\0" + row.astype(">u2").tobytes() for row in pixels)
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    header = struct.pack(">IIBBBBB", width, height, 16, colour_type, 0, 0, 0)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    chunks = chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(rows)) + chunk(b"IEND", b"")
+    path.write_bytes(b"\x89PNG\r\n\x1a\n" + chunks)
+    return path
+
+
+def _tiff16(path: Path, pixels: np.ndarray) -> Path:
+    """An uncompressed 16-bit TIFF of ``pixels`` (as :func:`_png16`), written by hand for the same reason."""
+    height, width = pixels.shape[:2]
+    channels = 1 if pixels.ndim == 2 else pixels.shape[2]
+    data = pixels.astype("<u2").tobytes()
+    bits_at, data_at = 8, 8 + 2 * channels
+    ifd_at = data_at + len(data)
+    short, long = 3, 4
+    tags = [
+        (256, short, 1, width),
+        (257, short, 1, height),
+        (258, short, channels, 16 if channels == 1 else bits_at),
+        (259, short, 1, 1),  # no compression
+        (262, short, 1, 1 if channels == 1 else 2),  # black is zero / RGB
+        (273, long, 1, data_at),
+        (277, short, 1, channels),
+        (278, short, 1, height),
+        (279, long, 1, len(data)),
+        (284, short, 1, 1),  # channels interleaved
+    ] + ([(338, short, 1, 2)] if channels == 4 else [])  # the fourth channel is (unassociated) alpha
+    entries = b"".join(
+        struct.pack("<HHIHH", tag, kind, count, value, 0)
+        if kind == short and count <= 2
+        else struct.pack("<HHII", tag, kind, count, value)
+        for tag, kind, count, value in tags
+    )
+    bits = struct.pack(f"<{channels}H", *[16] * channels)
+    ifd = struct.pack("<H", len(tags)) + entries + struct.pack("<I", 0)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(b"II*\0" + struct.pack("<I", ifd_at) + bits + data + ifd)
+    return path
+
+
+@pytest.mark.parametrize("write", [_png16, _tiff16], ids=["png", "tiff"])
+@pytest.mark.parametrize("channels", [1, 3, 4], ids=["grey", "rgb", "rgba"])
+def test_16_bit_images_are_scaled_to_8_bits_not_clipped(tmp_path: Path, write, channels: int) -> None:
+    """Every value v becomes v // 256: the whole range kept (Pillow's own RGB conversion of 16-bit grey clips
+    everything above 255 to white)."""
+    pixels = np.random.default_rng(channels).integers(0, 65536, (SIZE, SIZE, channels), dtype=np.uint16)
+    if channels == 4:
+        pixels[..., 3] = 65535
+    name = "x.png" if write is _png16 else "x.tif"
+    write(tmp_path / "frames" / name, pixels.squeeze(2) if channels == 1 else pixels)
+    expected = np.repeat(pixels, 3, axis=2) if channels == 1 else pixels[..., :3]
+    expected = torch.from_numpy((expected >> 8).astype(np.float32)).permute(2, 0, 1).div(127.5).sub(1.0)
+    got = ImageFolder(tmp_path / "frames", SIZE, "images")[0]["B"]
+    assert torch.equal(got, expected)
+    assert got.max() > 0.9 and got.min() < -0.9  # the whole range, not clipped
+
+
+@pytest.mark.parametrize("mode, kind", [("I", "32-bit integer"), ("F", "floating-point")])
+def test_images_without_a_fixed_range_are_refused_with_the_reason(tmp_path: Path, mode: str, kind: str) -> None:
+    path = tmp_path / "frames" / "x.tif"
+    path.parent.mkdir()
+    Image.fromarray(np.full((SIZE, SIZE), 70000, dtype=np.int32 if mode == "I" else np.float32)).save(path)
+    assert Image.open(path).mode == mode
+    with pytest.raises(DataError, match=rf"x\.tif: mode {mode} \({kind} pixels\) has no fixed range to scale"):
+        ImageFolder(tmp_path / "frames", SIZE, "images")
+
+
+@pytest.mark.parametrize("suffix", [".png", ".gif"])
+def test_palette_images_are_converted_to_their_colours(tmp_path: Path, suffix: str) -> None:
+    source = Image.open(_noise(tmp_path / "noise.png")).quantize(colors=16)
+    path = tmp_path / "frames" / f"x{suffix}"
+    path.parent.mkdir()
+    source.save(path)
+    assert Image.open(path).mode == "P"
+    colours = np.asarray(source.convert("RGB"), dtype=np.float32)
+    expected = torch.from_numpy(colours).permute(2, 0, 1).div(127.5).sub(1.0)
+    assert torch.equal(ImageFolder(tmp_path / "frames", SIZE, "images")[0]["B"], expected)
+
+
+def test_16_bit_masks_keep_their_class_ids(tasks: dict[str, Path], tmp_path: Path) -> None:
     seg = _copy(tasks["seg2face"], tmp_path)
     mask = seg / "test" / "mask" / "00000.png"
-    Image.fromarray(np.asarray(Image.open(mask)).astype(np.uint16)).save(mask)
+    ids = np.asarray(Image.open(mask))
+    Image.fromarray(ids.astype(np.uint16)).save(mask)
     assert Image.open(mask).mode in ("I", "I;16")
-    _open_seg(seg, "test")
+    item = open_dataset("mask_image", seg, "test", SIZE, num_classes=8)[0]
+    assert torch.equal(item["A"].argmax(0), torch.from_numpy(ids.astype(np.int64)))
 
 
 def test_a_gif_pair_is_loaded(tmp_path: Path) -> None:

@@ -49,6 +49,8 @@ NOT_DEPS = {
     # the params schema and its validation: params reach a stage through its `params:` keys, which DVC hashes; the
     # profiles (configs/*.yaml, copied to params.yaml) spell out the keys a stage reads
     "alap.config": "alap/config.py",
+    # the one-writer lock of an output folder: who may write, never what is written
+    "alap.lock": "alap/lock.py",
     # atomic writes (temp file + rename): how a file is written, not what it holds
     "alap.io": "alap/io.py",
     # where stages read and write: the same places dvc.yaml names literally as deps and outs, so a change there

@@ -296,6 +296,20 @@ def test_alap_compress_refuses_bad_flags_before_any_work(tmp_path, capsys, chang
     assert not (tmp_path / "out").exists()
 
 
+def test_alap_compress_refuses_an_out_folder_another_run_is_writing(tmp_path, capsys):
+    from alap.lock import output_lock
+
+    out = tmp_path / "out"
+    args = ["compress", str(reference_file(tmp_path / "g.pth", "unet", "batch", num_downs=5))]
+    args += ["--data", str(paired_folder(tmp_path / "d")), "--out", str(out), "--load-size", "32", "--macs-x", "2"]
+    out.mkdir()
+    with output_lock(out / ".state", out, "the first run"):  # another open file: flock refuses it as another process's
+        assert main(args) == 2
+    err = capsys.readouterr().err
+    assert f"--out {out}: {out} is being written by another alap process (pid " in err
+    assert not (out / "models").exists()
+
+
 def test_compress_params_file_sections_are_used(tmp_path):
     from alap.compress_own import CompressRequest, build_params
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import subprocess
 import time
 from pathlib import Path
@@ -13,7 +14,15 @@ import torch
 from servers import free_port, mlflow_server, s3_server
 
 from alap import storage
-from alap.tracking.client import HTTP_RETRY_DEFAULTS, PARENT_ENV, Tracker, TrackingUnavailable, tracking_uri
+from alap.errors import is_user_error
+from alap.tracking.client import (
+    HTTP_RETRY_DEFAULTS,
+    PARENT_ENV,
+    ArtifactsUnavailable,
+    Tracker,
+    TrackingUnavailable,
+    tracking_uri,
+)
 from alap.tracking.keys import flatten
 from alap.tracking.provenance import dvc_dep_hashes, git_commit, pipeline_key, provenance_tags
 
@@ -237,3 +246,38 @@ def test_server_with_s3_artifacts_end_to_end(tmp_path: Path, clean_env, monkeypa
         monkeypatch.setenv("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")  # the server is gone: fail fast
         with pytest.raises(TrackingUnavailable, match=url):
             tracker.log_point(parent, "s0.90", {}, {"fid": 50.0})
+
+
+@pytest.mark.integration
+def test_s3_then_the_server_going_away_mid_run_are_clear_bounded_errors(tmp_path: Path, clean_env, monkeypatch):
+    """The artifact store (S3) dies behind a live MLflow server, then the server dies: each is one line naming
+    the server, after MLflow's bounded retries (alap's defaults), and nothing local is touched."""
+    with contextlib.ExitStack() as s3_alive:
+        s3 = s3_alive.enter_context(s3_server(tmp_path))
+        for name, value in s3.env().items():
+            monkeypatch.setenv(name, value)
+        storage.create_bucket("mlflow-team")
+        for name in s3.env():
+            monkeypatch.delenv(name)
+        with mlflow_server(tmp_path, "s3://mlflow-team/mlflow", env=s3.env()) as url:
+            monkeypatch.setenv("MLFLOW_TRACKING_URI", url)
+            tracker = Tracker.connect(tmp_path)  # sets the bounded retry defaults
+            parent = tracker.parent_run("alap-test", "sweep", key="s3-down")
+            summary = tmp_path / "summary.csv"
+            summary.write_text("task,model,fid\ntest,s0.50,40\n")
+            s3_alive.close()
+            start = time.monotonic()
+            with pytest.raises(ArtifactsUnavailable, match=f"MLflow server {url} answers but could not store") as err:
+                tracker.log_point(parent, "s0.50", {"prune": {"sparsity": 0.5}}, {"fid": 40.0}, [summary])
+            assert time.monotonic() - start < 120  # 3 retries with backoff, not MLflow's own 7 (minutes)
+            assert is_user_error(err.value) and len(str(err.value).splitlines()) == 1
+            (child,) = tracker.child_runs(parent)
+            assert child.metrics == {"fid": 40.0}  # the numbers went in before the upload failed
+            assert summary.read_text() == "task,model,fid\ntest,s0.50,40\n"
+        start = time.monotonic()
+        with pytest.raises(TrackingUnavailable, match=f"{url} is unreachable") as err:
+            tracker.log_point(parent, "s0.75", {}, {"fid": 44.0})
+        assert time.monotonic() - start < 120
+        assert not isinstance(err.value, ArtifactsUnavailable)
+        with pytest.raises(TrackingUnavailable):  # promotion reads aliases: a dead server is not "no champion"
+            tracker.alias_version("alap-test", "champion")

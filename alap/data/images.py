@@ -22,8 +22,11 @@ IGNORED_SUFFIXES = (".txt", ".md", ".json", ".csv", ".yaml", ".yml")
 IGNORED_NAMES = ("Thumbs.db", "desktop.ini")
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff", ".ppm", ".pgm")
 MASK_MODES = ("L", "P", "I", "I;16")
-# More than 8 bits a channel: converting to RGB clips every value above 255, so such an input turns white.
-DEEP_MODES = ("I", "I;16", "I;16B", "I;16L", "I;16N", "F")
+# 16-bit grey: Pillow's own conversion to RGB clips every value above 255 (most of such an image turns white), so
+# alap scales it to 8 bits by its high byte, as Pillow itself reads 16-bit RGB(A) PNG and TIFF files.
+SIXTEEN_BIT_GREY = ("I;16", "I;16B", "I;16L", "I;16N")
+# 32-bit integer or float pixels: no fixed range to scale from, so no faithful 8-bit image; refused.
+UNSCALED_MODES = ("I", "F")
 SHOWN_NAMES = 5
 
 log = logging.getLogger("alap.data")
@@ -86,14 +89,23 @@ def read_checked(path: Path) -> Image.Image:
 
 
 def check_rgb(path: Path) -> tuple[int, int]:
-    """Check an input or target image (8 bits a channel, any colour mode); return its (width, height)."""
+    """Check an input or target image (any colour mode of 8 or 16 bits a channel); return its (width, height)."""
     image = read_checked(path)
-    if image.mode in DEEP_MODES:
+    if image.mode in UNSCALED_MODES:
+        kind = "32-bit integer" if image.mode == "I" else "floating-point"
         raise DataError(
-            f"{path}: mode {image.mode} has more than 8 bits a channel, which would clip to white "
-            f"as RGB; save inputs and targets as 8-bit images (masks may keep such modes)"
+            f"{path}: mode {image.mode} ({kind} pixels) has no fixed range to scale to 8 bits, so alap cannot "
+            f"read it faithfully; save inputs and targets as 8- or 16-bit images (masks may keep such modes)"
         )
     return image.size
+
+
+def as_rgb(image: Image.Image) -> Image.Image:
+    """8-bit RGB: palette, grey, alpha and CMYK images through Pillow, 16-bit grey scaled by its high byte (the
+    value // 256, as Pillow reads 16-bit colour), never clipped."""
+    if image.mode in SIXTEEN_BIT_GREY:
+        image = Image.fromarray((np.asarray(image) >> 8).astype(np.uint8))
+    return image.convert("RGB")
 
 
 def check_mask(path: Path, num_classes: int) -> tuple[int, int]:
@@ -113,7 +125,7 @@ def check_mask(path: Path, num_classes: int) -> tuple[int, int]:
 
 def rgb_tensor(image: Image.Image, size: int) -> torch.Tensor:
     """3 x size x size float tensor in [-1, 1]; bicubic resize (as pix2pix does) only when needed."""
-    image = image.convert("RGB")
+    image = as_rgb(image)
     if image.size != (size, size):
         image = image.resize((size, size), Image.Resampling.BICUBIC)
     array = np.asarray(image, dtype=np.float32)

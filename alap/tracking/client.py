@@ -54,10 +54,16 @@ _SECRET_ENVS = ("AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "MLFLOW_TRACKING_P
 _USERINFO_RE = re.compile(r"://[^/@\s]+:[^/@\s]+@")
 _URI_ENVS = ("MLFLOW_TRACKING_URI", "MLFLOW_REGISTRY_URI")
 _BATCH = 100  # MLflow's per-request limit for params and tags (metrics allow 1000)
+_NOT_SET_CODES = ("RESOURCE_DOES_NOT_EXIST", "INVALID_PARAMETER_VALUE")  # no such model; no such alias
 
 
 class TrackingUnavailable(UserError):
     """The tracking server did not answer; the message names the URI (without credentials)."""
+
+
+class ArtifactsUnavailable(TrackingUnavailable):
+    """The tracking server answers but could not store a run's files after its bounded retries: the artifact store
+    behind it (S3) failed. The run's params and metrics are logged, the local files kept; a rerun uploads them."""
 
 
 @dataclass(frozen=True)
@@ -335,11 +341,29 @@ class Tracker:
             self.client.log_batch(
                 run_id, metrics=new_metrics[start : start + _BATCH], tags=new_tags[start : start + _BATCH]
             )
-        for item in map(Path, artifacts):
-            if item.is_dir():
-                self.client.log_artifacts(run_id, str(item), artifact_path=item.name)
-            else:
-                self.client.log_artifact(run_id, str(item))
+        with self._storing_artifacts(run_id, "its files"):
+            for item in map(Path, artifacts):
+                if item.is_dir():
+                    self.client.log_artifacts(run_id, str(item), artifact_path=item.name)
+                else:
+                    self.client.log_artifact(run_id, str(item))
+
+    @contextlib.contextmanager
+    def _storing_artifacts(self, run_id: str, what: str) -> Iterator[None]:
+        """Uploads to a server's artifact store: a failure while the server itself answers is the store's (S3
+        down), said in one line as :class:`ArtifactsUnavailable`; a server that went away is TrackingUnavailable."""
+        try:
+            yield
+        except MlflowException as exc:
+            if not self.uri.startswith(("http://", "https://")):
+                raise
+            _wait_for_server(self.uri, attempts=1)
+            cause = str(exc).splitlines()[0][:300]
+            raise ArtifactsUnavailable(
+                f"MLflow server {redact(self.uri)} answers but could not store {what} of run {run_id} in its "
+                f"artifact store (is its S3 endpoint reachable?); params and metrics are logged and local outputs "
+                f"kept, a rerun uploads the files. Cause: {cause}"
+            ) from exc
 
     @_server_guard
     def finish_run(self, run_id: str, status: str = "FINISHED", window: tuple[float, float] | None = None) -> None:
@@ -406,7 +430,7 @@ class Tracker:
         # Leaving the block marks the run FINISHED, the state log_point leaves children in anyway, but also stamps
         # its end time with now: the end log_point set (when the work ended) is put back below.
         end_time = self.client.get_run(run_id).info.end_time
-        with _fluent_uri(self.uri), mlflow.start_run(run_id=run_id):
+        with self._storing_artifacts(run_id, "the model"), _fluent_uri(self.uri), mlflow.start_run(run_id=run_id):
             info = mlflow.pytorch.log_model(
                 cpu_model,
                 name="model",
@@ -440,12 +464,16 @@ class Tracker:
         ]
         return sorted(records, key=lambda r: r.version)
 
+    @_server_guard
     def alias_version(self, name: str, alias: str) -> int | None:
-        """The version an alias points at, or None when the alias is not set."""
+        """The version an alias points at, or None when the alias (or the model) is not set; a server that went
+        away is TrackingUnavailable, never read as "no alias"."""
         try:
             return int(self.client.get_model_version_by_alias(name, alias).version)
-        except MlflowException:
-            return None
+        except MlflowException as exc:
+            if exc.error_code in _NOT_SET_CODES:
+                return None
+            raise
 
     @_server_guard
     def set_alias(self, name: str, alias: str, version: int) -> None:
