@@ -20,6 +20,7 @@ import signal
 import subprocess
 import sys
 import time
+from datetime import datetime
 from pathlib import Path
 from typing import NamedTuple
 
@@ -29,13 +30,14 @@ from tiny import ROOT, tiny_params, write_params
 
 from alap import io
 from alap.lock import lock_file
+from alap.timing import FINISHED_AT
 
 SEED = int(os.environ.get("ALAP_KILL_SEED") or random.SystemRandom().randrange(1_000_000))
 TASK = "seg2face"
 MODEL_DIR = Path("models") / TASK
 POINT = MODEL_DIR / "s0.5"
 STATE = Path(".alap/state")
-TIMED_KEYS = ("wall_s", "latency.", "peak_gflops", "records")  # measured: valid, never equal (prefixes)
+TIMED_KEYS = ("wall_s", FINISHED_AT, "latency.", "peak_gflops", "records")  # measured: valid, never equal
 
 POINT_REPORT = Path("reports", TASK, "s0.5")
 
@@ -187,6 +189,8 @@ def assert_same_outputs(base: Path, project: Path, files: list[Path], why: str) 
             valid = all(v > 0 for v in got_json[key].values()) if key == "peak_gflops" else bool(got_json[key])
             if isinstance(got_json[key], float):
                 valid = got_json[key] > 0
+            if key == FINISHED_AT:  # after the uninterrupted run's
+                valid = datetime.fromisoformat(got_json[key]) >= datetime.fromisoformat(want_json[key])
             assert valid, f"{why}: {rel}: {key} = {got_json[key]}"
         untimed = {k: v for k, v in got_json.items() if k not in timed}
         assert untimed == {k: v for k, v in want_json.items() if k not in timed}, f"{why}: {rel} differs"
