@@ -16,7 +16,7 @@ from typing import NoReturn
 from alap import io
 from alap.errors import UserError, is_user_error, message
 from alap.logs import setup_logging
-from alap.paths import DEFAULT_TORCH_HOME, TaskPaths
+from alap.paths import DEFAULT_TORCH_HOME, LATENCY_CACHE, TaskPaths
 
 log = logging.getLogger("alap")
 
@@ -164,6 +164,9 @@ def cmd_compress(args: argparse.Namespace) -> None:
         dropout=args.dropout,
         sparsity=args.sparsity,
         macs_reduction=args.macs_x,
+        latency_device=args.latency_device,
+        p50_ms=args.p50_ms,
+        latency_cache=args.latency_cache,
         load_size=args.load_size,
         crop_size=args.crop_size,
         params=args.params_file,
@@ -360,6 +363,23 @@ def build_parser() -> argparse.ArgumentParser:
     target = p.add_mutually_exclusive_group()
     target.add_argument("--sparsity", type=float, help="fraction of the teacher's MACs to remove (0 <= S < 1)")
     target.add_argument("--macs-x", type=float, help="times fewer MACs than the teacher, e.g. 8")
+    target.add_argument(
+        "--p50-ms",
+        type=float,
+        help="latency budget: the fewest channels removed whose measured median latency on --latency-device "
+        "meets it (e.g. 33 for 30 frames/s)",
+    )
+    p.add_argument(
+        "--latency-device",
+        help="device the --p50-ms budget holds on: cpu-t<N> (N threads, e.g. cpu-t2) or cuda<K> "
+        "(--device stays the device that trains)",
+    )
+    p.add_argument(
+        "--latency-cache",
+        type=Path,
+        default=LATENCY_CACHE,
+        help=f"folder of the latency planner's candidate timings, reused by later runs (default {LATENCY_CACHE})",
+    )
     p.add_argument(
         "--layout",
         choices=["paired", "paired_ab", "unpaired", "images"],
