@@ -222,6 +222,20 @@ def cmd_storage(args: argparse.Namespace) -> None:
     print("MLflow server with artifacts on this bucket:\n  " + " ".join(command))
 
 
+def cmd_bench_latency(args: argparse.Namespace) -> None:
+    """Time paper-size teachers and latency-planned students at 256 px (bench/latency.yaml); write
+    reports/latency.md."""
+    from alap.bench.latency_params import load_latency_bench_params
+    from alap.bench.latency_report import build_latency_report
+    from alap.bench.paper_latency import bench_latency, read_rows
+
+    settings = load_latency_bench_params(args.settings)
+    if not args.report_only:
+        bench_latency(settings, args.teacher)
+    build_latency_report(read_rows(settings), settings, [])
+    log.info("latency report: %s", settings.report)
+
+
 def cmd_bench(args: argparse.Namespace) -> None:
     """Benchmark ALAP against baselines and ablations at MACs budgets (bench/params.yaml), then the report."""
     from alap.bench.entry import bench
@@ -443,6 +457,16 @@ def build_parser() -> argparse.ArgumentParser:
     only = p.add_mutually_exclusive_group()
     only.add_argument("--no-report", action="store_true", help="run the tasks, leave the report alone")
     only.add_argument("--report-only", action="store_true", help="rebuild the report from existing results")
+
+    p = verb(
+        "bench-latency",
+        cmd_bench_latency,
+        "time the paper-size U-Net and ResNet teachers at 256 px on each CPU spec with ONNX Runtime and PyTorch, "
+        "and the students the latency planner picks for each budget; write reports/latency.md (resumes per row)",
+    )
+    p.add_argument("--settings", type=Path, default=Path("bench/latency.yaml"))
+    p.add_argument("--teacher", action="append", help="run only this teacher of the settings (repeatable)")
+    p.add_argument("--report-only", action="store_true", help="rebuild the report from the rows on disk")
     return parser
 
 

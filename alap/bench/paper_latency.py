@@ -1,0 +1,178 @@
+"""``alap bench-latency``: paper-size teachers and the students the latency planner picks, timed at 256 px.
+
+ALAP-AE's claim is device efficiency, so this measures what a deployment would see: the reference-size U-Net
+(``unet_256``) and ResNet (``resnet_9blocks``) at the paper's resolution on each CPU spec and runtime, and for
+each p50 budget the student that ``prune.target: latency`` plans on the budget's device. The teachers are built
+untrained (latency depends on shapes, not on weight values); the planner's ranking comes from a *short* condense
+(``condense_steps`` against the teacher's own outputs on synthetic faces), which is enough to order channels by
+scale factor but says nothing about the students' image quality: no row here has a quality number.
+
+Every row is one JSON file in ``out_dir/<teacher>/`` written when the row is done, and the condensed network is a
+checkpoint there, so a killed run resumes at the first missing row; candidate timings are cached
+(alap.profile.candidates). The report (alap.bench.latency_report) reads only these files.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import logging
+import os
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from alap import io
+from alap.bench.latency_params import LatencyBenchParams, PaperTeacher
+from alap.compress.condense import condense
+from alap.compress.latency_plan import BudgetUnreachable
+from alap.compress.params import CondenseParams, LatencyTarget, PruneParams
+from alap.compress.prune import prune
+from alap.data.batches import BatchStream
+from alap.data.faces import draw_face, render_face
+from alap.metrics.cost import count_gmacs, count_params_m
+from alap.models import arch_of, build_generator, default_arch, load_checkpoint, save_checkpoint
+from alap.objectives import TeacherObjective
+from alap.profile.candidates import CandidateTimer
+from alap.profile.latency import profile_model
+
+log = logging.getLogger(__name__)
+
+TEACHER_ROW = "teacher"
+
+
+def budget_row(p50_ms: float) -> str:
+    """``p50<=33.0ms``: the row of the student planned for a budget."""
+    return f"p50<={float(p50_ms)}ms"
+
+
+def face_inputs(params: LatencyBenchParams) -> torch.Tensor:
+    """``condense_images`` synthetic face images at the benchmark's size, in [-1, 1]: the condense's inputs."""
+    rng = np.random.default_rng(params.seed)
+    images = [render_face(draw_face(rng, params.image_size)) for _ in range(params.condense_images)]
+    batch = torch.from_numpy(np.stack(images)).permute(0, 3, 1, 2).float()
+    return batch / 127.5 - 1.0
+
+
+def condensed_teacher(name: str, spec: PaperTeacher, params: LatencyBenchParams, inputs: torch.Tensor) -> nn.Module:
+    """The teacher after a short condense against its own outputs (``out_dir/<name>/condensed.pt``, resumable)."""
+    folder = params.out_dir / name
+    path = folder / "condensed.pt"
+    if path.is_file():
+        model, _ = load_checkpoint(path)
+        return model
+    torch.manual_seed(params.seed)
+    arch = default_arch(spec.kind, 3, 3, ngf=spec.ngf, norm=spec.norm, num_downs=spec.num_downs, n_blocks=spec.n_blocks)
+    teacher = build_generator(arch).eval()
+    settings = CondenseParams(
+        steps=params.condense_steps,
+        warmup_steps=min(5, params.condense_steps),
+        sparsity_weight=params.sparsity_weight,
+        checkpoint_every=max(1, params.condense_steps // 3),
+    )
+    dataset = [{"A": image} for image in inputs]
+    log.info("%s: condensing the untrained %s for %d steps at %d px", name, spec.kind, settings.steps, inputs.shape[-1])
+    result = condense(
+        teacher,
+        arch,
+        lambda g: TeacherObjective(g, {"T": copy.deepcopy(teacher)}, settings.lr, 0.5, "lsgan", lambda_l1=100.0),
+        BatchStream(dataset, batch_size=1, seed=params.seed, device=torch.device("cpu")),
+        settings,
+        settings.report_threshold,
+        inputs[:1],
+        folder / "condense_state.pt",
+        folder / "scale_factors.csv",
+        folder / "scale_factors.png",
+    )
+    save_checkpoint(path, result.model, result.arch, {"role": "condensed", "bench": "latency", "teacher": name})
+    return result.model
+
+
+def measure_row(model: nn.Module, name: str, params: LatencyBenchParams) -> dict[str, Any]:
+    """MACs, params and latency records of ``model``: batch 1 on every device x backend, and onnxruntime at
+    ``throughput_batch`` for images/s."""
+    shape = (3, params.image_size, params.image_size)
+    timing = {"warmup": params.warmup, "min_repeats": params.min_repeats, "min_seconds": params.min_seconds}
+    single = profile_model(model, shape, params.devices, list(params.backends), [1], name=name, **timing)
+    batch = [params.throughput_batch]
+    batched = profile_model(model, shape, params.devices, ["onnxruntime"], batch, name=name, **timing)
+    return {
+        "gmacs": count_gmacs(model, (1, *shape)),
+        "executed_gmacs": single["executed_gmacs"],
+        "params_m": count_params_m(model),
+        "records": single["records"] + batched["records"],
+        "skipped": {**single["skipped"], **batched["skipped"]},
+    }
+
+
+def run_teacher(name: str, spec: PaperTeacher, params: LatencyBenchParams) -> dict[str, dict[str, Any]]:
+    """Every row of one teacher (measured or read back from an earlier run): ``{row name: row}``."""
+    folder = params.out_dir / name
+    rows: dict[str, dict[str, Any]] = {}
+    inputs = face_inputs(params)
+    condensed = condensed_teacher(name, spec, params, inputs)
+    wanted = [TEACHER_ROW, *map(budget_row, params.budgets_ms)]
+    for row_name, budget in zip(wanted, [None, *params.budgets_ms]):
+        path = folder / f"{row_name}.json"
+        if path.is_file():
+            log.info("%s %s: measured before (%s)", name, row_name, path)
+            rows[row_name] = json.loads(path.read_text())
+            continue
+        log.info("%s %s ...", name, row_name)
+        if budget is None:
+            row = {"row": row_name, **measure_row(condensed, f"{name}-{row_name}", params)}
+        else:
+            row = _student_row(name, row_name, budget, condensed, inputs, params)
+        row["load_average_1min"] = os.getloadavg()[0]  # other work on the machine inflates every number here
+        io.write_json(path, row)
+        rows[row_name] = row
+    return rows
+
+
+def _student_row(
+    name: str, row_name: str, budget: float, condensed: nn.Module, inputs: torch.Tensor, params: LatencyBenchParams
+) -> dict[str, Any]:
+    target = LatencyTarget(device=params.plan_device, backend=params.plan_backend, p50_ms=budget)
+    settings = PruneParams(target="latency", latency=target, min_width=params.min_width)
+    timer = CandidateTimer(target, tuple(inputs.shape[1:]), cache_dir=params.cache_dir)
+    try:
+        result = prune(condensed, arch_of(condensed), settings, inputs, timer=timer)
+    except BudgetUnreachable as err:
+        log.warning("%s %s: %s", name, row_name, err)
+        return {"row": row_name, "budget_ms": budget, "unreachable": str(err)}
+    plan = result.report["latency"]
+    return {
+        "row": row_name,
+        "budget_ms": budget,
+        "plan": {k: v for k, v in plan.items() if k != "search"},
+        "channels_removed_fraction": result.report["channels_removed_fraction"],
+        "widths": result.arch["widths"],
+        "cache": {"file": str(timer.cache_file), "hits": timer.hits, "measured": timer.measured},
+        **measure_row(result.student, f"{name}-{row_name}", params),
+    }
+
+
+def bench_latency(params: LatencyBenchParams, teachers: list[str] | None = None) -> dict[str, dict[str, Any]]:
+    """Run (or resume) every teacher's rows; returns ``{teacher: {row: row}}``."""
+    names = list(teachers or params.teachers)
+    unknown = [n for n in names if n not in params.teachers]
+    if unknown:
+        raise ValueError(f"--teacher {unknown}: not in the settings' teachers {sorted(params.teachers)}")
+    return {name: run_teacher(name, params.teachers[name], params) for name in names}
+
+
+def read_rows(params: LatencyBenchParams) -> dict[str, dict[str, Any]]:
+    """The rows on disk, per teacher, in the settings' order (missing ones left out)."""
+    found: dict[str, dict[str, Any]] = {}
+    for name in params.teachers:
+        rows = {}
+        for row_name in [TEACHER_ROW, *map(budget_row, params.budgets_ms)]:
+            path: Path = params.out_dir / name / f"{row_name}.json"
+            if path.is_file():
+                rows[row_name] = json.loads(path.read_text())
+        if rows:
+            found[name] = rows
+    return found
