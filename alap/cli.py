@@ -227,12 +227,12 @@ def cmd_bench_latency(args: argparse.Namespace) -> None:
     reports/latency.md."""
     from alap.bench.latency_params import load_latency_bench_params
     from alap.bench.latency_report import build_latency_report
-    from alap.bench.paper_latency import bench_latency, read_rows
+    from alap.bench.paper_latency import bench_latency, read_rows, read_widths
 
     settings = load_latency_bench_params(args.settings)
     if not args.report_only:
         bench_latency(settings, args.teacher)
-    build_latency_report(read_rows(settings), settings, [])
+    build_latency_report(read_rows(settings), settings, [], read_widths(settings))
     log.info("latency report: %s", settings.report)
 
 

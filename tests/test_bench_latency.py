@@ -19,6 +19,9 @@ def _settings(tmp_path) -> dict:
         "budgets_ms": [1000.0, 0.001],
         "plan_device": "cpu-t1",
         "condense_steps": 2,
+        "round_to": [1, 4],
+        "widths_macs_x": 1.25,
+        "widths_rounds": 1,
         "condense_images": 2,
         "warmup": 0,
         "min_repeats": 2,
@@ -47,6 +50,10 @@ def test_bench_latency_measures_each_row_once_and_reports(tmp_path) -> None:
     report = (tmp_path / "reports" / "latency.md").read_text()
     assert "| teacher |" in report and "| p50<=1000.0ms |" in report and "unreachable" in report
     assert (tmp_path / "reports" / "latency" / "plot.png").stat().st_size > 0
+    widths = json.loads((rows / "widths.json").read_text())
+    assert [w["round_to"] for w in widths] == [1, 4] and all(w["p50_ms"]["cpu-t1"] > 0 for w in widths)
+    assert all(w % 4 == 0 for w in widths[1]["widths"]["up"]) and "| multiples of 4 |" in report
+    assert max(w["gmacs"] for w in widths) <= teacher["gmacs"] / 1.25 * 1.0001  # both at 1.25x fewer MACs
 
     stamps = {p.name: p.stat().st_mtime_ns for p in rows.glob("*.json")}
     assert main(["bench-latency", "--settings", str(settings)]) == 0  # resumes: every row is on disk

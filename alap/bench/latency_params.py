@@ -42,6 +42,13 @@ class LatencyBenchParams(_Strict):
     condense_steps: PositiveInt = Field(30, description="steps of the short condense that ranks the channels")
     condense_images: PositiveInt = Field(8, description="synthetic face images the condense cycles through")
     sparsity_weight: float = Field(1e-3, ge=0, description="condense's L1 weight on the scale factors")
+    round_to: list[PositiveInt] = Field(
+        default_factory=lambda: [1, 4, 8, 16], description="kept-width multiples compared at equal MACs"
+    )
+    widths_macs_x: float = Field(8.0, gt=1, description="MACs reduction of the width comparison's students")
+    widths_rounds: PositiveInt = Field(
+        3, description="interleaved timing rounds of the width comparison (its p50 is the median over rounds)"
+    )
     warmup: int = Field(2, ge=0)
     min_repeats: PositiveInt = 5
     min_seconds: float = Field(1.0, ge=0)

@@ -79,6 +79,20 @@ def efficiency_table(rows: dict[str, dict[str, Any]], params: LatencyBenchParams
     return lines
 
 
+def widths_table(rows: list[dict[str, Any]], params: LatencyBenchParams) -> list[str]:
+    base = {device: rows[0]["p50_ms"][device] for device in params.devices}
+    head = ["kept widths", "GMACs", *[f"{d} ORT p50 (ms)" for d in params.devices]]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for row in rows:
+        label = "as planned" if row["round_to"] == 1 else f"multiples of {row['round_to']}"
+        cells = [label, f"{row['gmacs']:.3f}"]
+        for device in params.devices:
+            p50 = row["p50_ms"][device]
+            cells.append(f"{p50:.2f} ({100 * (p50 / base[device] - 1):+.0f}%)" if row is not rows[0] else f"{p50:.2f}")
+        lines.append("| " + " | ".join(cells) + " |")
+    return lines
+
+
 def plot_latency_vs_gmacs(results: dict[str, dict[str, dict[str, Any]]], params: LatencyBenchParams) -> None:
     """One panel per device: batch-1 p50 against GMACs, a line per teacher x runtime, the budgets dashed."""
     fig = Figure(figsize=(5.2 * len(params.devices), 4.2))
@@ -108,7 +122,10 @@ def plot_latency_vs_gmacs(results: dict[str, dict[str, dict[str, Any]]], params:
 
 
 def build_latency_report(
-    results: dict[str, dict[str, dict[str, Any]]], params: LatencyBenchParams, notes: list[str]
+    results: dict[str, dict[str, dict[str, Any]]],
+    params: LatencyBenchParams,
+    notes: list[str],
+    widths: dict[str, list[dict[str, Any]]] | None = None,
 ) -> str:
     """Write reports/latency.md (and the plot) from ``results`` ({teacher: {row: row}}); returns the text."""
     loads = [
@@ -142,6 +159,16 @@ def build_latency_report(
             "",
             *efficiency_table(rows, params),
         ]
+    if widths:
+        lines += [
+            "",
+            f"## Kept widths rounded up to a multiple, at {params.widths_macs_x:g}x fewer MACs (onnxruntime, batch 1)",
+            "",
+            f"Each p50 is the median of {params.widths_rounds} interleaved timing rounds; GMACs differ a little "
+            "because rounding up keeps channels the MACs search then takes elsewhere.",
+        ]
+        for name, rows in widths.items():
+            lines += ["", f"{name}:", "", *widths_table(rows, params)]
     plot_latency_vs_gmacs(results, params)
     lines += ["", f"![latency vs GMACs]({params.plot.relative_to(params.report.parent).as_posix()})", ""]
     text = "\n".join(lines)

@@ -42,6 +42,7 @@ from alap.profile.latency import profile_model
 log = logging.getLogger(__name__)
 
 TEACHER_ROW = "teacher"
+WIDTHS_FILE = "widths.json"
 
 
 def budget_row(p50_ms: float) -> str:
@@ -129,7 +130,46 @@ def run_teacher(name: str, spec: PaperTeacher, params: LatencyBenchParams) -> di
         row["load_average_1min"] = os.getloadavg()[0]  # other work on the machine inflates every number here
         io.write_json(path, row)
         rows[row_name] = row
+    widths = folder / WIDTHS_FILE
+    if not widths.is_file() and params.round_to:
+        log.info("%s: kept widths rounded to %s at %gx fewer MACs ...", name, params.round_to, params.widths_macs_x)
+        io.write_json(widths, width_rows(condensed, inputs, params))
     return rows
+
+
+def width_rows(condensed: nn.Module, inputs: torch.Tensor, params: LatencyBenchParams) -> list[dict[str, Any]]:
+    """Students at ``widths_macs_x`` fewer MACs with kept widths rounded up to each of ``round_to``, timed with
+    onnxruntime on every device. Differences of a few percent matter here and the machine is shared, so the
+    variants are timed in interleaved rounds (a burst of other work hits all of them alike) and each p50 is the
+    median over the rounds."""
+    sparsity = round(1.0 - 1.0 / params.widths_macs_x, 6)
+    students = {}
+    for multiple in params.round_to:
+        settings = PruneParams(target="macs", sparsity=sparsity, round_to=multiple, min_width=params.min_width)
+        result = prune(condensed, arch_of(condensed), settings, inputs)
+        students[multiple] = result
+    shape = tuple(inputs.shape[1:])
+    timers = {
+        device: CandidateTimer(LatencyTarget(device=device, p50_ms=1.0), shape, cache_dir=params.cache_dir)
+        for device in params.devices
+    }
+    p50s: dict[tuple[int, str], list[float]] = {}
+    for _ in range(params.widths_rounds):
+        for multiple, result in students.items():
+            for device, timer in timers.items():
+                p50s.setdefault((multiple, device), []).append(timer.measure(copy.deepcopy(result.student))["p50_ms"])
+    return [
+        {
+            "round_to": multiple,
+            "gmacs": result.report["gmacs_after"],
+            "params_m": result.report["params_m_after"],
+            "widths": result.arch["widths"],
+            "p50_ms": {device: float(np.median(p50s[(multiple, device)])) for device in params.devices},
+            "p50_ms_rounds": {device: p50s[(multiple, device)] for device in params.devices},
+            "load_average_1min": os.getloadavg()[0],
+        }
+        for multiple, result in students.items()
+    ]
 
 
 def _student_row(
@@ -176,3 +216,9 @@ def read_rows(params: LatencyBenchParams) -> dict[str, dict[str, Any]]:
         if rows:
             found[name] = rows
     return found
+
+
+def read_widths(params: LatencyBenchParams) -> dict[str, list[dict[str, Any]]]:
+    """The width comparison of every teacher that has one on disk."""
+    files = {name: params.out_dir / name / WIDTHS_FILE for name in params.teachers}
+    return {name: json.loads(path.read_text()) for name, path in files.items() if path.is_file()}
