@@ -50,6 +50,10 @@ def test_bench_latency_measures_each_row_once_and_reports(tmp_path) -> None:
     report = (tmp_path / "reports" / "latency.md").read_text()
     assert "| teacher |" in report and "| p50<=1000.0ms |" in report and "unreachable" in report
     assert (tmp_path / "reports" / "latency" / "plot.png").stat().st_size > 0
+    int8 = json.loads((rows / "teacher.int8.json").read_text())
+    assert int8["records"][0]["device"] == "cpu-t1" and int8["psnr_vs_fp32"] > 20  # quantization stays close
+    assert "fp32 -> int8" in report
+    assert (rows / "p50<=1000.0ms.pt").is_file() and not (rows / "p50<=0.001ms.int8.json").exists()
     widths = json.loads((rows / "widths.json").read_text())
     assert [w["round_to"] for w in widths] == [1, 4] and all(w["p50_ms"]["cpu-t1"] > 0 for w in widths)
     assert all(w % 4 == 0 for w in widths[1]["widths"]["up"]) and "| multiples of 4 |" in report

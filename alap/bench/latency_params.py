@@ -49,6 +49,7 @@ class LatencyBenchParams(_Strict):
     widths_rounds: PositiveInt = Field(
         3, description="interleaved timing rounds of the width comparison (its p50 is the median over rounds)"
     )
+    int8: bool = Field(True, description="also time every row quantized to int8 (onnxruntime static, QDQ)")
     warmup: int = Field(2, ge=0)
     min_repeats: PositiveInt = 5
     min_seconds: float = Field(1.0, ge=0)

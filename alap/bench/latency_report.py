@@ -79,6 +79,31 @@ def efficiency_table(rows: dict[str, dict[str, Any]], params: LatencyBenchParams
     return lines
 
 
+def int8_table(rows: dict[str, dict[str, Any]], params: LatencyBenchParams) -> list[str]:
+    """int8 (onnxruntime static QDQ) beside fp32 for every row that has it."""
+    head = [
+        "model",
+        *[f"{d} ORT fp32 -> int8 p50 (ms)" for d in params.devices],
+        "output PSNR vs fp32 (dB)",
+    ]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for name, row in rows.items():
+        if "int8" not in row:
+            continue
+        cells = [name]
+        for device in params.devices:
+            fp32 = _record(row, device, "onnxruntime", 1)
+            int8 = next((r for r in row["int8"]["records"] if r["device"] == device), None)
+            if fp32 is None or int8 is None:
+                cells.append("-")
+            else:
+                gain = fp32["p50_ms"] / int8["p50_ms"]
+                cells.append(f"{fp32['p50_ms']:.1f} -> {int8['p50_ms']:.1f} ({gain:.2f}x)")
+        cells.append(f"{row['int8']['psnr_vs_fp32']:.1f}")
+        lines.append("| " + " | ".join(cells) + " |")
+    return lines if len(lines) > 2 else []
+
+
 def widths_table(rows: list[dict[str, Any]], params: LatencyBenchParams) -> list[str]:
     base = {device: rows[0]["p50_ms"][device] for device in params.devices}
     head = ["kept widths", "GMACs", *[f"{d} ORT p50 (ms)" for d in params.devices]]
@@ -159,6 +184,9 @@ def build_latency_report(
             "",
             *efficiency_table(rows, params),
         ]
+        int8 = int8_table(rows, params)
+        if int8:
+            lines += ["", *int8]
     if widths:
         lines += [
             "",

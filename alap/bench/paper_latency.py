@@ -18,6 +18,7 @@ import copy
 import json
 import logging
 import os
+import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -37,12 +38,15 @@ from alap.metrics.cost import count_gmacs, count_params_m
 from alap.models import arch_of, build_generator, default_arch, load_checkpoint, save_checkpoint
 from alap.objectives import TeacherObjective
 from alap.profile.candidates import CandidateTimer
-from alap.profile.latency import profile_model
+from alap.profile.export import export_onnx
+from alap.profile.latency import measure_latency, profile_model
+from alap.profile.quantize import int8_output_cost, quantize_int8
 
 log = logging.getLogger(__name__)
 
 TEACHER_ROW = "teacher"
 WIDTHS_FILE = "widths.json"
+INT8_SUFFIX = ".int8.json"
 
 
 def budget_row(p50_ms: float) -> str:
@@ -130,11 +134,59 @@ def run_teacher(name: str, spec: PaperTeacher, params: LatencyBenchParams) -> di
         row["load_average_1min"] = os.getloadavg()[0]  # other work on the machine inflates every number here
         io.write_json(path, row)
         rows[row_name] = row
+    if params.int8:
+        for row_name, budget in zip(wanted, [None, *params.budgets_ms]):
+            path = folder / f"{row_name}{INT8_SUFFIX}"
+            if "records" in rows[row_name] and not path.is_file():
+                log.info("%s %s: int8 ...", name, row_name)
+                model = condensed if budget is None else _student(name, row_name, budget, condensed, inputs, params)
+                io.write_json(path, int8_row(model, inputs, params))
     widths = folder / WIDTHS_FILE
     if not widths.is_file() and params.round_to:
         log.info("%s: kept widths rounded to %s at %gx fewer MACs ...", name, params.round_to, params.widths_macs_x)
         io.write_json(widths, width_rows(condensed, inputs, params))
     return rows
+
+
+def int8_row(model: nn.Module, inputs: torch.Tensor, params: LatencyBenchParams) -> dict[str, Any]:
+    """``model`` quantized to int8 (calibrated on the condense images): batch-1 onnxruntime p50/p90 on every
+    device, and its output against the fp32 model's on other synthetic faces."""
+    shape = (3, params.image_size, params.image_size)
+    held_out = face_inputs(params.model_copy(update={"seed": params.seed + 1, "condense_images": 4}))
+    timing = {"warmup": params.warmup, "min_repeats": params.min_repeats, "min_seconds": params.min_seconds}
+    with tempfile.TemporaryDirectory() as scratch:
+        fp32 = export_onnx(copy.deepcopy(model).cpu(), Path(scratch) / "fp32.onnx", (1, *shape))
+        int8 = quantize_int8(fp32, Path(scratch) / "int8.onnx", inputs)
+        records = [
+            measure_latency(int8, device, "onnxruntime", 1, shape, measure_peak=False, **timing)
+            for device in params.devices
+        ]
+        cost = int8_output_cost(fp32, int8, held_out)
+    return {"records": records, **cost, "load_average_1min": os.getloadavg()[0]}
+
+
+def _student(
+    name: str, row_name: str, budget: float, condensed: nn.Module, inputs: torch.Tensor, params: LatencyBenchParams
+) -> nn.Module:
+    """The student planned for ``budget``: saved beside its row, or planned again (from the cached timings)."""
+    path = params.out_dir / name / f"{row_name}.pt"
+    if path.is_file():
+        return load_checkpoint(path)[0]
+    return _plan_student(name, row_name, budget, condensed, inputs, params)[0]
+
+
+def _plan_student(
+    name: str, row_name: str, budget: float, condensed: nn.Module, inputs: torch.Tensor, params: LatencyBenchParams
+) -> tuple[nn.Module, dict[str, Any], CandidateTimer]:
+    """Plan the student for ``budget`` on the plan device and save it as ``<row>.pt``; (student, prune report,
+    timer). Raises BudgetUnreachable when no student meets the budget."""
+    target = LatencyTarget(device=params.plan_device, backend=params.plan_backend, p50_ms=budget)
+    settings = PruneParams(target="latency", latency=target, min_width=params.min_width)
+    timer = CandidateTimer(target, tuple(inputs.shape[1:]), cache_dir=params.cache_dir)
+    result = prune(condensed, arch_of(condensed), settings, inputs, timer=timer)
+    meta = {"role": "student", "bench": "latency", "teacher": name, "budget_ms": budget}
+    save_checkpoint(params.out_dir / name / f"{row_name}.pt", result.student, result.arch, meta)
+    return result.student, result.report, timer
 
 
 def width_rows(condensed: nn.Module, inputs: torch.Tensor, params: LatencyBenchParams) -> list[dict[str, Any]]:
@@ -175,23 +227,19 @@ def width_rows(condensed: nn.Module, inputs: torch.Tensor, params: LatencyBenchP
 def _student_row(
     name: str, row_name: str, budget: float, condensed: nn.Module, inputs: torch.Tensor, params: LatencyBenchParams
 ) -> dict[str, Any]:
-    target = LatencyTarget(device=params.plan_device, backend=params.plan_backend, p50_ms=budget)
-    settings = PruneParams(target="latency", latency=target, min_width=params.min_width)
-    timer = CandidateTimer(target, tuple(inputs.shape[1:]), cache_dir=params.cache_dir)
     try:
-        result = prune(condensed, arch_of(condensed), settings, inputs, timer=timer)
+        student, report, timer = _plan_student(name, row_name, budget, condensed, inputs, params)
     except BudgetUnreachable as err:
         log.warning("%s %s: %s", name, row_name, err)
         return {"row": row_name, "budget_ms": budget, "unreachable": str(err)}
-    plan = result.report["latency"]
     return {
         "row": row_name,
         "budget_ms": budget,
-        "plan": {k: v for k, v in plan.items() if k != "search"},
-        "channels_removed_fraction": result.report["channels_removed_fraction"],
-        "widths": result.arch["widths"],
+        "plan": {k: v for k, v in report["latency"].items() if k != "search"},
+        "channels_removed_fraction": report["channels_removed_fraction"],
+        "widths": arch_of(student)["widths"],
         "cache": {"file": str(timer.cache_file), "hits": timer.hits, "measured": timer.measured},
-        **measure_row(result.student, f"{name}-{row_name}", params),
+        **measure_row(student, f"{name}-{row_name}", params),
     }
 
 
@@ -213,6 +261,9 @@ def read_rows(params: LatencyBenchParams) -> dict[str, dict[str, Any]]:
             path: Path = params.out_dir / name / f"{row_name}.json"
             if path.is_file():
                 rows[row_name] = json.loads(path.read_text())
+            int8 = params.out_dir / name / f"{row_name}{INT8_SUFFIX}"
+            if row_name in rows and int8.is_file():
+                rows[row_name]["int8"] = json.loads(int8.read_text())
         if rows:
             found[name] = rows
     return found
