@@ -166,6 +166,7 @@ def cmd_compress(args: argparse.Namespace) -> None:
         macs_reduction=args.macs_x,
         latency_device=args.latency_device,
         p50_ms=args.p50_ms,
+        latency_backend=args.latency_backend,
         latency_cache=args.latency_cache,
         load_size=args.load_size,
         crop_size=args.crop_size,
@@ -387,6 +388,12 @@ def build_parser() -> argparse.ArgumentParser:
         "--latency-device",
         help="device the --p50-ms budget holds on: cpu-t<N> (N threads, e.g. cpu-t2) or cuda<K> "
         "(--device stays the device that trains)",
+    )
+    p.add_argument(
+        "--latency-backend",
+        choices=["onnxruntime", "torch"],
+        default="onnxruntime",
+        help="runtime the --p50-ms budget holds in (default onnxruntime)",
     )
     p.add_argument(
         "--latency-cache",

@@ -45,6 +45,7 @@ class CompressRequest:
     macs_reduction: float | None = None
     latency_device: str | None = None
     p50_ms: float | None = None
+    latency_backend: str = "onnxruntime"
     latency_cache: Path = LATENCY_CACHE
     load_size: int = 256
     crop_size: int | None = None
@@ -168,7 +169,7 @@ def build_params(req: CompressRequest) -> Params:
     if req.p50_ms is None:
         raw["prune"] = {**prune, "target": "macs"}
     else:
-        budget = {"device": req.latency_device, "p50_ms": req.p50_ms}
+        budget = {"device": req.latency_device, "backend": req.latency_backend, "p50_ms": req.p50_ms}
         raw["prune"] = {**prune, "target": "latency", "latency": {**raw.get("prune", {}).get("latency", {}), **budget}}
     if req.condense_steps is not None:
         steps = req.condense_steps

@@ -17,6 +17,7 @@ def _settings(tmp_path) -> dict:
         "backends": ["onnxruntime"],
         "throughput_batch": 2,
         "budgets_ms": [1000.0, 0.001],
+        "teacher_fractions": [4.0],
         "plan_device": "cpu-t1",
         "condense_steps": 2,
         "round_to": [1, 4],
@@ -48,6 +49,8 @@ def test_bench_latency_measures_each_row_once_and_reports(tmp_path) -> None:
     assert met["plan"]["candidates_timed"] == 1 and met["gmacs"] == teacher["gmacs"]  # the teacher meets 1 s
     assert "below the smallest reachable student" in unreachable["unreachable"]
     report = (tmp_path / "reports" / "latency.md").read_text()
+    relative = json.loads((rows / "p50<=4.0xteacher.json").read_text())
+    assert relative["budget_ms"] == round(4 * teacher["records"][0]["p50_ms"], 3) and "| p50<=4.0xteacher |" in report
     assert "| teacher |" in report and "| p50<=1000.0ms |" in report and "unreachable" in report
     assert (tmp_path / "reports" / "latency" / "plot.png").stat().st_size > 0
     int8 = json.loads((rows / "teacher.int8.json").read_text())

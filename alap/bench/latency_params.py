@@ -36,6 +36,11 @@ class LatencyBenchParams(_Strict):
     budgets_ms: list[float] = Field(
         default_factory=lambda: [33.0, 16.7, 8.3], description="p50 budgets the planner prunes to (30/60/120 FPS)"
     )
+    teacher_fractions: list[float] = Field(
+        default_factory=list,
+        description="more budgets, as fractions of the teacher's p50 on the plan device measured in the same run: "
+        "on a loaded machine every absolute budget can be out of reach, these still show what the planner picks",
+    )
     plan_device: str = Field("cpu-t2", description="device the budgets hold on")
     plan_backend: Literal["onnxruntime", "torch"] = "onnxruntime"
     min_width: PositiveInt = Field(2, description="prune.min_width of the planned students")

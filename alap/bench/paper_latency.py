@@ -54,6 +54,23 @@ def budget_row(p50_ms: float) -> str:
     return f"p50<={float(p50_ms)}ms"
 
 
+def row_budgets(params: LatencyBenchParams, teacher: dict[str, Any] | None) -> dict[str, float | None]:
+    """Every row's name and p50 budget (None for the teacher): the absolute budgets, then the fractions of the
+    teacher's p50 on the plan device as measured in this run (once the teacher row exists)."""
+    budgets: dict[str, float | None] = {TEACHER_ROW: None, **{budget_row(b): b for b in params.budgets_ms}}
+    plan = teacher and next(
+        (
+            r
+            for r in teacher["records"]
+            if (r["device"], r["backend"], r["batch_size"]) == (params.plan_device, params.plan_backend, 1)
+        ),
+        None,
+    )
+    if plan:
+        budgets.update({f"p50<={f}xteacher": round(f * plan["p50_ms"], 3) for f in params.teacher_fractions})
+    return budgets
+
+
 def face_inputs(params: LatencyBenchParams) -> torch.Tensor:
     """``condense_images`` synthetic face images at the benchmark's size, in [-1, 1]: the condense's inputs."""
     rng = np.random.default_rng(params.seed)
@@ -119,13 +136,12 @@ def run_teacher(name: str, spec: PaperTeacher, params: LatencyBenchParams) -> di
     rows: dict[str, dict[str, Any]] = {}
     inputs = face_inputs(params)
     condensed = condensed_teacher(name, spec, params, inputs)
-    wanted = [TEACHER_ROW, *map(budget_row, params.budgets_ms)]
-    for row_name, budget in zip(wanted, [None, *params.budgets_ms]):
+
+    def row_for(row_name: str, budget: float | None) -> dict[str, Any]:
         path = folder / f"{row_name}.json"
         if path.is_file():
             log.info("%s %s: measured before (%s)", name, row_name, path)
-            rows[row_name] = json.loads(path.read_text())
-            continue
+            return json.loads(path.read_text())
         log.info("%s %s ...", name, row_name)
         if budget is None:
             row = {"row": row_name, **measure_row(condensed, f"{name}-{row_name}", params)}
@@ -133,9 +149,15 @@ def run_teacher(name: str, spec: PaperTeacher, params: LatencyBenchParams) -> di
             row = _student_row(name, row_name, budget, condensed, inputs, params)
         row["load_average_1min"] = os.getloadavg()[0]  # other work on the machine inflates every number here
         io.write_json(path, row)
-        rows[row_name] = row
+        return row
+
+    rows[TEACHER_ROW] = row_for(TEACHER_ROW, None)
+    budgets = row_budgets(params, rows[TEACHER_ROW])  # with the budgets relative to the teacher's p50
+    for row_name, budget in budgets.items():
+        if budget is not None:
+            rows[row_name] = row_for(row_name, budget)
     if params.int8:
-        for row_name, budget in zip(wanted, [None, *params.budgets_ms]):
+        for row_name, budget in budgets.items():
             path = folder / f"{row_name}{INT8_SUFFIX}"
             if "records" in rows[row_name] and not path.is_file():
                 log.info("%s %s: int8 ...", name, row_name)
@@ -182,7 +204,8 @@ def _plan_student(
     timer). Raises BudgetUnreachable when no student meets the budget."""
     target = LatencyTarget(device=params.plan_device, backend=params.plan_backend, p50_ms=budget)
     settings = PruneParams(target="latency", latency=target, min_width=params.min_width)
-    timer = CandidateTimer(target, tuple(inputs.shape[1:]), cache_dir=params.cache_dir)
+    timing = {"warmup": params.warmup, "min_repeats": params.min_repeats, "min_seconds": params.min_seconds}
+    timer = CandidateTimer(target, tuple(inputs.shape[1:]), cache_dir=params.cache_dir, **timing)
     result = prune(condensed, arch_of(condensed), settings, inputs, timer=timer)
     meta = {"role": "student", "bench": "latency", "teacher": name, "budget_ms": budget}
     save_checkpoint(params.out_dir / name / f"{row_name}.pt", result.student, result.arch, meta)
@@ -256,8 +279,10 @@ def read_rows(params: LatencyBenchParams) -> dict[str, dict[str, Any]]:
     """The rows on disk, per teacher, in the settings' order (missing ones left out)."""
     found: dict[str, dict[str, Any]] = {}
     for name in params.teachers:
-        rows = {}
-        for row_name in [TEACHER_ROW, *map(budget_row, params.budgets_ms)]:
+        rows: dict[str, Any] = {}
+        teacher_file = params.out_dir / name / f"{TEACHER_ROW}.json"
+        teacher = json.loads(teacher_file.read_text()) if teacher_file.is_file() else None
+        for row_name in row_budgets(params, teacher):
             path: Path = params.out_dir / name / f"{row_name}.json"
             if path.is_file():
                 rows[row_name] = json.loads(path.read_text())
