@@ -283,6 +283,8 @@ CASES = [
     (["storage"], "no S3 bucket given", None),
     (["bench", "--bench-params", "nope.yaml"], "nope.yaml: params file not found", None),
     (["bench", "--bench-params", "adir"], "adir: is a directory", None),
+    (["bench-latency", "--settings", "nope.yaml"], "nope.yaml: params file not found", None),
+    (["bench-latency", "--settings", "adir"], "adir: is a directory", None),
 ]
 
 
