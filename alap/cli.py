@@ -233,7 +233,7 @@ def cmd_bench_latency(args: argparse.Namespace) -> None:
     settings = load_latency_bench_params(args.settings)
     if not args.report_only:
         bench_latency(settings, args.teacher)
-    build_latency_report(read_rows(settings), settings, [], read_widths(settings))
+    build_latency_report(read_rows(settings), settings, list(settings.notes), read_widths(settings))
     log.info("latency report: %s", settings.report)
 
 

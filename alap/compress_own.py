@@ -170,7 +170,8 @@ def build_params(req: CompressRequest) -> Params:
         raw["prune"] = {**prune, "target": "macs"}
     else:
         budget = {"device": req.latency_device, "backend": req.latency_backend, "p50_ms": req.p50_ms}
-        raw["prune"] = {**prune, "target": "latency", "latency": {**raw.get("prune", {}).get("latency", {}), **budget}}
+        given = raw.get("prune", {}).get("latency") or {}  # a params file's own budget settings (tolerance, batch)
+        raw["prune"] = {**prune, "target": "latency", "latency": {**given, **budget}}
     if req.condense_steps is not None:
         steps = req.condense_steps
         warmup = min(raw.get("condense", {}).get("warmup_steps", CondenseParams().warmup_steps), steps)

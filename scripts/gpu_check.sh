@@ -17,10 +17,10 @@ PY=${PY:-.venv/bin/python}
 [ -x "$PY" ] || PY=python3
 
 if [ "${1:-}" = "--cpu-smoke" ]; then
-  DEVICE=cpu; LAT_DEVICE=cpu-t1; SIZE=32; NGF=8; DOWNS=5; PAPER=64; PAPER_NGF=8; STEPS=2; WIDTHS_X=1.5; REPEATS=3
+  DEVICE=cpu; LAT_DEVICE=cpu-t1; SIZE=32; NGF=8; DOWNS=5; PAPER=64; PAPER_NGF=8; STEPS=2; WIDTHS_X=1.5; REPEATS=3; ROUND_TO="1, 4"
   OUT=$(mktemp -d); WORK=$OUT/work
 else
-  DEVICE=cuda; LAT_DEVICE=cuda0; SIZE=64; NGF=32; DOWNS=6; PAPER=256; PAPER_NGF=64; STEPS=100; WIDTHS_X=8; REPEATS=20
+  DEVICE=cuda; LAT_DEVICE=cuda0; SIZE=64; NGF=32; DOWNS=6; PAPER=256; PAPER_NGF=64; STEPS=100; WIDTHS_X=8; REPEATS=20; ROUND_TO="1, 8, 32"
   OUT=reports/gpu; WORK=$(mktemp -d)
 fi
 mkdir -p "$OUT" "$WORK"
@@ -91,7 +91,7 @@ plan_device: $LAT_DEVICE
 plan_backend: torch
 condense_steps: $([ "$PAPER" = 256 ] && echo 30 || echo 2)
 condense_images: 4
-round_to: [1, 8, 32]
+round_to: [$ROUND_TO]
 widths_macs_x: $WIDTHS_X
 widths_rounds: 2
 int8: false

@@ -3,6 +3,7 @@ condense/distill steps working without a trained discriminator."""
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import os
@@ -318,6 +319,10 @@ def test_compress_params_file_sections_are_used(tmp_path):
         and params.condense.steps == yaml.safe_load(params_file.read_text())["condense"]["steps"]
     )
     assert params.sweep.sparsities == [0.75] and params.tasks["own"].layout == "paired"
+    budget = dataclasses.replace(req, sparsity=None, p50_ms=20.0, latency_device="cpu-t1", latency_backend="torch")
+    latency = build_params(budget).prune
+    assert latency.target == "latency" and latency.sparsity is None and build_params(budget).sweep.sparsities == []
+    assert (latency.latency.device, latency.latency.backend, latency.latency.p50_ms) == ("cpu-t1", "torch", 20.0)
 
 
 def test_alap_compress_plans_a_student_for_a_latency_budget(tmp_path, torch_home, capsys):

@@ -59,6 +59,9 @@ class LatencyBenchParams(_Strict):
     min_repeats: PositiveInt = 5
     min_seconds: float = Field(1.0, ge=0)
     seed: int = 0
+    notes: list[str] = Field(
+        default_factory=list, description="paragraphs the report prints under its header (how and when it ran)"
+    )
     out_dir: Path = Path("bench/latency_out")
     cache_dir: Path = Field(Path(".alap/cache/latency"), description="the planner's candidate timings")
     report: Path = Path("reports/latency.md")

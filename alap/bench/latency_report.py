@@ -174,8 +174,7 @@ def build_latency_report(
         + ". GMACs as the reports "
         "count them; % of peak uses executed MACs against the device's measured peak (alap.profile.roofline). "
         "No quality numbers: the ranking comes from a short condense of an untrained teacher.",
-        "",
-        *notes,
+        *[line for note in notes for line in ("", note)],
     ]
     for name, rows in results.items():
         spec = params.teachers[name]
