@@ -17,7 +17,7 @@ from alap import io
 from alap.errors import UserError, is_user_error, message
 from alap.lock import output_lock
 from alap.logs import setup_logging
-from alap.paths import DEFAULT_STATE, DEFAULT_TORCH_HOME, TaskPaths
+from alap.paths import DEFAULT_STATE, DEFAULT_TORCH_HOME, LATENCY_CACHE, TaskPaths
 
 log = logging.getLogger("alap")
 
@@ -189,6 +189,10 @@ def cmd_compress(args: argparse.Namespace) -> None:
         dropout=args.dropout,
         sparsity=args.sparsity,
         macs_reduction=args.macs_x,
+        latency_device=args.latency_device,
+        p50_ms=args.p50_ms,
+        latency_backend=args.latency_backend,
+        latency_cache=args.latency_cache,
         load_size=args.load_size,
         crop_size=args.crop_size,
         params=args.params_file,
@@ -259,6 +263,20 @@ def cmd_services(args: argparse.Namespace) -> None:
         log.info("stopped: %s", ", ".join(stopped) or "nothing was running")
     else:
         print(stack.status_table(stack.status(args.dir)))
+
+
+def cmd_bench_latency(args: argparse.Namespace) -> None:
+    """Time paper-size teachers and latency-planned students at 256 px (bench/latency.yaml); write
+    reports/latency.md."""
+    from alap.bench.latency_params import load_latency_bench_params
+    from alap.bench.latency_report import build_latency_report
+    from alap.bench.paper_latency import bench_latency, read_rows, read_widths
+
+    settings = load_latency_bench_params(args.settings)
+    if not args.report_only:
+        bench_latency(settings, args.teacher)
+    build_latency_report(read_rows(settings), settings, list(settings.notes), read_widths(settings))
+    log.info("latency report: %s", settings.report)
 
 
 def cmd_bench(args: argparse.Namespace) -> None:
@@ -402,6 +420,29 @@ def build_parser() -> argparse.ArgumentParser:
     target = p.add_mutually_exclusive_group()
     target.add_argument("--sparsity", type=float, help="fraction of the teacher's MACs to remove (0 <= S < 1)")
     target.add_argument("--macs-x", type=float, help="times fewer MACs than the teacher, e.g. 8")
+    target.add_argument(
+        "--p50-ms",
+        type=float,
+        help="latency budget: the fewest channels removed whose measured median latency on --latency-device "
+        "meets it (e.g. 33 for 30 frames/s)",
+    )
+    p.add_argument(
+        "--latency-device",
+        help="device the --p50-ms budget holds on: cpu-t<N> (N threads, e.g. cpu-t2) or cuda<K> "
+        "(--device stays the device that trains)",
+    )
+    p.add_argument(
+        "--latency-backend",
+        choices=["onnxruntime", "torch"],
+        default="onnxruntime",
+        help="runtime the --p50-ms budget holds in (default onnxruntime)",
+    )
+    p.add_argument(
+        "--latency-cache",
+        type=Path,
+        default=LATENCY_CACHE,
+        help=f"folder of the latency planner's candidate timings, reused by later runs (default {LATENCY_CACHE})",
+    )
     p.add_argument(
         "--layout",
         choices=["paired", "paired_ab", "unpaired", "images"],
@@ -479,6 +520,16 @@ def build_parser() -> argparse.ArgumentParser:
     only = p.add_mutually_exclusive_group()
     only.add_argument("--no-report", action="store_true", help="run the tasks, leave the report alone")
     only.add_argument("--report-only", action="store_true", help="rebuild the report from existing results")
+
+    p = verb(
+        "bench-latency",
+        cmd_bench_latency,
+        "time the paper-size U-Net and ResNet teachers at 256 px on each CPU spec with ONNX Runtime and PyTorch, "
+        "and the students the latency planner picks for each budget; write reports/latency.md (resumes per row)",
+    )
+    p.add_argument("--settings", type=Path, default=Path("bench/latency.yaml"))
+    p.add_argument("--teacher", action="append", help="run only this teacher of the settings (repeatable)")
+    p.add_argument("--report-only", action="store_true", help="rebuild the report from the rows on disk")
     return parser
 
 

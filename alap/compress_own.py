@@ -23,7 +23,7 @@ from alap.compress.params import CondenseParams
 from alap.config import DEVICE_PATTERN, Params, load_params
 from alap.lock import output_lock
 from alap.metrics.names import QUALITY, LatencyKey, Metric, metric
-from alap.paths import TaskPaths
+from alap.paths import LATENCY_CACHE, TaskPaths, latency_point_name
 
 log = logging.getLogger(__name__)
 
@@ -45,6 +45,10 @@ class CompressRequest:
     dropout: bool | None = None
     sparsity: float | None = None
     macs_reduction: float | None = None
+    latency_device: str | None = None
+    p50_ms: float | None = None
+    latency_backend: str = "onnxruntime"
+    latency_cache: Path = LATENCY_CACHE
     load_size: int = 256
     crop_size: int | None = None
     params: Path | None = None
@@ -83,11 +87,22 @@ def check_request(req: CompressRequest) -> None:
     if not req.data.is_dir():
         raise ValueError(f"--data {req.data}: not a folder of images")
     io.check_output(req.out, folder=True)
-    if (req.sparsity is None) == (req.macs_reduction is None):
+    if [req.sparsity, req.macs_reduction, req.p50_ms].count(None) != 2:
         raise ValueError(
-            "give exactly one target: --sparsity S (fraction of MACs to remove, 0 <= S < 1) or "
-            "--macs-x N (N times fewer MACs, N > 1)"
+            "give exactly one target: --sparsity S (fraction of MACs to remove, 0 <= S < 1), "
+            "--macs-x N (N times fewer MACs, N > 1) or --p50-ms X with --latency-device D (a latency budget)"
         )
+    if (req.p50_ms is None) != (req.latency_device is None):
+        raise ValueError("--p50-ms X and --latency-device D (e.g. cpu-t2) go together: the budget holds on a device")
+    if req.p50_ms is not None and not req.p50_ms > 0:
+        raise ValueError(f"--p50-ms {req.p50_ms}: expected a positive budget in milliseconds")
+    if req.latency_device is not None:
+        from alap.profile.devices import parse_device
+
+        try:
+            parse_device(req.latency_device)
+        except ValueError as err:
+            raise ValueError(f"--latency-device {req.latency_device}: {err}") from None
     if req.sparsity is not None and not 0 <= req.sparsity < 1:
         raise ValueError(f"--sparsity {req.sparsity}: expected 0 <= S < 1 (the fraction of MACs to remove)")
     if req.macs_reduction is not None and not req.macs_reduction > 1:
@@ -115,8 +130,10 @@ def check_request(req: CompressRequest) -> None:
         read_generator_state(req.reverse)
 
 
-def target_sparsity(req: CompressRequest) -> float:
-    """The fraction of the teacher's MACs to remove."""
+def target_sparsity(req: CompressRequest) -> float | None:
+    """The fraction of the teacher's MACs to remove (None for a latency budget)."""
+    if req.p50_ms is not None:
+        return None
     if req.sparsity is not None:
         return req.sparsity
     return round(1.0 - 1.0 / req.macs_reduction, 6)
@@ -148,9 +165,15 @@ def build_params(req: CompressRequest) -> Params:
         run_tasks=[req.task],
         dvc=None,
         tasks={req.task: task},
-        sweep={"sparsities": [target_sparsity(req)]},
+        sweep={"sparsities": [] if req.p50_ms is not None else [target_sparsity(req)]},
     )
-    raw["prune"] = {**raw.get("prune", {}), "target": "macs"}
+    prune = {k: v for k, v in raw.get("prune", {}).items() if k != "latency"}
+    if req.p50_ms is None:
+        raw["prune"] = {**prune, "target": "macs"}
+    else:
+        budget = {"device": req.latency_device, "backend": req.latency_backend, "p50_ms": req.p50_ms}
+        given = raw.get("prune", {}).get("latency") or {}  # a params file's own budget settings (tolerance, batch)
+        raw["prune"] = {**prune, "target": "latency", "latency": {**given, **budget}}
     if req.condense_steps is not None:
         steps = req.condense_steps
         warmup = min(raw.get("condense", {}).get("warmup_steps", CondenseParams().warmup_steps), steps)
@@ -163,7 +186,7 @@ def build_params(req: CompressRequest) -> Params:
         from alap.profile.devices import cpu_cores
 
         raw["profile"] = {
-            "devices": sorted({"cpu-t1", f"cpu-t{cpu_cores()}", "cuda0"}),
+            "devices": sorted({"cpu-t1", f"cpu-t{cpu_cores()}", "cuda0", *filter(None, [req.latency_device])}),
             "backends": ["torch", "onnxruntime"],
         }
     return Params.model_validate(raw)
@@ -199,8 +222,11 @@ def compress_own(req: CompressRequest) -> dict[str, Any]:
 def _run_steps(req: CompressRequest, params: Params, out: Path) -> dict[str, Any]:
     """The steps not yet done in ``out`` (finished ones are skipped by their output files), then the results."""
     paths = TaskPaths(req.task, models=out / "models", reports=out / "reports", state=out / STATE_DIR)
-    sparsity = params.sweep.sparsities[0]
-    point = paths.point_dir(sparsity)
+    sparsity = target_sparsity(req)
+    if sparsity is None:
+        point = paths.model_dir / latency_point_name(params.prune.latency.device, params.prune.latency.p50_ms)
+    else:
+        point = paths.point_dir(sparsity)
 
     from alap.metrics.weights.provide import provision_weights
     from alap.steps import condense, distill, evaluate, profile, prune, teacher
@@ -208,7 +234,11 @@ def _run_steps(req: CompressRequest, params: Params, out: Path) -> dict[str, Any
     steps: list[tuple[str, Path, Callable[[], Any]]] = [
         ("import", paths.teacher, lambda: teacher.import_teacher(params, req.task, paths)),
         ("condense", paths.condensed, lambda: condense.condense_task(params, req.task, paths)),
-        ("prune", point / "prune_report.json", lambda: prune.prune_point(params, req.task, sparsity, point, paths)),
+        (
+            "prune",
+            point / "prune_report.json",
+            lambda: prune.prune_point(params, req.task, sparsity, point, paths, req.latency_cache),
+        ),
         (
             "distill",
             point / "distill_report.json",

@@ -173,7 +173,11 @@ class TrainParams(Strict):
 
 
 class SweepParams(Strict):
-    sparsities: list[float] = Field(min_length=1)
+    sparsities: list[float] = Field(
+        default_factory=list,
+        description="one sweep point per fraction of MACs to remove; empty only with prune.target 'latency', "
+        "whose one point is its budget",
+    )
 
     @model_validator(mode="after")
     def _in_range(self) -> SweepParams:
@@ -346,6 +350,24 @@ class Params(Strict):
                     f"model.unet.num_downs={self.model.unet.num_downs} halves {smallest}-pixel "
                     f"images below 1 pixel; use at most {smallest.bit_length() - 1}"
                 )
+        return self
+
+    @model_validator(mode="after")
+    def _points_match_the_target(self) -> Params:
+        """A sparsity sweep has points; a latency target is one point, its budget, and not (yet) a DVC sweep."""
+        if self.prune.target != "latency":
+            if not self.sweep.sparsities:
+                raise ValueError(f"sweep.sparsities: prune.target {self.prune.target!r} needs at least one point")
+            return self
+        if self.sweep.sparsities:
+            raise ValueError(
+                "sweep.sparsities: prune.target 'latency' plans one point, its prune.latency budget; leave it empty"
+            )
+        if self.dvc is not None:
+            raise ValueError(
+                "prune.target 'latency' is not a DVC sweep yet: use `alap compress --latency-device D --p50-ms X` "
+                "or `alap bench-latency`"
+            )
         return self
 
     @model_validator(mode="after")

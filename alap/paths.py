@@ -11,12 +11,18 @@ from pathlib import Path
 
 DEFAULT_TORCH_HOME = Path(".torch")  # project-local (gitignored) home of the offline FID/LPIPS weights
 DEFAULT_STATE = Path(".alap/state")  # resume state and locks: outside DVC outputs
+LATENCY_CACHE = Path(".alap/cache/latency")  # candidate timings of the latency planner, shared by every run here
 
 
 def point_name(sparsity: float) -> str:
     """``s0.9`` for 0.9: the float as Python (and DVC's ``s${item.s}`` in dvc.yaml) writes it, so the CLI, the
     flows and DVC name a point's folder alike."""
     return f"s{float(sparsity)}"
+
+
+def latency_point_name(device: str, p50_ms: float) -> str:
+    """``cpu-t2-33.0ms``: the folder of the student planned for a p50 budget on a device (prune.target latency)."""
+    return f"{device}-{float(p50_ms)}ms"
 
 
 @dataclass(frozen=True)

@@ -288,6 +288,8 @@ CASES = [
     (["services", "up", "--s3-port", "5000", "--mlflow-port", "5000"], "the stack's ports must differ", None),
     (["bench", "--bench-params", "nope.yaml"], "nope.yaml: params file not found", None),
     (["bench", "--bench-params", "adir"], "adir: is a directory", None),
+    (["bench-latency", "--settings", "nope.yaml"], "nope.yaml: params file not found", None),
+    (["bench-latency", "--settings", "adir"], "adir: is a directory", None),
 ]
 
 

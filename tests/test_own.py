@@ -3,6 +3,7 @@ condense/distill steps working without a trained discriminator."""
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import os
@@ -275,6 +276,10 @@ def test_alap_compress_runs_every_step_resumes_and_refuses_other_settings(tmp_pa
         (lambda a, t: a.extend(["--sparsity", "1.0"]), "--sparsity 1.0: expected 0 <= S < 1"),
         (lambda a, t: a.extend(["--macs-x", "1"]), "--macs-x 1.0: expected a number > 1"),
         (lambda a, t: a.extend(["--sparsity", "0.5", "--crop-size", "64"]), "--crop-size 64: must not exceed"),
+        (lambda a, t: a.extend(["--p50-ms", "5"]), "--p50-ms X and --latency-device D (e.g. cpu-t2) go together"),
+        (lambda a, t: a.extend(["--p50-ms", "0", "--latency-device", "cpu-t1"]), "--p50-ms 0.0: expected a positive"),
+        (lambda a, t: a.extend(["--p50-ms", "5", "--latency-device", "cpu"]), "--latency-device cpu: unknown device"),
+        (lambda a, t: a.extend(["--sparsity", "0.5", "--latency-device", "cpu-t1"]), "go together"),
     ],
 )
 def test_alap_compress_refuses_bad_flags_before_any_work(tmp_path, capsys, change, message):
@@ -328,3 +333,54 @@ def test_compress_params_file_sections_are_used(tmp_path):
         and params.condense.steps == yaml.safe_load(params_file.read_text())["condense"]["steps"]
     )
     assert params.sweep.sparsities == [0.75] and params.tasks["own"].layout == "paired"
+    budget = dataclasses.replace(req, sparsity=None, p50_ms=20.0, latency_device="cpu-t1", latency_backend="torch")
+    latency = build_params(budget).prune
+    assert latency.target == "latency" and latency.sparsity is None and build_params(budget).sweep.sparsities == []
+    assert (latency.latency.device, latency.latency.backend, latency.latency.p50_ms) == ("cpu-t1", "torch", 20.0)
+
+
+def test_alap_compress_plans_a_student_for_a_latency_budget(tmp_path, torch_home, capsys):
+    from alap.compress.params import LatencyTarget
+    from alap.models import build_generator, default_arch
+    from alap.profile.candidates import CandidateTimer
+
+    data = paired_folder(tmp_path / "pairs")
+    teacher_file = reference_file(tmp_path / "latest_net_G.pth", "unet", "batch", num_downs=5)
+    cache = tmp_path / "cache"
+    teacher_arch = default_arch("unet", 3, 3, ngf=8, norm="batch", num_downs=5)
+    timer = CandidateTimer(LatencyTarget(device="cpu-t1", p50_ms=1), (3, 32, 32), cache_dir=tmp_path / "probe")
+    budget = timer.measure(build_generator(teacher_arch))["p50_ms"]  # the teacher's own p50: met whatever the noise
+    args = [
+        "compress",
+        str(teacher_file),
+        "--data",
+        str(data),
+        "--out",
+        str(tmp_path / "out"),
+        "--p50-ms",
+        f"{budget:.4f}",
+        "--latency-device",
+        "cpu-t1",
+        "--latency-cache",
+        str(cache),
+        "--load-size",
+        "32",
+        "--condense-steps",
+        "2",
+        "--distill-steps",
+        "2",
+        "--batch-size",
+        "2",
+        "--no-dropout",
+        "--torch-home",
+        str(torch_home),
+    ]
+    assert main(args) == 0
+    point = f"cpu-t1-{float(f'{budget:.4f}')}ms"
+    assert f"| {point} |" in capsys.readouterr().out
+    report = json.loads((tmp_path / "out" / "models" / "own" / point / "prune_report.json").read_text())
+    plan = report["latency"]
+    assert report["target"] == "latency" and report["sparsity"] is None
+    assert plan["p50_ms_planned"] <= plan["p50_ms_target"] == pytest.approx(budget, abs=1e-4)
+    assert plan["p50_ms_student"] > 0 and isinstance(plan["student_within_budget"], bool)
+    assert len(list(cache.glob("cpu-t1.onnxruntime.bs1.3x32x32.json"))) == 1

@@ -58,6 +58,35 @@ class CondenseParams(_Strict):
         return self
 
 
+class LatencyTarget(_Strict):
+    """A p50 budget on one device x backend x batch size: what ``prune.target: latency`` plans for.
+
+    Latency depends on layer shapes, not weight values, so the planner times candidate architectures (freshly
+    initialised, never trained) and caches each timing per device, backend and input shape
+    (alap.profile.candidates).
+    """
+
+    device: str = Field("cpu-t2", description="device spec the budget holds on: cpu-t<N> or cuda<K>")
+    backend: Literal["torch", "onnxruntime"] = Field("onnxruntime", description="runtime the student will run in")
+    batch_size: PositiveInt = Field(1, description="images per forward pass")
+    p50_ms: float = Field(gt=0, allow_inf_nan=False, description="median latency budget in milliseconds")
+    tolerance: float = Field(
+        0.05,
+        gt=0,
+        lt=1,
+        description="the plan should land within this fraction under the budget (a wider gap is reported, since "
+        "removing one channel less would exceed the budget)",
+    )
+
+    @model_validator(mode="after")
+    def _device_spec(self) -> LatencyTarget:
+        import re
+
+        if not re.fullmatch(r"cpu-t\d+|cuda\d+", self.device):
+            raise ValueError(f"device {self.device!r}: expected cpu-t<N> (N threads) or cuda<K>")
+        return self
+
+
 class PruneParams(_Strict):
     """Which channels to remove physically from the condensed network.
 
@@ -65,13 +94,15 @@ class PruneParams(_Strict):
     - ``threshold``: remove every channel whose scale factor is below ``threshold``;
     - ``channels``: remove the fraction ``sparsity`` of all prunable channels (lowest scale factors first; a channel
       shared by coupled layers, like the ResNet trunk, counts once);
-    - ``macs``: search the threshold that removes at least the fraction ``sparsity`` of the teacher's MACs.
+    - ``macs``: search the threshold that removes at least the fraction ``sparsity`` of the teacher's MACs;
+    - ``latency``: along the same ranking, the fewest channels removed whose *measured* p50 on ``latency.device``
+      meets ``latency.p50_ms`` (alap.compress.latency_plan); takes no ``sparsity``.
     Kept widths are optionally rounded up to a multiple of ``round_to`` (never below ``round_to`` nor above the
     layer's width) so the student maps well onto SIMD lanes and tensor cores.
     In params.yaml ``sparsity`` is never set: each sweep point brings its own (``sweep.sparsities``).
     """
 
-    target: Literal["threshold", "channels", "macs"] = "macs"
+    target: Literal["threshold", "channels", "macs", "latency"] = "macs"
     sparsity: float | None = Field(
         None, ge=0.0, lt=1.0, description="fraction of channels or MACs to remove (targets 'channels' and 'macs')"
     )
@@ -80,6 +111,18 @@ class PruneParams(_Strict):
     min_width: int = Field(2, ge=1, description="never keep fewer channels than this in a layer")
     fold_bias: bool = Field(True, description="fold the constant output of removed channels into the next layer")
     probe_samples: int = Field(8, ge=1, le=256, description="inputs used to measure removed channels' mean output")
+    latency: LatencyTarget | None = Field(None, description="the budget of target 'latency' (only with it)")
+
+    @model_validator(mode="after")
+    def _latency_with_its_target(self) -> PruneParams:
+        if (self.target == "latency") != (self.latency is not None):
+            raise ValueError(
+                "prune.latency {device, backend, batch_size, p50_ms} is the budget of target 'latency': give both "
+                f"or neither (target is {self.target!r}, latency is {'set' if self.latency else 'unset'})"
+            )
+        if self.target == "latency" and self.sparsity is not None:
+            raise ValueError("target 'latency' takes no sparsity: the budget decides how much goes")
+        return self
 
 
 class DistillParams(_Strict):

@@ -7,8 +7,9 @@ Steps (all on a private copy of the condensed network):
    contribution to the residual stream;
 2. choose how many channels each group loses: below a global threshold, or the lowest-scored fraction of all
    channels, or the fewest lowest-scored channels that remove a fraction of the MACs (binary search on the sorted
-   scores: MACs only fall as more channels go); keep >= ``min_width`` (and optionally round kept widths up to a
-   multiple of ``round_to``); the input and output layers are never pruned;
+   scores: MACs only fall as more channels go), or the fewest whose measured p50 meets a latency budget (the same
+   search over timed candidate architectures: alap.compress.latency_plan); keep >= ``min_width`` (and optionally
+   round kept widths up to a multiple of ``round_to``); the input and output layers are never pruned;
 3. fold gates into their convs, fold the constant output of removed channels into the next layer (below), then
    let Torch-Pruning cut every group, which keeps skip concatenations, residual adds and transposed convs
    consistent;
@@ -42,6 +43,7 @@ from __future__ import annotations
 import copy
 import logging
 import math
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -49,11 +51,13 @@ import torch
 import torch_pruning as tp
 from torch import nn
 
+from alap.compress.latency_plan import plan_for_latency
 from alap.compress.params import PruneParams
 from alap.compress.scale_factors import ChannelLayer, conv_macs, trace_layers
 from alap.metrics.cost import count_gmacs, count_params_m
 from alap.models.arch import arch_of, build_generator
 from alap.models.gates import fold_gates
+from alap.profile.candidates import CandidateCost, CandidateTimer
 
 log = logging.getLogger(__name__)
 
@@ -90,12 +94,20 @@ class PruneResult:
     kept_in: dict[str, list[int]] = field(default_factory=dict)
 
 
-def prune(model: nn.Module, arch: dict[str, Any], params: PruneParams, example_input: torch.Tensor) -> PruneResult:
+def prune(
+    model: nn.Module,
+    arch: dict[str, Any],
+    params: PruneParams,
+    example_input: torch.Tensor,
+    timer: CandidateCost | None = None,
+) -> PruneResult:
     """Prune a condensed generator (``model`` with its ``arch`` dict) as ``params`` says.
 
     ``example_input`` is a batch of real (or representative) inputs on the model's device, ``[N, C, H, W]``: it is
     used to trace the graph, to measure the constants of removed channels (first ``probe_samples``) and to compare
-    the student's output with ``model``'s. ``model`` itself is not modified.
+    the student's output with ``model``'s. ``model`` itself is not modified. ``timer`` gives candidate
+    architectures their p50 for target 'latency' (default: a :class:`CandidateTimer` on ``params.latency`` at the
+    example input's shape, with the on-disk cache).
     """
     params = PruneParams.model_validate(params.model_dump())  # re-check ranges after model_copy(update=...)
     _check_inputs(model, arch, example_input)
@@ -116,7 +128,11 @@ def prune(model: nn.Module, arch: dict[str, Any], params: PruneParams, example_i
         graph = tp.DependencyGraph().build_dependency(work, example_inputs=probe[:1], verbose=False)
     groups = _channel_groups(work, graph, layers, scores)
 
-    removed_counts = _plan(groups, layers, params)
+    latency_of = None
+    if params.target == "latency":
+        timer = timer or CandidateTimer(params.latency, tuple(example_input.shape[1:]))
+        latency_of = lambda counts: timer.p50_ms(candidate_arch(work, groups, counts))  # noqa: E731
+    removed_counts, latency_report = _plan(groups, layers, params, latency_of)
     removed = {g.root: sorted(g.order[:n]) for g, n in zip(groups, removed_counts) if n}
     kept_out, kept_in = _kept_indices(layers, groups, removed)
     if not removed:
@@ -137,6 +153,8 @@ def prune(model: nn.Module, arch: dict[str, Any], params: PruneParams, example_i
     student.load_state_dict(work.state_dict(), strict=True)
     student.eval()
     report = _report(model, student, groups, removed_counts, layers, kept_out, params, example_input, fold_report)
+    if latency_report is not None:
+        report["latency"] = latency_report
     return PruneResult(student, student_arch, report, kept_out, kept_in)
 
 
@@ -212,13 +230,16 @@ def _channel_groups(
     return groups
 
 
-def _plan(groups: list[ChannelGroup], layers: list[ChannelLayer], params: PruneParams) -> list[int]:
-    """How many (lowest-scored) channels each group loses."""
+def _plan(
+    groups: list[ChannelGroup],
+    layers: list[ChannelLayer],
+    params: PruneParams,
+    latency_of: Callable[[list[int]], float] | None = None,
+) -> tuple[list[int], dict[str, Any] | None]:
+    """How many (lowest-scored) channels each group loses, and the latency search's record (target 'latency')."""
     if not groups:
         raise ValueError("the model has no prunable channel group (only input/output layers?)")
     floor = [min(g.width, params.min_width) for g in groups]
-    if params.target != "threshold" and params.sparsity is None:
-        raise ValueError(f"prune: target {params.target!r} needs a sparsity (the fraction to remove)")
     if params.target == "threshold":
         counts = []
         for g, keep_min in zip(groups, floor):
@@ -229,7 +250,9 @@ def _plan(groups: list[ChannelGroup], layers: list[ChannelLayer], params: PruneP
                     f"factor is {float(g.score.max()):.3g}); lower prune.threshold or use target 'channels'/'macs'"
                 )
             counts.append(_rounded(g.width, min(below, g.width - keep_min), params.round_to))
-        return counts
+        return counts, None
+    if params.target != "latency" and params.sparsity is None:
+        raise ValueError(f"prune: target {params.target!r} needs a sparsity (the fraction to remove)")
 
     ranked = sorted(((float(g.score[r]), gi, r) for gi, g in enumerate(groups) for r in range(g.width)))
     capacity = [g.width - f for g, f in zip(groups, floor)]
@@ -248,6 +271,10 @@ def _plan(groups: list[ChannelGroup], layers: list[ChannelLayer], params: PruneP
         return [_rounded(g.width, c, params.round_to) for g, c in zip(groups, counts)]
 
     max_k = sum(capacity)
+    if params.target == "latency":
+        if latency_of is None:
+            raise ValueError("prune: target 'latency' needs a way to time candidates (latency_of)")
+        return plan_for_latency(counts_for, max_k, latency_of, params.latency, params.min_width)
     if params.target == "channels":
         total = sum(g.width for g in groups)
         wanted = round(params.sparsity * total)
@@ -256,7 +283,7 @@ def _plan(groups: list[ChannelGroup], layers: list[ChannelLayer], params: PruneP
                 f"sparsity {params.sparsity} asks to remove {wanted} of {total} channels, but keeping "
                 f"min_width={params.min_width} per layer allows at most {max_k}"
             )
-        return counts_for(wanted)
+        return counts_for(wanted), None
 
     full = _macs(groups, layers, [0] * len(groups))
     goal = (1.0 - params.sparsity) * full
@@ -273,7 +300,17 @@ def _plan(groups: list[ChannelGroup], layers: list[ChannelLayer], params: PruneP
             hi = mid
         else:
             lo = mid + 1
-    return counts_for(lo)
+    return counts_for(lo), None
+
+
+def candidate_arch(model: nn.Module, groups: list[ChannelGroup], counts: list[int]) -> dict[str, Any]:
+    """The arch ``model`` (gates folded) would have once group ``i`` lost ``counts[i]`` channels."""
+    widths: dict[str, int] = {}
+    for group, n in zip(groups, counts):
+        for name in group.out_local:
+            conv = model.get_submodule(name)
+            widths[name] = widths.get(name, conv.out_channels) - n
+    return arch_of(model, widths)
 
 
 def _rounded(width: int, removed: int, round_to: int) -> int:

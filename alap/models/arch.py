@@ -14,6 +14,7 @@ See unet.py / resnet.py for what each width means.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 from torch import nn
@@ -149,10 +150,20 @@ def build_generator(arch: dict[str, Any]) -> nn.Module:
     return model
 
 
-def arch_of(model: nn.Module) -> dict[str, Any]:
-    """Read the arch back from a (possibly pruned in place) generator's live conv modules."""
+def arch_of(model: nn.Module, out_channels: Mapping[str, int] | None = None) -> dict[str, Any]:
+    """Read the arch back from a (possibly pruned in place) generator's live conv modules.
+
+    ``out_channels`` ({conv name: width}) overrides what the named convs output: the arch the network would have
+    after removing channels, without removing them (the latency planner times such candidates).
+    """
     if not isinstance(model, (UnetGenerator, ResnetGenerator)):
         raise TypeError(f"arch_of: expected an alap UnetGenerator or ResnetGenerator, got {type(model).__name__}")
+    override = dict(out_channels or {})
+    names = {m: n for n, m in model.named_modules()} if override else {}
+
+    def width(conv: nn.Module) -> int:
+        return override.get(names.get(conv, ""), conv.out_channels)
+
     # Norm type and dropout are not touched by pruning; widths are read from the convs themselves.
     common = {"norm": model.norm, "norm_affine": model.norm_affine, "dropout": model.dropout}
     if isinstance(model, UnetGenerator):
@@ -160,12 +171,12 @@ def arch_of(model: nn.Module) -> dict[str, Any]:
         arch = {
             "kind": "unet",
             "input_nc": levels[0].downconv.in_channels,
-            "output_nc": levels[0].upconv.out_channels,
+            "output_nc": width(levels[0].upconv),
             "num_downs": len(levels),
             **common,
             "widths": {
-                "down": [b.downconv.out_channels for b in levels],
-                "up": [b.upconv.out_channels for b in levels[1:]],
+                "down": [width(b.downconv) for b in levels],
+                "up": [width(b.upconv) for b in levels[1:]],
             },
         }
     else:
@@ -174,14 +185,14 @@ def arch_of(model: nn.Module) -> dict[str, Any]:
         arch = {
             "kind": "resnet",
             "input_nc": stem.in_channels,
-            "output_nc": out.out_channels,
+            "output_nc": width(out),
             "n_blocks": len(blocks),
             **common,
             "widths": {
-                "encoder": [stem.out_channels, down1.out_channels],
-                "trunk": down2.out_channels,
-                "blocks": [b.convs()[0].out_channels for b in blocks],
-                "decoder": [up1.out_channels, up2.out_channels],
+                "encoder": [width(stem), width(down1)],
+                "trunk": width(down2),
+                "blocks": [width(b.convs()[0]) for b in blocks],
+                "decoder": [width(up1), width(up2)],
             },
         }
     arch["gates"] = gated_convs(model)

@@ -197,6 +197,7 @@ def measure_latency(
     warmup: int = 3,
     min_repeats: int = 10,
     min_seconds: float = 1.0,
+    measure_peak: bool = True,
 ) -> dict[str, Any]:
     """Time one forward pass of a batch; return p50/p90/mean ms, images/s, peak memory and settings.
 
@@ -206,7 +207,8 @@ def measure_latency(
     during the timed runs (weights, input, activations); torch on CPU = peak live tensor bytes of
     one extra untimed forward, the same quantity (see ``_LiveTensorPeak``); onnxruntime on CPU =
     peak RSS of a fresh process that loads and runs the file (session weights, arena, activations);
-    onnxruntime on CUDA = None, since its arena is not visible from Python.
+    onnxruntime on CUDA = None, since its arena is not visible from Python. ``measure_peak=False`` skips the
+    memory measurement (None, ``peak_mem_method`` "not measured"): the latency planner times many candidates.
     """
     spec = device_spec if isinstance(device_spec, DeviceSpec) else parse_device(device_spec)
     if backend not in BACKENDS:
@@ -229,7 +231,9 @@ def measure_latency(
     with _MEASURE_LOCK, torch_threads(spec), torch.inference_mode():
         if backend == "onnxruntime":
             times = _time_loop(_ort_runner(Path(model_or_onnx), spec, x), warmup, min_repeats, min_seconds)
-            if spec.kind == "cpu":
+            if not measure_peak:
+                peak, method = None, "not measured"
+            elif spec.kind == "cpu":
                 peak, method = _ort_cpu_peak_mb(Path(model_or_onnx), spec, tuple(x.shape))
             else:
                 peak, method = None, "null: onnxruntime's CUDA arena is not visible from Python"
@@ -242,7 +246,9 @@ def measure_latency(
                     torch.cuda.synchronize(spec.torch_device)
                     torch.cuda.reset_peak_memory_stats(spec.torch_device)
                 times = _time_loop(_torch_runner(model, spec, x), warmup, min_repeats, min_seconds)
-                if spec.kind == "cuda":
+                if not measure_peak:
+                    peak, method = None, "not measured"
+                elif spec.kind == "cuda":
                     peak, method = torch.cuda.max_memory_allocated(spec.torch_device) / 2**20, "cuda_max_allocated"
                 else:
                     peak, method = _torch_cpu_peak_mb(model, x), "live_tensor_peak"

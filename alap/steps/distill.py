@@ -23,7 +23,7 @@ TEACHER_FILES = {"condensed": "condensed", "original": "teacher"}
 
 
 def distill_point(
-    params: Params, task_name: str, sparsity: float, point_dir: Path, paths: TaskPaths | None = None
+    params: Params, task_name: str, sparsity: float | None, point_dir: Path, paths: TaskPaths | None = None
 ) -> dict:
     """Fine-tune ``point_dir/pruned.pt`` from the teacher chosen in params into ``point_dir/student.pt``."""
     task = Task.from_params(params, task_name)

@@ -1,0 +1,111 @@
+"""The latency planner on tiny networks: the search, the on-disk timing cache, the unreachable-budget error.
+
+The search is checked against a deterministic cost (the candidate's executed MACs, which fall as channels go, as
+latency does up to noise), so that minimality can be asserted exactly; the cache and the error use real timings.
+"""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from pydantic import ValidationError
+
+from alap.compress.latency_plan import BudgetUnreachable
+from alap.compress.params import LatencyTarget, PruneParams
+from alap.compress.prune import prune
+from alap.models import build_generator
+from alap.profile.candidates import CandidateTimer
+from alap.profile.roofline import count_gmacs
+from tests.test_prune import SIZE, _condensed, _inputs
+
+
+class ExecutedMacs:
+    """A candidate's executed MACs (in millions) as its "p50": deterministic and non-increasing in ``k``."""
+
+    def __init__(self) -> None:
+        self.archs: list[dict] = []
+
+    def p50_ms(self, arch: dict) -> float:
+        self.archs.append(arch)
+        return 1000.0 * count_gmacs(build_generator(arch), (3, SIZE, SIZE))
+
+
+def _latency(p50_ms: float, **extra) -> PruneParams:
+    return PruneParams(target="latency", latency=LatencyTarget(device="cpu-t1", p50_ms=p50_ms, **extra))
+
+
+@pytest.mark.parametrize("kind,norm", [("unet", "batch"), ("resnet", "instance")])
+def test_search_finds_the_fewest_channels_within_the_budget(kind: str, norm: str) -> None:
+    model, arch = _condensed(kind, norm)
+    cost = ExecutedMacs()
+    full = cost.p50_ms(arch)
+    budget = 0.5 * full
+    result = prune(model, arch, _latency(budget), _inputs(), timer=cost)
+    plan = result.report["latency"]
+    student_cost = cost.p50_ms(result.arch)
+    assert student_cost == pytest.approx(plan["p50_ms_planned"]) and student_cost <= budget
+    assert plan["p50_ms_unpruned"] == pytest.approx(full)
+    # minimal: the same ranking with one channel less removed is over the budget
+    k = result.report["channels_removed"]
+    one_less = prune(model, arch, PruneParams(target="channels", sparsity=(k - 1) / plan_total(result)), _inputs())
+    assert one_less.report["channels_removed"] == k - 1
+    assert cost.p50_ms(one_less.arch) > budget
+    # bisection: about log2(channels) timings, not one per channel
+    assert plan["candidates_timed"] <= plan_total(result).bit_length() + 2
+    # tighter budgets remove more: the search is monotone in the budget
+    tighter = prune(model, arch, _latency(0.3 * full), _inputs(), timer=ExecutedMacs())
+    assert tighter.report["channels_removed"] > k
+
+
+def plan_total(result) -> int:
+    return result.report["channels_prunable"]
+
+
+def test_a_met_budget_removes_nothing() -> None:
+    model, arch = _condensed("unet", "batch")
+    cost = ExecutedMacs()
+    result = prune(model, arch, _latency(2 * cost.p50_ms(arch)), _inputs(), timer=cost)
+    assert result.report["channels_removed"] == 0 and result.report["latency"]["candidates_timed"] == 1
+
+
+def test_timings_are_cached_per_machine_on_disk(tmp_path) -> None:
+    target = LatencyTarget(device="cpu-t1", backend="onnxruntime", p50_ms=1.0)
+    _, arch = _condensed("unet", "batch")
+    first = CandidateTimer(target, (3, SIZE, SIZE), cache_dir=tmp_path, min_repeats=3, min_seconds=0.0)
+    p50 = first.p50_ms(arch)
+    assert (first.measured, first.hits) == (1, 0) and p50 > 0
+    assert first.cache_file.name == f"cpu-t1.onnxruntime.bs1.3x{SIZE}x{SIZE}.json"
+    again = CandidateTimer(target, (3, SIZE, SIZE), cache_dir=tmp_path, min_repeats=3, min_seconds=0.0)
+    assert again.p50_ms(arch) == p50 and (again.measured, again.hits) == (0, 1)
+    other_shape = CandidateTimer(target, (3, 2 * SIZE, 2 * SIZE), cache_dir=tmp_path, min_repeats=3, min_seconds=0.0)
+    other_shape.p50_ms(arch)
+    assert other_shape.measured == 1  # another input shape is another file
+    cached = json.loads(first.cache_file.read_text())
+    first.cache_file.write_text(json.dumps({**cached, "machine": "another machine"}))
+    elsewhere = CandidateTimer(target, (3, SIZE, SIZE), cache_dir=tmp_path, min_repeats=3, min_seconds=0.0)
+    elsewhere.p50_ms(arch)
+    assert elsewhere.measured == 1  # timings of another machine are not reused
+    assert json.loads(first.cache_file.read_text())["machine"] == elsewhere.machine
+
+
+def test_a_budget_below_the_smallest_student_names_its_p50(tmp_path) -> None:
+    model, arch = _condensed("resnet", "instance")
+    params = _latency(1e-6)
+    timer = CandidateTimer(params.latency, (3, SIZE, SIZE), cache_dir=tmp_path, min_repeats=3, min_seconds=0.0)
+    with pytest.raises(BudgetUnreachable, match=r"below the smallest reachable student: \d+\.\d{3} ms p50 on cpu-t1"):
+        prune(model, arch, params, _inputs(), timer=timer)
+    assert timer.measured == 2  # the full network, then the smallest: no search
+
+
+def test_latency_settings_mean_one_thing() -> None:
+    with pytest.raises(ValidationError, match="give both or neither"):
+        PruneParams(target="latency")
+    with pytest.raises(ValidationError, match="give both or neither"):
+        PruneParams(target="macs", latency=LatencyTarget(p50_ms=10))
+    with pytest.raises(ValidationError, match="takes no sparsity"):
+        PruneParams(target="latency", sparsity=0.5, latency=LatencyTarget(p50_ms=10))
+    with pytest.raises(ValidationError, match="cpu-t<N>"):
+        LatencyTarget(device="cpu", p50_ms=10)
+    with pytest.raises(ValidationError):
+        LatencyTarget(p50_ms=0)
