@@ -49,11 +49,19 @@ def cmd_data(args: argparse.Namespace) -> None:
     prepare_data(_params(args), args.task)
 
 
+def _distributed(args: argparse.Namespace, params, work: Callable[[], object]) -> object:
+    """Run a training verb's ``work`` here, or as ``params.dist.nproc`` torchrun workers (alap/launch.py)."""
+    from alap.launch import run_distributed
+
+    return run_distributed(params.dist, params.device, args.argv, work)
+
+
 def cmd_train(args: argparse.Namespace) -> None:
     from alap.train import train_teacher
 
+    params = _params(args)
     io.check_output(TaskPaths(args.task).model_dir, folder=True)
-    train_teacher(_params(args), args.task)
+    _distributed(args, params, lambda: train_teacher(params, args.task))
 
 
 def cmd_import_teacher(args: argparse.Namespace) -> None:
@@ -66,10 +74,11 @@ def cmd_import_teacher(args: argparse.Namespace) -> None:
 def cmd_condense(args: argparse.Namespace) -> None:
     from alap.steps.condense import condense_task
 
+    params = _params(args)
     paths = TaskPaths(args.task)
     for folder in (paths.model_dir, paths.report_dir):
         io.check_output(folder, folder=True)
-    condense_task(_params(args), args.task)
+    _distributed(args, params, lambda: condense_task(params, args.task))
 
 
 def _point_dir(args: argparse.Namespace) -> Path:
@@ -85,7 +94,9 @@ def cmd_prune(args: argparse.Namespace) -> None:
 def cmd_distill(args: argparse.Namespace) -> None:
     from alap.steps.distill import distill_point
 
-    distill_point(_params(args), args.task, args.sparsity, io.check_output(_point_dir(args), folder=True))
+    params = _params(args)
+    point_dir = io.check_output(_point_dir(args), folder=True)
+    _distributed(args, params, lambda: distill_point(params, args.task, args.sparsity, point_dir))
 
 
 def _model_args(args: argparse.Namespace) -> tuple[str, float | None, Path | None]:
@@ -152,7 +163,7 @@ def cmd_import_generator(args: argparse.Namespace) -> None:
 
 def cmd_compress(args: argparse.Namespace) -> None:
     """Compress a user's generator on a folder of the user's images, without DVC; print teacher vs student."""
-    from alap.compress_own import CompressRequest, compress_own, results_table
+    from alap.compress_own import CompressRequest, build_params, check_request, compress_own, results_table
 
     request = CompressRequest(
         teacher=args.teacher,
@@ -173,8 +184,12 @@ def cmd_compress(args: argparse.Namespace) -> None:
         device=args.device,
         torch_home=args.torch_home,
         task=args.task,
+        nproc=args.nproc,
     )
-    print(results_table(compress_own(request)))
+    check_request(request)  # here, once, before any worker starts
+    results = _distributed(args, build_params(request), lambda: compress_own(request))
+    if results is not None:
+        print(results_table(results))
 
 
 def cmd_promote(args: argparse.Namespace) -> None:
@@ -389,6 +404,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--distill-steps", type=int)
     p.add_argument("--batch-size", type=int)
     p.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N (training)")
+    p.add_argument(
+        "--nproc", type=int, help="train with this many processes (torchrun, one GPU each on CUDA; default dist.nproc)"
+    )
     p.add_argument("--task", default="own", help="the task name recorded in the checkpoints (default own)")
     p.add_argument("--torch-home", type=Path, default=DEFAULT_TORCH_HOME)
 
@@ -432,6 +450,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     prog, verbose = "alap", False
     try:
         args = build_parser().parse_args(argv)
+        args.argv = list(sys.argv[1:] if argv is None else argv)  # what a torchrun launch runs again
         prog, verbose = f"alap {args.verb}", args.verbose
         setup_logging("WARNING" if args.quiet else None)
         logging.getLogger("alap").setLevel(logging.DEBUG if verbose else logging.NOTSET)

@@ -26,6 +26,7 @@ from alap.paths import TaskPaths
 
 log = logging.getLogger(__name__)
 
+TRAINING_STEPS = ("condense", "distill")  # run by every process of a multi-process run
 SETTINGS_FILE = "compress.json"
 RESULTS_FILE = "results.json"
 
@@ -52,6 +53,7 @@ class CompressRequest:
     device: str = "auto"
     torch_home: Path = Path(".torch")
     task: str = "own"
+    nproc: int | None = None
 
 
 def detect_layout(root: Path) -> str:
@@ -97,6 +99,7 @@ def check_request(req: CompressRequest) -> None:
         ("--condense-steps", req.condense_steps),
         ("--distill-steps", req.distill_steps),
         ("--batch-size", req.batch_size),
+        ("--nproc", req.nproc),
     ):
         if value is not None and value < 1:
             raise ValueError(f"{flag} {value}: expected a positive integer")
@@ -157,6 +160,8 @@ def build_params(req: CompressRequest) -> Params:
         raw["distill"] = {**raw.get("distill", {}), "steps": req.distill_steps}
     if req.batch_size is not None:
         raw["train"] = {**raw.get("train", {}), "batch_size": req.batch_size}
+    if req.nproc is not None:
+        raw["dist"] = {**raw.get("dist", {}), "nproc": req.nproc}
     if req.params is None:  # CPU latency as deployed: one thread and every core
         from alap.profile.devices import cpu_cores
 
@@ -168,8 +173,9 @@ def build_params(req: CompressRequest) -> Params:
 
 
 def _claim_out_dir(out: Path, params: Params) -> None:
-    """Record the settings in ``out``; refuse a folder made with other settings (its outputs would mix)."""
-    settings = params.model_dump(mode="json")
+    """Record the settings in ``out``; refuse a folder made with other settings (its outputs would mix). ``dist``
+    says how many processes compute, not what: a run may resume with another ``--nproc``."""
+    settings = params.model_dump(mode="json", exclude={"dist"})
     stamp = out / SETTINGS_FILE
     if stamp.is_file():
         before = json.loads(stamp.read_text())
@@ -183,13 +189,21 @@ def _claim_out_dir(out: Path, params: Params) -> None:
     io.write_json(stamp, settings)
 
 
-def compress_own(req: CompressRequest) -> dict[str, Any]:
-    """Run every step for ``req``; returns and writes (``out/results.json``) the teacher and student rows."""
+def compress_own(req: CompressRequest) -> dict[str, Any] | None:
+    """Run every step for ``req``; returns and writes (``out/results.json``) the teacher and student rows.
+
+    In a multi-process run (``--nproc``, alap/dist.py) every rank runs the training steps (condense, distill) and
+    rank 0 alone the others, the ranks meeting after each step; rank 0 returns the rows, the others None."""
+    from alap.dist import current_world  # torch, once the request is checked
+
     check_request(req)
     params = build_params(req)
+    world = current_world()
     out = req.out
     out.mkdir(parents=True, exist_ok=True)
-    _claim_out_dir(out, params)
+    if world.is_main:
+        _claim_out_dir(out, params)
+    world.barrier()
     paths = TaskPaths(req.task, models=out / "models", reports=out / "reports", state=out / ".state")
     sparsity = params.sweep.sparsities[0]
     point = paths.point_dir(sparsity)
@@ -227,9 +241,15 @@ def compress_own(req: CompressRequest) -> dict[str, Any]:
             log.info("%s: done before (%s)", name, output)
             continue
         log.info("%s ...", name)
-        if name.startswith("evaluate"):
-            provision_weights(req.torch_home)  # idempotent: only hashes when the files are there
-        run()
+        if name in TRAINING_STEPS:
+            run()
+        elif world.is_main:
+            if name.startswith("evaluate"):
+                provision_weights(req.torch_home)  # idempotent: only hashes when the files are there
+            run()
+        world.barrier()  # every rank sees this step's outputs before it looks for the next one's
+    if not world.is_main:
+        return None
     results = {
         "task": req.task,
         "sparsity": sparsity,
