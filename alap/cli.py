@@ -184,7 +184,7 @@ def cmd_compress(args: argparse.Namespace) -> None:
         device=args.device,
         torch_home=args.torch_home,
         task=args.task,
-        nproc=args.nproc,
+        nproc=args.processes,
     )
     check_request(request)  # here, once, before any worker starts
     results = _distributed(args, build_params(request), lambda: compress_own(request))
@@ -405,7 +405,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--batch-size", type=int)
     p.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N (training)")
     p.add_argument(
-        "--nproc", type=int, help="train with this many processes (torchrun, one GPU each on CUDA; default dist.nproc)"
+        "--processes",
+        type=int,
+        help="train with this many processes (dist.nproc: torchrun, one GPU each on CUDA; default 1)",
     )
     p.add_argument("--task", default="own", help="the task name recorded in the checkpoints (default own)")
     p.add_argument("--torch-home", type=Path, default=DEFAULT_TORCH_HOME)

@@ -99,7 +99,7 @@ def check_request(req: CompressRequest) -> None:
         ("--condense-steps", req.condense_steps),
         ("--distill-steps", req.distill_steps),
         ("--batch-size", req.batch_size),
-        ("--nproc", req.nproc),
+        ("--processes", req.nproc),
     ):
         if value is not None and value < 1:
             raise ValueError(f"{flag} {value}: expected a positive integer")
@@ -174,7 +174,7 @@ def build_params(req: CompressRequest) -> Params:
 
 def _claim_out_dir(out: Path, params: Params) -> None:
     """Record the settings in ``out``; refuse a folder made with other settings (its outputs would mix). ``dist``
-    says how many processes compute, not what: a run may resume with another ``--nproc``."""
+    says how many processes compute, not what: a run may resume with another ``--processes``."""
     settings = params.model_dump(mode="json", exclude={"dist"})
     stamp = out / SETTINGS_FILE
     if stamp.is_file():
@@ -192,7 +192,7 @@ def _claim_out_dir(out: Path, params: Params) -> None:
 def compress_own(req: CompressRequest) -> dict[str, Any] | None:
     """Run every step for ``req``; returns and writes (``out/results.json``) the teacher and student rows.
 
-    In a multi-process run (``--nproc``, alap/dist.py) every rank runs the training steps (condense, distill) and
+    In a multi-process run (``--processes``, alap/dist.py) every rank runs the training steps (condense, distill) and
     rank 0 alone the others, the ranks meeting after each step; rank 0 returns the rows, the others None."""
     from alap.dist import current_world  # torch, once the request is checked
 
@@ -237,7 +237,9 @@ def compress_own(req: CompressRequest) -> dict[str, Any] | None:
             ),
         ]
     for name, output, run in steps:
-        if output.exists():
+        done = output.exists()
+        world.barrier()  # every rank has looked before any writes: all take the same branch
+        if done:
             log.info("%s: done before (%s)", name, output)
             continue
         log.info("%s ...", name)
@@ -247,7 +249,7 @@ def compress_own(req: CompressRequest) -> dict[str, Any] | None:
             if name.startswith("evaluate"):
                 provision_weights(req.torch_home)  # idempotent: only hashes when the files are there
             run()
-        world.barrier()  # every rank sees this step's outputs before it looks for the next one's
+        world.barrier()  # this step's outputs are written before any rank looks for the next one's
     if not world.is_main:
         return None
     results = {

@@ -29,7 +29,9 @@ def launched() -> bool:
 
 def launch_command(argv: Sequence[str], nproc: int) -> list[str]:
     """``alap <argv>`` as ``nproc`` workers under torchrun. ``--standalone``: a rendezvous on this host on a free
-    port, so concurrent runs (a sweep, a rerun after a kill) never meet each other's workers."""
+    port, so concurrent runs (a sweep, a rerun after a kill) never meet each other's workers. torchrun's parser
+    reads ``argv`` too and refuses a flag that abbreviates two of its options (``--nproc``): alap's flags must not
+    (``alap compress --processes``)."""
     return [
         sys.executable,
         "-m",

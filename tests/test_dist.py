@@ -154,3 +154,23 @@ def test_a_killed_two_process_run_resumes_and_ends_as_an_uninterrupted_one(tmp_p
     for key, value in reference.items():  # same batches, state and rank order: the same weights
         assert torch.equal(resumed[key], value), key
     assert _fit_state(killed)["history"] == _fit_state(whole)["history"]
+
+
+@pytest.mark.slow
+def test_alap_compress_with_two_processes_makes_the_student_of_one(tmp_path, torch_home):
+    from test_own import paired_folder, reference_file
+
+    data = paired_folder(tmp_path / "pairs")
+    teacher_file = reference_file(tmp_path / "latest_net_G.pth", "unet", "batch", num_downs=5)
+    args = ["compress", str(teacher_file), "--data", str(data), "--macs-x", "2", "--load-size", "32"]
+    args += ["--condense-steps", "4", "--distill-steps", "4", "--batch-size", "4", "--no-dropout"]
+    args += ["--torch-home", str(torch_home)]
+    for nproc in (1, 2):
+        out = _finish(_alap(tmp_path, *args, "--out", str(tmp_path / f"n{nproc}"), "--processes", str(nproc)))
+        assert "| s0.5 |" in out
+    for model in ("condensed.pt", "s0.5/student.pt"):
+        one, two = (torch.load(tmp_path / f"n{n}/models/own/{model}", weights_only=True) for n in (1, 2))
+        for key, value in one["state_dict"].items():
+            if value.is_floating_point():
+                scale = value.abs().max().clamp(min=1e-12)
+                assert ((two["state_dict"][key] - value).abs().max() / scale).item() < WEIGHT_RTOL, (model, key)

@@ -1,0 +1,126 @@
+"""The DDP speed-up at the demo size: the demo profile's seg2face teacher trained by `alap train` with 1 process and
+with 2 (torchrun, gloo, each process on half of every batch of 8), one after the other in one run, on this machine.
+
+    python bench/ddp_speedup.py [--steps 500] [--nproc 2] [--report reports/ddp.md]
+
+Both runs use every core: the 1-process run with torch's default thread pool, each torchrun worker with one
+thread (torchrun's OMP_NUM_THREADS=1). Reports the training time (alap.loop.fit's wall time, as
+train_metrics.json records it) and the command's whole time (with the start of the processes), their ratios, the
+machine's load average around each run, and whether the 1-process teacher is byte for byte the one dvc.lock
+records (at the demo's 500 steps).
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+import yaml
+
+from alap import io
+from alap.config import Params
+from alap.steps.data import prepare_data
+
+ROOT = Path(__file__).resolve().parents[1]
+TASK = "seg2face"
+
+
+def project(root: Path, data: Path, steps: int, nproc: int) -> Path:
+    """A project folder whose params are the demo profile's, for seg2face alone, with ``nproc`` processes."""
+    raw = yaml.safe_load((ROOT / "configs" / "demo.yaml").read_text())
+    raw.update(run_tasks=[TASK], dvc={"generate": [TASK], "train": [TASK], "import": {}}, dist={"nproc": nproc})
+    raw["tasks"][TASK]["root"] = str(data)
+    raw["tasks"][TASK]["train"]["steps"] = steps
+    root.mkdir(parents=True)
+    (root / "params.yaml").write_text(yaml.safe_dump(raw, sort_keys=False))
+    return root
+
+
+def timed_train(root: Path) -> dict:
+    """`alap train` in ``root``; its fit time, whole time, test PSNR and the load average before and after."""
+    load_before = os.getloadavg()[0]
+    started = time.perf_counter()
+    subprocess.run(
+        [sys.executable, "-m", "alap.cli", "-q", "train", "--task", TASK],
+        cwd=root,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+        check=True,
+    )
+    command_s = time.perf_counter() - started
+    metrics = json.loads((root / "models" / TASK / "train_metrics.json").read_text())
+    return {
+        "fit_s": metrics["wall_s"],
+        "command_s": round(command_s, 1),
+        "psnr_test": metrics["psnr_test"],
+        "load": (round(load_before, 2), round(os.getloadavg()[0], 2)),
+        "md5": hashlib.md5((root / "models" / TASK / "teacher.pt").read_bytes()).hexdigest(),
+    }
+
+
+def locked_teacher_md5() -> str | None:
+    for stage in yaml.safe_load((ROOT / "dvc.lock").read_text())["stages"].values():
+        for out in stage.get("outs", []):
+            if out["path"] == f"models/{TASK}/teacher.pt":
+                return out["md5"]
+    return None
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--steps", type=int, default=500, help="teacher steps (the demo's: 500)")
+    parser.add_argument("--nproc", type=int, default=2)
+    parser.add_argument("--report", type=Path, default=ROOT / "reports" / "ddp.md")
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory() as tmp:
+        work = Path(tmp)
+        raw = yaml.safe_load((ROOT / "configs" / "demo.yaml").read_text())
+        raw["tasks"][TASK]["root"] = str(work / "data")
+        prepare_data(Params.model_validate({**raw, "run_tasks": [TASK], "dvc": None}), TASK)
+        runs = {}
+        for nproc in (1, args.nproc):
+            print(f"training with {nproc} process(es) ...", file=sys.stderr)
+            runs[nproc] = timed_train(project(work / f"n{nproc}", work / "data", args.steps, nproc))
+    one, many = runs[1], runs[args.nproc]
+    locked = locked_teacher_md5() if args.steps == 500 else None
+    lines = [
+        "# DDP speed-up at the demo size",
+        "",
+        f"The demo profile's {TASK} teacher (U-Net ngf 32, 64 px, batch 8, {args.steps} steps) trained by `alap train`",
+        f"with 1 process and with {args.nproc} (torchrun, gloo; each process on {8 // args.nproc} images of every "
+        "batch of 8, BatchNorm synced), one after the other in one run of",
+        "",
+        f"    python bench/ddp_speedup.py --steps {args.steps} --nproc {args.nproc}",
+        "",
+        f"on a machine with {os.cpu_count()} cores and torch {torch.__version__}. Training time is alap.loop.fit's "
+        "wall time; the command's time adds the start of the processes (torchrun, the process group).",
+        "",
+        "| processes | training s | command s | test PSNR dB | load average before, after |",
+        "|---|---|---|---|---|",
+    ]
+    for nproc, run in runs.items():
+        lines.append(
+            f"| {nproc} | {run['fit_s']:.1f} | {run['command_s']:.1f} | {run['psnr_test']:.2f} | "
+            f"{run['load'][0]}, {run['load'][1]} |"
+        )
+    lines += [
+        "",
+        f"**Speed-up with {args.nproc} processes: {one['fit_s'] / many['fit_s']:.2f}x training, "
+        f"{one['command_s'] / many['command_s']:.2f}x command** (ratios of the times above).",
+    ]
+    if locked is not None:
+        same = "the same bytes as" if one["md5"] == locked else "NOT the bytes of"
+        lines += ["", f"The 1-process teacher is {same} the one dvc.lock records (md5 {one['md5']})."]
+    io.write_text(args.report, "\n".join(lines) + "\n")
+    print("\n".join(lines))
+
+
+if __name__ == "__main__":
+    main()
