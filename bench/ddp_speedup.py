@@ -1,7 +1,9 @@
 """The DDP speed-up at the demo size: the demo profile's seg2face teacher trained by `alap train` with 1 process and
 with 2 (torchrun, gloo, each process on half of every batch of 8), one after the other in one run, on this machine.
 
-    python bench/ddp_speedup.py [--steps 500] [--nproc 2] [--report reports/ddp.md]
+    python bench/ddp_speedup.py [--steps 500] [--nproc 2] [--device cpu] [--report reports/ddp.md]
+
+``--device cuda`` measures the NCCL path instead: one GPU per process, so ``--nproc`` GPUs are needed.
 
 Both runs use every core: the 1-process run with torch's default thread pool, each torchrun worker with one
 thread (torchrun's OMP_NUM_THREADS=1). Reports the training time (alap.loop.fit's wall time, as
@@ -33,10 +35,11 @@ ROOT = Path(__file__).resolve().parents[1]
 TASK = "seg2face"
 
 
-def project(root: Path, data: Path, steps: int, nproc: int) -> Path:
+def project(root: Path, data: Path, steps: int, nproc: int, device: str) -> Path:
     """A project folder whose params are the demo profile's, for seg2face alone, with ``nproc`` processes."""
     raw = yaml.safe_load((ROOT / "configs" / "demo.yaml").read_text())
     raw.update(run_tasks=[TASK], dvc={"generate": [TASK], "train": [TASK], "import": {}}, dist={"nproc": nproc})
+    raw["device"] = device
     raw["tasks"][TASK]["root"] = str(data)
     raw["tasks"][TASK]["train"]["steps"] = steps
     root.mkdir(parents=True)
@@ -77,6 +80,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--steps", type=int, default=500, help="teacher steps (the demo's: 500)")
     parser.add_argument("--nproc", type=int, default=2)
+    parser.add_argument("--device", default="cpu", help="cpu (gloo) or cuda (NCCL, one GPU per process)")
     parser.add_argument("--report", type=Path, default=ROOT / "reports" / "ddp.md")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
@@ -87,20 +91,24 @@ def main() -> None:
         runs = {}
         for nproc in (1, args.nproc):
             print(f"training with {nproc} process(es) ...", file=sys.stderr)
-            runs[nproc] = timed_train(project(work / f"n{nproc}", work / "data", args.steps, nproc))
+            runs[nproc] = timed_train(project(work / f"n{nproc}", work / "data", args.steps, nproc, args.device))
     one, many = runs[1], runs[args.nproc]
-    locked = locked_teacher_md5() if args.steps == 500 else None
+    locked = locked_teacher_md5() if args.steps == 500 and args.device == "cpu" else None
+    backend = "NCCL" if args.device.startswith("cuda") else "gloo"
+    gpus = f" and {torch.cuda.device_count()} GPUs" if args.device.startswith("cuda") else ""
     lines = [
         "# DDP speed-up at the demo size",
         "",
         f"The demo profile's {TASK} teacher (U-Net ngf 32, 64 px, batch 8, {args.steps} steps) trained by `alap train`",
-        f"with 1 process and with {args.nproc} (torchrun, gloo; each process on {8 // args.nproc} images of every "
+        f"with 1 process and with {args.nproc} (torchrun, {backend}; each process on {8 // args.nproc} images of every "
         "batch of 8, BatchNorm synced), one after the other in one run of",
         "",
-        f"    python bench/ddp_speedup.py --steps {args.steps} --nproc {args.nproc}",
+        f"    python bench/ddp_speedup.py --steps {args.steps} --nproc {args.nproc} --device {args.device}",
         "",
-        f"on a machine with {os.cpu_count()} cores and torch {torch.__version__}. Training time is alap.loop.fit's "
-        "wall time; the command's time adds the start of the processes (torchrun, the process group).",
+        f"on a machine with {os.cpu_count()} cores{gpus} and torch {torch.__version__}; the 1-process run uses "
+        f"torch's default {torch.get_num_threads()} threads, each of the {args.nproc} processes 1 (torchrun's "
+        "OMP_NUM_THREADS=1). Training time is alap.loop.fit's wall time; the command's time adds the start of the "
+        "processes (torchrun, the process group). The load average (1 minute) counts every process on the machine.",
         "",
         "| processes | training s | command s | test PSNR dB | load average before, after |",
         "|---|---|---|---|---|",
