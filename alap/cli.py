@@ -6,6 +6,7 @@ DVC stages (``python -m stages.<verb>``) and users call the same verbs, so there
 from __future__ import annotations
 
 import argparse
+import contextlib
 import logging
 import sys
 import traceback
@@ -15,6 +16,7 @@ from typing import NoReturn
 
 from alap import io
 from alap.errors import UserError, is_user_error, message
+from alap.launch import launched
 from alap.lock import output_lock
 from alap.logs import setup_logging
 from alap.paths import DEFAULT_STATE, DEFAULT_TORCH_HOME, LATENCY_CACHE, TaskPaths
@@ -51,8 +53,10 @@ def cmd_data(args: argparse.Namespace) -> None:
 
 
 def _writing(folder: Path, what: str):
-    """The one-writer lock of an output folder (alap.lock), taken after the folder was checked writable."""
-    return output_lock(DEFAULT_STATE, io.check_output(folder, folder=True), what)
+    """The one-writer lock of an output folder (alap.lock), taken after the folder was checked writable. In a
+    multi-process run the launching process holds it (alap/launch.py), so its workers take none."""
+    folder = io.check_output(folder, folder=True)
+    return contextlib.nullcontext() if launched() else output_lock(DEFAULT_STATE, folder, what)
 
 
 def _writing_task(args: argparse.Namespace):
@@ -60,11 +64,19 @@ def _writing_task(args: argparse.Namespace):
     return _writing(TaskPaths(args.task).model_dir, f"task {args.task}")
 
 
+def _distributed(args: argparse.Namespace, params, work: Callable[[], object]) -> object:
+    """Run a training verb's ``work`` here, or as ``params.dist.nproc`` torchrun workers (alap/launch.py)."""
+    from alap.launch import run_distributed
+
+    return run_distributed(params.dist, params.device, args.argv, work)
+
+
 def cmd_train(args: argparse.Namespace) -> None:
     from alap.train import train_teacher
 
+    params = _params(args)
     with _writing_task(args):
-        train_teacher(_params(args), args.task)
+        _distributed(args, params, lambda: train_teacher(params, args.task))
 
 
 def cmd_import_teacher(args: argparse.Namespace) -> None:
@@ -78,8 +90,9 @@ def cmd_condense(args: argparse.Namespace) -> None:
     from alap.steps.condense import condense_task
 
     io.check_output(TaskPaths(args.task).report_dir, folder=True)
+    params = _params(args)
     with _writing_task(args):
-        condense_task(_params(args), args.task)
+        _distributed(args, params, lambda: condense_task(params, args.task))
 
 
 def _point_dir(args: argparse.Namespace) -> Path:
@@ -101,8 +114,9 @@ def cmd_prune(args: argparse.Namespace) -> None:
 def cmd_distill(args: argparse.Namespace) -> None:
     from alap.steps.distill import distill_point
 
+    params = _params(args)
     with _writing_point(args):
-        distill_point(_params(args), args.task, args.sparsity, _point_dir(args))
+        _distributed(args, params, lambda: distill_point(params, args.task, args.sparsity, _point_dir(args)))
 
 
 def _model_args(args: argparse.Namespace) -> tuple[str, float | None, Path | None]:
@@ -177,7 +191,7 @@ def cmd_import_generator(args: argparse.Namespace) -> None:
 
 def cmd_compress(args: argparse.Namespace) -> None:
     """Compress a user's generator on a folder of the user's images, without DVC; print teacher vs student."""
-    from alap.compress_own import CompressRequest, compress_own, results_table
+    from alap.compress_own import CompressRequest, build_params, check_request, compress_own, results_table
 
     request = CompressRequest(
         teacher=args.teacher,
@@ -202,8 +216,12 @@ def cmd_compress(args: argparse.Namespace) -> None:
         device=args.device,
         torch_home=args.torch_home,
         task=args.task,
+        nproc=args.processes,
     )
-    print(results_table(compress_own(request)))
+    check_request(request)  # here, once, before any worker starts
+    results = _distributed(args, build_params(request), lambda: compress_own(request))
+    if results is not None:
+        print(results_table(results))
 
 
 def cmd_promote(args: argparse.Namespace) -> None:
@@ -472,6 +490,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--distill-steps", type=int)
     p.add_argument("--batch-size", type=int)
     p.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N (training)")
+    p.add_argument(
+        "--processes",
+        type=int,
+        help="train with this many processes (dist.nproc: torchrun, one GPU each on CUDA; default 1)",
+    )
     p.add_argument("--task", default="own", help="the task name recorded in the checkpoints (default own)")
     p.add_argument("--torch-home", type=Path, default=DEFAULT_TORCH_HOME)
 
@@ -539,6 +562,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     prog, verbose = "alap", False
     try:
         args = build_parser().parse_args(argv)
+        args.argv = list(sys.argv[1:] if argv is None else argv)  # what a torchrun launch runs again
         prog, verbose = f"alap {args.verb}", args.verbose
         setup_logging("WARNING" if args.quiet else None)
         logging.getLogger("alap").setLevel(logging.DEBUG if verbose else logging.NOTSET)

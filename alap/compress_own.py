@@ -10,13 +10,14 @@ instead of mixing outputs of two configurations.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from alap import io
 from alap.compress.params import CondenseParams
@@ -25,8 +26,12 @@ from alap.lock import output_lock
 from alap.metrics.names import QUALITY, LatencyKey, Metric, metric
 from alap.paths import LATENCY_CACHE, TaskPaths, latency_point_name
 
+if TYPE_CHECKING:
+    from alap.dist import World
+
 log = logging.getLogger(__name__)
 
+TRAINING_STEPS = ("condense", "distill")  # run by every process of a multi-process run
 SETTINGS_FILE = "compress.json"
 STATE_DIR = ".state"  # resume state and the lock, inside --out
 RESULTS_FILE = "results.json"
@@ -58,6 +63,7 @@ class CompressRequest:
     device: str = "auto"
     torch_home: Path = Path(".torch")
     task: str = "own"
+    nproc: int | None = None
 
 
 def detect_layout(root: Path) -> str:
@@ -114,6 +120,7 @@ def check_request(req: CompressRequest) -> None:
         ("--condense-steps", req.condense_steps),
         ("--distill-steps", req.distill_steps),
         ("--batch-size", req.batch_size),
+        ("--processes", req.nproc),
     ):
         if value is not None and value < 1:
             raise ValueError(f"{flag} {value}: expected a positive integer")
@@ -182,6 +189,8 @@ def build_params(req: CompressRequest) -> Params:
         raw["distill"] = {**raw.get("distill", {}), "steps": req.distill_steps}
     if req.batch_size is not None:
         raw["train"] = {**raw.get("train", {}), "batch_size": req.batch_size}
+    if req.nproc is not None:
+        raw["dist"] = {**raw.get("dist", {}), "nproc": req.nproc}
     if req.params is None:  # CPU latency as deployed: one thread and every core
         from alap.profile.devices import cpu_cores
 
@@ -193,8 +202,9 @@ def build_params(req: CompressRequest) -> Params:
 
 
 def _claim_out_dir(out: Path, params: Params) -> None:
-    """Record the settings in ``out``; refuse a folder made with other settings (its outputs would mix)."""
-    settings = params.model_dump(mode="json")
+    """Record the settings in ``out``; refuse a folder made with other settings (its outputs would mix). ``dist``
+    says how many processes compute, not what: a run may resume with another ``--processes``."""
+    settings = params.model_dump(mode="json", exclude={"dist"})
     stamp = out / SETTINGS_FILE
     if stamp.is_file():
         before = json.loads(stamp.read_text())
@@ -208,18 +218,27 @@ def _claim_out_dir(out: Path, params: Params) -> None:
     io.write_json(stamp, settings)
 
 
-def compress_own(req: CompressRequest) -> dict[str, Any]:
-    """Run every step for ``req``; returns and writes (``out/results.json``) the teacher and student rows."""
+def compress_own(req: CompressRequest) -> dict[str, Any] | None:
+    """Run every step for ``req``; returns and writes (``out/results.json``) the teacher and student rows.
+
+    In a multi-process run (``--processes``, alap/dist.py) every rank runs the training steps (condense, distill) and
+    rank 0 alone the others, the ranks meeting after each step; rank 0 returns the rows, the others None."""
+    from alap.dist import current_world  # torch, once the request is checked
+
     check_request(req)
     params = build_params(req)
+    world = current_world()
     out = req.out
     out.mkdir(parents=True, exist_ok=True)
-    with output_lock(out / STATE_DIR, out, f"--out {out}"):  # a second run on the same --out refuses at once
-        _claim_out_dir(out, params)
-        return _run_steps(req, params, out)
+    # One run per --out: a second one refuses at once. Rank 0 holds the lock for a multi-process run.
+    with output_lock(out / STATE_DIR, out, f"--out {out}") if world.is_main else contextlib.nullcontext():
+        if world.is_main:
+            _claim_out_dir(out, params)
+        world.barrier()
+        return _run_steps(req, params, out, world)
 
 
-def _run_steps(req: CompressRequest, params: Params, out: Path) -> dict[str, Any]:
+def _run_steps(req: CompressRequest, params: Params, out: Path, world: World) -> dict[str, Any] | None:
     """The steps not yet done in ``out`` (finished ones are skipped by their output files), then the results."""
     paths = TaskPaths(req.task, models=out / "models", reports=out / "reports", state=out / STATE_DIR)
     sparsity = target_sparsity(req)
@@ -261,13 +280,21 @@ def _run_steps(req: CompressRequest, params: Params, out: Path) -> dict[str, Any
             ),
         ]
     for name, output, run in steps:
-        if output.exists():
+        done = output.exists()
+        world.barrier()  # every rank has looked before any writes: all take the same branch
+        if done:
             log.info("%s: done before (%s)", name, output)
             continue
         log.info("%s ...", name)
-        if name.startswith("evaluate"):
-            provision_weights(req.torch_home)  # idempotent: only hashes when the files are there
-        run()
+        if name in TRAINING_STEPS:
+            run()
+        elif world.is_main:
+            if name.startswith("evaluate"):
+                provision_weights(req.torch_home)  # idempotent: only hashes when the files are there
+            run()
+        world.barrier()  # this step's outputs are written before any rank looks for the next one's
+    if not world.is_main:
+        return None
     results = {
         "task": req.task,
         "sparsity": sparsity,

@@ -172,6 +172,17 @@ class TrainParams(Strict):
     lr_decay_from: DecayFrom = 0.5
 
 
+class DistParams(Strict):
+    """How many processes compute one training run (train, condense, distill, ``alap compress``), not what they
+    compute: every process takes ``1/nproc`` of each batch of the run's batch size, gradients are averaged by
+    torch DistributedDataParallel and BatchNorm statistics are those of the whole batch, so the result is the
+    1-process run's up to float rounding (tests/test_dist.py). ``nproc > 1`` relaunches the command under
+    ``torchrun --nproc-per-node nproc`` (alap/launch.py); ``backend`` ``auto`` is NCCL on CUDA and gloo on CPU."""
+
+    nproc: PositiveInt = Field(1, description="processes per run (on CUDA: one GPU each)")
+    backend: Literal["auto", "gloo", "nccl"] = "auto"
+
+
 class SweepParams(Strict):
     sparsities: list[float] = Field(
         default_factory=list,
@@ -292,6 +303,7 @@ class Params(Strict):
     evaluate: EvaluateParams = EvaluateParams()
     profile: ProfileParams = ProfileParams()
     promote: PromoteParams = Field(PromoteParams(), description="the gates of `alap promote` and the promotion flow")
+    dist: DistParams = DistParams()
 
     @model_validator(mode="before")
     @classmethod
@@ -368,6 +380,18 @@ class Params(Strict):
                 "prune.target 'latency' is not a DVC sweep yet: use `alap compress --latency-device D --p50-ms X` "
                 "or `alap bench-latency`"
             )
+        return self
+
+    @model_validator(mode="after")
+    def _batches_split_over_processes(self) -> Params:
+        """Each process takes an equal share of every batch (alap.dist.World.shard), so a batch size must divide."""
+        nproc = self.dist.nproc
+        sizes = {"train.batch_size": self.train.batch_size}
+        overrides = {name: task.train.batch_size for name, task in self.tasks.items()}
+        sizes.update({f"tasks.{name}.train.batch_size": size for name, size in overrides.items() if size})
+        for key, size in sizes.items():
+            if size % nproc:
+                raise ValueError(f"{key} ({size}) does not split over dist.nproc={nproc} processes: use a multiple")
         return self
 
     @model_validator(mode="after")

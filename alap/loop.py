@@ -6,7 +6,9 @@ exactly one place:
   of an uninterrupted run (models, optimisers, schedulers, the batch stream's position, the best weights so far
   and torch's random state are all saved together, atomically);
 - a NaN/Inf loss stops with a clear error and keeps the last good checkpoint;
-- progress is visible (a tqdm bar on stderr).
+- progress is visible (a tqdm bar on stderr);
+- in a multi-process run (alap/dist.py) every rank reports the ranks' mean losses, so all see the same history and
+  a NaN stops all of them; rank 0 alone saves, and every rank resumes from that one state.
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ from tqdm import tqdm
 
 from alap import io
 from alap.data.batches import BatchStream
+from alap.dist import current_world
 from alap.errors import UserError
 
 log = logging.getLogger(__name__)
@@ -116,6 +119,7 @@ def fit(
     state = {**state, **schedulers, "batches": batches}
     if keep_best is not None:
         state["keep_best"] = keep_best
+    world = current_world()
     started = time.perf_counter()
     start, history, spent = _resume(state_path, state)
     if start:
@@ -124,10 +128,16 @@ def fit(
         keep_best.offer(0)
     last_saved = start
     bar = tqdm(
-        range(start, steps), initial=start, total=steps, desc=desc, dynamic_ncols=True, mininterval=2.0, disable=None
+        range(start, steps),
+        initial=start,
+        total=steps,
+        desc=desc,
+        dynamic_ncols=True,
+        mininterval=2.0,
+        disable=None if world.is_main else True,
     )  # None: no bar when stderr is not a terminal (logs, CI)
     for i in bar:
-        losses = step(next(batches), i)
+        losses = world.mean(step(next(batches), i))
         for scheduler in schedulers.values():
             scheduler.step()
         bad = {k: v for k, v in losses.items() if not math.isfinite(v)}
@@ -143,7 +153,8 @@ def fit(
         if keep_best is not None and (done % validate_every == 0 or done == steps):
             keep_best.offer(done)
         if done % checkpoint_every == 0 or done == steps:
-            _save(state_path, state, done, history, spent + time.perf_counter() - started)
+            if world.is_main:
+                _save(state_path, state, done, history, spent + time.perf_counter() - started)
             last_saved = done
     bar.close()
     if keep_best is not None:

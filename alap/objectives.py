@@ -14,13 +14,15 @@ penalty added to the generator's loss; so the objective is an object with a ``st
 
 from __future__ import annotations
 
+import contextlib
 from abc import ABC, abstractmethod
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import torch
 from torch import nn
 
+from alap.dist import replicated
 from alap.losses import GANLoss
 
 ExtraLoss = Callable[[nn.Module], torch.Tensor]
@@ -39,6 +41,7 @@ class Objective(ABC):
         self._optimizers = {"opt_G": torch.optim.Adam(gen_params, lr=lr, betas=betas)}
         if disc_params:
             self._optimizers["opt_D"] = torch.optim.Adam(disc_params, lr=lr, betas=betas)
+        self.trained = self.modules()  # what a pass that trains a module calls: see distributed()
 
     def _other_generators(self) -> list[nn.Module]:
         return []
@@ -55,6 +58,17 @@ class Objective(ABC):
     def train(self) -> None:
         for module in self.modules().values():
             module.train()
+
+    @contextlib.contextmanager
+    def distributed(self) -> Iterator[None]:
+        """For the block, passes that train a module call its DDP replica (``self.trained``) in a multi-process
+        run (alap.dist.replicated); passes through a module frozen for the pass call the module itself."""
+        with replicated(self.modules()) as replicas:
+            self.trained = replicas
+            try:
+                yield
+            finally:
+                self.trained = self.modules()
 
     @abstractmethod
     def step(self, batch: dict[str, Any], extra_generator_loss: ExtraLoss | None = None) -> dict[str, float]:
@@ -98,7 +112,7 @@ class TeacherObjective(Objective):
         real_a = batch["A"]
         with torch.no_grad():
             target = self.aux["T"](real_a)
-        loss_l1 = nn.functional.l1_loss(self.generator(real_a), target)
+        loss_l1 = nn.functional.l1_loss(self.trained["G"](real_a), target)
         loss_g = self.lambda_l1 * loss_l1
         losses = {"G_l1_teacher": loss_l1.item()}
         self._update_generator(loss_g, losses, extra_generator_loss)
@@ -133,13 +147,13 @@ class Pix2PixObjective(Objective):
 
     def step(self, batch: dict[str, Any], extra_generator_loss: ExtraLoss | None = None) -> dict[str, float]:
         real_a, real_b = batch["A"], batch["B"]
-        disc = self.aux["D"]
-        fake_b = self.generator(real_a)
+        disc, train_disc = self.aux["D"], self.trained["D"]
+        fake_b = self.trained["G"](real_a)
 
         _set_requires_grad([disc], True)
         loss_d = 0.5 * (
-            self.gan(disc(torch.cat([real_a, fake_b.detach()], 1)), False)
-            + self.gan(disc(torch.cat([real_a, real_b], 1)), True)
+            self.gan(train_disc(torch.cat([real_a, fake_b.detach()], 1)), False)
+            + self.gan(train_disc(torch.cat([real_a, real_b], 1)), True)
         )
         self._update("opt_D", loss_d)
 
@@ -182,8 +196,8 @@ class CycleObjective(Objective):
 
     def step(self, batch: dict[str, Any], extra_generator_loss: ExtraLoss | None = None) -> dict[str, float]:
         real_a, real_b = batch["A"], batch["B"]
-        g_a, d_a = self.generator, self.aux["D_A"]
-        g_b, d_b = (self.aux["G_B"], self.aux["D_B"]) if self.has_reverse else (None, None)
+        g_a, d_a = self.trained["G"], self.aux["D_A"]
+        g_b, d_b = (self.trained["G_B"], self.aux["D_B"]) if self.has_reverse else (None, None)
         discs = self._discriminators()
         l1 = nn.functional.l1_loss
 
@@ -208,8 +222,10 @@ class CycleObjective(Objective):
         self._update_generator(loss_g, losses, extra_generator_loss)
 
         _set_requires_grad(discs, True)
+        d_a = self.trained["D_A"]
         loss_d = self.gan(d_a(real_b), True) + self.gan(d_a(fake_b.detach()), False)
         if g_b is not None:
+            d_b = self.trained["D_B"]
             loss_d = loss_d + self.gan(d_b(real_a), True) + self.gan(d_b(fake_a.detach()), False)
         loss_d = 0.5 * loss_d
         self._update("opt_D", loss_d)

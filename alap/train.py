@@ -17,6 +17,7 @@ from alap import io
 from alap.config import Params
 from alap.data.batches import endless_batches
 from alap.device import resolve_device
+from alap.dist import current_world
 from alap.gan_aux import aux_archs, build_aux, save_aux
 from alap.loop import fit, params_key
 from alap.metrics.baselines import psnr_vs_mean_image
@@ -59,8 +60,9 @@ class TrainResult:
     psnr_mean_image: float | None
 
 
-def train_teacher(params: Params, task_name: str, paths: TaskPaths | None = None) -> TrainResult:
-    """Train the teacher of ``task_name``; resumes from its resume checkpoint after a kill."""
+def train_teacher(params: Params, task_name: str, paths: TaskPaths | None = None) -> TrainResult | None:
+    """Train the teacher of ``task_name``; resumes from its resume checkpoint after a kill. In a multi-process run
+    (alap/dist.py) every rank trains and rank 0 alone writes and returns; the others return None."""
     task = Task.from_params(params, task_name)
     paths = paths or TaskPaths(task_name)
     device = resolve_device(params.device)
@@ -75,16 +77,19 @@ def train_teacher(params: Params, task_name: str, paths: TaskPaths | None = None
     objective.train()
     key = params_key(params.seed, params.data, task.params, params.model, settings)
     log.info("training %s teacher (%s, %d steps, device %s)", task_name, arch["kind"], total, device)
-    fitted = fit(
-        lambda batch, _: objective.step(batch),
-        batches,
-        {**objective.modules(), **objective.optimizers()},
-        steps=total,
-        checkpoint_every=settings.checkpoint_every,
-        state_path=paths.resume_state("train", key),
-        desc=f"train {task_name}",
-        schedulers=schedulers,
-    )
+    with objective.distributed():
+        fitted = fit(
+            lambda batch, _: objective.step(batch),
+            batches,
+            {**objective.modules(), **objective.optimizers()},
+            steps=total,
+            checkpoint_every=settings.checkpoint_every,
+            state_path=paths.resume_state("train", key),
+            desc=f"train {task_name}",
+            schedulers=schedulers,
+        )
+    if not current_world().is_main:
+        return None
 
     meta = {
         "task": task_name,

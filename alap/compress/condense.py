@@ -27,6 +27,7 @@ from alap.compress.params import CondenseParams
 from alap.compress.plots import plot_scales, scale_table, write_scale_table
 from alap.compress.scale_factors import ChannelLayer, hidden_layers, trace_layers
 from alap.data.batches import BatchStream
+from alap.dist import current_world
 from alap.loop import fit
 from alap.models.arch import arch_of, build_generator
 from alap.models.gates import add_gates
@@ -132,7 +133,7 @@ def condense(
     ``batches`` is the resumable stream of training batches on the model's device. ``threshold`` is the prune
     threshold the table and plot count channels against. Returns the condensed model (eval mode) with its arch, the
     loss history, the per-layer table and the wall time (of every run, when resumed); writes the table (CSV) and
-    plot (PNG).
+    plot (PNG), from rank 0 alone in a multi-process run.
     """
     prepared, new_arch = prepare_for_condense(model, arch, example_input)
     layers = trace_layers(prepared, example_input[:1])
@@ -158,19 +159,21 @@ def condense(
             losses["scale_l1"] = float(sparsity_penalty(layers))
         return losses
 
-    fitted = fit(
-        step,
-        batches,
-        {**objective.modules(), **objective.optimizers()},
-        steps=params.steps,
-        checkpoint_every=params.checkpoint_every,
-        state_path=Path(state_path),
-        desc="condense",
-    )
+    with objective.distributed():
+        fitted = fit(
+            step,
+            batches,
+            {**objective.modules(), **objective.optimizers()},
+            steps=params.steps,
+            checkpoint_every=params.checkpoint_every,
+            state_path=Path(state_path),
+            desc="condense",
+        )
     prepared.eval()
     table = scale_table(layers, threshold)
-    write_scale_table(table, table_path)
-    plot_scales(layers, threshold, plot_path)
+    if current_world().is_main:  # every rank holds the same model; one writes
+        write_scale_table(table, table_path)
+        plot_scales(layers, threshold, plot_path)
     below = sum(r["below_threshold"] for r in table)
     total = sum(r["width"] for r in table)
     log.info("condense: %d of %d prunable channels have a scale factor below %g", below, total, threshold)

@@ -30,6 +30,7 @@ from torch.nn import functional as F
 from alap.compress.features import FeatureTap, feature_modules, make_adapters
 from alap.compress.params import DistillParams
 from alap.data.batches import BatchStream
+from alap.dist import replicated
 from alap.loop import KeepBest, fit
 from alap.losses import GANLoss
 from alap.metrics.pixel import PSNR_CAP_DB, psnr
@@ -107,14 +108,20 @@ def distill(
     teacher_psnr = validate(teacher, teacher, val_batches, paired) if paired else None
     student.train()
 
-    def discriminate(a: torch.Tensor, image: torch.Tensor) -> torch.Tensor:
-        return discriminator(torch.cat([a, image], 1) if paired else image)
+    # what the training passes call: DDP replicas in a multi-process run (alap.dist.replicated), each adapter on
+    # its own because each is called on its own; the discriminator under the student's loss is frozen: itself
+    trainable = {"student": student, **{f"adapter.{n}": adapters[n] for n in names}}
+    if params.lambda_gan > 0:
+        trainable["D"] = discriminator
+
+    def discriminate(disc: nn.Module, a: torch.Tensor, image: torch.Tensor) -> torch.Tensor:
+        return disc(torch.cat([a, image], 1) if paired else image)
 
     def step(batch: dict[str, Any], _: int) -> dict[str, float]:
         a = batch["A"]
         with torch.no_grad():
             target_t = teacher(a)
-        out = student(a)
+        out = trained["student"](a)
         losses: dict[str, torch.Tensor] = {}
         if params.lambda_teacher > 0:
             losses["teacher_l1"] = params.lambda_teacher * F.l1_loss(out, target_t)
@@ -122,12 +129,12 @@ def distill(
             losses["target_l1"] = params.lambda_target * F.l1_loss(out, batch["B"])
         if names and params.lambda_feature > 0:
             losses["feature_l1"] = params.lambda_feature * sum(
-                F.l1_loss(adapters[n](student_tap.features[n]), teacher_tap.features[n]) for n in names
+                F.l1_loss(trained[f"adapter.{n}"](student_tap.features[n]), teacher_tap.features[n]) for n in names
             )
         if params.lambda_gan > 0:
             for p in discriminator.parameters():
                 p.requires_grad_(False)
-            losses["gan"] = params.lambda_gan * gan(discriminate(a, out), True)
+            losses["gan"] = params.lambda_gan * gan(discriminate(discriminator, a, out), True)
         total = torch.stack(list(losses.values())).sum()
         opt.zero_grad(set_to_none=True)
         total.backward()
@@ -137,7 +144,9 @@ def distill(
             for p in discriminator.parameters():
                 p.requires_grad_(True)
             real = batch["B"]
-            loss_d = 0.5 * (gan(discriminate(a, real), True) + gan(discriminate(a, out.detach()), False))
+            train_d = trained["D"]
+            fake = out.detach()
+            loss_d = 0.5 * (gan(discriminate(train_d, a, real), True) + gan(discriminate(train_d, a, fake), False))
             state["opt_D"].zero_grad(set_to_none=True)
             loss_d.backward()
             state["opt_D"].step()
@@ -145,17 +154,18 @@ def distill(
         return report
 
     try:
-        fitted = fit(
-            step,
-            batches,
-            state,
-            steps=params.steps,
-            checkpoint_every=params.checkpoint_every,
-            state_path=Path(state_path),
-            desc="distill",
-            keep_best=best,
-            validate_every=params.validate_every,
-        )
+        with replicated(trainable) as trained:
+            fitted = fit(
+                step,
+                batches,
+                state,
+                steps=params.steps,
+                checkpoint_every=params.checkpoint_every,
+                state_path=Path(state_path),
+                desc="distill",
+                keep_best=best,
+                validate_every=params.validate_every,
+            )
     finally:
         student_tap.remove()
         teacher_tap.remove()

@@ -11,6 +11,7 @@ from alap.compress.condense import condense
 from alap.config import Params
 from alap.data.batches import endless_batches
 from alap.device import resolve_device
+from alap.dist import current_world
 from alap.gan_aux import stage_aux
 from alap.loop import params_key
 from alap.models import arch_of, save_checkpoint
@@ -22,8 +23,9 @@ from alap.timing import stage_times
 log = logging.getLogger(__name__)
 
 
-def condense_task(params: Params, task_name: str, paths: TaskPaths | None = None) -> dict:
-    """Condense the trained teacher of ``task_name`` into ``condensed.pt`` (+ scale-factor table and plot)."""
+def condense_task(params: Params, task_name: str, paths: TaskPaths | None = None) -> dict | None:
+    """Condense the trained teacher of ``task_name`` into ``condensed.pt`` (+ scale-factor table and plot). In a
+    multi-process run (alap/dist.py) rank 0 alone writes and returns; the others return None."""
     task = Task.from_params(params, task_name)
     paths = paths or TaskPaths(task_name)
     device = resolve_device(params.device)
@@ -46,6 +48,8 @@ def condense_task(params: Params, task_name: str, paths: TaskPaths | None = None
         table_path=paths.report_dir / "condense" / "scale_factors.csv",
         plot_path=paths.report_dir / "condense" / "scale_factors.png",
     )
+    if not current_world().is_main:
+        return None
     below = sum(row["below_threshold"] for row in result.table)
     total = sum(row["width"] for row in result.table)
     meta = {

@@ -12,6 +12,7 @@ from alap.compress.distill import distill
 from alap.config import Params
 from alap.data.batches import endless_batches, to_device
 from alap.device import resolve_device
+from alap.dist import current_world
 from alap.gan_aux import stage_aux
 from alap.loop import params_key
 from alap.models import arch_of, save_checkpoint
@@ -24,8 +25,9 @@ TEACHER_FILES = {"condensed": "condensed", "original": "teacher"}
 
 def distill_point(
     params: Params, task_name: str, sparsity: float | None, point_dir: Path, paths: TaskPaths | None = None
-) -> dict:
-    """Fine-tune ``point_dir/pruned.pt`` from the teacher chosen in params into ``point_dir/student.pt``."""
+) -> dict | None:
+    """Fine-tune ``point_dir/pruned.pt`` from the teacher chosen in params into ``point_dir/student.pt``. In a
+    multi-process run (alap/dist.py) rank 0 alone writes and returns; the others return None."""
     task = Task.from_params(params, task_name)
     paths = paths or TaskPaths(task_name)
     device = resolve_device(params.device)
@@ -57,6 +59,8 @@ def distill_point(
         paths.resume_state(f"distill-{point_dir.name}", key),
         discriminator=discriminator,
     )
+    if not current_world().is_main:
+        return None
     report = {
         "task": task_name,
         "sparsity": sparsity,
