@@ -16,7 +16,6 @@ from typing import NoReturn
 
 from alap import io
 from alap.errors import UserError, is_user_error, message
-from alap.launch import launched
 from alap.lock import output_lock
 from alap.logs import setup_logging
 from alap.paths import DEFAULT_STATE, DEFAULT_TORCH_HOME, LATENCY_CACHE, TaskPaths
@@ -55,6 +54,8 @@ def cmd_data(args: argparse.Namespace) -> None:
 def _writing(folder: Path, what: str):
     """The one-writer lock of an output folder (alap.lock), taken after the folder was checked writable. In a
     multi-process run the launching process holds it (alap/launch.py), so its workers take none."""
+    from alap.launch import launched
+
     folder = io.check_output(folder, folder=True)
     return contextlib.nullcontext() if launched() else output_lock(DEFAULT_STATE, folder, what)
 
