@@ -105,13 +105,13 @@ class PromotionResult:
 
     def markdown(self, gates: PromoteParams) -> str:
         """The outcome as a table: each gate's threshold in the header, each candidate's values and verdict."""
-        limits = f"max_fid_ratio {gates.max_fid_ratio:g} x teacher FID"
         head = [
             f"**{self.model}** on {self.device}/{self.backend}, prefer {self.prefer}: "
             + (f"champion **v{self.champion.version}** ({self.champion.run_name})" if self.champion else "no champion"),
             "",
-            f"| version | run | p50 ms (<= {gates.max_p50_ms:g}) | FID (<= limit; {limits}) | FID limit "
-            f"| LPIPS to teacher (<= {gates.max_lpips_teacher:g}) | verdict |",
+            f"| version | run | p50 ms (limit {gates.max_p50_ms:g}) | FID "
+            f"| FID limit ({gates.max_fid_ratio:g} x teacher's) | LPIPS to teacher (limit {gates.max_lpips_teacher:g}) "
+            "| verdict |",
             "|---|---|---:|---:|---:|---:|---|",
         ]
         rows = [
