@@ -171,11 +171,12 @@ def log_child(
     files: Sequence[str] = REPORT_FILES,
     extra_artifacts: Sequence[Path] = (),
     tags: Mapping[str, str] | None = None,
+    window: tuple[float, float] | None = None,
 ) -> str:
     """Log one model as the child run ``name``: its params and metrics, those of ``files`` its report folder holds
-    plus ``extra_artifacts`` as artifacts, and ``tags``. Returns the run id."""
+    plus ``extra_artifacts`` as artifacts, and ``tags``; ``window`` is when its work ran. Returns the run id."""
     artifacts = [report_dir / file for file in files if (report_dir / file).is_file()]
-    return tracker.log_point(parent_id, name, params, metrics, [*artifacts, *extra_artifacts], tags)
+    return tracker.log_point(parent_id, name, params, metrics, [*artifacts, *extra_artifacts], tags, window)
 
 
 def report_metrics(outputs: ModelOutputs) -> dict[str, Any]:
@@ -221,15 +222,16 @@ def log_model(
     found = report_metrics(outputs)
     run_tags = {"alap.task": outputs.task, "alap.model": outputs.model, **(tags or {})}
     run_tags.update(flatten(found["weights"], "alap.weights"))
-    artifacts = [outputs.report_dir / file for file in REPORT_FILES if (outputs.report_dir / file).is_file()]
-    run_id = tracker.log_point(
+    run_id = log_child(
+        tracker,
         parent_id,
         run_name,
         branch_params(params, outputs),
         found["metrics"],
-        [*artifacts, *extra_artifacts],
-        run_tags,
-        window or outputs.window(),
+        outputs.report_dir,
+        extra_artifacts=extra_artifacts,
+        tags=run_tags,
+        window=window or outputs.window(),
     )
     logged: dict[str, Any] = {"run_id": run_id, "name": run_name, "model": outputs.model, "metrics": found["metrics"]}
     if outputs.is_student:
