@@ -12,6 +12,7 @@ import os
 import socket
 import subprocess
 import sys
+import time
 import urllib.request
 from pathlib import Path
 
@@ -157,7 +158,7 @@ def deployment_runs(stack, stack_env, workdir, params_file, torch_home) -> dict:
     argv += ["--device", "cpu-t1"]
     ready = lambda: _deployment_ready(stack.prefect_api_url)  # noqa: E731
     with (
-        background(argv, workdir / "serve.log", ready, 180, env),
+        background(argv, workdir / "serve.log", ready, 180, env) as serve_pid,
         temporary_settings({PREFECT_API_URL: stack.prefect_api_url}),
     ):
         sweep = run_deployment(
@@ -172,7 +173,19 @@ def deployment_runs(stack, stack_env, workdir, params_file, torch_home) -> dict:
             | {"project_dir": str(workdir)},
             timeout=DEPLOYMENT_TIMEOUT_S,
         )
+        # A run reports Completed just before its process exits; stopping the runner in between would cancel it.
+        _wait_for_no_children(serve_pid, DEPLOYMENT_TIMEOUT_S)
     return {"sweep": sweep, "promote": promote, "log": (workdir / "serve.log").read_text(errors="replace")}
+
+
+def _wait_for_no_children(pid: int, timeout_s: float) -> None:
+    """Until the process ``pid`` (the deployments' runner) has no child processes left (its flow runs)."""
+    import psutil
+
+    deadline = time.monotonic() + timeout_s
+    while psutil.Process(pid).children(recursive=True):
+        assert time.monotonic() < deadline, f"the runner's flow-run processes still run after {timeout_s} s"
+        time.sleep(0.5)
 
 
 @pytest.fixture
