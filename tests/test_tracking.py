@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import os
 import subprocess
 import time
 from pathlib import Path
@@ -61,9 +62,15 @@ def tiny_generator(seed: int = 0) -> torch.nn.Module:
 def fluent_uri_restored():
     """Tests load models through mlflow's global URI; put it back so other tests are unaffected."""
     before = mlflow.get_tracking_uri(), mlflow.get_registry_uri()
+    env = {name: os.environ.get(name) for name in ("MLFLOW_TRACKING_URI", "MLFLOW_REGISTRY_URI")}
     yield
     mlflow.set_tracking_uri(before[0])
     mlflow.set_registry_uri(before[1])
+    for name, value in env.items():  # mlflow.set_*_uri also write these: a later test must not inherit them
+        if value is None:
+            os.environ.pop(name, None)
+        else:
+            os.environ[name] = value
 
 
 def test_tracking_uri_default_and_env(tmp_path: Path, clean_env, monkeypatch):
