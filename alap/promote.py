@@ -64,7 +64,7 @@ class Candidate:
         return not self.failures
 
     def fid_limit(self, gates: PromoteParams) -> float | None:
-        return None if self.teacher_fid is None else gates.max_fid_ratio * self.teacher_fid
+        return fid_limit(gates, self.teacher_fid)
 
     def gate_record(self, gates: PromoteParams) -> dict[str, Any]:
         """The values this candidate showed each gate, the limits, and the verdict (a version tag, as JSON)."""
@@ -124,6 +124,11 @@ class PromotionResult:
 
 def _shown(value: float | None) -> str:
     return "missing" if value is None else f"{value:.4g}"
+
+
+def fid_limit(gates: PromoteParams, teacher_fid: float | None) -> float | None:
+    """The quality gate's bound: ``max_fid_ratio`` times the teacher's FID (None when that is missing)."""
+    return None if teacher_fid is None else gates.max_fid_ratio * teacher_fid
 
 
 def latency_key(gates: PromoteParams) -> str:
@@ -186,12 +191,12 @@ def _judge(
     key = latency_key(gates)
     p50, fid, lpips_t = metrics.get(key), metrics.get("fid"), metrics.get("lpips_teacher")
     teacher_fid = _teacher_fid(version, run, tracker, siblings)
-    fid_limit = gates.max_fid_ratio * teacher_fid if teacher_fid is not None else None
+    limit = fid_limit(gates, teacher_fid)
     failures = []
     if p50 is None or p50 > gates.max_p50_ms:
         failures.append(GateFailure(key, p50, gates.max_p50_ms))
-    if fid is None or fid_limit is None or fid > fid_limit:
-        failures.append(GateFailure("fid", fid, fid_limit))
+    if fid is None or limit is None or fid > limit:
+        failures.append(GateFailure("fid", fid, limit))
     if lpips_t is None or lpips_t > gates.max_lpips_teacher:
         failures.append(GateFailure("lpips_teacher", lpips_t, gates.max_lpips_teacher))
     return Candidate(

@@ -295,7 +295,7 @@ def _track(grid: SweepGrid, results: list[dict], name: str, project_dir: Path) -
     grid_id = {"out_root": str(grid.out_root), "points": [[p.task, p.weight, p.sparsity] for p in grid.points]}
     for task_name, (params, paths) in grid.teachers.items():
         points = [
-            SweepPointRun(p.name, p.params, p.point_dir, p.point_dir / PARAMS_SNAPSHOT, result)
+            SweepPointRun(p.name, p.params, p.paths, p.point_dir, p.point_dir / PARAMS_SNAPSHOT, result)
             for p, result in zip(grid.points, results)
             if p.task == task_name
         ]

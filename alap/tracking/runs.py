@@ -71,7 +71,7 @@ class ModelOutputs:
     sparsity: float | None = None
 
     @classmethod
-    def of(cls, paths: TaskPaths, model: str, report_dir: Path | None = None) -> ModelOutputs:
+    def of(cls, paths: TaskPaths, model: str) -> ModelOutputs:
         """The outputs of ``model`` (teacher, condensed or a student's point name) in a task's layout."""
         stage_reports = {
             TEACHER: (paths.train_metrics, paths.teacher_source),
@@ -81,7 +81,7 @@ class ModelOutputs:
         return cls(
             paths.task,
             model,
-            report_dir or paths.report_dir / model,
+            paths.report_dir / model,
             paths.checkpoint(model),
             stage_reports,
             sparsity,
@@ -151,11 +151,12 @@ def version_description(outputs: ModelOutputs, metrics: Mapping[str, float], gat
 
 
 class SweepPointRun(NamedTuple):
-    """One finished sweep point: its run name, params, folder, params snapshot and the flow's result for it
-    (``report_dir``, ``started``, ``ended``, ``worker``)."""
+    """One finished sweep point: its run name, params, its run's layout and folder, params snapshot and the flow's
+    result for it (``started``, ``ended``, ``worker``)."""
 
     name: str
     params: Params
+    paths: TaskPaths
     point_dir: Path
     snapshot: Path
     result: dict[str, Any]
@@ -390,10 +391,7 @@ def log_sweep_task(
     example = input_example(params, task)
     for point in points:
         result = point.result
-        point_paths = TaskPaths(
-            task, models=point.point_dir.parent.parent, reports=Path(result["report_dir"]).parent.parent
-        )
-        outputs = ModelOutputs.of(point_paths, point.point_dir.name, Path(result["report_dir"]))
+        outputs = ModelOutputs.of(point.paths, point.point_dir.name)
         extra = [point.snapshot, point.point_dir / "prune_report.json", point.point_dir / "distill_report.json"]
         where = {"alap.point.worker": result["worker"], "alap.point.dir": str(point.point_dir)}
         window = (result["started"], result["ended"])
