@@ -325,7 +325,7 @@ def results_table(results: dict[str, Any]) -> str:
     latency = [LatencyKey.parse(k) for k in sorted(rows[0]) if k.startswith("latency.") and k.endswith(".p50_ms")]
     header = [
         "model",
-        *[m.heading for m in quality],
+        *[m.shown_heading for m in quality],
         metric("gmacs").heading,
         *[f"{k.label} p50 (ms)" for k in latency],
     ]
@@ -333,7 +333,7 @@ def results_table(results: dict[str, Any]) -> str:
     for r in rows:
         cells = [
             r["model"],
-            *[_fmt(m, r.get(m.key)) for m in quality],
+            *[m.shown(r) or "-" for m in quality],
             _fmt(metric("gmacs"), r["gmacs"]),
             *[_fmt(metric(k.p50), r.get(k.p50)) for k in latency],
         ]

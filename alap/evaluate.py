@@ -6,6 +6,10 @@ PSNR/SSIM compare with the ground truth (paired tasks, and the hidden ground tru
 reproduce. A task of input images alone (layout ``images``) has no real targets: its FID and KID are of the
 model's outputs against the teacher's outputs, named ``fid_teacher`` and ``kid_teacher`` so that they are never
 mistaken for an FID against real images.
+
+Every generated image (the model's and the teacher's) is rounded to 8 bits before any metric sees it, as saving it
+to a PNG would: the standard protocol, and every published number, scores saved images (pytorch-fid reads PNGs).
+FID comes with a bootstrap interval and KID with its spread over subsets (alap.metrics.fid.distances).
 """
 
 from __future__ import annotations
@@ -24,9 +28,9 @@ from alap import io
 from alap.config import Params
 from alap.device import resolve_device
 from alap.metrics.cost import count_gmacs, count_params_m
-from alap.metrics.fid import InceptionFeatures, fid_from_features, kid_from_features
+from alap.metrics.fid import InceptionFeatures, distances
 from alap.metrics.lpips_metric import LpipsMetric
-from alap.metrics.pixel import PSNR_CAP_DB, psnr, ssim
+from alap.metrics.pixel import PSNR_CAP_DB, psnr, round_to_8bit, ssim
 from alap.report.grid import save_grid
 from alap.task import Task
 
@@ -35,6 +39,11 @@ log = logging.getLogger(__name__)
 
 def _mean(values: list[torch.Tensor]) -> float | None:
     return float(torch.cat(values).mean()) if values else None
+
+
+def _generated(model: torch.nn.Module, inputs: torch.Tensor) -> torch.Tensor:
+    """What a model's output is scored as: the 8-bit image a PNG of it would hold."""
+    return round_to_8bit(model(inputs).clamp(-1, 1))
 
 
 @torch.no_grad()
@@ -75,8 +84,8 @@ def evaluate_model(
         loader, desc=f"evaluate {task_name}/{model_name}", dynamic_ncols=True, mininterval=2.0, disable=None
     ):
         inputs = batch["A"].to(device)
-        fake = model(inputs).clamp(-1, 1)
-        reference = teacher(inputs).clamp(-1, 1)
+        fake = _generated(model, inputs)
+        reference = _generated(teacher, inputs)
         fake_features.append(inception.features(fake))
         if against_teacher:
             teacher_features.append(inception.features(reference))
@@ -100,17 +109,15 @@ def evaluate_model(
         real_features = real_features_cached(test_set, inception, params.evaluate.batch_size, device, real_cache)
         suffix = ""
     fake_all = torch.cat(fake_features)
-    kid_size = min(params.evaluate.kid_subset_size, len(fake_all), len(real_features))
-    kid, kid_std = kid_from_features(fake_all, real_features, subset_size=kid_size)
+    values, settings = distances(fake_all, real_features, params.evaluate.kid_subset_size, device=device)
     size = task.image_size
     input_nc, _ = task.channels
     metrics: dict[str, Any] = {
         "task": task_name,
         "model": model_name,
         "sparsity": sparsity,
-        f"fid{suffix}": fid_from_features(fake_all, real_features),
-        f"kid{suffix}": kid,
-        **{name: _mean(values) for name, values in scores.items()},
+        **{f"{name}{suffix}": value for name, value in values.items()},
+        **{name: _mean(per_image) for name, per_image in scores.items()},
         "gmacs": count_gmacs(model, (1, input_nc, size, size)),
         "params_m": count_params_m(model),
         "measured_on": {
@@ -118,8 +125,8 @@ def evaluate_model(
             "samples": len(fake_all),
             "real_samples": len(real_features),
             "fid_reference": "teacher outputs" if against_teacher else "real target-domain test images",
-            "kid_std": kid_std,
-            "kid_subset_size": kid_size,
+            "generated_images": "rounded to 8 bits before every metric, as saved PNGs are",
+            **settings,
             "split": "test",
             "device": str(device),
             "weights": {"fid": inception.provenance, "lpips": lpips.provenance},
@@ -128,11 +135,13 @@ def evaluate_model(
     save_grid([torch.cat(c) for c in grid], labels, out_dir / "grid.png")
     io.write_json(out_dir / "metrics.json", metrics)
     log.info(
-        "%s/%s: fid%s %.2f, lpips %s, psnr %s, psnr_teacher %.2f, %.3f GMACs",
+        "%s/%s: fid%s %.2f [%.2f, %.2f], lpips %s, psnr %s, psnr_teacher %.2f, %.3f GMACs",
         task_name,
         model_name,
         suffix,
         metrics[f"fid{suffix}"],
+        metrics[f"fid_ci_low{suffix}"],
+        metrics[f"fid_ci_high{suffix}"],
         metrics["lpips"],
         metrics["psnr"],
         metrics["psnr_teacher"],

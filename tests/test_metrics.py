@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import math
 from pathlib import Path
 
@@ -9,12 +10,22 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
-from pytorch_fid.fid_score import calculate_frechet_distance
+from PIL import Image
+from pytorch_fid.fid_score import calculate_frechet_distance, get_activations
 from scipy.ndimage import gaussian_filter
 
-from alap.metrics.fid import InceptionFeatures, compute_fid_kid, fid_from_features, kid_from_features
+from alap.metrics.fid import (
+    InceptionFeatures,
+    _centred_grams,
+    _fid_of_resample,
+    compute_fid_kid,
+    distances,
+    fid_bootstrap_interval,
+    fid_from_features,
+    kid_from_features,
+)
 from alap.metrics.lpips_metric import LpipsMetric
-from alap.metrics.pixel import psnr, ssim
+from alap.metrics.pixel import psnr, round_to_8bit, ssim, to_uint8
 from alap.metrics.weights import files, verify
 
 EXAMPLES = verify.DEFAULT_LPIPS_EXAMPLES
@@ -177,7 +188,79 @@ def test_kid_matches_torchmetrics_estimator() -> None:
         kid_from_features(x, y, subset_size=13)
 
 
+def test_a_bootstrap_resample_scores_as_the_repeated_features_do() -> None:
+    """The Gram-matrix shortcut is fid_from_features of the resampled sets, on either side of n = d."""
+    g = torch.Generator().manual_seed(5)
+    for n1, n2, d in ((30, 25, 64), (90, 70, 16)):
+        f1 = torch.rand(n1, d, generator=g, dtype=torch.float64) + 3.0  # far from the origin, like Inception's
+        f2 = torch.rand(n2, d, generator=g, dtype=torch.float64) * 1.2 + 3.1
+        grams = _centred_grams(f1, f2)
+        for _ in range(3):
+            c1 = torch.randint(n1, (n1,), generator=g).bincount(minlength=n1)
+            c2 = torch.randint(n2, (n2,), generator=g).bincount(minlength=n2)
+            repeated = fid_from_features(f1.repeat_interleave(c1, 0), f2.repeat_interleave(c2, 0))
+            assert float(_fid_of_resample(grams, c1, c2)) == pytest.approx(repeated, rel=1e-7)
+        whole = _fid_of_resample(grams, torch.ones(n1, dtype=torch.long), torch.ones(n2, dtype=torch.long))
+        assert float(whole) == pytest.approx(fid_from_features(f1, f2), rel=1e-7)
+
+
+def test_fid_interval_holds_the_fid_narrows_with_samples_and_is_reproducible() -> None:
+    g = torch.Generator().manual_seed(6)
+
+    def sets(n: int) -> tuple[torch.Tensor, torch.Tensor]:
+        return torch.randn(n, 8, generator=g, dtype=torch.float64), torch.randn(
+            n, 8, generator=g, dtype=torch.float64
+        ) + 0.5
+
+    small, large = sets(40), sets(400)
+    widths = []
+    for f1, f2 in (small, large):
+        low, high = fid_bootstrap_interval(f1, f2, resamples=100)
+        assert low < fid_from_features(f1, f2) < high
+        widths.append(high - low)
+    assert widths[1] < 0.6 * widths[0]  # ~1/sqrt(10) in theory
+    assert fid_bootstrap_interval(*small, resamples=50, seed=3) == fid_bootstrap_interval(*small, resamples=50, seed=3)
+    assert fid_bootstrap_interval(*small, resamples=50, seed=3) != fid_bootstrap_interval(*small, resamples=50, seed=4)
+    values, settings = distances(*small, kid_subset_size=1000)
+    assert set(values) == {"fid", "fid_ci_low", "fid_ci_high", "kid", "kid_std"}
+    assert values["fid_ci_low"] < values["fid"] < values["fid_ci_high"] and values["kid_std"] > 0
+    assert settings["kid"]["subset_size"] == 40 and settings["fid_interval"]["level"] == 0.95
+    with pytest.raises(ValueError, match="resamples"):
+        fid_bootstrap_interval(*small, resamples=1)
+
+
+# ------------------------------------------------------------------ 8-bit images
+
+
+def test_round_to_8bit_is_what_a_png_holds() -> None:
+    images = _smooth_images(3, 16, seed=7)
+    rounded = round_to_8bit(images)
+    assert (rounded - images).abs().max() <= 1 / 255 + 1e-6 and not torch.equal(rounded, images)
+    assert torch.equal(round_to_8bit(rounded), rounded)  # idempotent: 8-bit images pass unchanged
+    buffer = io.BytesIO()
+    Image.fromarray(to_uint8(images[0]).permute(1, 2, 0).numpy()).save(buffer, format="PNG")
+    read = torch.from_numpy(np.array(Image.open(buffer))).permute(2, 0, 1).float() / 127.5 - 1
+    assert torch.equal(read, rounded[0])
+
+
 # ------------------------------------------------------------------ Inception end to end
+
+
+def test_fid_of_rounded_images_equals_pytorch_fid_on_saved_pngs(torch_home: Path, tmp_path: Path) -> None:
+    """Rounding before Inception scores generated images as pytorch-fid scores them saved as PNGs and read back
+    through its own loader; the unrounded floats score differently, which is why evaluate rounds."""
+    extractor = InceptionFeatures(torch_home)
+    real = extractor.features(round_to_8bit(_smooth_images(10, 32, seed=8)))
+    fake = _noisy(_smooth_images(10, 32, seed=9), 0.02, seed=10)  # continuous values, as a generator's
+    files = []
+    for i, image in enumerate(to_uint8(fake)):
+        files.append(tmp_path / f"{i}.png")
+        Image.fromarray(image.permute(1, 2, 0).numpy()).save(files[-1])
+    from_pngs = torch.from_numpy(get_activations(files, extractor.model, batch_size=5, num_workers=0))
+    rounded = fid_from_features(extractor.features(round_to_8bit(fake)), real)
+    unrounded = fid_from_features(extractor.features(fake), real)
+    assert rounded == pytest.approx(fid_from_features(from_pngs, real), rel=1e-6)  # float32 pixel arithmetic apart
+    assert abs(unrounded - rounded) > 1e-3 * rounded
 
 
 def test_inception_fid_kid_zero_for_same_set_and_monotonic_in_noise(torch_home: Path) -> None:

@@ -67,9 +67,9 @@ def _folder(root: Path, layout: str) -> Path:
     return root
 
 
-@pytest.mark.parametrize(("layout", "fid_name"), [("paired", "fid"), ("images", "fid_teacher")])
+@pytest.mark.parametrize(("layout", "suffix"), [("paired", ""), ("images", "_teacher")])
 def test_every_metric_evaluate_writes_is_registered(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, layout: str, fid_name: str
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, layout: str, suffix: str
 ) -> None:
     monkeypatch.setattr(evaluate, "InceptionFeatures", _Features)
     monkeypatch.setattr(evaluate, "LpipsMetric", _Lpips)
@@ -92,8 +92,10 @@ def test_every_metric_evaluate_writes_is_registered(
     evaluate.evaluate_model(params, "mine", "teacher", paths.teacher, paths.teacher, out, tmp_path / "torch_home")
     written = set(json.loads((out / "metrics.json").read_text())) - BOOKKEEPING
     assert written <= set(METRICS), f"metrics.json names metrics the registry lacks: {written - set(METRICS)}"
-    assert {fid_name, "lpips_teacher", "psnr_teacher", "gmacs", "params_m"} <= written
-    assert ({"fid", "fid_teacher"} - {fid_name}).isdisjoint(written)
+    distances = {f"{name}{suffix}" for name in ("fid", "fid_ci_low", "fid_ci_high", "kid", "kid_std")}
+    assert distances | {"lpips_teacher", "psnr_teacher", "gmacs", "params_m"} <= written
+    other = "_teacher" if suffix == "" else ""
+    assert {f"{name}{other}" for name in ("fid", "fid_ci_low", "fid_ci_high", "kid", "kid_std")}.isdisjoint(written)
 
 
 def test_every_latency_key_profile_writes_reads_as_the_latency_entry(
@@ -142,3 +144,32 @@ def test_registry_entries_are_complete_and_unknown_names_are_refused() -> None:
     assert METRICS["fid"].clearly_better(29.0, 30.0) and not METRICS["fid"].clearly_better(29.995, 30.0)
     with pytest.raises(KeyError, match="'psnr_student' is not a metric alap knows"):
         metric("psnr_student")
+
+
+def test_each_uncertainty_metric_qualifies_one_metric_and_shows_beside_it() -> None:
+    qualified = {key: entry.key for entry in METRICS.values() for key in (*(entry.interval or ()), entry.spread) if key}
+    uncertainty = {k for k, m in METRICS.items() if m.kind == "uncertainty"}
+    assert (
+        set(qualified)
+        == uncertainty
+        == {
+            "fid_ci_low",
+            "fid_ci_high",
+            "kid_std",
+            "fid_ci_low_teacher",
+            "fid_ci_high_teacher",
+            "kid_std_teacher",
+        }
+    )
+    for key, of in qualified.items():  # against the teacher: both or neither end in _teacher; core alike
+        assert key.endswith("_teacher") == of.endswith("_teacher") and METRICS[key].core == METRICS[of].core
+    assert not any(m.kind == "uncertainty" for m in QUALITY)  # never ranked or plotted on their own
+
+    row = {"fid": 122.44, "fid_ci_low": 115.0, "fid_ci_high": 130.21, "kid": 0.01234, "kid_std": 0.001}
+    assert METRICS["fid"].shown(row) == "122.4 [115.0, 130.2]"
+    assert METRICS["fid"].shown(row, ".0f") == "122 [115, 130]"
+    assert METRICS["kid"].shown(row) == "0.0123 ± 0.0010"
+    assert METRICS["fid"].shown({"fid": 122.44, "fid_ci_low": None}) == "122.4"  # files from before the interval
+    assert METRICS["fid"].shown({"fid": float("nan")}) is None and METRICS["lpips"].shown({}) is None
+    assert METRICS["fid"].shown_heading == "FID [95% CI]" and METRICS["kid"].shown_heading == "KID ± std"
+    assert METRICS["psnr"].shown({"psnr": 27.0}) == "27.00" and METRICS["psnr"].shown_heading == "PSNR (dB)"

@@ -11,9 +11,11 @@ Latency names are a pattern, ``latency.<device>.<backend>.bs<N>.p50_ms|p90_ms``,
 from __future__ import annotations
 
 import dataclasses
+import math
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Literal
+from typing import Any, Literal
 
 LATENCY_KEY = re.compile(
     r"^latency\.(?P<device>[^.]+)\.(?P<backend>[^.]+)\.bs(?P<batch>[1-9][0-9]*)\.(?P<stat>p50_ms|p90_ms)$"
@@ -30,6 +32,9 @@ class Metric:
     ``core`` metrics are the contract's set (docs/architecture.md), measured on every task with targets: columns of
     ``reports/summary.csv`` even where no model has them, and what a benchmark row records. The others are columns only
     where some model was measured on them, so a report of files written before they existed keeps its shape.
+    ``interval`` names the metrics holding this one's 95% interval (low, high), ``spread`` the one holding its standard
+    deviation; those are ``uncertainty`` metrics: columns of summary.csv, values in MLflow and benchmark rows, and in
+    the readable tables written beside the value they qualify (:meth:`shown`), never ranked on their own.
     """
 
     key: str
@@ -37,10 +42,12 @@ class Metric:
     direction: Literal["lower", "higher"]
     spec: str
     digits: int
-    kind: Literal["quality", "cost"] = "quality"
+    kind: Literal["quality", "uncertainty", "cost"] = "quality"
     unit: str | None = None
     core: bool = True
     relative_margin: float | None = None
+    interval: tuple[str, str] | None = None
+    spread: str | None = None
 
     @property
     def lower_is_better(self) -> bool:
@@ -63,16 +70,60 @@ class Metric:
         """The value at the precision methods are compared at, ``n/a`` where it was not measured."""
         return "n/a" if value is None else f"{value:.{self.digits}f}"
 
+    @property
+    def shown_heading(self) -> str:
+        """The heading of a column of :meth:`shown` cells, e.g. ``FID [95% CI]``, ``KID ± std``."""
+        return self.heading + (" [95% CI]" if self.interval else " ± std" if self.spread else "")
+
+    def shown(self, values: Mapping[str, Any], spec: str | None = None) -> str | None:
+        """This metric's value in ``values`` (a metrics.json, a summary row) for people: formatted with ``spec``
+        (default :attr:`spec`), followed by its interval ``[low, high]`` or ``± std`` where ``values`` holds them,
+        e.g. ``122.40 [115.03, 130.21]``, ``0.0123 ± 0.0010``; None where the value was not measured."""
+        value = _measured(values.get(self.key))
+        if value is None:
+            return None
+        spec = self.spec if spec is None else spec
+        text = format(value, spec)
+        bounds = [_measured(values.get(key)) for key in self.interval or ()]
+        if bounds and None not in bounds:
+            text += f" [{format(bounds[0], spec)}, {format(bounds[1], spec)}]"
+        std = _measured(values.get(self.spread)) if self.spread else None
+        if std is not None:
+            text += f" ± {format(std, spec)}"
+        return text
+
+
+def _measured(value: Any) -> float | None:
+    """A number, or None for what was not measured (absent, null, or a NaN cell of a frame)."""
+    return None if value is None or (isinstance(value, float) and math.isnan(value)) else float(value)
+
 
 # In the column order of reports/summary.csv. The ``*_teacher`` metrics compare with the teacher's output: what a
-# student is trained to reproduce, and the only reference a task of input images alone (layout images) has.
+# student is trained to reproduce, and the only reference a task of input images alone (layout images) has; the
+# uncertainty of such a metric carries the suffix too (``fid_ci_low_teacher``): every metric against the teacher ends
+# in ``_teacher``. FID's interval is a bootstrap's (alap.metrics.fid.fid_bootstrap_interval), KID's std is over its
+# subsets.
 METRICS: dict[str, Metric] = {
     m.key: m
     for m in (
-        Metric("fid", "FID", "lower", ".2f", 2),
-        Metric("fid_teacher", "FID to teacher", "lower", ".2f", 2, core=False),
-        Metric("kid", "KID", "lower", ".4f", 4),
-        Metric("kid_teacher", "KID to teacher", "lower", ".4f", 4, core=False),
+        Metric("fid", "FID", "lower", ".1f", 2, interval=("fid_ci_low", "fid_ci_high")),
+        Metric("fid_ci_low", "FID 95% CI low", "lower", ".1f", 2, kind="uncertainty"),
+        Metric("fid_ci_high", "FID 95% CI high", "lower", ".1f", 2, kind="uncertainty"),
+        Metric(
+            "fid_teacher",
+            "FID to teacher",
+            "lower",
+            ".1f",
+            2,
+            core=False,
+            interval=("fid_ci_low_teacher", "fid_ci_high_teacher"),
+        ),
+        Metric("fid_ci_low_teacher", "FID to teacher 95% CI low", "lower", ".1f", 2, kind="uncertainty", core=False),
+        Metric("fid_ci_high_teacher", "FID to teacher 95% CI high", "lower", ".1f", 2, kind="uncertainty", core=False),
+        Metric("kid", "KID", "lower", ".4f", 4, spread="kid_std"),
+        Metric("kid_std", "KID std", "lower", ".4f", 4, kind="uncertainty"),
+        Metric("kid_teacher", "KID to teacher", "lower", ".4f", 4, core=False, spread="kid_std_teacher"),
+        Metric("kid_std_teacher", "KID to teacher std", "lower", ".4f", 4, kind="uncertainty", core=False),
         Metric("lpips", "LPIPS", "lower", ".3f", 4),
         Metric("lpips_teacher", "LPIPS to teacher", "lower", ".3f", 4),
         Metric("psnr", "PSNR", "higher", ".2f", 2, unit="dB"),

@@ -10,6 +10,7 @@ import torch
 from PIL import Image, ImageDraw, ImageFont
 
 from alap import io
+from alap.metrics.pixel import to_uint8
 
 _LABEL_PX = 11  # label height in pixels: readable above 64-pixel tiles
 
@@ -68,7 +69,7 @@ def save_grid(columns: list[torch.Tensor], labels: list[str], path: Path, pad: i
         for row in range(n):
             y, x = header + row * (h + pad), pad + col * (w + pad)
             canvas[:, y : y + h, x : x + w] = batch[row]
-    pixels = ((canvas.clamp(-1, 1) + 1) * 127.5).round().byte().permute(1, 2, 0).numpy()
+    pixels = to_uint8(canvas).permute(1, 2, 0).numpy()
     image = Image.fromarray(np.ascontiguousarray(pixels))
     draw = ImageDraw.Draw(image)
     for col, label in enumerate(labels):

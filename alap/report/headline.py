@@ -1,5 +1,5 @@
-"""The few numbers a reader looks at first, one row per model: × fewer MACs, PSNR, FID, LPIPS to the teacher, and the
-batch-1 p50 latency and speed-up on the device that promotion gates on.
+"""The few numbers a reader looks at first, one row per model: × fewer MACs, PSNR, FID with its 95% interval, LPIPS to
+the teacher, and the batch-1 p50 latency and speed-up on the device that promotion gates on.
 
 Two views of the same rows. ``reports/headline/<task>/<model>.json`` is what dvc.yaml declares as metrics, so that
 ``dvc metrics show`` prints a table of a handful of columns (the stages' detailed reports stay plain outputs,
@@ -17,19 +17,21 @@ from typing import Any
 import pandas as pd
 
 from alap.io import write_json
-from alap.metrics.names import LatencyKey
+from alap.metrics.names import METRICS, LatencyKey
 
 HEADLINE_DIR = "headline"
-FIELDS = ("macs_x", "psnr", "fid", "lpips_teacher", "p50_ms", "speedup")
+FIELDS = ("macs_x", "psnr", "fid", "fid_ci_low", "fid_ci_high", "lpips_teacher", "p50_ms", "speedup")
 WIDTH = 100
-_COLUMNS = (  # field, header, format, width
+# field, header, format, width: the widths of the headers or of the widest usual values, so that a line with the
+# champion mark fits in WIDTH. FID is shown to the unit: its interval spans several points at the demo's sample size.
+_COLUMNS = (
     ("model", "model", "", 12),
-    ("macs_x", "× fewer MACs", ".2f", 13),
-    ("psnr", "PSNR dB", ".2f", 8),
-    ("fid", "FID", ".1f", 7),
-    ("lpips_teacher", "LPIPS to teacher", ".3f", 17),
-    ("p50_ms", "p50 ms", ".3g", 8),
-    ("speedup", "speed-up", ".2f", 9),
+    ("macs_x", "× fewer MACs", ".2f", 12),
+    ("psnr", "PSNR dB", ".2f", 7),
+    ("fid", METRICS["fid"].shown_heading, ".0f", 14),
+    ("lpips_teacher", "LPIPS to teacher", ".3f", 16),
+    ("p50_ms", "p50 ms", ".3g", 7),
+    ("speedup", "speed-up", ".2f", 8),
 )
 
 
@@ -48,6 +50,8 @@ def headline_rows(frame: pd.DataFrame, gate: LatencyKey) -> list[dict[str, Any]]
         "macs_x": "macs_reduction",
         "psnr": "psnr",
         "fid": "fid",
+        "fid_ci_low": "fid_ci_low",
+        "fid_ci_high": "fid_ci_high",
         "lpips_teacher": "lpips_teacher",
         "p50_ms": gate.p50,
         "speedup": gate.speedup,
@@ -82,13 +86,20 @@ def render(rows: Sequence[Mapping[str, Any]], gate: LatencyKey, champions: Mappi
         for row in (r for r in rows if r["task"] == task):
             cells = []
             for field, _, spec, width in _COLUMNS:
-                value = row[field]
-                text = value if isinstance(value, str) else ("—" if value is None else format(value, spec))
-                cells.append(_align(field, text, width))
+                cells.append(_align(field, _text(row, field, spec), width))
             mark = "  ← champion" if row["model"] == champion else ""
             lines.append("  ".join(cells) + mark)
         lines.append("")
     return "\n".join(line[:WIDTH] for line in lines).rstrip() + "\n"
+
+
+def _text(row: Mapping[str, Any], field: str, spec: str) -> str:
+    """A cell: the model's name, FID with its interval (``131 [124, 139]``), or a number; a dash where not measured."""
+    value = row[field]
+    if isinstance(value, str):
+        return value
+    shown = METRICS["fid"].shown(row, spec) if field == "fid" else None if value is None else format(value, spec)
+    return "—" if shown is None else shown
 
 
 def _align(field: str, text: str, width: int) -> str:

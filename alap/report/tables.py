@@ -224,16 +224,21 @@ _OWN_COLUMNS = {"sparsity": ("sparsity", ".2f"), "macs_reduction": ("× fewer MA
 _SETTING_AND_COST = ("sparsity", "gmacs", "macs_reduction", "params_m")
 
 
-def _column(name: str) -> tuple[str, str, str]:
-    header, spec = _OWN_COLUMNS[name] if name in _OWN_COLUMNS else (METRICS[name].heading, METRICS[name].spec)
-    return header, name, spec
+def _display_columns(task_frame: pd.DataFrame) -> list[str]:
+    """The summary columns the readable tables show, before the latency columns: the setting and cost, then the
+    quality metrics of the summary (each with its uncertainty beside it, see :func:`_cell`)."""
+    return [*_SETTING_AND_COST, *(m.key for m in QUALITY if m.key in task_frame.columns)]
 
 
-def _display_columns(task_frame: pd.DataFrame) -> list[tuple[str, str, str]]:
-    """(header, frame column, format) of the readable tables: the setting and cost, then the quality metrics of
-    the summary; the latency columns follow."""
-    quality = [m.key for m in QUALITY if m.key in task_frame.columns]
-    return [_column(name) for name in (*_SETTING_AND_COST, *quality)]
+def _header(name: str) -> str:
+    return _OWN_COLUMNS[name][0] if name in _OWN_COLUMNS else METRICS[name].shown_heading
+
+
+def _cell(row: pd.Series, name: str) -> str:
+    """One cell for people: a quality metric with its interval or spread (``FID [95% CI]``, ``KID ± std``)."""
+    if name in _OWN_COLUMNS:
+        return fmt(row[name], _OWN_COLUMNS[name][1])
+    return METRICS[name].shown(row) or _MISSING
 
 
 def fmt(value: Any, spec: str) -> str:
@@ -262,11 +267,11 @@ def display_table(task_frame: pd.DataFrame, reports: list[ModelReport]) -> tuple
         raise ValueError("display_table: task_frame rows must be the reports' models in the same order")
     keys = p50_keys(reports)
     columns = _display_columns(task_frame)
-    headers = ["model", *(header for header, _, _ in columns)]
+    headers = ["model", *(_header(name) for name in columns)]
     headers += [f"{key.label}: p50 · speed-up · of peak" for key in keys]
     rows: list[list[str]] = []
     for (_, row), report in zip(task_frame.iterrows(), reports):
-        cells = [str(row["model"]), *(fmt(row[col], spec) for _, col, spec in columns)]
+        cells = [str(row["model"]), *(_cell(row, name) for name in columns)]
         cells += [_latency_cell(row, report, key) for key in keys]
         rows.append(cells)
     return headers, rows

@@ -143,9 +143,10 @@ def version_description(outputs: ModelOutputs, metrics: Mapping[str, float], gat
         return f"{format(metrics[key], form)}{unit}" if key in metrics else "not measured"
 
     p50 = LatencyKey(gates.device, gates.backend).p50
+    fid = METRICS["fid"].shown(metrics) or "not measured"
     return (
         f"{outputs.task} {outputs.model}: sparsity {outputs.sparsity:g}, GMACs {shown('gmacs', '.3g')}, "
-        f"FID {shown('fid', '.1f')}, LPIPS to teacher {shown('lpips_teacher', '.3f')}, "
+        f"FID {fid}, LPIPS to teacher {shown('lpips_teacher', '.3f')}, "
         f"p50 on {gates.device}/{gates.backend} {shown(p50, '.2f', ' ms')}"
     )
 
