@@ -37,7 +37,10 @@ def _metrics(task: str, model: str, paired: bool) -> dict:
         "model": model,
         "sparsity": sparsity,
         "fid": fid + (0 if paired else 10),
+        "fid_ci_low": fid + (0 if paired else 10) - 4,
+        "fid_ci_high": fid + (0 if paired else 10) + 5,
         "kid": fid / 1000,
+        "kid_std": fid / 10000,
         "lpips": (fid / 100) if paired else None,
         "lpips_teacher": None if model == "teacher" else fid / 200,
         "psnr": (50 - fid / 2) if paired else None,
@@ -125,7 +128,10 @@ def test_summary_csv_columns_rows_and_ratios(built: tuple[Path, dict[str, Path]]
         "model",
         "sparsity",
         "fid",
+        "fid_ci_low",
+        "fid_ci_high",
         "kid",
+        "kid_std",
         "lpips",
         "lpips_teacher",
         "psnr",
@@ -155,14 +161,19 @@ def test_summary_csv_columns_rows_and_ratios(built: tuple[Path, dict[str, Path]]
     assert row.loc[("seg2face", "s0.75"), "sparsity"] == 0.75
     assert math.isnan(row.loc[("horse2zebra", "s0.50"), "psnr"])  # null in the file stays empty
     assert row.loc[("horse2zebra", "s0.50"), "fid"] == 42.0
+    assert (
+        row.loc[("horse2zebra", "s0.50"), "fid_ci_high"] == 47.0 and row.loc[("seg2face", "s0.90"), "kid_std"] == 0.0045
+    )
 
 
 def test_markdown_contains_the_numbers(built: tuple[Path, dict[str, Path]]) -> None:
     md = built[1]["summary_md"].read_text()
     assert "## seg2face" in md and "## horse2zebra" in md
     s090 = next(line for line in md.splitlines() if line.startswith("| s0.90"))
-    # gmacs, x fewer MACs, FID, cpu-t1/torch p50 (20 ms * 0.1) and cpu-t2/torch p50, speed-ups, fractions of peak.
-    for text in ("0.08", "25.00", "45.00", "2.00 ms · 10.00× · 12.5% of peak", "6.00 ms · 10.00× · 37.5% of peak"):
+    # gmacs, x fewer MACs, FID with its interval, KID with its std, cpu-t1/torch p50 (20 ms * 0.1) and cpu-t2/torch
+    # p50, speed-ups, fractions of peak.
+    shown = ("0.08", "25.00", "| 45.0 [41.0, 50.0] |", "| 0.0450 ± 0.0045 |", "2.00 ms · 10.00× · 12.5% of peak")
+    for text in (*shown, "6.00 ms · 10.00× · 37.5% of peak"):
         assert text in s090, (text, s090)
     condensed = next(line for line in md.splitlines() if line.startswith("| condensed"))
     assert "ms" not in condensed and "—" in condensed
@@ -215,8 +226,9 @@ def test_headers_and_plot_labels_come_from_the_metric_registry(built: tuple[Path
         METRICS["gmacs"].heading,
         "× fewer MACs",
         METRICS["params_m"].heading,
-        *(m.heading for m in QUALITY if m.core),
+        *(m.shown_heading for m in QUALITY if m.core),
     ]
+    assert "FID [95% CI]" in metrics and "KID ± std" in metrics and "PSNR (dB)" in metrics
     assert header.startswith("| " + " | ".join(["model", "sparsity", *metrics]) + " | cpu-t1/onnxruntime bs1")
     plotted = [m for m in PLOTTED if m.core]  # the files have no teacher-referenced FID
     assert _panel_labels("seg2face", reports) == [f"{m.heading}, {m.direction} is better" for m in plotted]
@@ -228,7 +240,10 @@ def test_rows_without_fid_get_the_teacher_referenced_columns(reports: Path) -> N
         data = json.loads(path.read_text())
         data.update(
             fid_teacher=data.pop("fid") - 30,
+            fid_ci_low_teacher=data.pop("fid_ci_low") - 30,
+            fid_ci_high_teacher=data.pop("fid_ci_high") - 30,
             kid_teacher=data.pop("kid"),
+            kid_std_teacher=data.pop("kid_std"),
             psnr_teacher=40.0,
             lpips=None,
             psnr=None,
@@ -237,11 +252,17 @@ def test_rows_without_fid_get_the_teacher_referenced_columns(reports: Path) -> N
         path.write_text(json.dumps(data))
     written = build_report(reports, ["seg2face"], GATE)
     frame = pd.read_csv(written["summary_csv"])
-    assert list(frame.columns[3:12]) == [
+    assert list(frame.columns[3:18]) == [
         "fid",
+        "fid_ci_low",
+        "fid_ci_high",
         "fid_teacher",
+        "fid_ci_low_teacher",
+        "fid_ci_high_teacher",
         "kid",
+        "kid_std",
         "kid_teacher",
+        "kid_std_teacher",
         "lpips",
         "lpips_teacher",
         "psnr",
@@ -250,8 +271,9 @@ def test_rows_without_fid_get_the_teacher_referenced_columns(reports: Path) -> N
     ]
     assert frame["fid"].isna().all() and frame["fid_teacher"].tolist() == [0.0, 1.0, 2.0, 3.0, 15.0]
     md = written["summary_md"].read_text()
-    assert "| FID | FID to teacher | KID | KID to teacher |" in md and "| PSNR (dB) | PSNR to teacher (dB) |" in md
-    assert "| s0.90 | 0.90 | 0.0800 | 25.00 | 0.240 | — | 15.00 |" in md
+    assert "| FID [95% CI] | FID to teacher [95% CI] | KID ± std | KID to teacher ± std |" in md
+    assert "| PSNR (dB) | PSNR to teacher (dB) |" in md
+    assert "| s0.90 | 0.90 | 0.0800 | 25.00 | 0.240 | — | 15.0 [11.0, 20.0] | — | 0.0450 ± 0.0045 |" in md
     assert _panel_labels("seg2face", reports) == [
         "FID to teacher, lower is better",
         "LPIPS to teacher, lower is better",
@@ -385,6 +407,8 @@ def test_headline_metrics_are_a_few_numbers_per_model_on_the_gate_device(built):
     teacher_p50 = 20.0 * 2  # cpu-t1/onnxruntime is the second device: base_ms * 2
     assert headline == {
         "fid": 33.0,
+        "fid_ci_low": 29.0,
+        "fid_ci_high": 38.0,
         "lpips_teacher": pytest.approx(33.0 / 200),
         "macs_x": pytest.approx(2.0 / 0.25),
         "p50_ms": pytest.approx(teacher_p50 * 0.25),
@@ -407,6 +431,26 @@ def test_terminal_summary_fits_100_columns_and_marks_the_champion(built):
     assert "horse2zebra: p50 on cpu-t1/onnxruntime, batch 1; no student passes the promotion gates" in lines
     teacher = next(line for line in lines if line.startswith("teacher"))
     assert "40" in teacher and "1.00" in teacher  # p50 40 ms, speed-up 1.00
+    assert "30 [26, 35]" in teacher  # FID with its interval, to the unit
+
+
+def test_terminal_summary_of_three_digit_fids_and_long_point_names_fits_100_columns():
+    """The widest values of the demo (FIDs over 100, a latency point's name) still leave room for the champion."""
+    row = {
+        "task": "seg2face",
+        "model": "cpu-t2-33ms",
+        "macs_x": 128.5,
+        "psnr": 27.25,
+        "fid": 131.17,
+        "fid_ci_low": 124.3,
+        "fid_ci_high": 139.92,
+        "lpips_teacher": 0.0071,
+        "p50_ms": 0.308,
+        "speedup": 15.04,
+    }
+    text = render([row], GATE, {"seg2face": "cpu-t2-33ms"})
+    line = next(line for line in text.splitlines() if line.startswith("cpu-t2-33ms"))
+    assert line.endswith("← champion") and len(line) <= WIDTH and "131 [124, 140]" in line
 
 
 def test_image_grid_columns_are_labelled(tmp_path: Path):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import subprocess
 import time
@@ -15,6 +16,7 @@ import torch
 from servers import free_port, mlflow_server, s3_server
 
 from alap import storage
+from alap.config import PromoteParams
 from alap.errors import is_user_error
 from alap.tracking.client import (
     HTTP_RETRY_DEFAULTS,
@@ -26,6 +28,7 @@ from alap.tracking.client import (
 )
 from alap.tracking.keys import flatten
 from alap.tracking.provenance import dvc_dep_hashes, git_commit, pipeline_key, provenance_tags
+from alap.tracking.runs import ModelOutputs, report_metrics, version_description
 
 P50 = "latency.cpu-t2.onnxruntime.bs1.p50_ms"
 
@@ -133,6 +136,21 @@ def test_log_point_params_metrics_artifacts_tags_and_rerun(tracker: Tracker, pro
     assert len(tracker.child_runs(parent)) == 1
     with pytest.raises(ValueError, match="different params"):
         tracker.log_point(parent, "s0.50", {"prune": {"sparsity": 0.6}, "task": "facades"}, metrics)
+
+
+def test_a_child_run_carries_fid_and_kid_with_their_uncertainty(tracker: Tracker, tmp_path: Path):
+    """metrics.json's interval and spread reach the run as metrics of their own, and the registered version's one
+    line gives FID with its interval."""
+    report_dir = tmp_path / "reports" / "facades" / "s0.5"
+    report_dir.mkdir(parents=True)
+    written = {"fid": 41.5, "fid_ci_low": 38.25, "fid_ci_high": 45.75, "kid": 0.02, "kid_std": 0.003, "gmacs": 0.1}
+    (report_dir / "metrics.json").write_text(json.dumps({"task": "facades", "model": "s0.5", **written}))
+    outputs = ModelOutputs("facades", "s0.5", report_dir, tmp_path / "student.pt", sparsity=0.5)
+    found = report_metrics(outputs)["metrics"]
+    assert found == written
+    run_id = tracker.log_point(tracker.parent_run("alap-facades", "uncertainty", key="u1"), "s0.5", {}, found)
+    assert tracker.run(run_id).metrics == written
+    assert "FID 41.5 [38.2, 45.8]," in version_description(outputs, found, PromoteParams())
 
 
 def test_log_point_refuses_secrets_and_bad_input(tracker: Tracker, tmp_path: Path, monkeypatch):
