@@ -37,7 +37,7 @@ class DataParams(Strict):
     image_size: int = Field(64, ge=32, le=1024, description="square side in pixels; a power of two")
     n_train: PositiveInt = 400
     n_val: PositiveInt = 40
-    n_test: PositiveInt = 80
+    n_test: PositiveInt = 500
 
     @model_validator(mode="after")
     def _power_of_two(self) -> DataParams:

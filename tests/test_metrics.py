@@ -14,6 +14,7 @@ from PIL import Image
 from pytorch_fid.fid_score import calculate_frechet_distance, get_activations
 from scipy.ndimage import gaussian_filter
 
+from alap.evaluate import real_features_cached
 from alap.metrics.fid import (
     InceptionFeatures,
     _centred_grams,
@@ -277,6 +278,31 @@ def test_inception_fid_kid_zero_for_same_set_and_monotonic_in_noise(torch_home: 
     assert fids == sorted(fids) and fids[1] > 1.0
     assert kids[-1] > 0
     assert kids == sorted(kids)
+
+
+class _Targets:
+    """A test split whose real target images are ``images`` (what evaluate's real_features_cached reads)."""
+
+    def __init__(self, images: torch.Tensor) -> None:
+        self.images = images
+
+    def real_targets(self) -> list[dict[str, torch.Tensor]]:
+        return [{"B": image} for image in self.images]
+
+
+def test_real_features_are_read_from_the_cache_until_the_images_change(torch_home: Path, tmp_path: Path) -> None:
+    extractor = InceptionFeatures(torch_home)
+    images, cache = round_to_8bit(_smooth_images(4, 32, seed=11)), tmp_path / "fid_real_features.pt"
+    computed = real_features_cached(_Targets(images), extractor, 2, torch.device("cpu"), cache)
+    assert computed.shape == (4, 2048) and cache.is_file()
+    saved = torch.load(cache, weights_only=True)
+    torch.save({**saved, "features": torch.zeros(4, 2048, dtype=torch.float64)}, cache)  # a marker: read, or not
+    assert not real_features_cached(_Targets(images), extractor, 2, torch.device("cpu"), cache).any()
+    changed = images.clone()
+    changed[0, 0, 0, 0] = -changed[0, 0, 0, 0]
+    recomputed = real_features_cached(_Targets(changed), extractor, 2, torch.device("cpu"), cache)
+    assert recomputed.any() and not torch.equal(recomputed, computed)
+    assert torch.load(cache, weights_only=True)["stamp"] != saved["stamp"]
 
 
 def test_compute_fid_kid_reports_provenance(torch_home: Path) -> None:
