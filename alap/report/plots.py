@@ -105,6 +105,11 @@ def _draw_panel(ax: Axes, frame: pd.DataFrame, x: str, x_label: str, quality: Me
             ha="right" if left else "left",
             fontsize=8,
         )
+    if quality.interval and all(key in frame.columns for key in quality.interval):  # FID's 95% interval
+        low, high = (frame[key].astype(float) for key in quality.interval)
+        bars = shown & low.notna() & high.notna()
+        below, above = (ys[bars] - low[bars]).clip(lower=0), (high[bars] - ys[bars]).clip(lower=0)
+        ax.errorbar(xs[bars], ys[bars], yerr=[below, above], fmt="none", ecolor="gray", elinewidth=1, capsize=2)
     draw_pareto_front(ax, xs, ys, quality.lower_is_better)
     positive = xs[shown][xs[shown] > 0]
     if len(positive) > 1 and positive.max() / positive.min() > 10:
