@@ -464,9 +464,14 @@ def test_tiny_benchmark_runs_every_method_for_both_tasks(
     params, settings = load_params(params_file), load_bench_params(bench_file)
     done = bench(params, settings, None, torch_home, project_dir=tmp_path)
 
+    rows = 0
     for task in ("seg2face", "horse2zebra"):
         results = done[task]
-        assert [r["method"] for r in results["rows"]] == list(ALL_METHODS)
+        ran, missed = [r["method"] for r in results["rows"]], [m["method"] for m in results["missed"]]
+        assert [m for m in ALL_METHODS if m in ran or m in missed] == list(ALL_METHODS) and not set(ran) & set(missed)
+        assert set(missed) <= {"alap_min_width"}  # 8 channels a layer is most of a tiny network: 3x is out of reach
+        assert all("3x fewer MACs" in m["error"] for m in results["missed"])
+        rows += len(ran)
         teacher_gmacs = results["references"][0]["gmacs"]
         for row in results["rows"]:
             assert abs(row["gmacs"] / (teacher_gmacs / 3.0) - 1) <= 0.05, row["model"]
@@ -481,9 +486,9 @@ def test_tiny_benchmark_runs_every_method_for_both_tasks(
         assert by["alap_gan"]["student"]["arch"] == by["alap"]["student"]["arch"]  # one field changed: distill's
         assert by["alap_more_features"]["features"] == "more" and results["more_feature_layers"]
         assert by["uniform"]["steps"] == params.train_for(task).steps
-        assert {by[m]["steps"] for m in ALL_METHODS if m != "uniform"} == {params.distill.steps}
+        assert {by[m]["steps"] for m in ran if m != "uniform"} == {params.distill.steps}
         metrics = json.loads((tmp_path / "bench/metrics" / f"{task}.json").read_text())
-        assert set(metrics["b3"]) == set(ALL_METHODS)
+        assert set(metrics["b3"]) == set(ran)
 
     assert not (tmp_path / "models").exists() and not (tmp_path / "data").exists()  # the pipeline's are untouched
     # resume checkpoints apart from the pipeline's, whose finished runs would otherwise "resume" in no time
@@ -496,7 +501,7 @@ def test_tiny_benchmark_runs_every_method_for_both_tasks(
             "select count(*) from runs r join experiments e on r.experiment_id = e.experiment_id "
             "where e.name = 'alap-bench' and r.name not like 'bench-%'"
         ).fetchone()[0]
-    assert children == 2 * (len(ALL_METHODS) + 2)
+    assert children == rows + 2 * 2  # every row and the two references of each task
 
     # a second run reuses every finished row instead of recomputing it
     row_file = tmp_path / "bench/out/seg2face/b3/alap/seed0/row.json"
