@@ -50,8 +50,13 @@ def test_repo_bench_params_load_and_name_demo_tasks() -> None:
     bench_params = load_bench_params(ROOT / "bench" / "params.yaml")
     demo = load_params(ROOT / "configs" / "demo.yaml")
     assert set(bench_params.tasks) <= set(demo.tasks)
-    assert bench_params.budgets == [4.0, 8.0, 16.0] and bench_params.tolerance == 0.05
-    assert tuple(bench_params.methods) == ALL_METHODS == tuple(METHODS)
+    assert bench_params.budgets == [8.0, 16.0] and bench_params.tolerance == 0.05
+    assert bench_params.seeds == [0, 1, 2] and bench_params.test_images == 1000
+    assert ALL_METHODS == tuple(METHODS)
+    for task in bench_params.tasks:  # ALAP and the baseline that beat it everywhere; ablations on paired tasks only
+        methods = bench_params.plan(task)[1]
+        assert {"alap", "slimming"} <= set(methods)
+        assert demo.tasks[task].paired or not set(methods) - {"alap", "slimming"}
 
 
 @pytest.mark.parametrize(
@@ -523,6 +528,7 @@ def test_demo_size_benchmark(tmp_path: Path, torch_home: Path, monkeypatch: pyte
     settings = load_bench_params(ROOT / "bench" / "params.yaml")
     done = bench(load_params(params_file), settings, None, torch_home, project_dir=tmp_path)
     for task in settings.tasks:
-        assert len(done[task]["rows"]) == len(settings.budgets) * len(settings.methods)
+        budgets, methods, seeds = settings.plan(task)
+        assert len(done[task]["rows"]) + len(done[task]["missed"]) == len(budgets) * len(methods) * len(seeds)
         assert all(abs(r["gmacs_deviation"]) <= settings.tolerance for r in done[task]["rows"])
     assert "Winners:" in (tmp_path / "reports/benchmark.md").read_text()
