@@ -433,7 +433,7 @@ def _unit_key(tb: TaskBench, unit: Unit) -> str:
     b = tb.bench
     return params_key(
         tb.identity,
-        dataclasses.asdict(unit.method),
+        {k: v for k, v in dataclasses.asdict(unit.method).items() if k != "summary"},  # its wording changes nothing
         unit.budget,
         tb.params.seed,
         unit.seed,
