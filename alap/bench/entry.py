@@ -9,24 +9,36 @@ from typing import Any
 from alap import io
 from alap.bench.params import BenchParams
 from alap.bench.report import build_report
-from alap.bench.run import RECORDED_METRICS, budget_name, run_task
+from alap.bench.run import RECORDED_METRICS, UNCERTAINTY, budget_name, run_task
+from alap.bench.stats import spread
 from alap.config import Params
 
 log = logging.getLogger(__name__)
 
-METRIC_KEYS = (*RECORDED_METRICS, "gmacs_deviation", "wall_ratio")
+METRIC_KEYS = (*RECORDED_METRICS, *UNCERTAINTY, "gmacs_deviation", "wall_ratio")
 
 
 def dvc_metrics(results: dict[str, Any], latency_key: str) -> dict[str, Any]:
-    """One task's numbers for `dvc metrics show`: ``{teacher: {...}, condensed: {...}, b4: {method: {...}}}``;
+    """One task's numbers for `dvc metrics show`: ``{teacher: {...}, condensed: {...}, b4: {method: {...}}}``, a
+    method's being the mean over its seeds of each metric and, as ``<metric>_std``, their standard deviation;
     ``p50_ms`` is the latency the report ranks by."""
 
-    def numbers(row: dict[str, Any]) -> dict[str, Any]:
-        return {**{k: row[k] for k in METRIC_KEYS if row.get(k) is not None}, "p50_ms": row.get(latency_key)}
+    def numbers(rows: list[dict[str, Any]]) -> dict[str, Any]:
+        out: dict[str, Any] = {}
+        for key, name in [*((k, k) for k in METRIC_KEYS), (latency_key, "p50_ms")]:
+            value = spread(rows, key)
+            if value is not None:
+                out[name] = value.mean
+                if len(rows) > 1:
+                    out[f"{name}_std"] = value.std
+        return out
 
-    metrics: dict[str, Any] = {ref["method"]: numbers(ref) for ref in results["references"]}
+    metrics: dict[str, Any] = {ref["method"]: numbers([ref]) for ref in results["references"]}
+    grouped: dict[str, dict[str, list[dict[str, Any]]]] = {}
     for row in results["rows"]:
-        metrics.setdefault(budget_name(row["budget"]), {})[row["method"]] = numbers(row)
+        grouped.setdefault(budget_name(row["budget"]), {}).setdefault(row["method"], []).append(row)
+    for budget, by_method in grouped.items():
+        metrics[budget] = {method: numbers(rows) for method, rows in by_method.items()}
     return metrics
 
 

@@ -31,13 +31,15 @@ from alap.train import linear_decay
 
 @dataclass
 class TuneResult:
-    """The trained student (eval mode) and which step it comes from; ``best_psnr`` for paired tasks only."""
+    """The trained student (eval mode) and which step it comes from; ``best_psnr`` for paired tasks only;
+    ``wall_s`` counts every run of the training, when resumed (alap.loop.fit)."""
 
     student: nn.Module
     steps: int
     best_step: int
     best_psnr: float | None
     start_psnr: float | None
+    wall_s: float
 
 
 def finetune_on_objective(
@@ -64,7 +66,7 @@ def finetune_on_objective(
             group["lr"] = lr
     best = KeepBest(student, lambda: validate(student, student, val_batches, paired=True)) if paired else None
     objective.train()
-    fit(
+    fitted = fit(
         lambda batch, _: objective.step(batch),
         batches,
         {**objective.modules(), **objective.optimizers()},
@@ -77,8 +79,9 @@ def finetune_on_objective(
     )
     student.eval()
     if best is None:
-        return TuneResult(student, steps, steps, None, None)
-    return TuneResult(student, steps, best.step, best.value if math.isfinite(best.value) else None, best.history[0][1])
+        return TuneResult(student, steps, steps, None, None, fitted.wall_s)
+    best_psnr = best.value if math.isfinite(best.value) else None
+    return TuneResult(student, steps, best.step, best_psnr, best.history[0][1], fitted.wall_s)
 
 
 def train_from_scratch(
@@ -95,7 +98,7 @@ def train_from_scratch(
     objective = make_objective(objective_kind, generator, aux, train)
     schedulers = linear_decay(objective, steps, train.lr_decay_from)
     objective.train()
-    fit(
+    fitted = fit(
         lambda batch, _: objective.step(batch),
         batches,
         {**objective.modules(), **objective.optimizers()},
@@ -106,4 +109,4 @@ def train_from_scratch(
         schedulers=schedulers,
     )
     generator.eval()
-    return TuneResult(generator, steps, steps, None, None)
+    return TuneResult(generator, steps, steps, None, None, fitted.wall_s)

@@ -1,13 +1,20 @@
 """The compared methods as data: where each student comes from, how it is trained, and from which teacher.
 
-Reading the table answers what differs between two rows; each ablation changes one thing of ``alap``:
-- ``alap_original_teacher`` / ``alap_pruned_teacher``: the teacher (the patent distils from the pruned network);
-- ``alap_output_only``: no feature distillation;
-- ``alap_no_condense``: no condense step. Without condensing there are no trained scale factors (a reference
-  CycleGAN's InstanceNorm has none at all), so channels are chosen by the L1 norm of their filters -- the same
-  student as the ``l1_norm`` baseline -- and the teacher is the original network (no condensed one exists).
+Reading the table answers what differs between two rows; each ablation changes one field of ``alap``:
+- ``alap_original_teacher`` / ``alap_pruned_teacher`` (``teacher``): the patent distils from the pruned network;
+- ``alap_output_only`` / ``alap_more_features`` (``features``): no feature distillation, or more and deeper
+  feature layers than the pipeline's ``distill.feature_layers`` (:func:`more_feature_layers`);
+- ``alap_gan`` (``lambda_gan``): distillation adds the adversarial term with the teacher's discriminator, as GAN
+  Compression does;
+- ``alap_min_width`` / ``alap_min_width_fraction`` (``min_width`` / ``min_width_fraction``): a floor on every
+  layer's width (absolute, or as a fraction of the teacher's width) against the collapse of heavily pruned
+  students to ``prune.min_width`` channels in whole stretches;
+- ``alap_no_condense`` (``source``): no condense step. Without condensing there are no trained scale factors (a
+  reference CycleGAN's InstanceNorm has none at all), so channels are chosen by the L1 norm of their filters -- the
+  same student as the ``l1_norm`` baseline -- and the teacher is the original network (no condensed one exists).
   ``l1_norm`` vs ``alap_no_condense`` isolates distillation; ``alap_no_condense`` vs ``alap_original_teacher``
   isolates condensing (with its channel choice).
+A field left ``None`` takes the pipeline's params.yaml value, so ``alap`` is exactly what the pipeline produces.
 """
 
 from __future__ import annotations
@@ -18,19 +25,48 @@ from typing import Literal
 from alap.bench.params import ALL_METHODS
 
 
+def more_feature_layers(valid: list[str]) -> list[str]:
+    """The ``alap_more_features`` layers among a teacher's feature names (alap.compress.features.feature_names):
+    a U-Net's ``down2 .. down{L-2}`` and ``up2 .. up{L-2}`` (three levels on each side at the demo's 6 levels,
+    where the pipeline distils one), or a ResNet's ``down2`` and every second block (``block2, block4, block6`` of
+    6, where the pipeline distils ``block3``)."""
+    if "stem" in valid:  # ResNet
+        return ["down2", *[n for n in valid if n.startswith("block")][1::2]]
+    levels = sum(1 for n in valid if n.startswith("down"))
+    return [f"down{k}" for k in range(2, levels - 1)] + [f"up{k}" for k in range(2, levels - 1)]
+
+
 @dataclass(frozen=True)
 class Method:
+    """One compared method. ``features``: which layers distillation matches ("pipeline": distill.feature_layers,
+    "more": :func:`more_feature_layers`); ``lambda_gan``: distill.lambda_gan (None: the pipeline's);
+    ``min_width`` / ``min_width_fraction``: prune's floors of a ``slim`` student (None: the pipeline's)."""
+
     name: str
     source: Literal["uniform", "l1", "tp", "slim"]
     tune: Literal["scratch", "objective", "distill"]
     teacher: Literal["condensed", "original", "pruned"] | None
-    features: bool
+    features: Literal["none", "pipeline", "more"]
     summary: str
+    lambda_gan: float | None = None
+    min_width: int | None = None
+    min_width_fraction: float | None = None
 
     @property
     def condenses(self) -> bool:
         """Whether the method's compression time includes condensing the teacher."""
         return self.source == "slim"
+
+    @property
+    def floors(self) -> tuple[int | None, float | None]:
+        """The prune floors this method's student is made with: methods with equal floors share a student."""
+        return self.min_width, self.min_width_fraction
+
+
+def _alap(name: str, summary: str, **change: object) -> Method:
+    """``alap`` with one field changed."""
+    fields = dict(source="slim", tune="distill", teacher="condensed", features="pipeline")
+    return Method(name=name, summary=summary, **{**fields, **change})  # type: ignore[arg-type]
 
 
 METHODS: dict[str, Method] = {
@@ -41,7 +77,7 @@ METHODS: dict[str, Method] = {
             "uniform",
             "scratch",
             None,
-            False,
+            "none",
             "teacher architecture, all widths scaled by one multiplier, trained from scratch for the teacher's steps",
         ),
         Method(
@@ -49,7 +85,7 @@ METHODS: dict[str, Method] = {
             "l1",
             "objective",
             None,
-            False,
+            "none",
             "L1-norm filter pruning (Li et al. 2017) of the original teacher, fine-tuned on the task objective",
         ),
         Method(
@@ -57,7 +93,7 @@ METHODS: dict[str, Method] = {
             "slim",
             "objective",
             None,
-            False,
+            "none",
             "network slimming: condense + prune, fine-tuned on the task objective (no teacher)",
         ),
         Method(
@@ -65,49 +101,45 @@ METHODS: dict[str, Method] = {
             "tp",
             "objective",
             None,
-            False,
+            "none",
             "Torch-Pruning MagnitudePruner (MagnitudeImportance) one shot on the original teacher, fine-tuned on the "
             "task objective",
         ),
-        Method(
-            "alap",
-            "slim",
-            "distill",
-            "condensed",
-            True,
-            "ALAP-AE: condense + prune + distill (outputs and features) from the condensed teacher",
-        ),
-        Method(
-            "alap_original_teacher",
-            "slim",
-            "distill",
-            "original",
-            True,
-            "ALAP, distilled from the original (uncondensed) teacher",
-        ),
-        Method(
+        _alap("alap", "ALAP-AE: condense + prune + distill (outputs and features) from the condensed teacher"),
+        _alap("alap_original_teacher", "ALAP, distilled from the original (uncondensed) teacher", teacher="original"),
+        _alap(
             "alap_pruned_teacher",
-            "slim",
-            "distill",
-            "pruned",
-            True,
             "ALAP, distilled from the pruned network before fine-tuning (the patent's teacher)",
+            teacher="pruned",
         ),
-        Method(
-            "alap_output_only", "slim", "distill", "condensed", False, "ALAP without feature distillation (output-only)"
-        ),
-        Method(
+        _alap("alap_output_only", "ALAP without feature distillation (output-only)", features="none"),
+        _alap(
             "alap_no_condense",
-            "l1",
-            "distill",
-            "original",
-            True,
             "ALAP without condense: L1-norm-pruned original teacher, distilled from the original teacher",
+            source="l1",
+            teacher="original",
+        ),
+        _alap(
+            "alap_gan",
+            "ALAP with the adversarial term in distillation (teacher's discriminator, lambda_gan 1, as GAN "
+            "Compression)",
+            lambda_gan=1.0,
+        ),
+        _alap("alap_min_width", "ALAP with every layer kept at >= 8 channels (prune.min_width 8)", min_width=8),
+        _alap(
+            "alap_min_width_fraction",
+            "ALAP with every layer kept at >= 10% of the teacher's width (prune.min_width_fraction 0.1)",
+            min_width_fraction=0.1,
+        ),
+        _alap(
+            "alap_more_features",
+            "ALAP distilling features at more and deeper layers (U-Net down2-4, up2-4; ResNet down2, blocks 2/4/6)",
+            features="more",
         ),
     ]
 }
 BASELINES = ("uniform", "l1_norm", "slimming", "tp_magnitude")
-ABLATIONS = ("alap_original_teacher", "alap_pruned_teacher", "alap_output_only", "alap_no_condense")
+ABLATIONS = tuple(name for name in METHODS if name.startswith("alap_"))
 
 if tuple(METHODS) != ALL_METHODS:  # the params' Literal and this table must name the same methods, in order
     raise RuntimeError(f"alap.bench.methods.METHODS {tuple(METHODS)} != params.ALL_METHODS {ALL_METHODS}")

@@ -11,7 +11,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, PositiveInt, field_validator
+from pydantic import BaseModel, ConfigDict, Field, NonNegativeInt, PositiveInt, field_validator, model_validator
 
 from alap.config import load_validated
 from alap.errors import UserError
@@ -26,6 +26,10 @@ MethodName = Literal[
     "alap_pruned_teacher",
     "alap_output_only",
     "alap_no_condense",
+    "alap_gan",
+    "alap_min_width",
+    "alap_min_width_fraction",
+    "alap_more_features",
 ]
 ALL_METHODS: tuple[str, ...] = MethodName.__args__  # type: ignore[attr-defined]
 DEFAULT_BENCH_PARAMS = Path("bench/params.yaml")
@@ -42,8 +46,34 @@ class MagnitudePruning(_Strict):
     global_pruning: bool = False
 
 
+def _distinct(values: list | None) -> list | None:
+    if values is not None and len(set(values)) != len(values):
+        raise ValueError(f"must be distinct, got {values}")
+    return values
+
+
+def _reductions(budgets: list[float] | None) -> list[float] | None:
+    bad = [b for b in budgets or [] if not b > 1.0]
+    if bad:
+        raise ValueError(f"every budget is a MACs reduction factor > 1 (4 = 4x fewer MACs), got {bad}")
+    return budgets
+
+
+class TaskPlan(_Strict):
+    """What one task runs where it differs from the benchmark's defaults (e.g. no ablations on an unpaired task,
+    so that the whole benchmark fits its time budget); unset fields take the top-level ones."""
+
+    budgets: list[float] | None = Field(None, min_length=1)
+    methods: list[MethodName] | None = Field(None, min_length=1)
+    seeds: list[NonNegativeInt] | None = Field(None, min_length=1)
+
+    _distinct = field_validator("budgets", "methods", "seeds")(_distinct)
+    _reductions = field_validator("budgets")(_reductions)
+
+
 class BenchParams(_Strict):
-    """bench/params.yaml: what to compare, at which MACs budgets, with how many fine-tuning steps."""
+    """bench/params.yaml: what to compare, at which MACs budgets, over which seeds and test images, with how many
+    fine-tuning steps."""
 
     tasks: list[str] = Field(min_length=1, description="tasks of the pipeline's params.yaml to benchmark")
     budgets: list[float] = Field(
@@ -53,6 +83,20 @@ class BenchParams(_Strict):
     )
     tolerance: float = Field(0.05, gt=0, le=0.5, description="how far a student's MACs may miss its budget (relative)")
     methods: list[MethodName] = Field(default_factory=lambda: list(ALL_METHODS), min_length=1)
+    seeds: list[NonNegativeInt] = Field(
+        default_factory=lambda: [0],
+        min_length=1,
+        description="seeds of every fine-tuning method (data order, initialisation, noise), added to the pipeline's "
+        "seed: seed 0 fine-tunes as the pipeline does. The teacher and condensed network are shared",
+    )
+    per_task: dict[str, TaskPlan] = Field(
+        default_factory=dict, description="per task, budgets/methods/seeds that replace the top-level ones"
+    )
+    test_images: PositiveInt | None = Field(
+        None,
+        description="test images of every synthetic task (data.n_test of the benchmark's own data); null = the "
+        "pipeline's data.n_test",
+    )
     finetune_steps: PositiveInt | None = Field(
         None,
         description="steps of every fine-tuning method (distillation "
@@ -73,20 +117,24 @@ class BenchParams(_Strict):
     plots_dir: Path = Field(Path("reports/bench"), description="Pareto plots and their CSV data")
     track: bool = Field(True, description="log every row to the MLflow experiment 'alap-bench'")
 
-    @field_validator("tasks", "budgets", "methods")
-    @classmethod
-    def _distinct(cls, values: list) -> list:
-        if len(set(values)) != len(values):
-            raise ValueError(f"must be distinct, got {values}")
-        return values
+    _distinct = field_validator("tasks", "budgets", "methods", "seeds")(_distinct)
+    _reductions = field_validator("budgets")(_reductions)
 
-    @field_validator("budgets")
-    @classmethod
-    def _reductions(cls, budgets: list[float]) -> list[float]:
-        bad = [b for b in budgets if not b > 1.0]
-        if bad:
-            raise ValueError(f"every budget is a MACs reduction factor > 1 (4 = 4x fewer MACs), got {bad}")
-        return budgets
+    @model_validator(mode="after")
+    def _plans_name_tasks(self) -> BenchParams:
+        unknown = sorted(set(self.per_task) - set(self.tasks))
+        if unknown:
+            raise ValueError(f"per_task names tasks {unknown} that are not in tasks {self.tasks}")
+        return self
+
+    def plan(self, task: str) -> tuple[list[float], list[str], list[int]]:
+        """The budgets, methods and seeds ``task`` runs."""
+        own = self.per_task.get(task, TaskPlan())
+        return (
+            list(own.budgets or self.budgets),
+            list(own.methods or self.methods),
+            list(own.seeds or self.seeds),
+        )
 
     def latency_key(self) -> str:
         """The flat metric key (docs/architecture.md) of the latency the report ranks by."""

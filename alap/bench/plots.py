@@ -28,9 +28,13 @@ _COLORS = (
     "tab:purple",
     "tab:cyan",
     "tab:green",
+    "tab:blue",
+    "gold",
+    "navy",
+    "lime",
 )
-_MARKERS = ("s", "v", "^", "<", "o", ">", "P", "X", "D")
-STYLE = {name: {"color": c, "marker": m} for name, c, m in zip(METHODS, _COLORS, _MARKERS)}
+_MARKERS = ("s", "v", "^", "<", "o", ">", "P", "X", "D", "h", "p", "8", "H")
+STYLE = {name: {"color": c, "marker": m} for name, c, m in zip(METHODS, _COLORS, _MARKERS, strict=True)}
 _REFERENCE_STYLE = {
     "teacher": {"marker": "*", "s": 160, "color": "black"},
     "condensed": {"marker": "d", "s": 70, "color": "dimgray"},

@@ -1,5 +1,6 @@
-"""reports/benchmark.md: per task and budget, every method's quality, cost, latency and compression time, who
-wins each metric, and -- where ALAP does not win -- what the ablations and references say about why.
+"""reports/benchmark.md: per task and budget, every method's quality (mean ± std over seeds, FID with its interval),
+cost, latency and compression time, who wins each metric beyond the spread (or which methods tie: alap.bench.stats),
+the ablation table of ALAP's defaults, and -- where ALAP does not win -- what the ablations and references say.
 
 The report only reads ``results.json`` files (alap.bench.run) and never recomputes a metric. The "why" is drawn
 from the benchmark's own controls, each of which changes one thing: slimming and ALAP share a student (so their
@@ -18,10 +19,11 @@ from typing import Any
 import pandas as pd
 
 from alap import io
-from alap.bench.methods import BASELINES, METHODS
+from alap.bench.methods import ABLATIONS, BASELINES, METHODS
 from alap.bench.params import BenchParams
 from alap.bench.plots import pareto_figure
 from alap.bench.run import RESULTS_FILE
+from alap.bench.stats import Spread, Verdict, clearly_beats, decide, describe, fmt, spread
 from alap.metrics import names
 from alap.metrics.names import Metric
 
@@ -62,7 +64,8 @@ def build_report(bench: BenchParams, tasks: list[str]) -> dict[str, Path]:
         with io.atomic_path(csv_path) as tmp:
             pd.DataFrame(_flat_rows(res)).to_csv(tmp, index=False)
         png_path = Path(bench.plots_dir) / f"{task}_pareto.png"
-        fig = pareto_figure(task, res["rows"], res["references"], bench.latency_key(), bench.latency)
+        means = [row for budget in res["budgets"] for row in _mean_rows(res, budget).values()]
+        fig = pareto_figure(task, means, res["references"], bench.latency_key(), bench.latency)
         with io.atomic_path(png_path) as tmp:
             fig.savefig(tmp, format="png", dpi=100)
         written[f"{task}_csv"], written[f"{task}_pareto"] = csv_path, png_path
@@ -75,12 +78,16 @@ def _flat_rows(res: dict[str, Any]) -> list[dict[str, Any]]:
     keep = (
         "method",
         "budget",
+        "seed",
         "model",
         "gmacs",
         "gmacs_deviation",
         "params_m",
         "wall_ratio",
         *[m.key for m in QUALITY],
+        "fid_ci_low",
+        "fid_ci_high",
+        "kid_std",
     )
     rows = [*res["references"], *res["rows"]]
     return [
@@ -103,6 +110,18 @@ def render(bench: BenchParams, results: list[dict[str, Any]], report_dir: Path) 
         f"(ranked by `{bench.latency}`, p50). Compression time is the wall time of condensing (where the "
         "method condenses), landing the student on its budget, and training it, as a multiple of the teacher's "
         "training time; on this shared machine wall times and latencies carry the load of other jobs.",
+        "",
+        "Every fine-tuning method runs once per seed (per task below; the seed moves the data order, the "
+        "initialisation and the noise of fine-tuning, added to the pipeline's seed) from the same teacher, condensed "
+        "network and landed student. Tables give the mean ± the sample standard deviation over the seeds; FID "
+        "also gives, in brackets, its 95% bootstrap interval over the test images, as the mean over the seeds of "
+        "each seed's interval (`fid_ci_low`, `fid_ci_high`).",
+        "",
+        "**Winners.** On a metric, the method with the best mean wins only when it clearly beats every other "
+        "method: its mean is better by more than the sum of the two methods' standard deviations and by more than "
+        "the metric's display precision (one unit of the last digit shown; 5% for latencies), and, for FID, the "
+        "two methods' intervals do not overlap. Otherwise the cell reads `tie:` with the best method and every "
+        "method it does not clearly beat, best mean first.",
         "",
         "## Methods",
         "",
@@ -138,11 +157,11 @@ def _summary(bench: BenchParams, results: list[dict[str, Any]]) -> list[str]:
     ]
     for res in results:
         for budget in res["budgets"]:
-            rows = _budget_rows(res, budget)
+            by = _by_method(res, budget)
             cells = []
             for metric in (*QUALITY, _latency_metric(bench)):
-                win = winner(rows, metric)
-                cells.append("n/a" if win is None else f"`{win['method']}` {metric.fmt(win[metric.key])}")
+                spreads = _spreads(by, metric.key)
+                cells.append(describe(decide(metric, spreads), metric, spreads))
             lines.append(f"| {res['task']} | {budget:g}x | " + " | ".join(cells) + " |")
     return [*lines, ""]
 
@@ -151,26 +170,33 @@ def _latency_metric(bench: BenchParams) -> Metric:
     return names.metric(bench.latency_key())
 
 
-def _budget_rows(res: dict[str, Any], budget: float) -> list[dict[str, Any]]:
-    return [r for r in res["rows"] if r["budget"] == budget]
+def _by_method(res: dict[str, Any], budget: float) -> dict[str, list[dict[str, Any]]]:
+    """The rows (one per seed) of each method at ``budget``, in the order the task ran its methods."""
+    by: dict[str, list[dict[str, Any]]] = {}
+    for row in res["rows"]:
+        if row["budget"] == budget:
+            by.setdefault(row["method"], []).append(row)
+    order = list(res.get("methods", METHODS))
+    return dict(sorted(by.items(), key=lambda item: order.index(item[0]) if item[0] in order else len(order)))
 
 
-def winner(rows: list[dict[str, Any]], metric: Metric) -> dict[str, Any] | None:
-    """The row with the best value of ``metric`` (rows without it never win; ties go to the earlier method)."""
-    best = None
-    for row in rows:
-        value = row.get(metric.key)
-        if value is not None and (best is None or metric.better(value, best[metric.key])):
-            best = row
-    return best
+def _spreads(by: dict[str, list[dict[str, Any]]], key: str) -> dict[str, Spread | None]:
+    return {method: spread(rows, key) for method, rows in by.items()}
 
 
-def rank(rows: list[dict[str, Any]], metric: Metric, method: str) -> int | None:
-    """1-based competition rank of ``method`` on ``metric``: one more than the rows strictly better than it."""
-    mine = next((r.get(metric.key) for r in rows if r["method"] == method), None)
-    if mine is None:
-        return None
-    return 1 + sum(1 for r in rows if r.get(metric.key) is not None and metric.better(r[metric.key], mine))
+def _mean_rows(res: dict[str, Any], budget: float) -> dict[str, dict[str, Any]]:
+    """One row per method with the mean over its seeds of every number (the first seed's other fields): what
+    the plots and the explanations compare."""
+    means = {}
+    for method, rows in _by_method(res, budget).items():
+        numbers = {
+            k
+            for r in rows
+            for k, v in r.items()
+            if isinstance(v, (int, float)) and not isinstance(v, bool) and k not in ("budget", "seed")
+        }
+        means[method] = {**rows[0], **{k: s.mean for k in numbers if (s := spread(rows, k)) is not None}}
+    return means
 
 
 def _task_section(bench: BenchParams, res: dict[str, Any], report_dir: Path) -> list[str]:
@@ -178,20 +204,21 @@ def _task_section(bench: BenchParams, res: dict[str, Any], report_dir: Path) -> 
     teacher = refs["teacher"]
     samples = _samples(bench, res)
     latency = _latency_metric(bench)
+    seeds = res.get("seeds", [0])
     lines = [
         f"## {res['task']}",
         "",
         f"{'Paired' if res['paired'] else 'Unpaired'} task, {res['image_size']}x{res['image_size']} images, "
         f"{samples} test images. Teacher: {teacher['gmacs']:.4g} GMACs, trained in {res['teacher_train_wall_s']:.0f} s "
         f"({res['teacher_steps']} steps); condensing took {res['condense_wall_s']:.0f} s. Every fine-tuning method "
-        f"trains for {res['finetune_steps']} steps; ALAP distils features at "
-        f"{', '.join(res['feature_layers']) or 'none'}.",
+        f"trains for {res['finetune_steps']} steps with {len(seeds)} seed{'s' if len(seeds) > 1 else ''} "
+        f"({', '.join(map(str, seeds))}); ALAP distils features at {', '.join(res['feature_layers']) or 'none'}.",
         "",
         "| reference | GMACs | " + " | ".join(m.label for m in QUALITY) + f" | {bench.latency} p50 ms |",
         "|---|---|" + "---|" * (len(QUALITY) + 1),
         *[
             f"| {name} | {refs[name]['gmacs']:.4g} | "
-            + " | ".join(m.fmt(refs[name].get(m.key)) for m in QUALITY)
+            + " | ".join(fmt(m, spread([refs[name]], m.key), interval=True) for m in QUALITY)
             + f" | {latency.fmt(refs[name].get(latency.key))} |"
             for name in ("teacher", "condensed")
             if name in refs
@@ -200,8 +227,14 @@ def _task_section(bench: BenchParams, res: dict[str, Any], report_dir: Path) -> 
     ]
     for budget in res["budgets"]:
         lines += _budget_section(bench, res, budget, refs)
+    lines += _ablation_section(res)
     plot = Path(bench.plots_dir) / f"{res['task']}_pareto.png"
-    lines += [f"![{res['task']} Pareto plot]({Path(os.path.relpath(plot, report_dir)).as_posix()})", ""]
+    lines += [
+        f"![{res['task']} Pareto plot]({Path(os.path.relpath(plot, report_dir)).as_posix()})",
+        "",
+        "(The plot shows each method's mean over its seeds.)",
+        "",
+    ]
     return lines
 
 
@@ -212,58 +245,57 @@ def _samples(bench: BenchParams, res: dict[str, Any]) -> str:
     return "?"
 
 
+# Compression time as a multiple of the teacher's training, at the two decimals the table always showed.
+_RATIO = Metric("wall_ratio", "compression time", "lower", ".2f", 2, kind="cost")
+
+
 def _budget_section(bench: BenchParams, res: dict[str, Any], budget: float, refs: dict[str, Any]) -> list[str]:
-    rows = _budget_rows(res, budget)
+    by = _by_method(res, budget)
+    means = _mean_rows(res, budget)
     latency = _latency_metric(bench)
     target = refs["teacher"]["gmacs"] / budget
     lines = [
         f"### {res['task']}, {budget:g}x fewer MACs (target {target:.4g} GMACs)",
         "",
-        "| method | GMACs (vs budget) | "
+        "| method | seeds | GMACs (vs budget) | "
         + " | ".join(m.label for m in QUALITY)
         + " | p50 ms | compression time (x teacher training) | kept step of |",
-        "|---|---|" + "---|" * (len(QUALITY) + 3),
+        "|---|---|---|" + "---|" * (len(QUALITY) + 3),
     ]
-    for row in rows:
-        name = f"**`{row['method']}`**" if row["method"] == ALAP else f"`{row['method']}`"
+    for method, rows in by.items():
+        mean = means[method]
+        name = f"**`{method}`**" if method == ALAP else f"`{method}`"
+        kept = ", ".join(str(r.get("best_step")) for r in rows)
         lines.append(
-            f"| {name} | {row['gmacs']:.4g} ({100 * row['gmacs_deviation']:+.1f}%) | "
-            + " | ".join(m.fmt(row.get(m.key)) for m in QUALITY)
-            + f" | {latency.fmt(row.get(latency.key))} | {row['wall_ratio']:.2f}"
-            + f"{' (resumed: partial)' if row.get('resumed') else ''} | "
-            + f"{row.get('best_step')} of {row.get('steps')} |"
+            f"| {name} | {len(rows)} | {mean['gmacs']:.4g} ({100 * mean['gmacs_deviation']:+.1f}%) | "
+            + " | ".join(fmt(m, spread(rows, m.key), interval=True) for m in QUALITY)
+            + f" | {fmt(latency, spread(rows, latency.key))} | {fmt(_RATIO, spread(rows, 'wall_ratio'))} | "
+            + f"{kept} of {rows[0].get('steps')} |"
         )
     lines += ["", "Winners:", ""]
     notes: list[str] = []
-    alap = next((r for r in rows if r["method"] == ALAP), None)
     for metric in (*QUALITY, latency):
-        win = winner(rows, metric)
-        if win is None:
+        spreads = _spreads(by, metric.key)
+        verdict = decide(metric, spreads)
+        if verdict is None:
             lines.append(f"- {metric.label}: not measured")
             continue
-        text = f"- {metric.label}: `{win['method']}` ({metric.fmt(win[metric.key])})"
-        if win["method"] == ALAP:
-            text += " -- ALAP wins"
-        elif alap is not None and alap.get(metric.key) is not None:
-            text += f"; ALAP {metric.fmt(alap[metric.key])}, rank {rank(rows, metric, ALAP)} of {len(rows)}"
-            if metric.clearly_better(win[metric.key], alap[metric.key]):
-                notes.append(
-                    f"- **{metric.label}** -- ALAP does not win. "
-                    + " ".join(explain(metric, alap, win, rows, refs, res))
-                )
-            else:
-                text += " (a tie within the margin the report resolves)"
-        lines.append(text)
-    if alap is not None:
-        beaten = _baselines_beating(rows, alap)
+        lines.append(f"- {metric.label}: {_verdict_text(metric, verdict, spreads)}")
+        if spreads.get(ALAP) is not None and ALAP not in verdict.tied:
+            notes.append(
+                f"- **{metric.label}** -- ALAP does not win. "
+                + " ".join(explain(metric, spreads, means, refs, res, verdict.best))
+            )
+    if ALAP in by:
+        beaten = _baselines_beating(by)
         lines += [
             "",
             "ALAP vs. the baselines alone: "
             + (
-                "better than every baseline on every metric."
+                "no baseline beats ALAP beyond the spread on any metric."
                 if not beaten
                 else "; ".join(f"{m.label}: beaten by {', '.join(f'`{n}`' for n in names)}" for m, names in beaten)
-                + "."
+                + " (beyond the spread)."
             ),
         ]
     missed = [m for m in res.get("missed", []) if m["budget"] == budget]
@@ -272,49 +304,93 @@ def _budget_section(bench: BenchParams, res: dict[str, Any], budget: float, refs
             "",
             "No student within the tolerance (not in the table):",
             "",
-            *[f"- `{m['method']}`: {m['error']}" for m in missed],
+            *dict.fromkeys(f"- `{m['method']}`: {m['error']}" for m in missed),
         ]
     if notes:
         lines += ["", "Where ALAP does not win, and what the controls suggest:", "", *notes]
     return [*lines, ""]
 
 
-def _baselines_beating(rows: list[dict[str, Any]], alap: dict[str, Any]) -> list[tuple[Metric, list[str]]]:
+def _verdict_text(metric: Metric, verdict: Verdict, spreads: dict[str, Spread | None]) -> str:
+    text = describe(verdict, metric, spreads)
+    alap = spreads.get(ALAP)
+    if verdict.winner == ALAP:
+        return text + " -- ALAP wins"
+    if alap is None:
+        return text
+    ranked = [s.mean for s in spreads.values() if s is not None]
+    rank = 1 + sum(1 for v in ranked if metric.better(v, alap.mean))
+    where = "tied for the lead" if ALAP in verdict.tied else "behind beyond the spread"
+    return text + f"; ALAP {fmt(metric, alap)}, rank {rank} of {len(ranked)} by mean, {where}"
+
+
+def _baselines_beating(by: dict[str, list[dict[str, Any]]]) -> list[tuple[Metric, list[str]]]:
     beaten = []
     for metric in QUALITY:
-        if alap.get(metric.key) is None:
+        spreads = _spreads(by, metric.key)
+        alap = spreads.get(ALAP)
+        if alap is None:
             continue
-        names = [
-            r["method"]
-            for r in rows
-            if r["method"] in BASELINES
-            and r.get(metric.key) is not None
-            and metric.better(r[metric.key], alap[metric.key])
-        ]
+        names = [m for m in BASELINES if (s := spreads.get(m)) is not None and clearly_beats(metric, s, alap)]
         if names:
             beaten.append((metric, names))
     return beaten
 
 
-def _by_method(rows: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
-    return {r["method"]: r for r in rows}
+def _ablation_section(res: dict[str, Any]) -> list[str]:
+    """ALAP's defaults against each ablation, per budget: the difference of means and whether it lies beyond the
+    spread (the winners' rule between the two)."""
+    present = [m for m in ABLATIONS if any(r["method"] == m for r in res["rows"])]
+    if not present or not any(r["method"] == ALAP for r in res["rows"]):
+        return []
+    lines = [
+        f"### {res['task']}: ALAP's defaults against each ablation",
+        "",
+        "Each ablation changes one thing of `alap` (see Methods). A cell is the ablation's mean minus ALAP's, "
+        "marked **better** where the ablation beats ALAP beyond the spread (the winners' rule between the two), "
+        "*worse* where ALAP beats it, `~` where the two are within the spread.",
+        "",
+        "| budget | ablation | " + " | ".join(m.label for m in QUALITY) + " |",
+        "|---|---|" + "---|" * len(QUALITY),
+    ]
+    for budget in res["budgets"]:
+        by = _by_method(res, budget)
+        if ALAP not in by:
+            continue
+        for name in (n for n in present if n in by):
+            cells = []
+            for metric in QUALITY:
+                mine, theirs = spread(by[ALAP], metric.key), spread(by[name], metric.key)
+                if mine is None or theirs is None:
+                    cells.append("n/a")
+                    continue
+                delta = f"{theirs.mean - mine.mean:+.{metric.digits}f}"
+                if clearly_beats(metric, theirs, mine):
+                    cells.append(f"**{delta} better**")
+                elif clearly_beats(metric, mine, theirs):
+                    cells.append(f"*{delta} worse*")
+                else:
+                    cells.append(f"{delta} ~")
+            lines.append(f"| {budget:g}x | `{name}` | " + " | ".join(cells) + " |")
+    return [*lines, ""]
 
 
 def explain(
     metric: Metric,
-    alap: dict[str, Any],
-    win: dict[str, Any],
-    rows: list[dict[str, Any]],
+    spreads: dict[str, Spread | None],
+    means: dict[str, dict[str, Any]],
     refs: dict[str, Any],
     res: dict[str, Any],
+    best: str,
 ) -> list[str]:
-    """Sentences, each backed by numbers of this benchmark, on why ``win`` beats ALAP on ``metric``."""
+    """Sentences, each backed by numbers of this benchmark, on why ``best`` beats ALAP on ``metric`` beyond the
+    spread (``means``: each method's mean row)."""
     k, f = metric.key, metric.fmt
-    by = _by_method(rows)
+    alap, win = means[ALAP], means[best]
     out: list[str] = []
     if k.startswith("latency."):
         return [
-            f"At equal MACs latency follows layer shapes, not MAC counts: `{win['method']}` keeps widths "
+            f"At equal MACs latency follows layer shapes, not MAC counts: `{best}` keeps widths "
             f"{_widths(win)}, ALAP {_widths(alap)}. Latencies on this shared machine also carry noise of a few "
             "percent from other jobs."
         ]
@@ -330,22 +406,28 @@ def explain(
         "outputs a small network can reach) does better than from the condensed teacher",
         "alap_output_only": "Dropping feature distillation does better: at this width the feature losses compete "
         "with the output losses",
+        "alap_more_features": "Distilling features at more and deeper layers does better",
         "alap_no_condense": "Skipping condense (L1-norm channels of the original teacher, original teacher as "
         "teacher) does better, so condensing did not pick better channels here",
+        "alap_gan": "Adding the adversarial term with the teacher's discriminator to distillation does better",
+        "alap_min_width": "Keeping every layer at >= 8 channels does better: the default student starves "
+        "layers at prune.min_width",
+        "alap_min_width_fraction": "Keeping every layer at >= 10% of the teacher's width does better: the default "
+        "student starves layers at prune.min_width",
     }
+    mine = spreads[ALAP]
     for name, sentence in ablation.items():
-        row = by.get(name)
-        if row is not None and row.get(k) is not None and metric.clearly_better(row[k], alap[k]):
-            out.append(f"{sentence} ({f(row[k])} vs {f(alap[k])}).")
-    method = win["method"]
-    if method in ("l1_norm", "slimming", "tp_magnitude"):
+        theirs = spreads.get(name)
+        if theirs is not None and mine is not None and clearly_beats(metric, theirs, mine):
+            out.append(f"{sentence} ({fmt(metric, theirs)} vs {fmt(metric, mine)}).")
+    if best in ("l1_norm", "slimming", "tp_magnitude"):
         if t is not None and metric.clearly_better(win[k], t) and k != "lpips_teacher":
             out.append(
-                f"`{method}` beats even the teacher ({f(win[k])} vs {f(t)}): fine-tuning on the task "
+                f"`{best}` beats even the teacher ({f(win[k])} vs {f(t)}): fine-tuning on the task "
                 "objective can move past the teacher, while distillation pulls the student towards the "
                 "teacher's outputs and errors."
             )
-        if method == "slimming":
+        if best == "slimming":
             out.append(
                 "`slimming` starts from the very same pruned student as ALAP, so the gap is the fine-tuning "
                 "signal alone: the task objective beats distillation here."
@@ -353,24 +435,21 @@ def explain(
         if k in ("fid", "kid") and res.get("distill_lambda_gan") == 0:
             out.append(
                 "The baselines keep the adversarial loss, which targets the distribution-level realism FID/KID "
-                "measure; ALAP's distillation has none (distill.lambda_gan = 0)."
+                "measure; ALAP's distillation has none (distill.lambda_gan = 0; `alap_gan` adds it)."
             )
         if not res.get("paired") and k in ("lpips", "psnr", "ssim"):
             out.append(
                 "This unpaired task's pixel metrics use the synthetic data's hidden ground truth; ALAP is "
                 "validated and trained against the teacher's translation instead."
             )
-    elif method == "uniform":
+    elif best == "uniform":
         out.append(
             f"`uniform` trains from scratch for {res.get('teacher_steps')} steps against "
             f"{res.get('finetune_steps')} fine-tuning steps for ALAP; probably the longer training of a "
             "network with the teacher's proportions is worth more here than weights inherited from pruning."
         )
     if not out:
-        out.append(
-            f"`{method}` leads by {abs(win[k] - alap[k]):.3g}; none of the controls isolates the cause, "
-            "so the gap may be within run-to-run noise (one seed, few test images)."
-        )
+        out.append(f"`{best}` leads by {abs(win[k] - alap[k]):.3g} (means); none of the controls isolates the cause.")
     return out
 
 

@@ -1,21 +1,28 @@
-"""Run the benchmark of one task: every method at every MACs budget, evaluated and profiled like the pipeline's
-students, into ``<out_dir>/<task>/`` (one folder per budget and method) plus ``results.json``.
+"""Run the benchmark of one task: every method at every MACs budget with every seed, evaluated and profiled like the
+pipeline's students, into ``<out_dir>/<task>/`` (one folder per budget, method and seed) plus ``results.json``.
 
 The benchmark owns its teacher and condensed network (``<out_dir>/<task>/teacher.pt``, ``condensed.pt``, and
 the synthetic data under ``<out_dir>/<task>/data``), made exactly as ``alap train`` / ``alap condense`` make them
 from the same params: so it runs for any task of params.yaml, also one the pipeline's ``run_tasks`` leave out
-(the demo leaves out the CycleGAN task), and DVC tracks it as one output per task. Each finished row is written
-to ``row.json`` with a key of everything it depends on, so an interrupted benchmark continues where it stopped
-(unfinished training resumes from its checkpoint in ``.alap/state``) and a changed setting recomputes.
+(the demo leaves out the CycleGAN task), and DVC tracks it as one output per task. They are remade when what
+they depend on changes (``upstream.json``), which wipes the task folder: every row depends on them.
+
+The unit of work is one task x budget x method x seed: each finished unit writes ``row.json`` with a key of
+everything it depends on, so an interrupted benchmark continues where it stopped (unfinished training resumes
+from its checkpoint in ``.alap/state/bench``) and a changed setting recomputes only the units it concerns. The
+seed moves fine-tuning's data order, initialisation (adapters, discriminators, ``uniform``'s network) and noise;
+the landed student of a budget is the same for every seed.
 """
 
 from __future__ import annotations
 
 import copy
+import dataclasses
 import hashlib
 import json
 import logging
 import math
+import shutil
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -28,12 +35,12 @@ from torch.utils.data import DataLoader
 from alap import io
 from alap.bench.budget import BudgetMissed
 from alap.bench.finetune import TuneResult, finetune_on_objective, train_from_scratch
-from alap.bench.methods import METHODS, Method
+from alap.bench.methods import METHODS, Method, more_feature_layers
 from alap.bench.params import BenchParams
 from alap.bench.students import Originals, Student, land_student
 from alap.compress.distill import distill
-from alap.compress.features import feature_modules
-from alap.compress.params import DistillParams
+from alap.compress.features import feature_modules, feature_names
+from alap.compress.params import DistillParams, PruneParams
 from alap.config import Params
 from alap.data.batches import endless_batches, to_device
 from alap.device import resolve_device
@@ -42,7 +49,7 @@ from alap.gan_aux import load_aux
 from alap.loop import params_key
 from alap.metrics.names import METRICS
 from alap.models import arch_of, build_generator, load_checkpoint, save_checkpoint
-from alap.paths import TaskPaths
+from alap.paths import DEFAULT_STATE, TaskPaths
 from alap.steps.condense import condense_task
 from alap.steps.data import prepare_data
 from alap.steps.profile import profile_into
@@ -53,10 +60,13 @@ log = logging.getLogger(__name__)
 
 RESULTS_FILE = "results.json"
 ROW_FILE = "row.json"
+UPSTREAM_FILE = "upstream.json"
 REFERENCES = ("teacher", "condensed")
 # The core metrics (docs/architecture.md), which every benchmarked task measures (its tasks have targets): a row's
 # quality and cost.
 RECORDED_METRICS = tuple(m.key for m in METRICS.values() if m.core)
+# The uncertainty of a row's quality metrics (docs/architecture.md contracts), recorded where evaluate writes them.
+UNCERTAINTY = ("fid_ci_low", "fid_ci_high", "kid_std")
 
 
 def budget_name(budget: float) -> str:
@@ -81,6 +91,7 @@ class TaskBench:
     condense_wall_s: float
     val_batches: list[dict[str, Any]]
     identity: str
+    more_layers: list[str]  # the feature layers of 'alap_more_features' for this teacher
 
     @property
     def shape(self) -> tuple[int, int, int]:
@@ -94,17 +105,46 @@ def bench_paths(bench: BenchParams, task_name: str) -> TaskPaths:
     byte, so a shared folder would let the benchmark "resume" the pipeline's finished condense run in seconds and
     report that as the time condensing takes.
     """
+    pipeline = TaskPaths(task_name)
     out = Path(bench.out_dir)
-    return TaskPaths(task_name, models=out, reports=out / task_name / "pipeline", state=Path(".alap/state/bench"))
+    return dataclasses.replace(
+        pipeline, models=out, reports=out / task_name / "pipeline", state=DEFAULT_STATE / "bench"
+    )
 
 
 def bench_params(params: Params, bench: BenchParams, task_name: str) -> Params:
-    """``params`` with a synthetic task generated under the benchmark's task folder (folder datasets stay put)."""
+    """``params`` with a synthetic task generated under the benchmark's task folder with ``bench.test_images``
+    test images (folder datasets stay put, with their own test split)."""
     task = params.tasks[task_name]
     if task.source != "synthetic":
         return params
     root = Path(bench.out_dir) / task_name / "data"
-    return params.model_copy(update={"tasks": {**params.tasks, task_name: task.model_copy(update={"root": root})}})
+    data = params.data.model_copy(update={"n_test": bench.test_images or params.data.n_test})
+    return params.model_copy(
+        update={"data": data, "tasks": {**params.tasks, task_name: task.model_copy(update={"root": root})}}
+    )
+
+
+def _upstream_key(params: Params, task_name: str) -> str:
+    """Everything the task's data, teacher and condensed network are made from."""
+    p = params
+    return params_key(p.seed, p.data, p.tasks[task_name], p.model, p.train, p.condense)
+
+
+def _refresh_upstream(params: Params, out_dir: Path, task_name: str) -> None:
+    """Empty the task folder when its data, teacher or condensed network were made from other settings.
+
+    DVC keeps the folder between runs (``persist``, so that a killed benchmark resumes), so nothing else would
+    notice a changed teacher recipe; every row depends on the teacher, so none is worth keeping.
+    """
+    stamp = out_dir / UPSTREAM_FILE
+    key = _upstream_key(params, task_name)
+    if stamp.is_file() and json.loads(stamp.read_text()).get("key") == key:
+        return
+    if out_dir.exists() and any(out_dir.iterdir()):
+        log.info("%s: data/teacher settings changed (or unknown), starting the task's benchmark afresh", task_name)
+        shutil.rmtree(out_dir)
+    io.write_json(stamp, {"task": task_name, "key": key})
 
 
 def prepare_task(
@@ -114,6 +154,7 @@ def prepare_task(
     params = bench_params(params, bench, task_name)
     task = Task.from_params(params, task_name)
     paths = paths or bench_paths(bench, task_name)
+    _refresh_upstream(params, Path(bench.out_dir) / task_name, task_name)
     device = resolve_device(params.device)
     if not Path(task.params.root).exists():
         prepare_data(params, task_name)
@@ -134,6 +175,8 @@ def prepare_task(
         to_device(b, device) for b in DataLoader(task.dataset("val"), batch_size=params.distill.val_batch_size)
     ]
     identity = params_key(_digest(teacher), _digest(condensed))
+    more_layers = more_feature_layers(feature_names(teacher))
+    feature_modules(teacher, more_layers, example)
     return TaskBench(
         params,
         bench,
@@ -148,6 +191,7 @@ def prepare_task(
         condense_wall,
         val_batches,
         identity,
+        more_layers,
     )
 
 
@@ -156,7 +200,8 @@ def _check_feature_layers(
 ) -> None:
     """ALAP distils features at the pipeline's distill.feature_layers; fail now, not after hours of training."""
     names = params.distill.layers_for(kind)
-    if not names and "alap_output_only" in bench.methods:
+    methods = {name for task in bench.tasks for name in bench.plan(task)[1]}
+    if not names and "alap_output_only" in methods:
         raise ValueError(
             f"distill.feature_layers names no layer for {kind} generators, so ALAP would be output-only "
             "and the 'alap_output_only' ablation would repeat it; set feature layers in params.yaml"
@@ -195,33 +240,74 @@ def _wall_of(path: Path, what: str) -> float:
     return float(data["wall_s"])
 
 
+@dataclass(frozen=True)
+class Unit:
+    """One resumable piece of the benchmark: a method at a budget with a seed."""
+
+    budget: float
+    method: Method
+    seed: int
+
+    @property
+    def dir(self) -> str:
+        return f"{budget_name(self.budget)}/{self.method.name}/seed{self.seed}"
+
+    @property
+    def model(self) -> str:
+        return f"{self.method.name}-{budget_name(self.budget)}-seed{self.seed}"
+
+
+class Progress:
+    """One stderr line per unit (done, reused or failed), with how far the task is and how long it has run."""
+
+    def __init__(self, task: str, total: int) -> None:
+        self.task, self.total, self.done, self.started = task, total, 0, time.perf_counter()
+
+    def tick(self, what: str, outcome: str) -> None:
+        self.done += 1
+        minutes = (time.perf_counter() - self.started) / 60
+        log.info("%s [%d/%d] %s: %s (%.1f min so far)", self.task, self.done, self.total, what, outcome, minutes)
+
+
 def run_task(
     params: Params, bench: BenchParams, task_name: str, torch_home: Path, paths: TaskPaths | None = None
 ) -> dict[str, Any]:
     """Benchmark one task; write and return ``<out_dir>/<task>/results.json``."""
     tb = prepare_task(params, bench, task_name, torch_home, paths)
-    references = [_reference_row(tb, name) for name in REFERENCES]
+    budgets, methods, seeds = bench.plan(task_name)
+    units = [Unit(b, METHODS[m], s) for b in budgets for m in methods for s in seeds]
+    progress = Progress(task_name, len(REFERENCES) + len(units))
+    references = []
+    for name in REFERENCES:
+        row, reused = _reference_row(tb, name)
+        references.append(row)
+        progress.tick(name, "already done" if reused else "measured")
     rows, missed = [], []
-    for budget in bench.budgets:
-        students: dict[str, Student | BudgetMissed] = {}
-        for name in bench.methods:
-            try:
-                rows.append(_method_row(tb, METHODS[name], budget, students))
-            except BudgetMissed as exc:  # this method cannot reach this budget: say so, go on with the rest
-                log.warning("%s %s %s: %s", task_name, budget_name(budget), name, exc)
-                missed.append({"method": name, "budget": budget, "error": str(exc)})
+    students: dict[tuple, Student | BudgetMissed] = {}
+    for unit in units:
+        try:
+            row, reused = _unit_row(tb, unit, students)
+        except BudgetMissed as exc:  # this method cannot reach this budget: say so, go on with the rest
+            log.warning("%s %s: %s", task_name, unit.dir, exc)
+            missed.append({"method": unit.method.name, "budget": unit.budget, "seed": unit.seed, "error": str(exc)})
+            progress.tick(unit.dir, "no student within the tolerance")
+            continue
+        rows.append(row)
+        progress.tick(unit.dir, "already done" if reused else f"done in {row['wall_s']['total']:.0f} s")
     results = {
         "task": task_name,
         "teacher_train_wall_s": tb.teacher_wall_s,
         "condense_wall_s": tb.condense_wall_s,
         "image_size": tb.task.image_size,
-        "budgets": list(bench.budgets),
-        "methods": list(bench.methods),
-        "finetune_steps": finetune_steps(params, bench),
+        "budgets": budgets,
+        "methods": methods,
+        "seeds": seeds,
+        "finetune_steps": finetune_steps(tb.params, bench),
         "teacher_steps": tb.task.train.steps,
         "paired": tb.task.params.paired,
-        "distill_lambda_gan": params.distill.lambda_gan,
-        "feature_layers": params.distill.layers_for(tb.originals.teacher_arch["kind"]),
+        "distill_lambda_gan": tb.params.distill.lambda_gan,
+        "feature_layers": tb.params.distill.layers_for(tb.originals.teacher_arch["kind"]),
+        "more_feature_layers": tb.more_layers,
         "references": references,
         "rows": rows,
         "missed": missed,
@@ -230,13 +316,14 @@ def run_task(
     return results
 
 
-def _reference_row(tb: TaskBench, name: str) -> dict[str, Any]:
-    """The teacher or condensed network, evaluated and profiled like every student."""
+def _reference_row(tb: TaskBench, name: str) -> tuple[dict[str, Any], bool]:
+    """The teacher or condensed network, evaluated and profiled like every student; and whether an earlier run
+    had written its row."""
     out = tb.out_dir / name
     key = params_key(tb.identity, name, tb.params.evaluate, tb.params.profile)
     done = _finished(out, key)
     if done is not None:
-        return done
+        return done, True
     checkpoint = getattr(tb.paths, name)
     wall = tb.teacher_wall_s if name == "teacher" else tb.condense_wall_s
     row = {
@@ -249,62 +336,81 @@ def _reference_row(tb: TaskBench, name: str) -> dict[str, Any]:
         "wall_ratio": wall / tb.teacher_wall_s,
         "key": key,
     }
-    return _measure(tb, row, checkpoint, out, sparsity=None)
+    return _measure(tb, row, checkpoint, out, sparsity=None), False
 
 
-def _method_row(
-    tb: TaskBench, method: Method, budget: float, students: dict[str, Student | BudgetMissed]
-) -> dict[str, Any]:
-    """Compress with ``method`` at ``budget`` (reusing the budget's landed students, or the failure to land
-    one), then evaluate and profile."""
-    out = tb.out_dir / budget_name(budget) / method.name
-    key = _method_key(tb, method, budget)
+def prune_settings(params: Params, method: Method) -> PruneParams:
+    """The pipeline's prune settings with the method's floors (a ``None`` floor keeps the pipeline's)."""
+    change = {"min_width": method.min_width, "min_width_fraction": method.min_width_fraction}
+    return params.prune.model_copy(update={k: v for k, v in change.items() if v is not None})
+
+
+def distill_settings(tb: TaskBench, method: Method) -> DistillParams:
+    """The pipeline's distill settings as ``method`` changes them, with the benchmark's number of steps."""
+    kind = tb.originals.teacher_arch["kind"]
+    layers = {"none": [], "pipeline": tb.params.distill.layers_for(kind), "more": tb.more_layers}
+    lambda_gan = tb.params.distill.lambda_gan if method.lambda_gan is None else method.lambda_gan
+    return DistillParams.model_validate(
+        {
+            **tb.params.distill.model_dump(),
+            "steps": finetune_steps(tb.params, tb.bench),
+            "teacher": method.teacher or tb.params.distill.teacher,
+            "feature_layers": layers[method.features],
+            "lambda_gan": lambda_gan,
+        }
+    )
+
+
+def _unit_row(tb: TaskBench, unit: Unit, students: dict[tuple, Student | BudgetMissed]) -> tuple[dict[str, Any], bool]:
+    """The unit's row and whether an earlier run had written it. Otherwise: land the student (shared by the
+    budget's methods with the same source and floors, and by every seed), fine-tune it, evaluate and profile."""
+    method, budget = unit.method, unit.budget
+    out = tb.out_dir / unit.dir
+    key = _unit_key(tb, unit)
     done = _finished(out, key)
     if done is not None:
-        log.info("%s %s %s: already done (%s)", tb.task.name, budget_name(budget), method.name, out / ROW_FILE)
-        return done
-    if method.source not in students:
+        return done, True
+    prune = prune_settings(tb.params, method)
+    which = (budget, method.source, prune if method.source == "slim" else None)
+    if which not in students:
         try:
-            students[method.source] = land_student(method.source, budget, tb.originals, tb.bench)
+            originals = dataclasses.replace(tb.originals, prune=prune)
+            students[which] = land_student(method.source, budget, originals, tb.bench)
         except BudgetMissed as exc:
-            students[method.source] = exc
-    student = students[method.source]
+            students[which] = exc
+    student = students[which]
     if isinstance(student, BudgetMissed):
         raise student
     log.info(
-        "%s %s %s: student %.4g GMACs (%+.1f%% of budget), %s",
+        "%s %s: student %.4g GMACs (%+.1f%% of budget), %s",
         tb.task.name,
-        budget_name(budget),
-        method.name,
+        unit.dir,
         student.landing.gmacs,
         100 * student.landing.deviation,
         method.tune,
     )
-    state = tb.paths.resume_state(f"bench-{budget_name(budget)}-{method.name}", key)
-    resumed = state.is_file()  # then the wall time below covers only the part after the interruption
-    torch.manual_seed(tb.params.seed)
-    started = time.perf_counter()
-    tuned = _tune(tb, method, student, state)
-    tune_wall = time.perf_counter() - started
+    state = tb.paths.resume_state(f"bench-{unit.model}", key)
+    tuned = _tune(tb, unit, student, state)
     save_checkpoint(
         out / "student.pt",
         tuned.student,
         arch_of(tuned.student),
-        {"task": tb.task.name, "role": "bench", "method": method.name, "budget": budget},
+        {"task": tb.task.name, "role": "bench", "method": method.name, "budget": budget, "seed": unit.seed},
     )
     condense = tb.condense_wall_s if method.condenses else 0.0
     wall = {
         "condense": condense,
         "student": round(student.wall_s, 2),
-        "train": round(tune_wall, 2),
-        "total": round(condense + student.wall_s + tune_wall, 2),
+        "train": round(tuned.wall_s, 2),
+        "total": round(condense + student.wall_s + tuned.wall_s, 2),
     }
     row = {
         "task": tb.task.name,
         "method": method.name,
         "budget": budget,
-        "model": f"{method.name}-{budget_name(budget)}",
-        "dir": f"{budget_name(budget)}/{method.name}",
+        "seed": unit.seed,
+        "model": unit.model,
+        "dir": unit.dir,
         "source": method.source,
         "tune": method.tune,
         "teacher": method.teacher,
@@ -318,22 +424,22 @@ def _method_row(
         "val_psnr_start": tuned.start_psnr,
         "wall_s": wall,
         "wall_ratio": wall["total"] / tb.teacher_wall_s,
-        "resumed": resumed,
         "key": key,
     }
-    return _measure(tb, row, out / "student.pt", out, sparsity=1.0 - 1.0 / budget)
+    return _measure(tb, row, out / "student.pt", out, sparsity=1.0 - 1.0 / budget), False
 
 
-def _method_key(tb: TaskBench, method: Method, budget: float) -> str:
+def _unit_key(tb: TaskBench, unit: Unit) -> str:
     b = tb.bench
     return params_key(
         tb.identity,
-        method.name,
-        budget,
+        {k: v for k, v in dataclasses.asdict(unit.method).items() if k != "summary"},  # its wording changes nothing
+        unit.budget,
         tb.params.seed,
+        unit.seed,
         tb.task.train,
-        tb.params.prune,
-        tb.params.distill,
+        prune_settings(tb.params, unit.method),
+        distill_settings(tb, unit.method),
         tb.params.evaluate,
         tb.params.profile,
         b.tolerance,
@@ -353,11 +459,14 @@ def _finished(out: Path, key: str) -> dict[str, Any] | None:
     return row if row.get("key") == key else None
 
 
-def _tune(tb: TaskBench, method: Method, student: Student, state: Path) -> TuneResult:
-    """Train a private copy of the landed student as ``method`` says."""
-    params, paired = tb.params, tb.task.params.paired
+def _tune(tb: TaskBench, unit: Unit, student: Student, state: Path) -> TuneResult:
+    """Train a private copy of the landed student as the unit's method says, seeded by the unit's seed (added to
+    the pipeline's, so seed 0 fine-tunes exactly as the distill stage does)."""
+    params, paired, method = tb.params, tb.task.params.paired, unit.method
+    seed = params.seed + unit.seed
+    torch.manual_seed(seed)
     settings = tb.task.train
-    batches = endless_batches(tb.task.dataset("train"), settings.batch_size, params.seed + 2, tb.device)
+    batches = endless_batches(tb.task.dataset("train"), settings.batch_size, seed + 2, tb.device)
     if method.tune == "scratch":  # a fresh start: new weights for the landed widths, new discriminators
         network = build_generator(student.landing.arch).to(tb.device)
         _, _, fresh_aux = build_gan(tb.task, params, tb.device)
@@ -383,22 +492,14 @@ def _tune(tb: TaskBench, method: Method, student: Student, state: Path) -> TuneR
         "original": tb.originals.teacher,
         "pruned": copy.deepcopy(student.landing.student).to(tb.device).eval(),
     }
-    layers = params.distill.layers_for(tb.originals.teacher_arch["kind"]) if method.features else []
-    settings = DistillParams.model_validate(
-        {
-            **params.distill.model_dump(),
-            "steps": finetune_steps(params, tb.bench),
-            "teacher": method.teacher,
-            "feature_layers": layers,
-        }
-    )
+    settings = distill_settings(tb, method)
     discriminator = None
-    if settings.lambda_gan > 0:
+    if settings.lambda_gan > 0:  # the teacher's own discriminator (of the B domain for CycleGAN), as GAN Compression
         discriminator = copy.deepcopy(tb.aux["D"] if paired else tb.aux["D_A"])
     network = copy.deepcopy(student.landing.student).to(tb.device)
     result = distill(
         network,
-        teachers[method.teacher],
+        teachers[settings.teacher],
         batches,
         tb.val_batches,
         settings,
@@ -408,7 +509,7 @@ def _tune(tb: TaskBench, method: Method, student: Student, state: Path) -> TuneR
         discriminator=discriminator,
     )
     best = result.best_psnr if math.isfinite(result.best_psnr) else None
-    return TuneResult(result.student, settings.steps, result.best_step, best, result.start_psnr)
+    return TuneResult(result.student, settings.steps, result.best_step, best, result.start_psnr, result.wall_s)
 
 
 def _measure(tb: TaskBench, row: dict[str, Any], checkpoint: Path, out: Path, sparsity: float | None) -> dict[str, Any]:
@@ -425,7 +526,8 @@ def _measure(tb: TaskBench, row: dict[str, Any], checkpoint: Path, out: Path, sp
         real_cache=tb.out_dir / "fid_real_features.pt",
     )
     latency = _profile(tb, checkpoint, out, row["model"])
-    row = {**row, **{k: metrics.get(k) for k in RECORDED_METRICS}, **latency}
+    recorded = {k: metrics.get(k) for k in (*RECORDED_METRICS, *UNCERTAINTY) if k in RECORDED_METRICS or k in metrics}
+    row = {**row, **recorded, **latency}
     io.write_json(out / ROW_FILE, _finite(row))
     return _finite(row)
 

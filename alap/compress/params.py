@@ -109,6 +109,14 @@ class PruneParams(_Strict):
     threshold: float = Field(1e-2, ge=0.0, description="scale-factor threshold (target 'threshold')")
     round_to: int = Field(1, ge=1, le=256, description="round kept widths up to a multiple of this (1 = off)")
     min_width: int = Field(2, ge=1, description="never keep fewer channels than this in a layer")
+    min_width_fraction: float = Field(
+        0.0,
+        ge=0.0,
+        lt=1.0,
+        description="never keep fewer than this fraction of a layer's width in the network being pruned (rounded "
+        "up; the larger of this and min_width holds; 0 = off). Against the collapse of whole stretches to "
+        "min_width at high sparsity",
+    )
     fold_bias: bool = Field(True, description="fold the constant output of removed channels into the next layer")
     probe_samples: int = Field(8, ge=1, le=256, description="inputs used to measure removed channels' mean output")
     latency: LatencyTarget | None = Field(None, description="the budget of target 'latency' (only with it)")

@@ -8,8 +8,9 @@ Steps (all on a private copy of the condensed network):
 2. choose how many channels each group loses: below a global threshold, or the lowest-scored fraction of all
    channels, or the fewest lowest-scored channels that remove a fraction of the MACs (binary search on the sorted
    scores: MACs only fall as more channels go), or the fewest whose measured p50 meets a latency budget (the same
-   search over timed candidate architectures: alap.compress.latency_plan); keep >= ``min_width`` (and optionally
-   round kept widths up to a multiple of ``round_to``); the input and output layers are never pruned;
+   search over timed candidate architectures: alap.compress.latency_plan); keep >= ``min_width`` and
+   >= ``min_width_fraction`` of the layer's width (and optionally round kept widths up to a multiple of
+   ``round_to``); the input and output layers are never pruned;
 3. fold gates into their convs, fold the constant output of removed channels into the next layer (below), then
    let Torch-Pruning cut every group, which keeps skip concatenations, residual adds and transposed convs
    consistent;
@@ -239,7 +240,7 @@ def _plan(
     """How many (lowest-scored) channels each group loses, and the latency search's record (target 'latency')."""
     if not groups:
         raise ValueError("the model has no prunable channel group (only input/output layers?)")
-    floor = [min(g.width, params.min_width) for g in groups]
+    floor = [min_kept(g.width, params) for g in groups]
     if params.target == "threshold":
         counts = []
         for g, keep_min in zip(groups, floor):
@@ -281,7 +282,7 @@ def _plan(
         if wanted > max_k:
             raise ValueError(
                 f"sparsity {params.sparsity} asks to remove {wanted} of {total} channels, but keeping "
-                f"min_width={params.min_width} per layer allows at most {max_k}"
+                f"{_floor_text(params)} per layer allows at most {max_k}"
             )
         return counts_for(wanted), None
 
@@ -290,8 +291,8 @@ def _plan(
     if _macs(groups, layers, counts_for(max_k)) > goal:
         best = 1.0 - _macs(groups, layers, counts_for(max_k)) / full
         raise ValueError(
-            f"sparsity {params.sparsity} of the MACs is unreachable: keeping min_width="
-            f"{params.min_width} per layer (and the input/output layers) removes at most {best:.3f}"
+            f"sparsity {params.sparsity} of the MACs is unreachable: keeping {_floor_text(params)} per layer "
+            f"(and the input/output layers) removes at most {best:.3f}"
         )
     lo, hi = 0, max_k  # smallest k whose MACs meet the goal; MACs are non-increasing in k
     while lo < hi:
@@ -311,6 +312,17 @@ def candidate_arch(model: nn.Module, groups: list[ChannelGroup], counts: list[in
             conv = model.get_submodule(name)
             widths[name] = widths.get(name, conv.out_channels) - n
     return arch_of(model, widths)
+
+
+def min_kept(width: int, params: PruneParams) -> int:
+    """The fewest channels a layer of ``width`` keeps: ``min_width``, or ``min_width_fraction`` of its width
+    (rounded up) where that is more; never more than the layer has."""
+    return min(width, max(params.min_width, math.ceil(params.min_width_fraction * width - 1e-9)))
+
+
+def _floor_text(params: PruneParams) -> str:
+    fraction = f" and min_width_fraction={params.min_width_fraction:g}" if params.min_width_fraction else ""
+    return f"min_width={params.min_width}{fraction}"
 
 
 def _rounded(width: int, removed: int, round_to: int) -> int:
