@@ -304,16 +304,19 @@ def cmd_services(args: argparse.Namespace) -> None:
 
 
 def cmd_bench_latency(args: argparse.Namespace) -> None:
-    """Time paper-size teachers and latency-planned students at 256 px (bench/latency.yaml); write
-    reports/latency.md."""
+    """Time paper-size teachers and latency-planned students at 256 px, and score trained pipeline students in
+    int8 against fp32 (bench/latency.yaml); write reports/latency.md."""
     from alap.bench.latency_params import load_latency_bench_params
     from alap.bench.latency_report import build_latency_report
-    from alap.bench.paper_latency import bench_latency, read_rows, read_widths
+    from alap.bench.paper_latency import bench_latency, int8_students, read_int8_students, read_rows, read_widths
 
     settings = load_latency_bench_params(args.settings)
     if not args.report_only:
         bench_latency(settings, args.teacher)
-    build_latency_report(read_rows(settings), settings, list(settings.notes), read_widths(settings))
+        if settings.int8_students:  # trained students of the pipeline: its params file defines their tasks
+            int8_students(settings, _params(args), DEFAULT_TORCH_HOME)
+    rows, widths, int8 = read_rows(settings), read_widths(settings), read_int8_students(settings)
+    build_latency_report(rows, settings, list(settings.notes), widths, int8)
     log.info("latency report: %s", settings.report)
 
 
