@@ -121,11 +121,10 @@ def cmd_prune(args: argparse.Namespace) -> None:
     from alap.steps.prune import prune_point
 
     params = _params(args)
+    if args.latency:  # its budget: one of sweep.latency.points, refused before the folder is touched
+        params = params.at_latency_point(args.latency)
     with _writing_point(args):
-        if args.latency:
-            prune_point(params.at_latency_point(args.latency), args.task, None, _point_dir(args))
-        else:
-            prune_point(params, args.task, args.sparsity, _point_dir(args))
+        prune_point(params, args.task, args.sparsity, _point_dir(args))
 
 
 def cmd_distill(args: argparse.Namespace) -> None:
