@@ -97,19 +97,34 @@ def cmd_condense(args: argparse.Namespace) -> None:
 
 
 def _point_dir(args: argparse.Namespace) -> Path:
-    return args.out or TaskPaths(args.task).point_dir(args.sparsity)
+    """``--out``, or the point's folder in the DVC layout (models/<task>/s0.75, models/<task>/cpu-t2-33ms)."""
+    if args.out:
+        return args.out
+    paths = TaskPaths(args.task)
+    return paths.model_dir / args.latency if args.latency else paths.point_dir(args.sparsity)
+
+
+def _point_sparsity(args: argparse.Namespace) -> float:
+    """A sparsity point's own sparsity, or the one a latency point's prune reached (alap.points)."""
+    from alap.points import recorded_sparsity
+
+    return recorded_sparsity(_point_dir(args)) if args.latency else args.sparsity
 
 
 def _writing_point(args: argparse.Namespace):
     """prune and distill write a sweep point's folder: different points of a task may run side by side."""
-    return _writing(_point_dir(args), f"task {args.task}, sparsity {args.sparsity}")
+    point = args.latency or f"sparsity {args.sparsity}"
+    return _writing(_point_dir(args), f"task {args.task}, {point}")
 
 
 def cmd_prune(args: argparse.Namespace) -> None:
     from alap.steps.prune import prune_point
 
+    params = _params(args)
+    if args.latency:  # its budget: one of sweep.latency.points, refused before the folder is touched
+        params = params.at_latency_point(args.latency)
     with _writing_point(args):
-        prune_point(_params(args), args.task, args.sparsity, _point_dir(args))
+        prune_point(params, args.task, args.sparsity, _point_dir(args))
 
 
 def cmd_distill(args: argparse.Namespace) -> None:
@@ -117,15 +132,17 @@ def cmd_distill(args: argparse.Namespace) -> None:
 
     params = _params(args)
     with _writing_point(args):
-        _distributed(args, params, lambda: distill_point(params, args.task, args.sparsity, _point_dir(args)))
+        sparsity = _point_sparsity(args)
+        _distributed(args, params, lambda: distill_point(params, args.task, sparsity, _point_dir(args)))
 
 
-def _model_args(args: argparse.Namespace) -> tuple[str, float | None, Path | None]:
-    """``--model teacher|condensed`` or ``--sparsity S [--out DIR]`` for a sweep point."""
-    if args.sparsity is None:
-        return args.model, None, None
+def _model_args(args: argparse.Namespace) -> tuple[str, Path | None]:
+    """``--model teacher|condensed``, or ``--sparsity S`` / ``--latency NAME`` ``[--out DIR]`` for a sweep point:
+    the report row's name and the point's folder (None for the teacher and the condensed network)."""
+    if args.sparsity is None and args.latency is None:
+        return args.model, None
     point_dir = _point_dir(args)
-    return point_dir.name, args.sparsity, point_dir
+    return point_dir.name, point_dir
 
 
 def _writing_model_report(args: argparse.Namespace, name: str):
@@ -136,7 +153,8 @@ def _writing_model_report(args: argparse.Namespace, name: str):
 def cmd_evaluate(args: argparse.Namespace) -> None:
     from alap.steps.evaluate import evaluate_entry
 
-    name, sparsity, point_dir = _model_args(args)
+    name, point_dir = _model_args(args)
+    sparsity = None if point_dir is None else _point_sparsity(args)
     with _writing_model_report(args, name):
         evaluate_entry(_params(args), args.task, name, sparsity, args.torch_home, point_dir)
 
@@ -144,7 +162,7 @@ def cmd_evaluate(args: argparse.Namespace) -> None:
 def cmd_profile(args: argparse.Namespace) -> None:
     from alap.steps.profile import profile_entry
 
-    name, _, point_dir = _model_args(args)
+    name, point_dir = _model_args(args)
     with _writing_model_report(args, name):
         profile_entry(_params(args), args.task, name, point_dir)
 
@@ -285,16 +303,19 @@ def cmd_services(args: argparse.Namespace) -> None:
 
 
 def cmd_bench_latency(args: argparse.Namespace) -> None:
-    """Time paper-size teachers and latency-planned students at 256 px (bench/latency.yaml); write
-    reports/latency.md."""
+    """Time paper-size teachers and latency-planned students at 256 px, and score trained pipeline students in
+    int8 against fp32 (bench/latency.yaml); write reports/latency.md."""
     from alap.bench.latency_params import load_latency_bench_params
     from alap.bench.latency_report import build_latency_report
-    from alap.bench.paper_latency import bench_latency, read_rows, read_widths
+    from alap.bench.paper_latency import bench_latency, int8_students, read_int8_students, read_rows, read_widths
 
     settings = load_latency_bench_params(args.settings)
     if not args.report_only:
         bench_latency(settings, args.teacher)
-    build_latency_report(read_rows(settings), settings, list(settings.notes), read_widths(settings))
+        if settings.int8_students:  # trained students of the pipeline: its params file defines their tasks
+            int8_students(settings, _params(args), DEFAULT_TORCH_HOME)
+    rows, widths, int8 = read_rows(settings), read_widths(settings), read_int8_students(settings)
+    build_latency_report(rows, settings, list(settings.notes), widths, int8)
     log.info("latency report: %s", settings.report)
 
 
@@ -333,6 +354,24 @@ def _sparsity(text: str) -> float:
     return value
 
 
+def _latency_point(text: str) -> str:
+    """``--latency``: a latency point's name, ``<device>-<p50>ms``, checked before any file is read."""
+    from alap.paths import parse_latency_point
+
+    if parse_latency_point(text) is None:
+        raise argparse.ArgumentTypeError(f"{text!r}: expected <device>-<p50>ms, e.g. cpu-t2-33ms")
+    return text
+
+
+def _point_args(p: argparse.ArgumentParser, which: argparse._MutuallyExclusiveGroup) -> None:
+    """A sweep point: ``--sparsity S`` or ``--latency NAME`` (one of params' sweep.latency.points), and its folder."""
+    which.add_argument("--sparsity", type=_sparsity, help="a sparsity point (0 <= S < 1)")
+    which.add_argument(
+        "--latency", type=_latency_point, help="a latency point of sweep.latency.points, e.g. cpu-t2-33ms"
+    )
+    p.add_argument("--out", type=Path, help="the point's directory (default models/<task>/s<sparsity> or <latency>)")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="alap", description=__doc__.splitlines()[0])
     parser.add_argument("--params", type=Path, default=Path("params.yaml"), help="params file (default params.yaml)")
@@ -367,13 +406,12 @@ def build_parser() -> argparse.ArgumentParser:
         "condense", cmd_condense, "condense the trained teacher (sparsity penalty on channel scale factors)"
     ).add_argument("--task", required=True)
     for name, fn, text in [
-        ("prune", cmd_prune, "prune the condensed network at one sparsity setting"),
+        ("prune", cmd_prune, "prune the condensed network at one sparsity or latency point"),
         ("distill", cmd_distill, "distill a pruned student from its teacher"),
     ]:
         p = verb(name, fn, text)
         p.add_argument("--task", required=True)
-        p.add_argument("--sparsity", type=_sparsity, required=True, help="the sweep point (0 <= S < 1)")
-        p.add_argument("--out", type=Path, help="the sweep point's directory (default models/<task>/s<sparsity>)")
+        _point_args(p, p.add_mutually_exclusive_group(required=True))
     for name, fn, text in [
         ("evaluate", cmd_evaluate, "FID/KID/LPIPS/PSNR/SSIM/GMACs of one model on the test split"),
         ("profile", cmd_profile, "latency of one model on each device x backend in params"),
@@ -382,8 +420,7 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--task", required=True)
         which = p.add_mutually_exclusive_group(required=True)
         which.add_argument("--model", choices=["teacher", "condensed"])
-        which.add_argument("--sparsity", type=_sparsity, help="a sweep point (its student)")
-        p.add_argument("--out", type=Path, help="the sweep point's directory (default models/<task>/s<sparsity>)")
+        _point_args(p, which)
         if name == "evaluate":
             p.add_argument("--torch-home", type=Path, default=DEFAULT_TORCH_HOME)
     verb("weights", cmd_weights, "provide and verify the FID Inception and LPIPS weights offline").add_argument(

@@ -13,8 +13,9 @@ from typing import Annotated, Any, Literal, TypeVar
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, PositiveInt, ValidationError, model_validator
 
-from alap.compress.params import CondenseParams, DistillParams, PruneParams
+from alap.compress.params import CondenseParams, DistillParams, LatencyTarget, PruneParams
 from alap.errors import UserError
+from alap.paths import latency_point_name, parse_latency_point
 
 DEFAULT_PARAMS = Path("params.yaml")
 DEVICE_PATTERN = r"^(auto|cpu|cuda(:\d+)?)$"  # where training runs: params.yaml device, alap compress --device
@@ -183,12 +184,55 @@ class DistParams(Strict):
     backend: Literal["auto", "gloo", "nccl"] = "auto"
 
 
+class LatencySweep(Strict):
+    """The latency budgets of a sweep: one point per name in ``points``, ``<device>-<p50>ms`` (``cpu-t2-33ms``:
+    the fewest channels removed whose measured p50 on cpu-t2 meets 33 ms; alap.compress.latency_plan), each on
+    ``backend`` at ``batch_size``. A point's name is its folder, the suffix of its DVC stages
+    (``prune-latency@<task>-cpu-t2-33ms``), its report row and its MLflow run; the other prune settings
+    (min_width, round_to, ...) are the ``prune`` section's."""
+
+    points: list[str] = Field(
+        default_factory=list, description="point names <device>-<p50>ms, device cpu-t<N> or cuda<K>, e.g. cpu-t2-33ms"
+    )
+    backend: Literal["torch", "onnxruntime"] = Field("onnxruntime", description="runtime every budget holds in")
+    batch_size: PositiveInt = Field(1, description="images per forward pass every budget holds at")
+    tolerance: float = Field(0.05, gt=0, lt=1, description="how far under its budget a plan should land")
+
+    @model_validator(mode="after")
+    def _named_points(self) -> LatencySweep:
+        for name in self.points:
+            parsed = parse_latency_point(name)
+            if parsed is None:
+                raise ValueError(
+                    f"point {name!r}: expected <device>-<p50>ms with device cpu-t<N> or cuda<K>, e.g. cpu-t2-33ms"
+                )
+            if latency_point_name(*parsed) != name:
+                raise ValueError(f"point {name!r}: write it {latency_point_name(*parsed)!r} (one name per budget)")
+            if parsed[1] <= 0:
+                raise ValueError(f"point {name!r}: the p50 budget must be above 0 ms")
+        if len(set(self.points)) != len(self.points):
+            raise ValueError(f"points must be distinct, got {self.points}")
+        return self
+
+    def target(self, name: str) -> LatencyTarget:
+        """The budget the point ``name`` (one of ``points``) plans for."""
+        device, p50_ms = parse_latency_point(name)
+        return LatencyTarget(
+            device=device, backend=self.backend, batch_size=self.batch_size, p50_ms=p50_ms, tolerance=self.tolerance
+        )
+
+
 class SweepParams(Strict):
+    """The sweep points: one per fraction of MACs to remove (``s0.75``, with prune.target's measure) and one per
+    latency budget on a device (``cpu-t2-33ms``). dvc.yaml iterates both lists, so with a ``dvc`` section both
+    are written out, empty or not."""
+
     sparsities: list[float] = Field(
         default_factory=list,
-        description="one sweep point per fraction of MACs to remove; empty only with prune.target 'latency', "
-        "whose one point is its budget",
+        description="one sweep point per fraction of MACs to remove; empty with prune.target 'latency', whose one "
+        "point is its budget, or when the sweep has only latency points",
     )
+    latency: LatencySweep = Field(LatencySweep(), description="one sweep point per p50 budget on a device")
 
     @model_validator(mode="after")
     def _in_range(self) -> SweepParams:
@@ -366,20 +410,40 @@ class Params(Strict):
 
     @model_validator(mode="after")
     def _points_match_the_target(self) -> Params:
-        """A sparsity sweep has points; a latency target is one point, its budget, and not (yet) a DVC sweep."""
+        """A sweep has points: sparsities (prune.target's measure) and latency budgets. prune.target 'latency' is
+        one point, its prune.latency budget, for `alap compress` and the sweep flow; dvc.yaml's latency points
+        are sweep.latency.points, next to the sparsity points of prune.target."""
+        points = self.sweep.latency.points
         if self.prune.target != "latency":
-            if not self.sweep.sparsities:
-                raise ValueError(f"sweep.sparsities: prune.target {self.prune.target!r} needs at least one point")
+            if not self.sweep.sparsities and not points:
+                raise ValueError(
+                    f"sweep: prune.target {self.prune.target!r} needs at least one point in sweep.sparsities "
+                    "or sweep.latency.points"
+                )
             return self
-        if self.sweep.sparsities:
-            raise ValueError(
-                "sweep.sparsities: prune.target 'latency' plans one point, its prune.latency budget; leave it empty"
-            )
         if self.dvc is not None:
+            budget = latency_point_name(self.prune.latency.device, self.prune.latency.p50_ms)
             raise ValueError(
-                "prune.target 'latency' is not a DVC sweep yet: use `alap compress --latency-device D --p50-ms X` "
-                "or `alap bench-latency`"
+                "prune.target 'latency' with dvc: dvc.yaml's latency budgets are sweep points: list them in "
+                f"sweep.latency.points (e.g. {budget!r}) "
+                "and keep prune.target for the sparsity points (macs, channels or threshold)"
             )
+        if self.sweep.sparsities or points:
+            raise ValueError(
+                "sweep: prune.target 'latency' plans one point, its prune.latency budget; leave sweep.sparsities "
+                "and sweep.latency.points empty"
+            )
+        return self
+
+    @model_validator(mode="after")
+    def _dvc_sweep_written_out(self) -> Params:
+        """dvc.yaml reads ``${sweep.latency.points}`` from the params file itself: absent, DVC fails to template."""
+        if self.dvc is not None and not {"latency"} <= self.sweep.model_fields_set:
+            raise ValueError(
+                "sweep.latency: dvc.yaml iterates sweep.latency.points; write latency: {points: []} for none"
+            )
+        if self.dvc is not None and "points" not in self.sweep.latency.model_fields_set:
+            raise ValueError("sweep.latency.points: dvc.yaml iterates it; write points: [] for none")
         return self
 
     @model_validator(mode="after")
@@ -421,6 +485,16 @@ class Params(Strict):
                     f"data/{name}: move or link the folder there (alap compress takes any folder)"
                 )
         return self
+
+    def at_latency_point(self, name: str) -> Params:
+        """These params as the latency point ``name`` of ``sweep.latency.points`` is made: prune.target 'latency'
+        on its budget (the other prune settings kept); its sweep is that one point."""
+        if name not in self.sweep.latency.points:
+            raise ValueError(f"latency point {name!r} is not in sweep.latency.points {self.sweep.latency.points}")
+        prune = self.prune.model_copy(
+            update={"target": "latency", "sparsity": None, "latency": self.sweep.latency.target(name)}
+        )
+        return self.model_copy(update={"prune": prune})
 
     def train_for(self, task_name: str) -> TrainParams:
         """The ``train`` section with ``tasks.<task_name>.train``'s overrides applied."""

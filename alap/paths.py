@@ -1,11 +1,13 @@
 """Where each stage reads and writes, in one place, so stages, flows, the CLI and dvc.yaml agree.
 
 The layout is per task and per sweep point: ``models/<task>/teacher.pt``, ``models/<task>/s0.5/student.pt``, ...
-A sweep point's name is ``s`` and its sparsity (``s0.5``), the ``model`` column of reports/summary.csv.
+A sweep point's name is ``s`` and its sparsity (``s0.5``), or for a latency budget the device and the budget
+(``cpu-t2-33ms``): the ``model`` column of reports/summary.csv.
 """
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -21,8 +23,20 @@ def point_name(sparsity: float) -> str:
 
 
 def latency_point_name(device: str, p50_ms: float) -> str:
-    """``cpu-t2-33.0ms``: the folder of the student planned for a p50 budget on a device (prune.target latency)."""
-    return f"{device}-{float(p50_ms)}ms"
+    """``cpu-t2-33ms`` for 33.0 on cpu-t2, ``cpu-t1-16.7ms`` for 16.7: the point (folder, DVC stage suffix, report
+    row, MLflow run) of the student planned for a p50 budget on a device; the budget as Python writes the float,
+    less a trailing ``.0``, so each budget has one name."""
+    return f"{device}-{repr(float(p50_ms)).removesuffix('.0')}ms"
+
+
+LATENCY_POINT = re.compile(r"(?P<device>cpu-t\d+|cuda\d+)-(?P<p50>\d+(?:\.\d+)?)ms")
+
+
+def parse_latency_point(name: str) -> tuple[str, float] | None:
+    """The device and p50 budget a latency point's name says (``cpu-t2-33ms`` -> ``("cpu-t2", 33.0)``); None for
+    any other name (``s0.75``, ``teacher``)."""
+    match = LATENCY_POINT.fullmatch(name)
+    return None if match is None else (match["device"], float(match["p50"]))
 
 
 @dataclass(frozen=True)

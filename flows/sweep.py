@@ -1,7 +1,8 @@
 """The ``alap-sweep`` flow: one teacher per task, one condensed network per (task, sparsity weight), and the
-sparsity points fanned out over a task runner (threads by default, Dask for a cluster).
+sweep points (sparsities, and latency budgets like ``cpu-t2-33ms``) fanned out over a task runner (threads by
+default, Dask for a cluster).
 
-Every point works in its own directory, ``<out_root>/<task>/w<weight>/models/<task>/s<sparsity>/`` (reports
+Every point works in its own directory, ``<out_root>/<task>/w<weight>/models/<task>/<point>/`` (reports
 beside it under ``.../reports/``), by calling alap's step functions directly: parallel points never share a
 file, and no DVC workspace lock is involved. Latency is measured after the fan-out, one model at a time, so
 no point is timed while others compete for the same cores. MLflow gets one parent run per task (experiment
@@ -10,6 +11,7 @@ resolved params (also as a ``params.yaml`` snapshot that reproduces it with ``dv
 registered as ``alap-<task>``.
 
     python -m flows.sweep --sparsities 0.5 0.75 --weights 1e-3 3e-3 --dask-workers 2
+    python -m flows.sweep --sparsities 0.75 --latency-points cpu-t2-0.7ms   # (backend, batch: sweep.latency)
     python -m flows.sweep --dask-address tcp://scheduler:8786 --point-resources GPU=1
 
 On a real cluster (``--dask-address``), ``--point-resources`` annotates each point's task with Dask resources, so
@@ -60,22 +62,29 @@ def layout(root: Path, task_name: str) -> TaskPaths:
 
 @dataclass(frozen=True)
 class SweepPoint:
-    """One (task, sparsity weight, sparsity) point: the params that reproduce it and where it writes."""
+    """One (task, sparsity weight, sparsity or latency budget) point: the params that reproduce it and where it
+    writes. A latency point (``latency``, one of its params' sweep.latency.points) has no sparsity until pruned."""
 
     task: str
     weight: float
-    sparsity: float
+    sparsity: float | None
     params: Params
     paths: TaskPaths
+    latency: str | None = None
+
+    @property
+    def point(self) -> str:
+        """The point's own name, its folder: ``s0.5`` or ``cpu-t2-33ms``."""
+        return self.latency or point_name(self.sparsity)
 
     @property
     def name(self) -> str:
-        """Run and task name, unique within a task's sweep (``w0.001-s0.5``)."""
-        return f"w{self.weight:g}-{point_name(self.sparsity)}"
+        """Run and task name, unique within a task's sweep (``w0.001-s0.5``, ``w0.001-cpu-t2-33ms``)."""
+        return f"w{self.weight:g}-{self.point}"
 
     @property
     def point_dir(self) -> Path:
-        return self.paths.point_dir(self.sparsity)
+        return self.paths.model_dir / self.point
 
 
 @dataclass(frozen=True)
@@ -110,11 +119,15 @@ def resolve_grid(
     sparsities: Sequence[float] | None = None,
     sparsity_weights: Sequence[float] | None = None,
     devices: Sequence[str] | None = None,
+    latency_points: Sequence[str] | None = None,
 ) -> SweepGrid:
-    """Expand the sweep parameters (defaults: params.yaml's run_tasks, sweep.sparsities, condense weight,
-    profile devices) into validated per-point params; bad values raise ParamsError before any work starts."""
+    """Expand the sweep parameters (defaults: params.yaml's run_tasks, sweep.sparsities, sweep.latency.points,
+    condense weight, profile devices) into validated per-point params; bad values raise ParamsError before any
+    work starts."""
     tasks = list(tasks or base.run_tasks)
     sparsities = list(sparsities or base.sweep.sparsities)
+    latency = base.sweep.latency.model_dump(mode="json")
+    latency["points"] = list(latency_points or latency["points"])
     weights = list(sparsity_weights or [base.condense.sparsity_weight])
     if len(set(weights)) != len(weights):
         raise ParamsError(f"sparsity_weights must be distinct, got {weights}")
@@ -123,7 +136,11 @@ def resolve_grid(
     for task_name in tasks:
         task_root = out_root / task_name
         teacher_params = _resolved(
-            base, f"task {task_name}", run_tasks=[task_name], profile=profile, sweep={"sparsities": sparsities}
+            base,
+            f"task {task_name}",
+            run_tasks=[task_name],
+            profile=profile,
+            sweep={"sparsities": sparsities, "latency": latency},
         )
         teachers[task_name] = (teacher_params, layout(task_root / TEACHER, task_name))
         for weight in weights:
@@ -132,9 +149,18 @@ def resolve_grid(
             runs[(task_name, weight)] = (run_params, paths)
             for sparsity in sparsities:
                 point_params = _resolved(
-                    run_params, f"{task_name} w={weight:g} s={sparsity:g}", sweep={"sparsities": [sparsity]}
+                    run_params,
+                    f"{task_name} w={weight:g} s={sparsity:g}",
+                    sweep={"sparsities": [sparsity], "latency": {**latency, "points": []}},
                 )
                 points.append(SweepPoint(task_name, weight, sparsity, point_params, paths))
+            for budget in latency["points"]:
+                point_params = _resolved(
+                    run_params,
+                    f"{task_name} w={weight:g} {budget}",
+                    sweep={"sparsities": [], "latency": {**latency, "points": [budget]}},
+                )
+                points.append(SweepPoint(task_name, weight, None, point_params, paths, budget))
     return SweepGrid(base, out_root, teachers, runs, points)
 
 
@@ -201,7 +227,14 @@ def sweep_grid(
     with _annotated(point_resources):
         futures = [
             compress_point_task.submit(
-                p.params, p.task, p.sparsity, p.paths, torch_home, p.name, wait_for=[condensed[(p.task, p.weight)]]
+                p.params,
+                p.task,
+                p.sparsity,
+                p.paths,
+                torch_home,
+                p.name,
+                p.latency,
+                wait_for=[condensed[(p.task, p.weight)]],
             )
             for p in grid.points
         ]
@@ -244,7 +277,7 @@ def _publish_points(grid: SweepGrid, results: list[dict], name: str) -> None:
             "task": point.task,
             "point": point.name,
             "sparsity_weight": point.weight,
-            "sparsity": point.sparsity,
+            "sparsity": result["sparsity"],
             "gmacs": measured.get("gmacs"),
             "fid": measured.get("fid"),
             "lpips_teacher": measured.get("lpips_teacher"),
@@ -292,7 +325,10 @@ def require_workers_with(address: str, resources: dict[str, float], timeout_s: f
 def _track(grid: SweepGrid, results: list[dict], name: str, project_dir: Path) -> None:
     """Per task a parent run, the teacher and every point as children (alap.tracking.runs.log_sweep_task)."""
     tracker = Tracker.connect(project_dir)
-    grid_id = {"out_root": str(grid.out_root), "points": [[p.task, p.weight, p.sparsity] for p in grid.points]}
+    grid_id = {
+        "out_root": str(grid.out_root),
+        "points": [[p.task, p.weight, p.latency or p.sparsity] for p in grid.points],
+    }
     for task_name, (params, paths) in grid.teachers.items():
         points = [
             SweepPointRun(p.name, p.params, p.paths, p.point_dir, p.point_dir / PARAMS_SNAPSHOT, result)
@@ -308,6 +344,7 @@ def sweep(
     sparsities: list[float] | None = None,
     sparsity_weights: list[float] | None = None,
     devices: list[str] | None = None,
+    latency_points: list[str] | None = None,
     params_path: str = "params.yaml",
     out_root: str = "sweeps/latest",
     torch_home: str = str(DEFAULT_TORCH_HOME),
@@ -320,7 +357,8 @@ def sweep(
     max_threads: int | None = None,
     point_resources: dict[str, float] | None = None,
 ) -> list[dict]:
-    """Sweep tasks x sparsity weights x sparsities from the base params; returns one summary per point.
+    """Sweep tasks x sparsity weights x points (sparsities and latency budgets, e.g. ``cpu-t2-33ms``) from the
+    base params; returns one summary per point.
 
     Params are validated (and the grid resolved) before any work, so a bad value fails at once; the work then
     runs as the subflow ``alap-sweep-grid`` on the chosen task runner. ``point_resources`` (e.g. ``{"GPU": 1}``)
@@ -329,7 +367,13 @@ def sweep(
     if point_resources and not dask_address:
         raise ValueError("point_resources need a Dask cluster whose workers have them: give dask_address too")
     grid = resolve_grid(
-        load_params(params_path), Path(out_root).resolve(), tasks, sparsities, sparsity_weights, devices
+        load_params(params_path),
+        Path(out_root).resolve(),
+        tasks,
+        sparsities,
+        sparsity_weights,
+        devices,
+        latency_points,
     )
     shares_process = not (dask_address or dask_workers) or not dask_processes
     with_dropout = [name for name in grid.teachers if getattr(grid.base.model, grid.base.tasks[name].arch).dropout]
@@ -370,6 +414,11 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--params", default="params.yaml")
     parser.add_argument("--tasks", nargs="+")
     parser.add_argument("--sparsities", nargs="+", type=float)
+    parser.add_argument(
+        "--latency-points",
+        nargs="+",
+        help="latency budgets <device>-<p50>ms, e.g. cpu-t2-33ms (backend, batch size: params' sweep.latency)",
+    )
     parser.add_argument("--weights", nargs="+", type=float, help="condense sparsity weights")
     parser.add_argument("--devices", nargs="+", help="profile devices, e.g. cpu-t1 cpu-t2 cuda0")
     parser.add_argument("--out-root", default="sweeps/latest")
@@ -389,6 +438,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         sparsities=args.sparsities,
         sparsity_weights=args.weights,
         devices=args.devices,
+        latency_points=args.latency_points,
         params_path=args.params,
         out_root=args.out_root,
         name=args.name,

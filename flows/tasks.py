@@ -127,16 +127,26 @@ def condense_run_task(params: Params, task_name: str, teacher_paths: TaskPaths, 
 
 @task(name="compress-point", task_run_name="{name}", cache_policy=NO_CACHE)
 def compress_point_task(
-    params: Params, task_name: str, sparsity: float, paths: TaskPaths, torch_home: str, name: str
+    params: Params,
+    task_name: str,
+    sparsity: float | None,
+    paths: TaskPaths,
+    torch_home: str,
+    name: str,
+    latency: str | None = None,
 ) -> dict:
-    """Prune, distill and evaluate one sweep point inside its own directory; records when it ran.
+    """Prune, distill and evaluate one sweep point inside its own directory: a sparsity's, or (``latency``, one of
+    params' sweep.latency.points, with ``sparsity`` None) a latency budget's; records when it ran.
 
     ``started``/``ended`` (wall-clock seconds) and ``worker`` (host:pid) show where and when it ran, so a sweep
-    can show that its points really overlapped on separate workers.
+    can show that its points really overlapped on separate workers. ``sparsity`` in the result is the one the
+    point reached (a latency point's is known once it is pruned).
     """
     started = time.time()
-    point_dir = paths.point_dir(sparsity)
-    prune_report = prune_point(params, task_name, sparsity, point_dir, paths)
+    point_dir = paths.model_dir / latency if latency else paths.point_dir(sparsity)
+    prune_params = params.at_latency_point(latency) if latency else params
+    prune_report = prune_point(prune_params, task_name, sparsity, point_dir, paths)
+    sparsity = prune_report["sparsity"]
     distill_report = distill_point(params, task_name, sparsity, point_dir, paths)
     metrics = evaluate_entry(params, task_name, point_dir.name, sparsity, Path(torch_home), point_dir, paths)
     return {

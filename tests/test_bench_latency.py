@@ -1,12 +1,20 @@
-"""`alap bench-latency` at toy size: every row measured once, an unreachable budget recorded, resume, report."""
+"""`alap bench-latency` at toy size: every row measured once, an unreachable budget recorded, resume, report; a
+trained student's int8 export scored beside its fp32 export."""
 
 from __future__ import annotations
 
 import json
 
 import yaml
+from tiny import tiny_params
 
+from alap.bench.latency_params import LatencyBenchParams
+from alap.bench.latency_report import build_latency_report
+from alap.bench.paper_latency import int8_students, read_int8_students
 from alap.cli import main
+from alap.config import Params
+from alap.models import build_generator, default_arch, save_checkpoint
+from alap.steps.data import prepare_data
 
 
 def _settings(tmp_path) -> dict:
@@ -73,3 +81,29 @@ def test_bench_latency_refuses_an_unknown_teacher(tmp_path, capsys) -> None:
     assert main(["bench-latency", "--settings", str(settings), "--teacher", "vgg"]) == 2
     assert "--teacher ['vgg']: not in the settings' teachers ['unet']" in capsys.readouterr().err
     assert not (tmp_path / "out").exists()
+
+
+def test_int8_students_beside_fp32_on_the_test_split(tmp_path, torch_home) -> None:
+    """A pipeline student's fp32 and int8 exports scored on its task's test images (FID/KID against the real
+    targets, LPIPS/PSNR against the ground truth and int8 against fp32) and timed, once; then in the report."""
+    pipeline = Params.model_validate(tiny_params(tmp_path))
+    prepare_data(pipeline, "seg2face")
+    arch = default_arch("unet", 8, 3, ngf=4, num_downs=5)
+    save_checkpoint(
+        tmp_path / "models" / "seg2face" / "s0.5" / "student.pt", build_generator(arch), arch, {"task": "seg2face"}
+    )
+    settings = LatencyBenchParams.model_validate(
+        {**_settings(tmp_path), "int8_students": [{"task": "seg2face", "model": "s0.5"}], "int8_calibration_images": 2}
+    )
+    [row] = int8_students(settings, pipeline, torch_home, tmp_path / "models")
+    assert row["images"] == pipeline.data.n_test and row["calibration_images"] == 2
+    for precision in ("fp32", "int8"):
+        assert row[precision]["fid"] >= 0 and 0 <= row[precision]["lpips"] and row[precision]["p50_ms"]["cpu-t1"] > 0
+    assert 0 <= row["lpips_vs_fp32"] < row["fp32"]["lpips"] + 1 and row["psnr_vs_fp32"] > 10
+    stored = tmp_path / "out" / "int8_students" / "seg2face-s0.5.json"
+    stamp = stored.stat().st_mtime_ns
+    assert int8_students(settings, pipeline, torch_home, tmp_path / "models") == [row]  # measured once
+    assert stored.stat().st_mtime_ns == stamp
+    report = build_latency_report({}, settings, [], None, read_int8_students(settings))
+    assert "## int8 on trained students" in report
+    assert "| seg2face/s0.5 | fp32 |" in report and "| seg2face/s0.5 | int8 |" in report

@@ -187,6 +187,18 @@ CASES = [
     (["prune", "--task", "seg2face", "--sparsity", "-0.1"], "--sparsity: -0.1 is out of range", None),
     (["prune", "--task", "seg2face", "--sparsity", "nan"], "--sparsity: nan is out of range", None),
     (["prune", "--task", "seg2face", "--sparsity", "half"], "--sparsity: 'half' is not a number", None),
+    (["prune", "--task", "seg2face", "--latency", "gpu-3ms"], "--latency: 'gpu-3ms': expected <device>-<p50>ms", None),
+    (
+        ["prune", "--task", "seg2face", "--latency", "cpu-t2-5ms"],
+        "latency point 'cpu-t2-5ms' is not in sweep.latency.points []",
+        None,
+    ),
+    (["prune", "--task", "seg2face", "--sparsity", "0.5", "--latency", "cpu-t2-5ms"], "not allowed with", None),
+    (
+        ["evaluate", "--task", "seg2face", "--latency", "cpu-t2-5ms"],
+        "cpu-t2-5ms/prune_report.json: no prune report",
+        None,
+    ),
     ([*PRUNE, "--out", "afile"], "afile: is a file; expected a folder", None),
     ([*PRUNE, "--out", "afile/s0.5"], "afile/s0.5: cannot be written: afile is a file", None),
     (PRUNE, "condensed.pt: no such file", put(None)),

@@ -63,6 +63,18 @@ def test_params_yaml_is_a_valid_profile():
         (lambda d: d["promote"].update(device="cpu t2"), "promote.device"),
         (lambda d: d["promote"].update(prefer="size"), "promote.prefer"),
         (lambda d: d["promote"].update(max_p50=33), "promote.max_p50"),
+        (lambda d: d["sweep"]["latency"].update(points=["gpu-33ms"]), "expected <device>-<p50>ms"),
+        (lambda d: d["sweep"]["latency"].update(points=["cpu-t2-33.0ms"]), "write it 'cpu-t2-33ms'"),
+        (lambda d: d["sweep"]["latency"].update(points=["cpu-t2-33ms"] * 2), "points must be distinct"),
+        (lambda d: d["sweep"]["latency"].update(backend="tflite"), "sweep.latency.backend"),
+        (lambda d: d["sweep"].pop("latency"), "sweep.latency: dvc.yaml iterates sweep.latency.points"),
+        (lambda d: d["sweep"]["latency"].pop("points"), "sweep.latency.points: dvc.yaml iterates it"),
+        (lambda d: d["sweep"].update(sparsities=[]), "at least one point in sweep.sparsities or sweep.latency.points"),
+        (
+            lambda d: d["prune"].update(target="latency", latency={"device": "cpu-t2", "p50_ms": 33}),
+            "prune.target 'latency' with dvc: dvc.yaml's latency budgets are sweep points: list them in "
+            "sweep.latency.points (e.g. 'cpu-t2-33ms')",
+        ),
     ],
 )
 def test_bad_params_name_the_key(tmp_path, mutate, fragment):
@@ -144,3 +156,24 @@ def test_code_defaults_are_the_demo_profile():
         "promote",
     ):
         assert getattr(defaults, section) == getattr(demo_params, section), section
+
+
+def test_latency_points_plan_their_own_budget(tmp_path):
+    """A sweep of latency points alone is valid; each point prunes to its own budget with the shared backend and
+    batch size, the other prune settings kept, and a name outside the sweep is refused."""
+    data = demo()
+    data["sweep"] = {"sparsities": [], "latency": {"points": ["cpu-t2-0.7ms", "cuda0-2.5ms"], "backend": "torch"}}
+    params = load_params(write(tmp_path, data))
+    point = params.at_latency_point("cpu-t2-0.7ms").prune
+    assert point.target == "latency" and point.sparsity is None and point.min_width == params.prune.min_width
+    assert point.latency.model_dump() == {
+        "device": "cpu-t2",
+        "backend": "torch",
+        "batch_size": 1,
+        "p50_ms": 0.7,
+        "tolerance": 0.05,
+    }
+    assert params.at_latency_point("cuda0-2.5ms").prune.latency.device == "cuda0"
+    assert params.prune.target == "macs"  # the section itself is unchanged
+    with pytest.raises(ValueError, match="not in sweep.latency.points"):
+        params.at_latency_point("cpu-t1-0.7ms")

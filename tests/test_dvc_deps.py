@@ -208,3 +208,27 @@ def test_rule_sees_function_imports_and_module_level_imports_transitively() -> N
 def test_allowlist_names_existing_modules() -> None:
     for module, path in NOT_DEPS.items():
         assert _module_file(module) == ROOT / path, module
+
+
+def test_latency_stage_groups_match_their_sparsity_twins() -> None:
+    """DVC names a matrix stage after its items, so the latency points (``prune-latency@<task>-cpu-t2-33ms``) have
+    stage groups of their own; each differs from its sparsity twin only in the point: the same command with
+    ``--latency``, the same code deps (plus alap/points.py, the sparsity a latency point reached) and params
+    (plus the prune stage's shared budget settings)."""
+    stages = yaml.safe_load((ROOT / "dvc.yaml").read_text())["stages"]
+    twins = [name for name in stages if f"{name}-latency" in stages]
+    assert twins == ["prune", "distill", "evaluate", "profile"]
+
+    def code(body: dict) -> set[str]:
+        return {dep for dep in body["deps"] if isinstance(dep, str) and "${" not in dep} - {"alap/points.py"}
+
+    for name in twins:
+        sparsity, latency = stages[name], stages[f"{name}-latency"]
+        assert code(latency) == code(sparsity), name
+        as_sparsity = (
+            latency["cmd"].replace("--latency ${item.p}", "--sparsity ${item.s}").replace("}/${item.p}", "}/s${item.s}")
+        )
+        assert as_sparsity == sparsity["cmd"], name
+        shared = [p for p in latency["params"] if not str(p).startswith("sweep.latency.")]
+        assert shared == sparsity["params"], name
+        assert latency["matrix"] == {"task": "${run_tasks}", "p": "${sweep.latency.points}"}

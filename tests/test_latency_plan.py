@@ -11,7 +11,7 @@ import json
 import pytest
 from pydantic import ValidationError
 
-from alap.compress.latency_plan import BudgetUnreachable
+from alap.compress.latency_plan import BudgetUnreachable, auto_round_to
 from alap.compress.params import LatencyTarget, PruneParams
 from alap.compress.prune import prune
 from alap.models import build_generator
@@ -31,8 +31,10 @@ class ExecutedMacs:
         return 1000.0 * count_gmacs(build_generator(arch), (3, SIZE, SIZE))
 
 
-def _latency(p50_ms: float, **extra) -> PruneParams:
-    return PruneParams(target="latency", latency=LatencyTarget(device="cpu-t1", p50_ms=p50_ms, **extra))
+def _latency(p50_ms: float, round_to: int | str = 1, **extra) -> PruneParams:
+    """Kept widths as planned (round_to 1) unless given: minimality is asserted channel by channel."""
+    latency = LatencyTarget(device="cpu-t1", p50_ms=p50_ms, **extra)
+    return PruneParams(target="latency", latency=latency, round_to=round_to)
 
 
 @pytest.mark.parametrize("kind,norm", [("unet", "batch"), ("resnet", "instance")])
@@ -109,3 +111,19 @@ def test_latency_settings_mean_one_thing() -> None:
         LatencyTarget(device="cpu", p50_ms=10)
     with pytest.raises(ValidationError):
         LatencyTarget(p50_ms=0)
+
+
+def test_round_to_auto_is_the_multiple_measured_for_the_kind_and_device() -> None:
+    """auto: 8 for a U-Net's latency target on a CPU (reports/latency.md), 1 where nothing was measured or no
+    device is targeted; a number is kept. The planner then plans with the rounded widths."""
+    assert auto_round_to(PruneParams(target="macs", sparsity=0.5), "unet") == 1
+    assert auto_round_to(_latency(1.0, round_to="auto"), "unet") == 8
+    assert auto_round_to(_latency(1.0, round_to="auto"), "resnet") == 1
+    cuda = PruneParams(target="latency", latency=LatencyTarget(device="cuda0", p50_ms=1.0))
+    assert cuda.round_to == "auto" and auto_round_to(cuda, "unet") == 1
+    assert auto_round_to(_latency(1.0, round_to=4), "unet") == 4
+    model, arch = _condensed("unet", "batch")
+    cost = ExecutedMacs()
+    result = prune(model, arch, _latency(0.5 * cost.p50_ms(arch), round_to="auto"), _inputs(), timer=cost)
+    assert result.report["round_to"] == 8 and result.report["channels_removed"] > 0
+    assert all(kept % 8 == 0 or kept == width for width, kept in result.report["widths"].values())

@@ -31,7 +31,7 @@ def tiny_params(root: Path, tasks: list[str] | None = None, sparsities: list[flo
     params["distill"].update(
         steps=4, checkpoint_every=2, validate_every=2, feature_layers={"unet": ["down2"], "resnet": ["block1"]}
     )
-    params["sweep"] = {"sparsities": sparsities or [0.5]}
+    params["sweep"] = {**params["sweep"], "sparsities": sparsities or [0.5]}
     params["evaluate"].update(batch_size=8, kid_subset_size=4, grid_rows=2)
     params["profile"] = {
         "devices": ["cpu-t1"],

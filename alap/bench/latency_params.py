@@ -25,6 +25,14 @@ class PaperTeacher(_Strict):
     norm: Literal["batch", "instance"] = Field(description="the reference's: batch (pix2pix), instance (CycleGAN)")
 
 
+class Int8Student(_Strict):
+    """A trained student of the pipeline whose int8 export is scored against its fp32 export
+    (alap.profile.int8_quality): ``models/<task>/<model>/student.pt``, the task as the params file defines it."""
+
+    task: str = Field(description="a task of the params file (its test split is scored)")
+    model: str = Field(description="the student's point name, e.g. s0.75")
+
+
 class LatencyBenchParams(_Strict):
     """What the paper-resolution latency benchmark measures and where it writes."""
 
@@ -55,6 +63,12 @@ class LatencyBenchParams(_Strict):
         3, description="interleaved timing rounds of the width comparison (its p50 is the median over rounds)"
     )
     int8: bool = Field(True, description="also time every row quantized to int8 (onnxruntime static, QDQ)")
+    int8_students: list[Int8Student] = Field(
+        default_factory=list,
+        description="trained pipeline students whose int8 export's quality and latency are set beside their fp32 "
+        "export's (the paper-size rows are untrained: no quality there)",
+    )
+    int8_calibration_images: PositiveInt = Field(8, description="training inputs int8 calibrates on")
     warmup: int = Field(2, ge=0)
     min_repeats: PositiveInt = 5
     min_seconds: float = Field(1.0, ge=0)

@@ -106,6 +106,63 @@ def int8_table(rows: dict[str, dict[str, Any]], params: LatencyBenchParams) -> l
     return lines if len(lines) > 2 else []
 
 
+def int8_students_table(rows: list[dict[str, Any]], params: LatencyBenchParams) -> list[str]:
+    """Trained students: fp32 and int8 exports side by side, quality against the task's test targets, the int8
+    output against the fp32 output, and batch-1 ORT p50 per device."""
+    head = [
+        "student",
+        "precision",
+        "FID",
+        "KID (± std)",
+        "PSNR (dB)",
+        "LPIPS",
+        "LPIPS to fp32",
+        "PSNR to fp32 (dB)",
+        *[f"{d} ORT p50 (ms)" for d in params.devices],
+    ]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for row in rows:
+        for precision in ("fp32", "int8"):
+            q = row[precision]
+            own = precision == "fp32"
+            cells = [
+                f"{row['task']}/{row['model']}",
+                precision,
+                f"{q['fid']:.1f}",
+                f"{q['kid']:.4f} ± {q['kid_std']:.4f}",
+                f"{q['psnr']:.2f}",
+                f"{q['lpips']:.4f}",
+                "-" if own else f"{row['lpips_vs_fp32']:.5f}",
+                "-" if own else f"{row['psnr_vs_fp32']:.1f}",
+            ]
+            for device in params.devices:
+                p50 = q["p50_ms"][device]
+                gain = "" if own else f" ({row['fp32']['p50_ms'][device] / p50:.2f}x)"
+                cells.append(f"{p50:.3f}{gain}")
+            lines.append("| " + " | ".join(cells) + " |")
+    return lines
+
+
+def int8_students_section(rows: list[dict[str, Any]], params: LatencyBenchParams) -> list[str]:
+    """The report's section on trained students in int8 (empty without any)."""
+    if not rows:
+        return []
+    sizes = sorted({row["image_size"] for row in rows})
+    return [
+        "",
+        "## int8 on trained students (ONNX Runtime static QDQ against the fp32 export)",
+        "",
+        f"Each student's fp32 ONNX export and its int8 copy (calibrated on {rows[0]['calibration_images']} training "
+        f"inputs of its task) run by ONNX Runtime on the task's {rows[0]['images']} test images at "
+        f"{'/'.join(map(str, sizes))} px; outputs rounded to 8 bits before every metric. FID and KID against the real "
+        "test targets, PSNR and LPIPS against the ground truth, and the int8 output against the fp32 output (the "
+        "cost of quantization alone); the p50 of each file at batch 1, with int8's speed-up over fp32. 1-minute "
+        "load average when measured: " + ", ".join(f"{row['load_average_1min']:.1f}" for row in rows) + ".",
+        "",
+        *int8_students_table(rows, params),
+    ]
+
+
 def widths_table(rows: list[dict[str, Any]], params: LatencyBenchParams) -> list[str]:
     base = {device: rows[0]["p50_ms"][device] for device in params.devices}
     head = ["kept widths", "GMACs", *[f"{d} ORT p50 (ms)" for d in params.devices]]
@@ -153,8 +210,10 @@ def build_latency_report(
     params: LatencyBenchParams,
     notes: list[str],
     widths: dict[str, list[dict[str, Any]]] | None = None,
+    int8_students: list[dict[str, Any]] | None = None,
 ) -> str:
-    """Write reports/latency.md (and the plot) from ``results`` ({teacher: {row: row}}); returns the text."""
+    """Write reports/latency.md (and the plot) from ``results`` ({teacher: {row: row}}), the width comparison and
+    the trained students' int8 comparison; returns the text."""
     loads = [
         row["load_average_1min"] for rows in results.values() for row in rows.values() if "load_average_1min" in row
     ]
@@ -200,6 +259,7 @@ def build_latency_report(
         ]
         for name, rows in widths.items():
             lines += ["", f"{name}:", "", *widths_table(rows, params)]
+    lines += int8_students_section(int8_students or [], params)
     plot_latency_vs_gmacs(results, params)
     lines += ["", f"![latency vs GMACs]({params.plot.relative_to(params.report.parent).as_posix()})", ""]
     text = "\n".join(lines)

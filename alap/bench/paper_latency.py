@@ -32,6 +32,7 @@ from alap.compress.condense import condense
 from alap.compress.latency_plan import BudgetUnreachable
 from alap.compress.params import CondenseParams, LatencyTarget, PruneParams
 from alap.compress.prune import prune
+from alap.config import Params
 from alap.data.batches import BatchStream
 from alap.data.faces import draw_face, render_face
 from alap.metrics.cost import count_gmacs, count_params_m
@@ -39,6 +40,7 @@ from alap.models import arch_of, build_generator, default_arch, load_checkpoint,
 from alap.objectives import TeacherObjective
 from alap.profile.candidates import CandidateTimer
 from alap.profile.export import export_onnx
+from alap.profile.int8_quality import int8_quality
 from alap.profile.latency import measure_latency, profile_model
 from alap.profile.quantize import int8_output_cost, quantize_int8
 
@@ -47,6 +49,7 @@ log = logging.getLogger(__name__)
 TEACHER_ROW = "teacher"
 WIDTHS_FILE = "widths.json"
 INT8_SUFFIX = ".int8.json"
+INT8_STUDENTS_DIR = "int8_students"
 
 
 def budget_row(p50_ms: float) -> str:
@@ -292,6 +295,40 @@ def read_rows(params: LatencyBenchParams) -> dict[str, dict[str, Any]]:
         if rows:
             found[name] = rows
     return found
+
+
+def int8_students(
+    params: LatencyBenchParams, pipeline: Params, torch_home: Path, models: Path = Path("models")
+) -> list[dict[str, Any]]:
+    """Each of ``params.int8_students`` scored in fp32 and int8 (alap.profile.int8_quality) and timed on
+    ``params.devices`` with the pipeline's profile settings; one JSON file per student in ``out_dir/int8_students/``
+    (measured once: a rerun reads it)."""
+    rows = []
+    for student in params.int8_students:
+        path = params.out_dir / INT8_STUDENTS_DIR / f"{student.task}-{student.model}.json"
+        if not path.is_file():
+            log.info("%s/%s: fp32 and int8 exports on its test split ...", student.task, student.model)
+            profile = pipeline.profile  # timed as the pipeline's profile stage times its models
+            timing = {"warmup": profile.warmup, "min_repeats": profile.min_repeats, "min_seconds": profile.min_seconds}
+            row = int8_quality(
+                pipeline,
+                student.task,
+                student.model,
+                params.devices,
+                torch_home,
+                models,
+                params.int8_calibration_images,
+                timing,
+            )
+            io.write_json(path, {**row, "load_average_1min": os.getloadavg()[0]})
+        rows.append(json.loads(path.read_text()))
+    return rows
+
+
+def read_int8_students(params: LatencyBenchParams) -> list[dict[str, Any]]:
+    """The int8 student comparisons on disk, in the settings' order."""
+    files = [params.out_dir / INT8_STUDENTS_DIR / f"{s.task}-{s.model}.json" for s in params.int8_students]
+    return [json.loads(path.read_text()) for path in files if path.is_file()]
 
 
 def read_widths(params: LatencyBenchParams) -> dict[str, list[dict[str, Any]]]:

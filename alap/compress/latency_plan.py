@@ -21,10 +21,29 @@ import logging
 from collections.abc import Callable
 from typing import Any
 
-from alap.compress.params import LatencyTarget
+from alap.compress.params import LatencyTarget, PruneParams
 from alap.errors import UserError
 
 log = logging.getLogger(__name__)
+
+
+# Kept-width multiples measured to pay, per generator kind and device kind (reports/latency.md, "Kept widths"): at
+# 256 px and 8x fewer MACs, ONNX Runtime batch 1, 3 interleaved rounds on the 2-core EPYC under load 2-4.5, a U-Net
+# with widths rounded up to multiples of 8 ran 13% (cpu-t1) and 16% (cpu-t2) faster than as planned at equal MACs
+# (16: 19% and 15%; 4: 6%); a ResNet's multiples stayed within the rounds' 10% spread. Untimed pairs (CUDA) stay 1.
+AUTO_ROUND_TO = {("unet", "cpu"): 8}
+
+
+def auto_round_to(params: PruneParams, kind: str) -> int:
+    """``params.round_to``, with ``auto`` resolved: the multiple measured to pay for generator ``kind`` on the
+    latency target's device kind (AUTO_ROUND_TO), 1 for every other target (no device, so nothing measured). The
+    planner times the rounded candidates, so a latency budget holds whatever the multiple."""
+    if params.round_to != "auto":
+        return params.round_to
+    if params.target != "latency":
+        return 1
+    device_kind = "cpu" if params.latency.device.startswith("cpu") else "cuda"
+    return AUTO_ROUND_TO.get((kind, device_kind), 1)
 
 
 class BudgetUnreachable(UserError):

@@ -6,7 +6,7 @@ Why here and not in alap/config.py: the compression code validates its own input
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, PositiveInt, model_validator
 
@@ -98,7 +98,8 @@ class PruneParams(_Strict):
     - ``latency``: along the same ranking, the fewest channels removed whose *measured* p50 on ``latency.device``
       meets ``latency.p50_ms`` (alap.compress.latency_plan); takes no ``sparsity``.
     Kept widths are optionally rounded up to a multiple of ``round_to`` (never below ``round_to`` nor above the
-    layer's width) so the student maps well onto SIMD lanes and tensor cores.
+    layer's width) so the student maps well onto SIMD lanes and tensor cores; ``auto`` is the multiple measured to
+    pay for the generator kind on the target's device (alap.compress.latency_plan.auto_round_to), 1 without one.
     In params.yaml ``sparsity`` is never set: each sweep point brings its own (``sweep.sparsities``).
     """
 
@@ -107,7 +108,11 @@ class PruneParams(_Strict):
         None, ge=0.0, lt=1.0, description="fraction of channels or MACs to remove (targets 'channels' and 'macs')"
     )
     threshold: float = Field(1e-2, ge=0.0, description="scale-factor threshold (target 'threshold')")
-    round_to: int = Field(1, ge=1, le=256, description="round kept widths up to a multiple of this (1 = off)")
+    round_to: Annotated[int, Field(ge=1, le=256)] | Literal["auto"] = Field(
+        "auto",
+        description="round kept widths up to a multiple of this (1 = off); auto: what was measured to pay on the "
+        "latency target's device for the generator kind (8 for a U-Net on CPU), else 1",
+    )
     min_width: int = Field(2, ge=1, description="never keep fewer channels than this in a layer")
     min_width_fraction: float = Field(
         0.0,

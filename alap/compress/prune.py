@@ -52,7 +52,7 @@ import torch
 import torch_pruning as tp
 from torch import nn
 
-from alap.compress.latency_plan import plan_for_latency
+from alap.compress.latency_plan import auto_round_to, plan_for_latency
 from alap.compress.params import PruneParams
 from alap.compress.scale_factors import ChannelLayer, conv_macs, trace_layers
 from alap.metrics.cost import count_gmacs, count_params_m
@@ -111,6 +111,7 @@ def prune(
     example input's shape, with the on-disk cache).
     """
     params = PruneParams.model_validate(params.model_dump())  # re-check ranges after model_copy(update=...)
+    params = params.model_copy(update={"round_to": auto_round_to(params, arch["kind"])})
     _check_inputs(model, arch, example_input)
     probe = example_input[: params.probe_samples]
     work = copy.deepcopy(model).eval()

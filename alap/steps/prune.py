@@ -32,7 +32,8 @@ def prune_point(
     latency_cache: Path = LATENCY_CACHE,
 ) -> dict:
     """Prune the condensed network of ``task_name`` at ``sparsity`` (None for target 'latency', whose budget is
-    ``params.prune.latency``) into ``out_dir/pruned.pt`` (+ report JSON).
+    ``params.prune.latency``: the report and checkpoint then record the sparsity it reached, the fraction of MACs
+    removed) into ``out_dir/pruned.pt`` (+ report JSON).
 
     ``paths`` locates the condensed network (default: the DVC layout); a sweep passes its own per-run layout.
     ``latency_cache`` holds the latency planner's candidate timings (alap.profile.candidates).
@@ -48,6 +49,8 @@ def prune_point(
         timer = CandidateTimer(settings.latency, tuple(example.shape[1:]), cache_dir=latency_cache)
     started = time.perf_counter()
     result = prune(condensed, arch_of(condensed), settings, example, timer=timer)
+    if timer is not None:  # a budget's point: its sparsity is the fraction of MACs it removed
+        sparsity = result.report["macs_removed_fraction"]
     report = {**result.report, "sparsity": sparsity, **stage_times(time.perf_counter() - started)}
     if timer is not None:
         report["latency"] = remeasured(report["latency"], timer, result.student)

@@ -22,7 +22,7 @@ import csv
 import json
 import logging
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, NamedTuple
 
@@ -30,10 +30,12 @@ import numpy as np
 import torch
 
 from alap.bench.params import BenchParams
+from alap.compress.params import PruneParams
 from alap.config import Params, PromoteParams
 from alap.metrics.names import METRICS, LatencyKey
 from alap.models import load_checkpoint
 from alap.paths import TaskPaths
+from alap.points import PRUNE_REPORT, recorded_sparsity
 from alap.report.build import plot_paths
 from alap.report.tables import CONDENSED, GRID_FILE, LATENCY_FILE, METRICS_FILE, TEACHER, load_task
 from alap.task import Task
@@ -61,7 +63,8 @@ def experiment_name(task: str) -> str:
 @dataclass(frozen=True)
 class ModelOutputs:
     """Where one model's outputs are: its report directory (metrics, latency, grid, ONNX), its checkpoint, the
-    reports of the stages that made it (their times become the run's), and a student's sparsity."""
+    reports of the stages that made it (their times become the run's), a student's sparsity and, for a student
+    planned for a latency budget, the p50 its plan predicted and the one its prune re-measured (``plan``)."""
 
     task: str
     model: str
@@ -69,6 +72,7 @@ class ModelOutputs:
     checkpoint: Path
     stage_reports: tuple[Path, ...] = ()
     sparsity: float | None = None
+    plan: Mapping[str, float] = field(default_factory=dict)
 
     @classmethod
     def of(cls, paths: TaskPaths, model: str) -> ModelOutputs:
@@ -77,7 +81,7 @@ class ModelOutputs:
             TEACHER: (paths.train_metrics, paths.teacher_source),
             CONDENSED: (paths.condense_report,),
         }.get(model, (paths.model_dir / model / "prune_report.json", paths.model_dir / model / "distill_report.json"))
-        sparsity = None if model in (TEACHER, CONDENSED) else _sparsity_of(paths.model_dir / model)
+        sparsity, plan = (None, {}) if model in (TEACHER, CONDENSED) else _prune_record(paths.model_dir / model)
         return cls(
             paths.task,
             model,
@@ -85,6 +89,7 @@ class ModelOutputs:
             paths.checkpoint(model),
             stage_reports,
             sparsity,
+            plan,
         )
 
     @property
@@ -96,17 +101,28 @@ class ModelOutputs:
         return time_window(json.loads(path.read_text()) for path in self.stage_reports if path.is_file())
 
 
-def _sparsity_of(point_dir: Path) -> float:
-    """A student's sparsity, as its prune stage recorded it."""
-    report = point_dir / "prune_report.json"
-    if not report.is_file():
-        raise FileNotFoundError(f"{report}: no prune report for the student in {point_dir}")
-    return float(json.loads(report.read_text())["sparsity"])
+def _prune_record(point_dir: Path) -> tuple[float, dict[str, float]]:
+    """A student's sparsity as its prune stage recorded it and, for a latency budget's student, the p50 its plan
+    predicted and the one measured of the pruned student itself (``latency_plan.*`` metrics)."""
+    sparsity = recorded_sparsity(point_dir)
+    plan = json.loads((point_dir / PRUNE_REPORT).read_text()).get("latency") or {}
+    keys = {"planned_p50_ms": "p50_ms_planned", "student_p50_ms": "p50_ms_student"}
+    return sparsity, {f"latency_plan.{name}": float(plan[key]) for name, key in keys.items() if key in plan}
+
+
+def prune_settings(params: Params, model: str) -> PruneParams:
+    """The prune settings a student was made with: a latency point of the sweep plans for its own budget
+    (prune.target 'latency', prune.latency its device, backend, batch size and p50), a sparsity point with the
+    ``prune`` section."""
+    if model in params.sweep.latency.points:
+        return params.at_latency_point(model).prune
+    return params.prune
 
 
 def branch_params(params: Params, outputs: ModelOutputs) -> dict[str, Any]:
     """The resolved params one model was made and measured with: its task's entry, the sections its stages read
-    (the task's own train overrides applied), and for a student its ``sparsity`` as a number.
+    (the task's own train overrides applied), and for a student its ``sparsity`` as a number (a latency point's:
+    the one it reached; its budget is prune.target 'latency' and prune.latency.*).
 
     Pipeline and sweep runs log exactly this, so runs of one task compare and filter on the same keys; another
     task's settings are not a model's params."""
@@ -128,7 +144,7 @@ def branch_params(params: Params, outputs: ModelOutputs) -> dict[str, Any]:
     if outputs.model != TEACHER:
         branch["condense"] = params.condense.model_dump(mode="json")
     if outputs.is_student:
-        branch["prune"] = params.prune.model_dump(mode="json")
+        branch["prune"] = prune_settings(params, outputs.model).model_dump(mode="json")
         branch["distill"] = params.distill.model_dump(mode="json")
         branch["sparsity"] = outputs.sparsity
     branch["evaluate"] = params.evaluate.model_dump(mode="json")
@@ -222,6 +238,7 @@ def log_model(
     for students, the registered version.
     """
     found = report_metrics(outputs)
+    found["metrics"].update(outputs.plan)
     run_tags = {"alap.task": outputs.task, "alap.model": outputs.model, **(tags or {})}
     run_tags.update(flatten(found["weights"], "alap.weights"))
     run_id = log_child(
@@ -294,6 +311,8 @@ def _stages_of(params: Params, task: str, model: str, sparsity: float | None) ->
         return [f"{'import' if params.tasks[task].teacher is not None else 'train'}@{task}"]
     if model == CONDENSED:
         return [f"condense@{task}"]
+    if model in params.sweep.latency.points:
+        return [f"prune-latency@{task}-{model}", f"distill-latency@{task}-{model}"]
     return [f"prune@{task}-{sparsity:g}", f"distill@{task}-{sparsity:g}"]
 
 
