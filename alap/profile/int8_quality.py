@@ -16,7 +16,6 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 from torch.utils.data import DataLoader
 
@@ -24,7 +23,7 @@ from alap.config import Params
 from alap.evaluate import real_features_cached
 from alap.metrics.fid import InceptionFeatures, fid_from_features, kid_from_features
 from alap.metrics.lpips_metric import LpipsMetric
-from alap.metrics.pixel import PSNR_CAP_DB, psnr
+from alap.metrics.pixel import PSNR_CAP_DB, psnr, round_to_8bit
 from alap.paths import TaskPaths
 from alap.profile.devices import ort_session, parse_device
 from alap.profile.export import INPUT_NAME, OUTPUT_NAME, export_onnx
@@ -35,12 +34,6 @@ from alap.task import Task
 log = logging.getLogger(__name__)
 
 PRECISIONS = ("fp32", "int8")
-
-
-def saved_as_8bit(images: np.ndarray) -> torch.Tensor:
-    """Generated images in [-1, 1] as a saved 8-bit image holds them, read back into [-1, 1] (u / 127.5 - 1)."""
-    levels = np.round((np.clip(images, -1.0, 1.0) + 1.0) * 127.5)
-    return torch.from_numpy(levels / 127.5 - 1.0).float()
 
 
 def int8_quality(
@@ -80,7 +73,10 @@ def int8_quality(
         }
         for batch in DataLoader(test_set, batch_size=params.evaluate.batch_size):
             feed = {INPUT_NAME: batch["A"].float().numpy()}
-            out = {name: saved_as_8bit(s.run([OUTPUT_NAME], feed)[0]) for name, s in sessions.items()}
+            out = {
+                name: round_to_8bit(torch.from_numpy(s.run([OUTPUT_NAME], feed)[0]).clamp(-1, 1))
+                for name, s in sessions.items()
+            }
             target = batch["B"].float()
             for name in PRECISIONS:
                 features[name].append(inception.features(out[name]))
