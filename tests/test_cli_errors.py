@@ -226,7 +226,7 @@ CASES = [
         put("pickled.pth", "models/seg2face/s0.5/pruned.pt"),
     ),
     # evaluate, profile, weights, report
-    (["evaluate", "--task", "seg2face"], "one of the arguments --model --sparsity is required", None),
+    (["evaluate", "--task", "seg2face"], "one of the arguments --model --sparsity --latency is required", None),
     (["evaluate", "--task", "seg2face", "--model", "student"], "--model: invalid choice: 'student'", None),
     (["evaluate", "--task", "seg2face", "--sparsity", "2"], "--sparsity: 2 is out of range", None),
     (["evaluate", "--task", "seg2face", "--sparsity", "0.5"], "s0.5/student.pt: no such file", None),
