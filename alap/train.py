@@ -2,13 +2,16 @@
 
 Writes the A->B generator as an alap checkpoint (``teacher.pt``), the rest of the GAN (discriminators, and the
 reverse generator for CycleGAN) as ``teacher_aux.pt`` so condensing can continue the same objective, and a
-small metrics file comparing the teacher with the mean-image predictor on the test split.
+small metrics file comparing the teacher with its floors on the test split (alap/metrics/baselines.py): the
+mean-image predictor's PSNR where there is ground truth, and for unpaired tasks the identity's FID/KID (the
+untranslated inputs against the real target images), to read next to the teacher's ``fid`` from evaluate.
 """
 
 from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
+from pathlib import Path
 
 import torch
 from torch import nn
@@ -20,10 +23,11 @@ from alap.device import resolve_device
 from alap.dist import current_world
 from alap.gan_aux import aux_archs, build_aux, save_aux
 from alap.loop import fit, params_key
-from alap.metrics.baselines import psnr_vs_mean_image
+from alap.metrics.baselines import fid_of_identity, psnr_vs_mean_image
+from alap.metrics.fid import InceptionFeatures
 from alap.models import build_generator, save_checkpoint
 from alap.objectives import Objective, make_objective
-from alap.paths import TaskPaths
+from alap.paths import DEFAULT_TORCH_HOME, TaskPaths
 from alap.seeding import seeded
 from alap.task import Task
 from alap.timing import stage_times
@@ -60,9 +64,12 @@ class TrainResult:
     psnr_mean_image: float | None
 
 
-def train_teacher(params: Params, task_name: str, paths: TaskPaths | None = None) -> TrainResult | None:
+def train_teacher(
+    params: Params, task_name: str, paths: TaskPaths | None = None, torch_home: Path = DEFAULT_TORCH_HOME
+) -> TrainResult | None:
     """Train the teacher of ``task_name``; resumes from its resume checkpoint after a kill. In a multi-process run
-    (alap/dist.py) every rank trains and rank 0 alone writes and returns; the others return None."""
+    (alap/dist.py) every rank trains and rank 0 alone writes and returns; the others return None. An unpaired
+    task's identity baseline needs the FID Inception weights in ``torch_home`` (``alap weights``)."""
     task = Task.from_params(params, task_name)
     paths = paths or TaskPaths(task_name)
     device = resolve_device(params.device)
@@ -102,6 +109,10 @@ def train_teacher(params: Params, task_name: str, paths: TaskPaths | None = None
     save_aux(paths.teacher_aux, task_name, aux_archs(task, arch, params), aux)
 
     psnr_test, psnr_mean = psnr_vs_mean_image(task, generator, device) or (None, None)
+    identity = {}
+    if task.objective_kind == "cycle":
+        inception = InceptionFeatures(torch_home, device)
+        identity = fid_of_identity(task, inception, params.evaluate.kid_subset_size)
     result = TrainResult(steps=total, wall_s=round(fitted.wall_s, 1), psnr_test=psnr_test, psnr_mean_image=psnr_mean)
     io.write_json(
         paths.train_metrics,
@@ -109,6 +120,7 @@ def train_teacher(params: Params, task_name: str, paths: TaskPaths | None = None
             "task": task_name,
             **result.__dict__,
             "psnr_gain_db": None if psnr_test is None else psnr_test - psnr_mean,
+            **identity,
             **stage_times(fitted.wall_s),
         },
     )

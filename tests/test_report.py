@@ -376,6 +376,18 @@ def test_cost_notes_give_teacher_quality_and_compression_time(reports: Path, tmp
         build_report(reports, ["seg2face", "horse2zebra"], GATE, models)
 
 
+def test_teacher_note_of_an_unpaired_task_gives_the_identity_fid(tmp_path: Path) -> None:
+    """A CycleGAN teacher is judged by its FID against the untranslated inputs' (train_metrics.json's fid_identity)."""
+    from alap.paths import TaskPaths
+    from alap.report.costs import teacher_note
+
+    paths = TaskPaths("horse2zebra", models=tmp_path / "models", reports=tmp_path / "reports")
+    _write(paths.train_metrics, {"steps": 2400, "wall_s": 600.0, "fid_identity": 437.44})
+    assert teacher_note(paths) == "Teacher: 2400 steps in 600 s; FID ? vs 437.44 for the untranslated test inputs."
+    _write(paths.report_dir / "teacher" / "metrics.json", {"fid": 201.5})
+    assert teacher_note(paths).endswith("; FID 201.50 vs 437.44 for the untranslated test inputs.")
+
+
 def test_cost_notes_of_an_imported_teacher(tmp_path: Path) -> None:
     """An imported teacher was not trained here: the notes name its file and give compression times in seconds."""
     from alap.paths import TaskPaths

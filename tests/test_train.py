@@ -1,5 +1,7 @@
 """Teacher training: outputs, resume after a kill, NaN guard (fault injection), both objectives."""
 
+import json
+import math
 from pathlib import Path
 
 import pytest
@@ -33,7 +35,13 @@ def test_train_writes_teacher_aux_and_metrics(tmp_path, task):
     aux = load_aux(paths.teacher_aux, task, torch.device("cpu"))
     assert set(aux) == ({"D"} if task == "seg2face" else {"G_B", "D_A", "D_B"})
     assert result.psnr_test is not None and result.psnr_mean_image is not None
-    assert paths.train_metrics.is_file()
+    record = json.loads(paths.train_metrics.read_text())
+    if task == "horse2zebra":  # unpaired: the identity's FID against real B, the floor a CycleGAN must beat
+        assert record["fid_identity"] > 0 and math.isfinite(record["kid_identity"])
+        assert record["fid_identity_measured_on"]["samples"] == params.data.n_test
+        assert record["fid_identity_measured_on"]["weights"]
+    else:
+        assert "fid_identity" not in record
 
 
 def test_resume_after_kill_matches_uninterrupted(tmp_path, monkeypatch):

@@ -21,8 +21,8 @@ def _optional(path: Path) -> dict[str, Any] | None:
 
 
 def teacher_note(paths: TaskPaths) -> str:
-    """Where the teacher came from (training steps and time, or the imported file) and its test PSNR against the
-    mean-image predictor (the floor any generator must beat)."""
+    """Where the teacher came from (training steps and time, or the imported file) and its floors: test PSNR against
+    the mean-image predictor, and for unpaired tasks its FID against the untranslated inputs' (the identity)."""
     train, source = _optional(paths.train_metrics), _optional(paths.teacher_source)
     if train is not None:
         note, quality = f"Teacher: {train['steps']} steps in {train['wall_s']:.0f} s", train
@@ -38,7 +38,15 @@ def teacher_note(paths: TaskPaths) -> str:
             f"; test PSNR {quality['psnr_test']:.2f} dB vs {quality['psnr_mean_image']:.2f} dB for the mean "
             f"training image ({quality['psnr_test'] - quality['psnr_mean_image']:+.2f} dB)"
         )
+    if quality.get("fid_identity") is not None:
+        note += f"; FID {_teacher_fid(paths)} vs {quality['fid_identity']:.2f} for the untranslated test inputs"
     return note + "."
+
+
+def _teacher_fid(paths: TaskPaths) -> str:
+    """The teacher's FID from its evaluation (reports/<task>/teacher/metrics.json); "?" before evaluate ran."""
+    metrics = _optional(paths.report_dir / TEACHER / "metrics.json")
+    return "?" if metrics is None or metrics.get("fid") is None else f"{metrics['fid']:.2f}"
 
 
 def compression_note(paths: TaskPaths, reports: list[ModelReport]) -> str | None:

@@ -9,10 +9,11 @@ from alap import io
 from alap.config import Params
 from alap.device import resolve_device
 from alap.gan_aux import save_aux
-from alap.metrics.baselines import psnr_vs_mean_image
+from alap.metrics.baselines import fid_of_identity, psnr_vs_mean_image
+from alap.metrics.fid import InceptionFeatures
 from alap.models import arch_of, save_checkpoint
 from alap.models.reference import import_generator
-from alap.paths import TaskPaths
+from alap.paths import DEFAULT_TORCH_HOME, TaskPaths
 from alap.task import Task
 from alap.timing import stage_times
 
@@ -54,6 +55,10 @@ def import_teacher(params: Params, task_name: str, paths: TaskPaths | None = Non
     teacher.cpu()
     if baseline is not None:
         record["psnr_test"], record["psnr_mean_image"] = baseline
+    if task.objective_kind == "cycle":
+        record.update(
+            fid_of_identity(task, InceptionFeatures(DEFAULT_TORCH_HOME, device), params.evaluate.kid_subset_size)
+        )
     save_checkpoint(
         paths.teacher, teacher, arch_of(teacher), {**meta, "role": "teacher", "image_size": task.image_size}
     )
