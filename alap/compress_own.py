@@ -251,7 +251,7 @@ def _run_steps(req: CompressRequest, params: Params, out: Path, world: World) ->
     from alap.steps import condense, distill, evaluate, profile, prune, teacher
 
     steps: list[tuple[str, Path, Callable[[], Any]]] = [
-        ("import", paths.teacher, lambda: teacher.import_teacher(params, req.task, paths)),
+        ("import", paths.teacher, lambda: teacher.import_teacher(params, req.task, paths, req.torch_home)),
         ("condense", paths.condensed, lambda: condense.condense_task(params, req.task, paths)),
         (
             "prune",

@@ -84,7 +84,7 @@ def tree_digest(root: Path) -> dict[str, str]:
     }
 
 
-def test_imported_unpaired_teacher_condenses_and_distills_without_trained_discriminators(tmp_path):
+def test_imported_unpaired_teacher_condenses_and_distills_without_trained_discriminators(tmp_path, torch_home):
     data = unpaired_folder(tmp_path / "h2z")
     teacher_file = reference_file(tmp_path / "latest_net_G_A.pth", "resnet", "instance", n_blocks=2)
     task = {"source": "folder", "layout": "unpaired", "root": str(data), "teacher": {"checkpoint": str(teacher_file)}}
@@ -92,7 +92,7 @@ def test_imported_unpaired_teacher_condenses_and_distills_without_trained_discri
     paths = TaskPaths("mine", models=tmp_path / "models", reports=tmp_path / "reports", state=tmp_path / "state")
     before = tree_digest(data)
 
-    record = import_teacher(params, "mine", paths)
+    record = import_teacher(params, "mine", paths, torch_home)
     assert record["source_file"] == "latest_net_G_A.pth" and "psnr_test" not in record  # unpaired: no ground truth
     teacher, meta = load_checkpoint(paths.teacher, expect_task="mine")
     assert meta["role"] == "teacher"
@@ -110,7 +110,7 @@ def test_imported_unpaired_teacher_condenses_and_distills_without_trained_discri
     reverse_file = reference_file(tmp_path / "latest_net_G_B.pth", "resnet", "instance", n_blocks=2)
     task["teacher"]["reverse"] = str(reverse_file)
     params = folder_params(tmp_path, task)
-    import_teacher(params, "mine", paths)
+    import_teacher(params, "mine", paths, torch_home)
     aux = stage_aux(Task.from_params(params, "mine"), params, {"norm": "instance"}, paths, torch.device("cpu"))
     assert set(aux) == {"G_B", "D_A", "D_B"}
 

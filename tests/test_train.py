@@ -25,9 +25,9 @@ def setup(tmp_path: Path, task: str) -> tuple[Params, TaskPaths]:
 
 
 @pytest.mark.parametrize("task", ["seg2face", "horse2zebra"])
-def test_train_writes_teacher_aux_and_metrics(tmp_path, task):
+def test_train_writes_teacher_aux_and_metrics(tmp_path, torch_home, task):
     params, paths = setup(tmp_path, task)
-    result = train_teacher(params, task, paths)
+    result = train_teacher(params, task, paths, torch_home)
     model, meta = load_checkpoint(paths.teacher, expect_task=task)
     assert meta["role"] == "teacher" and meta["steps"] == result.steps
     out = model(torch.zeros(1, 8 if task == "seg2face" else 3, 32, 32))

@@ -160,7 +160,7 @@ def prepare_task(
         prepare_data(params, task_name)
     if not paths.teacher.is_file():
         log.info("%s: no teacher at %s, training one (alap train)", task_name, paths.teacher)
-        train_teacher(params, task_name, paths)
+        train_teacher(params, task_name, paths, torch_home)
     if not paths.condensed.is_file():
         log.info("%s: no condensed network at %s, condensing (alap condense)", task_name, paths.condensed)
         condense_task(params, task_name, paths)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import time
+from pathlib import Path
 
 from alap import io
 from alap.config import Params
@@ -20,9 +21,12 @@ from alap.timing import stage_times
 log = logging.getLogger(__name__)
 
 
-def import_teacher(params: Params, task_name: str, paths: TaskPaths | None = None) -> dict:
+def import_teacher(
+    params: Params, task_name: str, paths: TaskPaths | None = None, torch_home: Path = DEFAULT_TORCH_HOME
+) -> dict:
     """The ``import@<task>`` step: the task's teacher file becomes ``teacher.pt`` (and CycleGAN's reverse
-    generator, when given, ``teacher_aux.pt``), as if ``train@<task>`` had trained them; nothing is trained."""
+    generator, when given, ``teacher_aux.pt``), as if ``train@<task>`` had trained them; nothing is trained. An
+    unpaired task's identity baseline needs the FID Inception weights in ``torch_home`` (``alap weights``)."""
     started = time.perf_counter()
     task = Task.from_params(params, task_name)
     spec = task.params.teacher
@@ -56,9 +60,7 @@ def import_teacher(params: Params, task_name: str, paths: TaskPaths | None = Non
     if baseline is not None:
         record["psnr_test"], record["psnr_mean_image"] = baseline
     if task.objective_kind == "cycle":
-        record.update(
-            fid_of_identity(task, InceptionFeatures(DEFAULT_TORCH_HOME, device), params.evaluate.kid_subset_size)
-        )
+        record.update(fid_of_identity(task, InceptionFeatures(torch_home, device), params.evaluate.kid_subset_size))
     save_checkpoint(
         paths.teacher, teacher, arch_of(teacher), {**meta, "role": "teacher", "image_size": task.image_size}
     )
