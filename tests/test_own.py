@@ -223,6 +223,12 @@ def test_dvc_roster_must_match_the_tasks(tmp_path):
         Params.model_validate(params)
 
 
+def tiny_run_flags(torch_home: Path) -> list[str]:
+    """The `alap compress` flags that make an end-to-end run take seconds: 32 px, 2 steps a stage, batch 2."""
+    flags = ["--load-size", "32", "--condense-steps", "2", "--distill-steps", "2", "--batch-size", "2"]
+    return [*flags, "--no-dropout", "--torch-home", str(torch_home)]
+
+
 def test_alap_compress_runs_every_step_resumes_and_refuses_other_settings(tmp_path, torch_home, capsys):
     data = paired_folder(tmp_path / "pairs")
     teacher_file = reference_file(tmp_path / "latest_net_G.pth", "unet", "batch", num_downs=5)
@@ -236,17 +242,7 @@ def test_alap_compress_runs_every_step_resumes_and_refuses_other_settings(tmp_pa
         str(out),
         "--macs-x",
         "2",
-        "--load-size",
-        "32",
-        "--condense-steps",
-        "2",
-        "--distill-steps",
-        "2",
-        "--batch-size",
-        "2",
-        "--no-dropout",
-        "--torch-home",
-        str(torch_home),
+        *tiny_run_flags(torch_home),
     ]
     before = tree_digest(data)
     assert main(args) == 0
@@ -364,17 +360,7 @@ def test_alap_compress_plans_a_student_for_a_latency_budget(tmp_path, torch_home
         "cpu-t1",
         "--latency-cache",
         str(cache),
-        "--load-size",
-        "32",
-        "--condense-steps",
-        "2",
-        "--distill-steps",
-        "2",
-        "--batch-size",
-        "2",
-        "--no-dropout",
-        "--torch-home",
-        str(torch_home),
+        *tiny_run_flags(torch_home),
     ]
     assert main(args) == 0
     point = latency_point_name("cpu-t1", float(f"{budget:.4f}"))
