@@ -19,10 +19,12 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 from alap.compress.params import LatencyTarget, PruneParams
 from alap.errors import UserError
+from alap.profile.candidates import CandidateCost
 
 log = logging.getLogger(__name__)
 
@@ -50,15 +52,39 @@ class BudgetUnreachable(UserError):
     """The budget is below the p50 of the smallest student the ranking and ``min_width`` allow."""
 
 
+@dataclass(frozen=True)
+class LatencyOf:
+    """How the planner times a removal plan: ``arch_for(counts)`` is the candidate's architecture, ``timer`` gives
+    its cached p50 (for the search) and a fresh one (to confirm the chosen plan)."""
+
+    timer: CandidateCost
+    arch_for: Callable[[list[int]], dict[str, Any]]
+
+    def cached(self, counts: list[int]) -> float:
+        return float(self.timer.p50_ms(self.arch_for(counts)))
+
+    def fresh(self, counts: list[int]) -> float:
+        return float(self.timer.fresh_p50_ms(self.arch_for(counts)))
+
+
+# How often a chosen plan is re-timed afresh and, when that timing is over the budget, searched again aiming lower.
+CONFIRM_ROUNDS = 3
+
+
 def plan_for_latency(
     counts_for: Callable[[int], list[int]],
     max_k: int,
-    latency_of: Callable[[list[int]], float],
+    timing: LatencyOf,
     target: LatencyTarget,
     min_width: int,
 ) -> tuple[list[int], dict[str, Any]]:
-    """Per-group removal counts of the fewest channels ``k`` (``counts_for(k)``, ``0 <= k <= max_k``) whose
-    ``latency_of(counts)`` meets ``target.p50_ms``, and the search's record for the prune report."""
+    """Per-group removal counts of the fewest channels ``k`` (``counts_for(k)``, ``0 <= k <= max_k``) whose p50
+    meets ``target.p50_ms``, and the search's record for the prune report.
+
+    A plan is accepted only when a fresh timing of it also meets the budget: a cached timing taken while the machine
+    was quieter (or one lucky run) would otherwise decide, and the student would re-measure over the budget
+    (reports/latency.md: the paper-size ResNet planned at 32.5 ms for 33 ms re-measured at 34.2 ms). When the fresh
+    timing is over, the search aims lower by the ratio between the two timings and tries again."""
     timed: dict[tuple[int, ...], float] = {}
     trail: list[dict[str, Any]] = []
 
@@ -66,14 +92,27 @@ def plan_for_latency(
         counts = counts_for(k)
         key = tuple(counts)
         if key not in timed:  # rounding maps several k to one plan: time it once
-            timed[key] = float(latency_of(counts))
+            timed[key] = timing.cached(counts)
             log.info("latency plan: %d channels removed -> p50 %.3f ms (budget %.3f)", k, timed[key], target.p50_ms)
         trail.append({"channels_removed": sum(counts), "p50_ms": timed[key]})
         return timed[key]
 
+    def fewest_within(lo: int, aim: float) -> int:
+        """The smallest ``k`` in ``(lo, max_k]`` with ``p50(k) <= aim``, given ``p50(lo) > aim`` (``max_k`` if
+        none is)."""
+        hi = max_k
+        while hi - lo > 1:
+            mid = (lo + hi) // 2
+            if p50(mid) <= aim:
+                hi = mid
+            else:
+                lo = mid
+        return hi
+
     budget = target.p50_ms
     where = f"{target.device}/{target.backend} at batch {target.batch_size}"
     full = p50(0)
+    confirmations: list[dict[str, float]] = []
     if full <= budget:
         log.warning("latency plan: the unpruned network already meets %.3f ms on %s (%.3f ms)", budget, where, full)
         best = 0
@@ -84,16 +123,26 @@ def plan_for_latency(
                 f"prune.latency.p50_ms {budget:g} ms is below the smallest reachable student: {smallest:.3f} ms p50 "
                 f"on {where} (every layer kept at min_width={min_width}); raise the budget or lower prune.min_width"
             )
-        lo, hi = 0, max_k  # p50(lo) > budget >= p50(hi)
-        while hi - lo > 1:
-            mid = (lo + hi) // 2
-            if p50(mid) <= budget:
-                hi = mid
-            else:
-                lo = mid
-        best = hi
+        best = fewest_within(0, budget)
+        for _ in range(CONFIRM_ROUNDS):
+            planned, fresh = p50(best), timing.fresh(counts_for(best))
+            confirmations.append({"channels_removed": sum(counts_for(best)), "p50_ms": planned, "fresh_ms": fresh})
+            if fresh <= budget or best == max_k:
+                break
+            aim = planned * budget / fresh  # it ran this much slower afresh: aim that much lower (below planned)
+            log.info("latency plan: re-timed at %.3f ms, over the budget: searching again below %.3f ms", fresh, aim)
+            best = fewest_within(best, aim)
     counts = counts_for(best)
     planned = timed[tuple(counts)]
+    confirmed = not confirmations or confirmations[-1]["fresh_ms"] <= budget
+    if not confirmed:
+        log.warning(
+            "latency plan: the chosen student re-timed at %.3f ms, over the %.3f ms budget, %d times: the machine is "
+            "busier than the budget allows for",
+            confirmations[-1]["fresh_ms"],
+            budget,
+            len(confirmations),
+        )
     within = best == 0 or planned >= (1.0 - target.tolerance) * budget
     if not within:
         log.warning(
@@ -110,6 +159,8 @@ def plan_for_latency(
         "p50_ms_planned": planned,
         "p50_ms_unpruned": full,
         "within_tolerance": within,
+        "confirmed": confirmed,
+        "confirmations": confirmations,
         "candidates_timed": len(timed),
         "search": trail,
     }

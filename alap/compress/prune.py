@@ -44,7 +44,6 @@ from __future__ import annotations
 import copy
 import logging
 import math
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -52,7 +51,7 @@ import torch
 import torch_pruning as tp
 from torch import nn
 
-from alap.compress.latency_plan import auto_round_to, plan_for_latency
+from alap.compress.latency_plan import LatencyOf, auto_round_to, plan_for_latency
 from alap.compress.params import PruneParams
 from alap.compress.scale_factors import ChannelLayer, conv_macs, trace_layers
 from alap.metrics.cost import count_gmacs, count_params_m
@@ -130,11 +129,11 @@ def prune(
         graph = tp.DependencyGraph().build_dependency(work, example_inputs=probe[:1], verbose=False)
     groups = _channel_groups(work, graph, layers, scores)
 
-    latency_of = None
+    timing = None
     if params.target == "latency":
         timer = timer or CandidateTimer(params.latency, tuple(example_input.shape[1:]))
-        latency_of = lambda counts: timer.p50_ms(candidate_arch(work, groups, counts))  # noqa: E731
-    removed_counts, latency_report = _plan(groups, layers, params, latency_of)
+        timing = LatencyOf(timer, lambda counts: candidate_arch(work, groups, counts))
+    removed_counts, latency_report = _plan(groups, layers, params, timing)
     removed = {g.root: sorted(g.order[:n]) for g, n in zip(groups, removed_counts) if n}
     kept_out, kept_in = _kept_indices(layers, groups, removed)
     if not removed:
@@ -236,7 +235,7 @@ def _plan(
     groups: list[ChannelGroup],
     layers: list[ChannelLayer],
     params: PruneParams,
-    latency_of: Callable[[list[int]], float] | None = None,
+    timing: LatencyOf | None = None,
 ) -> tuple[list[int], dict[str, Any] | None]:
     """How many (lowest-scored) channels each group loses, and the latency search's record (target 'latency')."""
     if not groups:
@@ -274,9 +273,9 @@ def _plan(
 
     max_k = sum(capacity)
     if params.target == "latency":
-        if latency_of is None:
-            raise ValueError("prune: target 'latency' needs a way to time candidates (latency_of)")
-        return plan_for_latency(counts_for, max_k, latency_of, params.latency, params.min_width)
+        if timing is None:
+            raise ValueError("prune: target 'latency' needs a way to time candidates (timing)")
+        return plan_for_latency(counts_for, max_k, timing, params.latency, params.min_width)
     if params.target == "channels":
         total = sum(g.width for g in groups)
         wanted = round(params.sparsity * total)

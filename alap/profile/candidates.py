@@ -37,9 +37,12 @@ log = logging.getLogger(__name__)
 
 
 class CandidateCost(Protocol):
-    """What the planner needs of a timer: the p50 (ms) of an architecture."""
+    """What the planner needs of a timer: the p50 (ms) of an architecture, cached for the search and fresh to
+    confirm the chosen plan."""
 
     def p50_ms(self, arch: dict[str, Any]) -> float: ...
+
+    def fresh_p50_ms(self, arch: dict[str, Any]) -> float: ...
 
 
 def arch_digest(arch: dict[str, Any]) -> str:
@@ -100,6 +103,10 @@ class CandidateTimer:
         timings[digest] = {"p50_ms": record["p50_ms"], "p90_ms": record["p90_ms"], "arch": arch}
         io.write_json(self.cache_file, {"machine": self.machine, "timings": timings})
         return float(record["p50_ms"])
+
+    def fresh_p50_ms(self, arch: dict[str, Any]) -> float:
+        """A fresh p50 of ``arch`` (not cached, not read from the cache)."""
+        return float(self.measure(build_generator(arch))["p50_ms"])
 
     def measure(self, model: nn.Module) -> dict[str, Any]:
         """A fresh timing of ``model`` (never cached): profile.latency's record."""
