@@ -28,7 +28,7 @@ from alap import io
 from alap.config import Params
 from alap.device import resolve_device
 from alap.metrics.cost import count_gmacs, count_params_m
-from alap.metrics.fid import InceptionFeatures, distances
+from alap.metrics.fid import InceptionFeatures, dataset_features, distances
 from alap.metrics.lpips_metric import LpipsMetric
 from alap.metrics.pixel import PSNR_CAP_DB, psnr, round_to_8bit, ssim
 from alap.report.grid import save_grid
@@ -106,7 +106,7 @@ def evaluate_model(
     if against_teacher:
         real_features, suffix = torch.cat(teacher_features), "_teacher"
     else:
-        real_features = real_features_cached(test_set, inception, params.evaluate.batch_size, device, real_cache)
+        real_features = real_features_cached(test_set, inception, params.evaluate.batch_size, real_cache)
         suffix = ""
     fake_all = torch.cat(fake_features)
     values, settings = distances(fake_all, real_features, params.evaluate.kid_subset_size, device=device)
@@ -151,7 +151,7 @@ def evaluate_model(
 
 
 def real_features_cached(
-    test_set: Dataset, inception: InceptionFeatures, batch_size: int, device: torch.device, cache: Path | None
+    test_set: Dataset, inception: InceptionFeatures, batch_size: int, cache: Path | None
 ) -> torch.Tensor:
     """Inception features of the real target-domain test images (domain B for unpaired tasks), from ``cache``
     when it was made from the same images with the same weights."""
@@ -165,14 +165,7 @@ def real_features_cached(
         if saved["stamp"] == stamp:
             return saved["features"]
         log.info("real-feature cache %s is stale (other images or weights); recomputing", cache)
-    feats = torch.cat(
-        [
-            inception.features(b["B"].to(device))
-            for b in tqdm(
-                DataLoader(real_set, batch_size=batch_size), desc="inception (real)", mininterval=2.0, disable=None
-            )
-        ]
-    )
+    feats = dataset_features(inception, real_set, "B", batch_size, "real")
     if cache is not None:
         io.torch_save({"stamp": stamp, "features": feats}, cache)
     return feats

@@ -293,14 +293,14 @@ class _Targets:
 def test_real_features_are_read_from_the_cache_until_the_images_change(torch_home: Path, tmp_path: Path) -> None:
     extractor = InceptionFeatures(torch_home)
     images, cache = round_to_8bit(_smooth_images(4, 32, seed=11)), tmp_path / "fid_real_features.pt"
-    computed = real_features_cached(_Targets(images), extractor, 2, torch.device("cpu"), cache)
+    computed = real_features_cached(_Targets(images), extractor, 2, cache)
     assert computed.shape == (4, 2048) and cache.is_file()
     saved = torch.load(cache, weights_only=True)
     torch.save({**saved, "features": torch.zeros(4, 2048, dtype=torch.float64)}, cache)  # a marker: read, or not
-    assert not real_features_cached(_Targets(images), extractor, 2, torch.device("cpu"), cache).any()
+    assert not real_features_cached(_Targets(images), extractor, 2, cache).any()
     changed = images.clone()
     changed[0, 0, 0, 0] = -changed[0, 0, 0, 0]
-    recomputed = real_features_cached(_Targets(changed), extractor, 2, torch.device("cpu"), cache)
+    recomputed = real_features_cached(_Targets(changed), extractor, 2, cache)
     assert recomputed.any() and not torch.equal(recomputed, computed)
     assert torch.load(cache, weights_only=True)["stamp"] != saved["stamp"]
 

@@ -16,7 +16,7 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
-from alap.metrics.fid import InceptionFeatures, fid_from_features, kid_from_features
+from alap.metrics.fid import InceptionFeatures, dataset_features, fid_from_features, kid_from_features
 from alap.metrics.pixel import psnr
 
 if TYPE_CHECKING:
@@ -58,17 +58,12 @@ def psnr_vs_mean_image(task: Task, generator: nn.Module, device: torch.device) -
     return generator_psnr(generator, test_set, device), mean_image_psnr(train_targets, test_set)
 
 
-@torch.no_grad()
-def _features(inception: InceptionFeatures, dataset: Dataset, key: str, batch_size: int) -> torch.Tensor:
-    return torch.cat([inception.features(b[key].to(inception.device)) for b in DataLoader(dataset, batch_size)])
-
-
 def fid_of_identity(task: Task, inception: InceptionFeatures, kid_subset_size: int, batch_size: int = 16) -> dict:
     """``fid_identity``/``kid_identity``: the untranslated test inputs (domain A) against the real domain-B test
     images that the evaluate stage scores the teacher's translations against, with what they were measured on."""
     test_set = task.dataset("test", for_eval=True)
-    identity = _features(inception, test_set, "A", batch_size)
-    real = _features(inception, test_set.real_targets(), "B", batch_size)
+    identity = dataset_features(inception, test_set, "A", batch_size, "untranslated")
+    real = dataset_features(inception, test_set.real_targets(), "B", batch_size, "real")
     subset = min(kid_subset_size, len(identity), len(real))
     kid, _ = kid_from_features(identity, real, subset_size=subset)
     return {

@@ -25,6 +25,8 @@ from typing import Any
 
 import torch
 from pytorch_fid.inception import InceptionV3
+from torch.utils.data import DataLoader, Dataset
+from tqdm import tqdm
 
 from alap.metrics.pixel import check_images
 from alap.metrics.weights.files import FID_INCEPTION_FILE, load_state_dict_file
@@ -84,6 +86,17 @@ class InceptionFeatures:
             pool3 = self.model((chunk.to(self.device) + 1) / 2)[0]
             chunks.append(pool3.flatten(1).double().cpu())
         return torch.cat(chunks)
+
+
+def dataset_features(
+    inception: InceptionFeatures, dataset: Dataset, key: str, batch_size: int, what: str
+) -> torch.Tensor:
+    """Pool3 features of every item's ``key`` image in ``dataset``, with progress on stderr (``what`` names the
+    set): Inception is most of an evaluation's time on a CPU."""
+    batches = DataLoader(dataset, batch_size=batch_size)
+    return torch.cat(
+        [inception.features(b[key]) for b in tqdm(batches, desc=f"inception ({what})", mininterval=2.0, disable=None)]
+    )
 
 
 def _check_features(f: torch.Tensor, name: str, min_samples: int) -> torch.Tensor:

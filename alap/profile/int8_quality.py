@@ -84,7 +84,7 @@ def int8_quality(
                 scores[f"{name}.lpips"].append(lpips(out[name], target))
             scores["psnr_vs_fp32"].append(psnr(out["int8"], out["fp32"]).clamp(max=PSNR_CAP_DB))
             scores["lpips_vs_fp32"].append(lpips(out["int8"], out["fp32"]))
-        real = real_features_cached(test_set, inception, params.evaluate.batch_size, torch.device("cpu"), None)
+        real = real_features_cached(test_set, inception, params.evaluate.batch_size, None)
         result: dict[str, Any] = {
             "task": task_name,
             "model": model_name,
