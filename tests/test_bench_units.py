@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import logging
+import shutil
 from pathlib import Path
 
 import pytest
@@ -14,8 +15,9 @@ import yaml
 from tiny import tiny_params, write_params
 
 from alap.bench.params import load_bench_params
-from alap.bench.run import UPSTREAM_FILE, _refresh_upstream, bench_params, run_task
+from alap.bench.run import UPSTREAM_FILE, RowLedger, _refresh_upstream, bench_params, run_task
 from alap.config import load_params
+from alap.errors import UserError
 
 
 def _weights(path: Path) -> dict[str, torch.Tensor]:
@@ -75,8 +77,10 @@ def test_seeds_change_the_student_and_a_seed_repeats_it_to_the_byte(
     # the teacher's metrics were measured on the benchmark's own test split
     assert json.loads((out / "teacher/metrics.json").read_text())["measured_on"]["samples"] == 5
 
-    # Recompute one unit from scratch (no row, no resume state): the same bytes; the other units are reused.
+    # Recompute one unit from scratch (no row, no ledger, no resume state): the same bytes; the other units are
+    # reused from their row.json.
     (out / "b3/alap/seed0/row.json").unlink()
+    (tmp_path / "bench/ledger/seg2face.json").unlink()
     for state in (tmp_path / ".alap/state/bench/seg2face").glob("bench-alap-b3-seed0-*"):
         state.unlink()
     kept = (out / "b3/alap/seed1/row.json").stat().st_mtime_ns
@@ -88,6 +92,34 @@ def test_seeds_change_the_student_and_a_seed_repeats_it_to_the_byte(
     assert sum("already done" in r.getMessage() for r in caplog.records) == 5  # 2 references, 3 units
     redone = next(r for r in again["rows"] if (r["method"], r["seed"]) == ("alap", 0))
     assert all(redone[k] == rows[0][k] for k in ("fid", "lpips", "psnr", "best_step", "val_psnr_best"))
+
+
+def test_a_fresh_clone_continues_from_the_ledger_in_git(workspace, tmp_path: Path, torch_home: Path) -> None:
+    """bench/out is DVC's, not git's: with it gone (a fresh clone), rows whose key the ledger holds are reused,
+    and the teacher, retrained, gives the same key; a changed setting still recomputes its units."""
+    params, settings = workspace
+    one_seed = settings.model_copy(update={"seeds": [0], "methods": ["alap"]})
+    first = run_task(params, one_seed, "seg2face", torch_home)
+    ledger = json.loads((tmp_path / "bench/ledger/seg2face.json").read_text())
+    assert {r["key"] for r in ledger["rows"]} == {r["key"] for r in [*first["references"], *first["rows"]]}
+
+    shutil.rmtree(tmp_path / "bench/out")
+    shutil.rmtree(tmp_path / ".alap/state")
+    again = run_task(params, one_seed, "seg2face", torch_home)
+    assert again["rows"] == first["rows"] and again["references"] == first["references"]
+    assert not (tmp_path / "bench/out/seg2face/b3/alap/seed0/student.pt").exists()  # reused, not recomputed
+
+    later = run_task(params, one_seed.model_copy(update={"methods": ["slimming"]}), "seg2face", torch_home)
+    assert [r["method"] for r in later["rows"]] == ["slimming"]
+    kept = json.loads((tmp_path / "bench/ledger/seg2face.json").read_text())["rows"]
+    assert {r["method"] for r in kept} == {"teacher", "condensed", "slimming"}  # alap left the plan and the ledger
+
+
+def test_a_damaged_ledger_is_named(workspace, tmp_path: Path) -> None:
+    (tmp_path / "bench/ledger").mkdir(parents=True)
+    (tmp_path / "bench/ledger/seg2face.json").write_text("{")
+    with pytest.raises(UserError, match=r"bench/ledger/seg2face.json: the benchmark's row ledger is not valid JSON"):
+        RowLedger(tmp_path / "bench/ledger/seg2face.json")
 
 
 def test_bench_params_set_the_test_split_of_synthetic_tasks_only(workspace) -> None:

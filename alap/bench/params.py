@@ -113,6 +113,10 @@ class BenchParams(_Strict):
     )
     out_dir: Path = Field(Path("bench/out"), description="students, their metrics and latencies, per task")
     metrics_dir: Path = Field(Path("bench/metrics"), description="DVC metrics, one JSON per task")
+    ledger_dir: Path = Field(
+        Path("bench/ledger"),
+        description="every finished row, one JSON per task, kept in git: a fresh clone continues a cut-off run",
+    )
     report: Path = Field(Path("reports/benchmark.md"))
     plots_dir: Path = Field(Path("reports/bench"), description="Pareto plots and their CSV data")
     track: bool = Field(True, description="log every row to the MLflow experiment 'alap-bench'")

@@ -9,7 +9,9 @@ they depend on changes (``upstream.json``), which wipes the task folder: every r
 
 The unit of work is one task x budget x method x seed: each finished unit writes ``row.json`` with a key of
 everything it depends on, so an interrupted benchmark continues where it stopped (unfinished training resumes
-from its checkpoint in ``.alap/state/bench``) and a changed setting recomputes only the units it concerns. The
+from its checkpoint in ``.alap/state/bench``) and a changed setting recomputes only the units it concerns. Every
+finished row also goes into the task's ledger (:class:`RowLedger`), a file in git, so that a benchmark cut off
+by the end of a session continues in a fresh clone, which has no ``<out_dir>``. The
 seed moves fine-tuning's data order, initialisation (adapters, discriminators, ``uniform``'s network) and noise;
 the landed student of a budget is the same for every seed.
 """
@@ -44,6 +46,7 @@ from alap.compress.params import DistillParams, PruneParams
 from alap.config import Params
 from alap.data.batches import endless_batches, to_device
 from alap.device import resolve_device
+from alap.errors import UserError
 from alap.evaluate import evaluate_model
 from alap.gan_aux import load_aux
 from alap.loop import params_key
@@ -92,6 +95,7 @@ class TaskBench:
     val_batches: list[dict[str, Any]]
     identity: str
     more_layers: list[str]  # the feature layers of 'alap_more_features' for this teacher
+    ledger: RowLedger
 
     @property
     def shape(self) -> tuple[int, int, int]:
@@ -192,6 +196,7 @@ def prepare_task(
         val_batches,
         identity,
         more_layers,
+        RowLedger(Path(bench.ledger_dir) / f"{task_name}.json"),
     )
 
 
@@ -312,6 +317,7 @@ def run_task(
         "rows": rows,
         "missed": missed,
     }
+    tb.ledger.keep({row["key"] for row in [*references, *rows]})
     io.write_json(tb.out_dir / RESULTS_FILE, _finite(results))
     return results
 
@@ -321,7 +327,7 @@ def _reference_row(tb: TaskBench, name: str) -> tuple[dict[str, Any], bool]:
     had written its row."""
     out = tb.out_dir / name
     key = params_key(tb.identity, name, tb.params.evaluate, tb.params.profile)
-    done = _finished(out, key)
+    done = _finished(tb, out, key)
     if done is not None:
         return done, True
     checkpoint = getattr(tb.paths, name)
@@ -367,7 +373,7 @@ def _unit_row(tb: TaskBench, unit: Unit, students: dict[tuple, Student | BudgetM
     method, budget = unit.method, unit.budget
     out = tb.out_dir / unit.dir
     key = _unit_key(tb, unit)
-    done = _finished(out, key)
+    done = _finished(tb, out, key)
     if done is not None:
         return done, True
     prune = prune_settings(tb.params, method)
@@ -450,13 +456,55 @@ def _unit_key(tb: TaskBench, unit: Unit) -> str:
     )
 
 
-def _finished(out: Path, key: str) -> dict[str, Any] | None:
-    """The row written by an earlier run with the same key, if any."""
+def _finished(tb: TaskBench, out: Path, key: str) -> dict[str, Any] | None:
+    """The row an earlier run wrote with the same key, from the unit's folder or else the ledger, if any (then
+    also in the ledger)."""
     path = out / ROW_FILE
-    if not path.is_file():
-        return None
-    row = json.loads(path.read_text())
-    return row if row.get("key") == key else None
+    row = json.loads(path.read_text()) if path.is_file() else None
+    if row is None or row.get("key") != key:
+        row = tb.ledger.get(key)
+    if row is not None:
+        tb.ledger.put(row)
+    return row
+
+
+class RowLedger:
+    """Every finished row of one task's benchmark (references and units), by key, in one JSON file kept in git.
+
+    ``<out_dir>/<task>`` is a DVC output (checkpoints, grids, row.json files), not in git, so a fresh clone starts
+    without it; a unit whose key is in the ledger is not computed again. The key covers the teacher's and condensed
+    network's weights, which train to the same bytes on the same machine, so a clone continues the run; anything
+    else recomputes. A row reused from the ledger alone has no checkpoint, grid or metrics.json in its folder:
+    its numbers are those measured when it ran. Rewritten atomically after every row (alap/io.py)."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        io.check_output(path)
+        try:
+            data = json.loads(path.read_text()) if path.is_file() else {"rows": []}
+        except json.JSONDecodeError as exc:
+            raise UserError(
+                f"{path}: the benchmark's row ledger is not valid JSON ({exc}); restore it from git"
+            ) from exc
+        self.rows: dict[str, dict[str, Any]] = {row["key"]: row for row in data["rows"]}
+
+    def get(self, key: str) -> dict[str, Any] | None:
+        return self.rows.get(key)
+
+    def put(self, row: dict[str, Any]) -> None:
+        if self.rows.get(row["key"]) != row:
+            self.rows[row["key"]] = row
+            self._write()
+
+    def keep(self, keys: set[str]) -> None:
+        """Drop the rows of units no longer in the plan (or of an older teacher)."""
+        if set(self.rows) - keys:
+            self.rows = {k: row for k, row in self.rows.items() if k in keys}
+            self._write()
+
+    def _write(self) -> None:
+        rows = sorted(self.rows.values(), key=lambda row: (str(row.get("dir")), row["key"]))
+        io.write_json(self.path, {"rows": rows})
 
 
 def _tune(tb: TaskBench, unit: Unit, student: Student, state: Path) -> TuneResult:
@@ -527,9 +575,10 @@ def _measure(tb: TaskBench, row: dict[str, Any], checkpoint: Path, out: Path, sp
     )
     latency = _profile(tb, checkpoint, out, row["model"])
     recorded = {k: metrics.get(k) for k in (*RECORDED_METRICS, *UNCERTAINTY) if k in RECORDED_METRICS or k in metrics}
-    row = {**row, **recorded, **latency}
-    io.write_json(out / ROW_FILE, _finite(row))
-    return _finite(row)
+    row = _finite({**row, **recorded, **latency})
+    io.write_json(out / ROW_FILE, row)
+    tb.ledger.put(row)
+    return row
 
 
 def _profile(tb: TaskBench, checkpoint: Path, out: Path, name: str) -> dict[str, float]:
