@@ -13,7 +13,14 @@ from typing import Annotated, Any, Literal, TypeVar
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, PositiveInt, ValidationError, model_validator
 
-from alap.compress.params import CondenseParams, DistillParams, LatencyTarget, PruneParams
+from alap.compress.params import (
+    CondenseParams,
+    DistillParams,
+    LatencyBackend,
+    LatencyTarget,
+    PruneParams,
+    int8_on_cpu,
+)
 from alap.errors import UserError
 from alap.paths import latency_point_name, parse_latency_point
 
@@ -194,7 +201,9 @@ class LatencySweep(Strict):
     points: list[str] = Field(
         default_factory=list, description="point names <device>-<p50>ms, device cpu-t<N> or cuda<K>, e.g. cpu-t2-33ms"
     )
-    backend: Literal["torch", "onnxruntime"] = Field("onnxruntime", description="runtime every budget holds in")
+    backend: LatencyBackend = Field(
+        "onnxruntime", description="runtime every budget holds in (onnxruntime-int8: cpu-t<N> points only)"
+    )
     batch_size: PositiveInt = Field(1, description="images per forward pass every budget holds at")
     tolerance: float = Field(0.05, gt=0, lt=1, description="how far under its budget a plan should land")
 
@@ -210,6 +219,10 @@ class LatencySweep(Strict):
                 raise ValueError(f"point {name!r}: write it {latency_point_name(*parsed)!r} (one name per budget)")
             if parsed[1] <= 0:
                 raise ValueError(f"point {name!r}: the p50 budget must be above 0 ms")
+            try:
+                int8_on_cpu(parsed[0], self.backend)
+            except ValueError as exc:
+                raise ValueError(f"point {name!r}: {exc}") from None
         if len(set(self.points)) != len(self.points):
             raise ValueError(f"points must be distinct, got {self.points}")
         return self

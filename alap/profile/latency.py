@@ -33,6 +33,7 @@ from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils._pytree import tree_leaves
 from tqdm.auto import tqdm
 
+from alap.compress.params import INT8_BACKEND
 from alap.metrics.names import LatencyKey
 from alap.profile.devices import (
     DeviceSpec,
@@ -49,11 +50,16 @@ log = logging.getLogger(__name__)
 
 _MEASURE_LOCK = threading.Lock()
 
+# What measure_latency times: the peak-measured runtimes, plus ONNX Runtime on an int8 (QDQ) file from
+# alap.profile.quantize, which it runs like any ONNX file but on the CPU only.
+ONNX_BACKENDS = ("onnxruntime", INT8_BACKEND)
+TIMED_BACKENDS = (*BACKENDS, INT8_BACKEND)
+
 
 def latency_metric_names(device: str, backend: str, batch_size: int) -> tuple[str, str]:
     """The (p50, p90) metric keys of the contract: ``latency.<device>.<backend>.bs<N>.p50_ms`` / ``.p90_ms``."""
-    if backend not in BACKENDS:
-        raise ValueError(f"unknown backend {backend!r}: expected one of {BACKENDS}")
+    if backend not in TIMED_BACKENDS:
+        raise ValueError(f"unknown backend {backend!r}: expected one of {TIMED_BACKENDS}")
     key = LatencyKey(device, backend, int(batch_size))
     return key.p50, key.p90
 
@@ -202,7 +208,8 @@ def measure_latency(
     """Time one forward pass of a batch; return p50/p90/mean ms, images/s, peak memory and settings.
 
     ``backend="torch"`` takes an ``nn.Module`` (run in eval mode under ``inference_mode``);
-    ``backend="onnxruntime"`` takes a path from ``export_onnx``. ``image_shape`` is (C, H, W).
+    ``backend="onnxruntime"`` takes a path from ``export_onnx``, ``"onnxruntime-int8"`` one from
+    ``alap.profile.quantize.quantize_int8`` (CPU devices only). ``image_shape`` is (C, H, W).
     Peak memory (MiB; ``peak_mem_method`` says which): torch on CUDA = ``max_memory_allocated``
     during the timed runs (weights, input, activations); torch on CPU = peak live tensor bytes of
     one extra untimed forward, the same quantity (see ``_LiveTensorPeak``); onnxruntime on CPU =
@@ -211,8 +218,10 @@ def measure_latency(
     memory measurement (None, ``peak_mem_method`` "not measured"): the latency planner times many candidates.
     """
     spec = device_spec if isinstance(device_spec, DeviceSpec) else parse_device(device_spec)
-    if backend not in BACKENDS:
-        raise ValueError(f"unknown backend {backend!r}: expected one of {BACKENDS}")
+    if backend not in TIMED_BACKENDS:
+        raise ValueError(f"unknown backend {backend!r}: expected one of {TIMED_BACKENDS}")
+    if backend == INT8_BACKEND and spec.kind != "cpu":
+        raise DeviceUnavailable(f"{spec.name}: backend {INT8_BACKEND} runs on the CPU (onnxruntime's int8 kernels)")
     if batch_size < 1 or len(image_shape) != 3 or min_repeats < 1 or warmup < 0 or min_seconds < 0:
         raise ValueError(
             f"measure_latency needs batch_size >= 1, image_shape (C, H, W), min_repeats >= 1, warmup >= 0, "
@@ -221,15 +230,15 @@ def measure_latency(
         )
     if backend == "torch" and not isinstance(model_or_onnx, nn.Module):
         raise TypeError(f"backend 'torch' needs an nn.Module, got {type(model_or_onnx).__name__}")
-    if backend == "onnxruntime":
+    if backend in ONNX_BACKENDS:
         if isinstance(model_or_onnx, nn.Module):
-            raise TypeError("backend 'onnxruntime' needs the path of an ONNX file (see export_onnx), got an nn.Module")
+            raise TypeError(f"backend {backend!r} needs the path of an ONNX file (see export_onnx), got an nn.Module")
         if not Path(model_or_onnx).is_file():
             raise FileNotFoundError(f"ONNX file {model_or_onnx} does not exist")
     x = torch.randn((batch_size, *image_shape), generator=torch.Generator().manual_seed(0))
 
     with _MEASURE_LOCK, torch_threads(spec), torch.inference_mode():
-        if backend == "onnxruntime":
+        if backend in ONNX_BACKENDS:
             times = _time_loop(_ort_runner(Path(model_or_onnx), spec, x), warmup, min_repeats, min_seconds)
             if not measure_peak:
                 peak, method = None, "not measured"
