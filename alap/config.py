@@ -14,6 +14,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, PositiveInt, ValidationError, model_validator
 
 from alap.compress.params import (
+    INT8_BACKEND,
     CondenseParams,
     DistillParams,
     LatencyBackend,
@@ -271,6 +272,12 @@ class ProfileParams(Strict):
     warmup: int = Field(5, ge=0)
     min_repeats: PositiveInt = 20
     min_seconds: float = Field(1.0, ge=0)
+    int8: bool = Field(
+        False,
+        description="also measure every profiled and evaluated model's static int8 quantization in ONNX Runtime "
+        "(alap.profile.quantize, calibrated on the task's first training inputs): its latency as backend "
+        "onnxruntime-int8 on the cpu-t<N> devices, its quality as int8.* metrics (int8.fid, int8.lpips_teacher, ...)",
+    )
 
 
 class PromoteParams(Strict):
@@ -305,6 +312,21 @@ class PromoteParams(Strict):
     prefer: Literal["quality", "speed"] = Field(
         "quality", description="among passing versions: the lowest FID (quality) or the lowest latency (speed)"
     )
+    precisions: list[Literal["fp32", "int8"]] = Field(
+        default_factory=lambda: ["fp32"],
+        min_length=1,
+        description="the precisions each version is judged at, each by its own values: fp32 (the model's metrics and "
+        "device/backend's latency) and int8 (its static int8 quantization's, measured with profile.int8: int8.fid, "
+        "int8.lpips_teacher and the latency of backend onnxruntime-int8 on device); the best passing pair wins",
+    )
+
+    @model_validator(mode="after")
+    def _precisions(self) -> PromoteParams:
+        if len(set(self.precisions)) != len(self.precisions):
+            raise ValueError(f"precisions must be distinct, got {self.precisions}")
+        if "int8" in self.precisions:
+            int8_on_cpu(self.device, INT8_BACKEND)
+        return self
 
     def with_overrides(self, **gates: object) -> PromoteParams:
         """These gates with the given ones replaced (``None`` keeps this section's value), validated like it."""

@@ -50,6 +50,7 @@ from alap.loop import params_key
 from alap.metrics.names import METRICS
 from alap.models import arch_of, build_generator, load_checkpoint, save_checkpoint
 from alap.paths import DEFAULT_STATE, TaskPaths
+from alap.profile.quantize import calibration_inputs
 from alap.steps.condense import condense_task
 from alap.steps.data import prepare_data
 from alap.steps.profile import profile_into
@@ -536,7 +537,8 @@ def _profile(tb: TaskBench, checkpoint: Path, out: Path, name: str) -> dict[str,
     """Latency of the model on every configured device x backend, as the profile stage measures it (into
     ``out/latency.json``)."""
     model, _ = load_checkpoint(checkpoint, map_location="cpu", expect_task=tb.task.name)
-    return profile_into(tb.params, model, tb.shape, out, tb.task.name, name, progress=False)["metrics"]
+    calibration = calibration_inputs(tb.task) if tb.params.profile.int8 else None
+    return profile_into(tb.params, model, tb.shape, out, tb.task.name, name, calibration, progress=False)["metrics"]
 
 
 def _finite(value: Any) -> Any:

@@ -10,7 +10,7 @@ their own newest timing.
 
 A candidate is built freshly initialised from its arch and timed as the deployment would run it (ONNX export
 plus onnxruntime, or PyTorch eval), with profile.latency's settings: eval mode, warm-up, the spec's threads.
-Backend ``onnxruntime-int8`` times the export's static int8 quantization (alap.profile.quantize.quantize_int8),
+Backend ``onnxruntime-int8`` times the export's static int8 quantization (alap.profile.quantize.export_int8),
 calibrated on a few random inputs in [-1, 1] of the task's input shape: calibration sets the activation ranges,
 which change the int8 values, not the graph, its shapes or its kernels, so a random calibration times as the
 task's images would (a deployment calibrates on the task's images).
@@ -35,8 +35,8 @@ from alap.models.arch import build_generator
 from alap.paths import LATENCY_CACHE
 from alap.profile.devices import parse_device
 from alap.profile.export import export_onnx
-from alap.profile.latency import ONNX_BACKENDS, measure_latency
-from alap.profile.quantize import quantize_int8
+from alap.profile.latency import measure_latency
+from alap.profile.quantize import export_int8
 
 log = logging.getLogger(__name__)
 
@@ -121,10 +121,10 @@ class CandidateTimer:
         model = model.eval()
         with tempfile.TemporaryDirectory() as scratch:
             subject: nn.Module | Path = model
-            if self.target.backend in ONNX_BACKENDS:
+            if self.target.backend == "onnxruntime":
                 subject = export_onnx(model.cpu(), Path(scratch) / "candidate.onnx", (1, *self.image_shape))
-            if self.target.backend == INT8_BACKEND:
-                subject = quantize_int8(subject, Path(scratch) / "candidate.int8.onnx", self._calibration())
+            elif self.target.backend == INT8_BACKEND:
+                subject = export_int8(model.cpu(), self.image_shape, self._calibration(), Path(scratch) / "int8.onnx")
             return measure_latency(
                 subject,
                 self.spec,

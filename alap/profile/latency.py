@@ -44,6 +44,7 @@ from alap.profile.devices import (
     torch_threads,
 )
 from alap.profile.export import INPUT_NAME, OUTPUT_NAME, check_onnx, export_onnx
+from alap.profile.quantize import quantize_int8
 from alap.profile.roofline import BACKENDS, achieved_fraction, count_gmacs, device_peak_gflops
 
 log = logging.getLogger(__name__)
@@ -296,6 +297,7 @@ def profile_model(
     gmacs: float | None = None,
     name: str = "model",
     progress: bool = True,
+    int8_calibration: torch.Tensor | None = None,
 ) -> dict[str, Any]:
     """Profile ``model`` on every usable device x backend x batch size.
 
@@ -304,6 +306,9 @@ def profile_model(
     timing. Unusable devices and device/backend pairs are skipped with a logged reason.
     ``gmacs`` is *executed* MACs per image and defaults to ``roofline.count_gmacs``; the conventional
     count of ``metrics.cost.count_gmacs`` overstates stride-2 up-convs 4x, and so would the fraction.
+    With ``int8_calibration`` (images the model takes) the export's static int8 quantization
+    (alap.profile.quantize) is timed too, as backend ``onnxruntime-int8`` on the CPU devices (CUDA ones are
+    skipped with the reason); its records carry no peak or fraction, since the fp32 peak is no roof for int8 kernels.
 
     Returns ``metrics`` (flat docs/architecture.md latency keys), ``records`` (one dict per combination, with
     ``peak_gflops`` and ``achieved_fraction`` of it), ``skipped`` ({"device" or "device/backend":
@@ -323,13 +328,18 @@ def profile_model(
     with tempfile.TemporaryDirectory() as scratch:
         onnx_path: Path | None = None
         onnx_diff: float | None = None
-        if "onnxruntime" in backends:
+        timed = [*backends, *([INT8_BACKEND] if int8_calibration is not None else [])]
+        files: dict[str, Path] = {}
+        if any(backend in ONNX_BACKENDS for backend in timed):
             onnx_path = Path(onnx_dir or scratch) / f"{name}.onnx"
             export_onnx(model, onnx_path, (1, *image_shape), dynamic_batch=True)
             check_input = torch.randn((2, *image_shape), generator=torch.Generator().manual_seed(1))
             onnx_diff = check_onnx(model, onnx_path, check_input)
+            files["onnxruntime"] = onnx_path
+        if int8_calibration is not None:
+            files[INT8_BACKEND] = quantize_int8(onnx_path, Path(scratch) / f"{name}.int8.onnx", int8_calibration)
 
-        combos = [(spec, backend, int(bs)) for spec in usable for backend in backends for bs in batch_sizes]
+        combos = [(spec, backend, int(bs)) for spec in usable for backend in timed for bs in batch_sizes]
         records: list[dict[str, Any]] = []
         bar = tqdm(combos, desc=f"profile {name}", unit="run", disable=None if progress else True)
         for spec, backend, bs in bar:
@@ -339,9 +349,9 @@ def profile_model(
             bar.set_postfix_str(f"{key} bs{bs}")
             log.info("timing %s on %s/%s at batch %d", name, spec.name, backend, bs)
             try:
-                peak = device_peak_gflops(spec, backend)
+                peak = None if backend == INT8_BACKEND else device_peak_gflops(spec, backend)
                 rec = measure_latency(
-                    model if backend == "torch" else onnx_path,
+                    files.get(backend, model),
                     spec,
                     backend,
                     bs,
@@ -355,8 +365,8 @@ def profile_model(
                 skipped[key] = str(err)
                 continue
             rec["peak_gflops"] = peak
-            rec["achieved_fraction"] = achieved_fraction(gmacs, rec["p50_ms"], bs, peak)
-            if rec["achieved_fraction"] > 1.0:
+            rec["achieved_fraction"] = None if peak is None else achieved_fraction(gmacs, rec["p50_ms"], bs, peak)
+            if rec["achieved_fraction"] is not None and rec["achieved_fraction"] > 1.0:
                 log.warning(
                     "%s %s bs%d runs at %.0f%% of the measured peak: gmacs=%.3g is probably not the "
                     "executed MAC count (see roofline.count_gmacs)",
@@ -368,14 +378,14 @@ def profile_model(
                 )
             records.append(rec)
             log.info(
-                "%s %s bs%d: p50 %.2f ms, p90 %.2f ms, %.1f img/s, %.1f%% of peak",
+                "%s %s bs%d: p50 %.2f ms, p90 %.2f ms, %.1f img/s%s",
                 name,
                 key,
                 bs,
                 rec["p50_ms"],
                 rec["p90_ms"],
                 rec["images_per_s"],
-                100 * rec["achieved_fraction"],
+                "" if peak is None else f", {100 * rec['achieved_fraction']:.1f}% of peak",
             )
 
     return {
