@@ -19,6 +19,7 @@ from alap.metrics.names import LATENCY, METRICS, QUALITY, LatencyKey, metric
 from alap.paths import TaskPaths
 from alap.profile.latency import profile_model
 from alap.profile.quantize import CALIBRATION_IMAGES
+from alap.steps.evaluate import evaluate_entry
 from alap.steps.profile import profile_entry
 from alap.steps.teacher import import_teacher
 
@@ -122,7 +123,7 @@ def test_profile_int8_adds_the_int8_exports_quality_and_latency(
         params, paths = _imported(tmp_path / str(int8), layout, int8)
         out = paths.report_dir / "teacher"
         torch_home = tmp_path / "torch_home"
-        evaluate.evaluate_model(params, "mine", "teacher", paths.teacher, paths.teacher, out, torch_home)
+        evaluate_entry(params, "mine", "teacher", None, torch_home, paths=paths)
         profile_entry(params, "mine", "teacher", paths=paths)
         written[int8] = {
             **json.loads((out / "metrics.json").read_text()),
