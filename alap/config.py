@@ -272,6 +272,12 @@ class ProfileParams(Strict):
     warmup: int = Field(5, ge=0)
     min_repeats: PositiveInt = 20
     min_seconds: float = Field(1.0, ge=0)
+
+
+class QuantizeParams(Strict):
+    """Lower precision beside fp32: what the pipeline also measures of each model (the benchmark of methods stays
+    fp32; int8 at the paper's size is bench-latency's)."""
+
     int8: bool = Field(
         False,
         description="also measure every profiled and evaluated model's static int8 quantization in ONNX Runtime "
@@ -316,7 +322,7 @@ class PromoteParams(Strict):
         default_factory=lambda: ["fp32"],
         min_length=1,
         description="the precisions each version is judged at, each by its own values: fp32 (the model's metrics and "
-        "device/backend's latency) and int8 (its static int8 quantization's, measured with profile.int8: int8.fid, "
+        "device/backend's latency) and int8 (its static int8 quantization's, measured with quantize.int8: int8.fid, "
         "int8.lpips_teacher and the latency of backend onnxruntime-int8 on device); the best passing pair wins",
     )
 
@@ -381,6 +387,7 @@ class Params(Strict):
     sweep: SweepParams
     evaluate: EvaluateParams = EvaluateParams()
     profile: ProfileParams = ProfileParams()
+    quantize: QuantizeParams = QuantizeParams()
     promote: PromoteParams = Field(PromoteParams(), description="the gates of `alap promote` and the promotion flow")
     dist: DistParams = DistParams()
 

@@ -11,7 +11,7 @@ Every generated image (the model's and the teacher's) is rounded to 8 bits befor
 to a PNG would: the standard protocol, and every published number, scores saved images (pytorch-fid reads PNGs).
 FID comes with a bootstrap interval and KID with its spread over subsets (alap.metrics.fid.distances).
 
-With ``profile.int8`` the model's static int8 quantization (alap.profile.quantize, calibrated on the task's first
+With ``quantize.int8`` the model's static int8 quantization (alap.profile.quantize, calibrated on the task's first
 training inputs) is run by ONNX Runtime on the same test inputs and scored in the same pass by the same code, 8-bit
 rounded like every output, under the model's metric names behind ``int8.`` (alap.metrics.names.INT8_PREFIX).
 """
@@ -86,11 +86,11 @@ def evaluate_model(
     size = task.image_size
     input_nc, _ = task.channels
 
-    with tempfile.TemporaryDirectory() as scratch:  # the int8 file, where profile.int8 asks for one
-        # Each scored generator by its metric names' prefix: the model, and with profile.int8 its int8 export.
+    with tempfile.TemporaryDirectory() as scratch:  # the int8 file, where quantize.int8 asks for one
+        # Each scored generator by its metric names' prefix: the model, and with quantize.int8 its int8 export.
         generators = {"": lambda inputs: _generated(model, inputs)}
         int8_record: dict[str, Any] = {}
-        if params.profile.int8:
+        if params.quantize.int8:
             calibration = calibration_inputs(task)
             int8_file = export_int8(model, (input_nc, size, size), calibration, Path(scratch) / "int8.onnx")
             session = ort_session(int8_file, parse_device(f"cpu-t{cpu_cores()}"))

@@ -9,7 +9,7 @@ The teacher's fid comes from a version tag ``alap.teacher_fid`` when present, el
 ``teacher`` under the same parent run. A missing value fails its gate: promotion never guesses.
 
 Each version is judged at every precision of ``precisions``: ``fp32`` reads the values above; ``int8`` reads those
-of its static int8 quantization (``profile.int8``): ``latency.<device>.onnxruntime-int8.bs1.p50_ms``, ``int8.fid``
+of its static int8 quantization (``quantize.int8``): ``latency.<device>.onnxruntime-int8.bs1.p50_ms``, ``int8.fid``
 and ``int8.lpips_teacher``, against the same limits and the fp32 teacher's fid (the teacher as it ships). The best
 passing (version, precision) wins, and the champion's evidence tag names its precision.
 

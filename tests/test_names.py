@@ -84,7 +84,7 @@ def _imported(tmp_path: Path, layout: str, int8: bool = False) -> tuple[Params, 
         "teacher": {"checkpoint": str(teacher_file), "dropout": False},
     }
     raw.update(run_tasks=["mine"], dvc=None)
-    raw["profile"]["int8"] = int8
+    raw["quantize"]["int8"] = int8
     params = Params.model_validate(raw)
     paths = TaskPaths("mine", models=tmp_path / "models", reports=tmp_path / "reports", state=tmp_path / "state")
     import_teacher(params, "mine", paths)
@@ -113,7 +113,7 @@ def test_every_metric_evaluate_writes_is_registered(
 def test_profile_int8_adds_the_int8_exports_quality_and_latency(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, layout: str, suffix: str
 ) -> None:
-    """With profile.int8 the evaluate and profile steps score and time the model's int8 quantization too: every
+    """With quantize.int8 the evaluate and profile steps score and time the model's int8 quantization too: every
     quality metric again behind ``int8.`` (registered) and latency keys of backend onnxruntime-int8; the model's own
     metrics do not change. Off (the default), neither step writes any int8 key."""
     monkeypatch.setattr(evaluate, "InceptionFeatures", _Features)

@@ -178,7 +178,7 @@ INT8_POINTS = {
 
 
 def int8_sweep(tracker: Tracker, task: str) -> dict[str, int]:
-    """POINTS with their int8 exports' values beside (profile.int8's keys)."""
+    """POINTS with their int8 exports' values beside (quantize.int8's keys)."""
     parent = tracker.parent_run(f"alap-{task}", "sweep", key=task)
     tracker.log_point(parent, "teacher", {}, {"fid": TEACHER_FID})
     versions = {}

@@ -155,7 +155,7 @@ def test_a_child_run_carries_fid_and_kid_with_their_uncertainty(tracker: Tracker
 
 
 def test_int8_values_reach_the_run_and_the_summary_where_measured(tracker: Tracker, tmp_path: Path):
-    """profile.int8's values (int8.* quality, latency of backend onnxruntime-int8) are registered metrics: a child run
+    """quantize.int8's values (int8.* quality, latency of backend onnxruntime-int8) are registered metrics: a child run
     carries them and summary.csv has their columns, but only for models measured in int8."""
     int8_p50 = "latency.cpu-t2.onnxruntime-int8.bs1.p50_ms"
     quality = {"fid": 41.5, "lpips_teacher": 0.03, "int8.fid": 42.0, "int8.lpips_teacher": 0.04, "gmacs": 0.1}

@@ -50,7 +50,6 @@ from alap.loop import params_key
 from alap.metrics.names import METRICS
 from alap.models import arch_of, build_generator, load_checkpoint, save_checkpoint
 from alap.paths import DEFAULT_STATE, TaskPaths
-from alap.profile.quantize import calibration_inputs
 from alap.steps.condense import condense_task
 from alap.steps.data import prepare_data
 from alap.steps.profile import profile_into
@@ -115,7 +114,9 @@ def bench_paths(bench: BenchParams, task_name: str) -> TaskPaths:
 
 def bench_params(params: Params, bench: BenchParams, task_name: str) -> Params:
     """``params`` with a synthetic task generated under the benchmark's task folder with ``bench.test_images``
-    test images (folder datasets stay put, with their own test split)."""
+    test images (folder datasets stay put, with their own test split), and fp32 only: the methods are compared as
+    trained (``quantize`` is bench-latency's, and no unit key holds it)."""
+    params = params.model_copy(update={"quantize": params.quantize.model_copy(update={"int8": False})})
     task = params.tasks[task_name]
     if task.source != "synthetic":
         return params
@@ -537,8 +538,7 @@ def _profile(tb: TaskBench, checkpoint: Path, out: Path, name: str) -> dict[str,
     """Latency of the model on every configured device x backend, as the profile stage measures it (into
     ``out/latency.json``)."""
     model, _ = load_checkpoint(checkpoint, map_location="cpu", expect_task=tb.task.name)
-    calibration = calibration_inputs(tb.task) if tb.params.profile.int8 else None
-    return profile_into(tb.params, model, tb.shape, out, tb.task.name, name, calibration, progress=False)["metrics"]
+    return profile_into(tb.params, model, tb.shape, out, tb.task.name, name, progress=False)["metrics"]
 
 
 def _finite(value: Any) -> Any:

@@ -133,7 +133,7 @@ METRICS: dict[str, Metric] = {
         Metric("params_m", "params", "lower", "#.3g", 3, kind="cost", unit="M"),
     )
 }
-# profile.int8: a model's static int8 quantization run by ONNX Runtime is scored like the model itself
+# quantize.int8: a model's static int8 quantization run by ONNX Runtime is scored like the model itself
 # (alap.evaluate), its metrics named as the model's behind ``int8.`` (``int8.fid``, ``int8.lpips_teacher``); its latency
 # is the latency keys of backend ``onnxruntime-int8``. Columns only where measured (not core).
 INT8_PREFIX = "int8."
