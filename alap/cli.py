@@ -262,11 +262,12 @@ def add_gate_flags(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--max-fid-ratio", type=float)
     parser.add_argument("--max-lpips-teacher", type=float)
     parser.add_argument("--prefer", help="quality (lowest FID) or speed (lowest latency)")
+    parser.add_argument("--precisions", nargs="+", help="precisions each version is judged at: fp32 and/or int8")
 
 
 def gate_overrides(args: argparse.Namespace) -> dict[str, object]:
     """The gate flags of :func:`add_gate_flags` as ``PromoteParams.with_overrides`` keywords (None: not given)."""
-    names = ("device", "backend", "max_p50_ms", "max_fid_ratio", "max_lpips_teacher", "prefer")
+    names = ("device", "backend", "max_p50_ms", "max_fid_ratio", "max_lpips_teacher", "prefer", "precisions")
     return {name: getattr(args, name) for name in names}
 
 
@@ -489,9 +490,10 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument(
         "--latency-backend",
-        choices=["onnxruntime", "torch"],
+        choices=["onnxruntime", "onnxruntime-int8", "torch"],
         default="onnxruntime",
-        help="runtime the --p50-ms budget holds in (default onnxruntime)",
+        help="runtime the --p50-ms budget holds in (default onnxruntime; onnxruntime-int8: its static int8 "
+        "quantization, on a cpu-t<N> device)",
     )
     p.add_argument(
         "--latency-cache",

@@ -103,8 +103,13 @@ def check_request(req: CompressRequest) -> None:
     if req.p50_ms is not None and not req.p50_ms > 0:
         raise ValueError(f"--p50-ms {req.p50_ms}: expected a positive budget in milliseconds")
     if req.latency_device is not None:
+        from alap.compress.params import int8_on_cpu
         from alap.profile.devices import parse_device
 
+        try:  # first: on a machine without CUDA, cuda0 would be refused as missing rather than as the wrong kind
+            int8_on_cpu(req.latency_device, req.latency_backend)
+        except ValueError as err:
+            raise ValueError(f"--latency-backend {req.latency_backend}: {err}") from None
         try:
             parse_device(req.latency_device)
         except ValueError as err:

@@ -13,7 +13,15 @@ from typing import Annotated, Any, Literal, TypeVar
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, PositiveInt, ValidationError, model_validator
 
-from alap.compress.params import CondenseParams, DistillParams, LatencyTarget, PruneParams
+from alap.compress.params import (
+    INT8_BACKEND,
+    CondenseParams,
+    DistillParams,
+    LatencyBackend,
+    LatencyTarget,
+    PruneParams,
+    int8_on_cpu,
+)
 from alap.errors import UserError
 from alap.paths import latency_point_name, parse_latency_point
 
@@ -194,7 +202,9 @@ class LatencySweep(Strict):
     points: list[str] = Field(
         default_factory=list, description="point names <device>-<p50>ms, device cpu-t<N> or cuda<K>, e.g. cpu-t2-33ms"
     )
-    backend: Literal["torch", "onnxruntime"] = Field("onnxruntime", description="runtime every budget holds in")
+    backend: LatencyBackend = Field(
+        "onnxruntime", description="runtime every budget holds in (onnxruntime-int8: cpu-t<N> points only)"
+    )
     batch_size: PositiveInt = Field(1, description="images per forward pass every budget holds at")
     tolerance: float = Field(0.05, gt=0, lt=1, description="how far under its budget a plan should land")
 
@@ -210,6 +220,10 @@ class LatencySweep(Strict):
                 raise ValueError(f"point {name!r}: write it {latency_point_name(*parsed)!r} (one name per budget)")
             if parsed[1] <= 0:
                 raise ValueError(f"point {name!r}: the p50 budget must be above 0 ms")
+            try:
+                int8_on_cpu(parsed[0], self.backend)
+            except ValueError as exc:
+                raise ValueError(f"point {name!r}: {exc}") from None
         if len(set(self.points)) != len(self.points):
             raise ValueError(f"points must be distinct, got {self.points}")
         return self
@@ -260,6 +274,18 @@ class ProfileParams(Strict):
     min_seconds: float = Field(1.0, ge=0)
 
 
+class QuantizeParams(Strict):
+    """Lower precision beside fp32: what the pipeline also measures of each model (the benchmark of methods stays
+    fp32; int8 at the paper's size is bench-latency's)."""
+
+    int8: bool = Field(
+        False,
+        description="also measure every profiled and evaluated model's static int8 quantization in ONNX Runtime "
+        "(alap.profile.quantize, calibrated on the task's first training inputs): its latency as backend "
+        "onnxruntime-int8 on the cpu-t<N> devices, its quality as int8.* metrics (int8.fid, int8.lpips_teacher, ...)",
+    )
+
+
 class PromoteParams(Strict):
     """The gates a registered student must pass to become champion, and which passing one wins.
 
@@ -292,6 +318,21 @@ class PromoteParams(Strict):
     prefer: Literal["quality", "speed"] = Field(
         "quality", description="among passing versions: the lowest FID (quality) or the lowest latency (speed)"
     )
+    precisions: list[Literal["fp32", "int8"]] = Field(
+        default_factory=lambda: ["fp32"],
+        min_length=1,
+        description="the precisions each version is judged at, each by its own values: fp32 (the model's metrics and "
+        "device/backend's latency) and int8 (its static int8 quantization's, measured with quantize.int8: int8.fid, "
+        "int8.lpips_teacher and the latency of backend onnxruntime-int8 on device); the best passing pair wins",
+    )
+
+    @model_validator(mode="after")
+    def _precisions(self) -> PromoteParams:
+        if len(set(self.precisions)) != len(self.precisions):
+            raise ValueError(f"precisions must be distinct, got {self.precisions}")
+        if "int8" in self.precisions:
+            int8_on_cpu(self.device, INT8_BACKEND)
+        return self
 
     def with_overrides(self, **gates: object) -> PromoteParams:
         """These gates with the given ones replaced (``None`` keeps this section's value), validated like it."""
@@ -346,6 +387,7 @@ class Params(Strict):
     sweep: SweepParams
     evaluate: EvaluateParams = EvaluateParams()
     profile: ProfileParams = ProfileParams()
+    quantize: QuantizeParams = QuantizeParams()
     promote: PromoteParams = Field(PromoteParams(), description="the gates of `alap promote` and the promotion flow")
     dist: DistParams = DistParams()
 

@@ -10,6 +10,10 @@ mistaken for an FID against real images.
 Every generated image (the model's and the teacher's) is rounded to 8 bits before any metric sees it, as saving it
 to a PNG would: the standard protocol, and every published number, scores saved images (pytorch-fid reads PNGs).
 FID comes with a bootstrap interval and KID with its spread over subsets (alap.metrics.fid.distances).
+
+With ``quantize.int8`` the model's static int8 quantization (alap.profile.quantize, calibrated on the task's first
+training inputs) is run by ONNX Runtime on the same test inputs and scored in the same pass by the same code, 8-bit
+rounded like every output, under the model's metric names behind ``int8.`` (alap.metrics.names.INT8_PREFIX).
 """
 
 from __future__ import annotations
@@ -17,6 +21,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -30,11 +35,17 @@ from alap.device import resolve_device
 from alap.metrics.cost import count_gmacs, count_params_m
 from alap.metrics.fid import InceptionFeatures, dataset_features, distances
 from alap.metrics.lpips_metric import LpipsMetric
+from alap.metrics.names import INT8_PREFIX
 from alap.metrics.pixel import PSNR_CAP_DB, psnr, round_to_8bit, ssim
+from alap.profile.devices import cpu_cores, ort_session, parse_device
+from alap.profile.quantize import calibration_inputs, export_int8, onnx_outputs
 from alap.report.grid import save_grid
 from alap.task import Task
 
 log = logging.getLogger(__name__)
+
+
+_PER_IMAGE = ("lpips", "lpips_teacher", "psnr", "psnr_teacher", "ssim")  # averaged over images, in metrics.json's order
 
 
 def _mean(values: list[torch.Tensor]) -> float | None:
@@ -72,57 +83,75 @@ def evaluate_model(
     test_set = task.dataset("test", for_eval=True)
     inception = InceptionFeatures(torch_home, device)
     lpips = LpipsMetric(params.evaluate.lpips_net, torch_home, device)
+    size = task.image_size
+    input_nc, _ = task.channels
 
-    against_teacher = not task.params.has_targets
-    fake_features, teacher_features = [], []
-    scores = {"lpips": [], "lpips_teacher": [], "psnr": [], "psnr_teacher": [], "ssim": []}
-    labels = ["input", "teacher", model_name, *(["target"] if task.params.has_targets else [])]
-    grid: list[list[torch.Tensor]] = [[] for _ in labels]
-    shown = 0
-    loader = DataLoader(test_set, batch_size=params.evaluate.batch_size)
-    for batch in tqdm(
-        loader, desc=f"evaluate {task_name}/{model_name}", dynamic_ncols=True, mininterval=2.0, disable=None
-    ):
-        inputs = batch["A"].to(device)
-        fake = _generated(model, inputs)
-        reference = _generated(teacher, inputs)
-        fake_features.append(inception.features(fake))
-        if against_teacher:
-            teacher_features.append(inception.features(reference))
-        scores["lpips_teacher"].append(lpips(fake, reference).cpu())
-        scores["psnr_teacher"].append(psnr(fake, reference).clamp(max=PSNR_CAP_DB).cpu())
-        target = batch.get("B")
-        if target is not None:
-            target = target.to(device)
-            scores["lpips"].append(lpips(fake, target).cpu())
-            scores["psnr"].append(psnr(fake, target).cpu())
-            scores["ssim"].append(ssim(fake, target).cpu())
-        if shown < params.evaluate.grid_rows:
-            take = slice(0, params.evaluate.grid_rows - shown)
-            for column, images in zip(grid, [inputs, reference, fake, target]):  # no target: three columns
-                column.append(images[take].cpu())
-            shown += inputs[take].shape[0]
+    with tempfile.TemporaryDirectory() as scratch:  # the int8 file, where quantize.int8 asks for one
+        # Each scored generator by its metric names' prefix: the model, and with quantize.int8 its int8 export.
+        generators = {"": lambda inputs: _generated(model, inputs)}
+        int8_record: dict[str, Any] = {}
+        if params.quantize.int8:
+            calibration = calibration_inputs(task)
+            int8_file = export_int8(model, (input_nc, size, size), calibration, Path(scratch) / "int8.onnx")
+            session = ort_session(int8_file, parse_device(f"cpu-t{cpu_cores()}"))
+            generators[INT8_PREFIX] = lambda inputs: round_to_8bit(onnx_outputs(session, inputs).clamp(-1, 1))
+            int8_record = {
+                "int8": "static QDQ int8 (alap.profile.quantize) run by onnxruntime on the CPU",
+                "int8_calibration_images": len(calibration),
+            }
+        against_teacher = not task.params.has_targets
+        fake_features: dict[str, list[torch.Tensor]] = {prefix: [] for prefix in generators}
+        teacher_features = []
+        scores = {prefix: {name: [] for name in _PER_IMAGE} for prefix in generators}
+        labels = ["input", "teacher", model_name, *(["target"] if task.params.has_targets else [])]
+        grid: list[list[torch.Tensor]] = [[] for _ in labels]
+        shown = 0
+        loader = DataLoader(test_set, batch_size=params.evaluate.batch_size)
+        for batch in tqdm(
+            loader, desc=f"evaluate {task_name}/{model_name}", dynamic_ncols=True, mininterval=2.0, disable=None
+        ):
+            inputs = batch["A"].to(device)
+            reference = _generated(teacher, inputs)
+            if against_teacher:
+                teacher_features.append(inception.features(reference))
+            target = batch.get("B")
+            target = None if target is None else target.to(device)
+            for prefix, generate in generators.items():
+                fake = generate(inputs)
+                fake_features[prefix].append(inception.features(fake))
+                scored = scores[prefix]
+                scored["lpips_teacher"].append(lpips(fake, reference).cpu())
+                scored["psnr_teacher"].append(psnr(fake, reference).clamp(max=PSNR_CAP_DB).cpu())
+                if target is not None:
+                    scored["lpips"].append(lpips(fake, target).cpu())
+                    scored["psnr"].append(psnr(fake, target).cpu())
+                    scored["ssim"].append(ssim(fake, target).cpu())
+                if prefix == "" and shown < params.evaluate.grid_rows:
+                    take = slice(0, params.evaluate.grid_rows - shown)
+                    for column, images in zip(grid, [inputs, reference, fake, target]):  # no target: three columns
+                        column.append(images[take].cpu())
+                    shown += inputs[take].shape[0]
 
     if against_teacher:
         real_features, suffix = torch.cat(teacher_features), "_teacher"
     else:
         real_features = real_features_cached(test_set, inception, params.evaluate.batch_size, real_cache)
         suffix = ""
-    fake_all = torch.cat(fake_features)
-    values, settings = distances(fake_all, real_features, params.evaluate.kid_subset_size, device=device)
-    size = task.image_size
-    input_nc, _ = task.channels
+    measured: dict[str, Any] = {}
+    for prefix, features in fake_features.items():  # per generator: distances, then the per-image scores
+        values, settings = distances(torch.cat(features), real_features, params.evaluate.kid_subset_size, device=device)
+        measured.update({f"{prefix}{name}{suffix}": value for name, value in values.items()})
+        measured.update({f"{prefix}{name}": _mean(per_image) for name, per_image in scores[prefix].items()})
     metrics: dict[str, Any] = {
         "task": task_name,
         "model": model_name,
         "sparsity": sparsity,
-        **{f"{name}{suffix}": value for name, value in values.items()},
-        **{name: _mean(per_image) for name, per_image in scores.items()},
+        **measured,
         "gmacs": count_gmacs(model, (1, input_nc, size, size)),
         "params_m": count_params_m(model),
         "measured_on": {
             "image_size": size,
-            "samples": len(fake_all),
+            "samples": sum(len(f) for f in fake_features[""]),
             "real_samples": len(real_features),
             "fid_reference": "teacher outputs" if against_teacher else "real target-domain test images",
             "generated_images": "rounded to 8 bits before every metric, as saved PNGs are",
@@ -130,6 +159,7 @@ def evaluate_model(
             "split": "test",
             "device": str(device),
             "weights": {"fid": inception.provenance, "lpips": lpips.provenance},
+            **int8_record,
         },
     }
     save_grid([torch.cat(c) for c in grid], labels, out_dir / "grid.png")
@@ -147,6 +177,16 @@ def evaluate_model(
         metrics["psnr_teacher"],
         metrics["gmacs"],
     )
+    if INT8_PREFIX in generators:
+        log.info(
+            "%s/%s in int8: fid%s %.2f, lpips_teacher %.4f, psnr_teacher %.2f",
+            task_name,
+            model_name,
+            suffix,
+            metrics[f"{INT8_PREFIX}fid{suffix}"],
+            metrics[f"{INT8_PREFIX}lpips_teacher"],
+            metrics[f"{INT8_PREFIX}psnr_teacher"],
+        )
     return metrics
 
 

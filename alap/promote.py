@@ -8,6 +8,11 @@ Gates (params.yaml's ``promote`` section, :class:`alap.config.PromoteParams`; pe
 The teacher's fid comes from a version tag ``alap.teacher_fid`` when present, else from the run named
 ``teacher`` under the same parent run. A missing value fails its gate: promotion never guesses.
 
+Each version is judged at every precision of ``precisions``: ``fp32`` reads the values above; ``int8`` reads those
+of its static int8 quantization (``quantize.int8``): ``latency.<device>.onnxruntime-int8.bs1.p50_ms``, ``int8.fid``
+and ``int8.lpips_teacher``, against the same limits and the fp32 teacher's fid (the teacher as it ships). The best
+passing (version, precision) wins, and the champion's evidence tag names its precision.
+
 Talks to MLflow only through `alap.tracking.client.Tracker`. Nothing changes when no candidate passes, and a
 repeated call with the same outcome writes nothing new.
 """
@@ -20,8 +25,9 @@ import os
 from dataclasses import dataclass
 from typing import Any
 
+from alap.compress.params import INT8_BACKEND
 from alap.config import PromoteParams
-from alap.metrics.names import LatencyKey
+from alap.metrics.names import INT8_PREFIX, LatencyKey
 from alap.tracking.client import RunRecord, Tracker, VersionRecord, redact, registered_model_name
 
 TEACHER_RUN = "teacher"
@@ -47,9 +53,10 @@ class GateFailure:
 
 @dataclass(frozen=True)
 class Candidate:
-    """A registered version with the values the gates looked at."""
+    """A registered version at one precision with the values the gates looked at."""
 
     version: int
+    precision: str
     run_id: str | None
     run_name: str | None
     p50_ms: float | None
@@ -63,18 +70,30 @@ class Candidate:
     def passed(self) -> bool:
         return not self.failures
 
+    @property
+    def run_label(self) -> str:
+        """The run's name; at another precision than fp32 with it: ``s0.5 int8``."""
+        return f"{self.run_name}" + ("" if self.precision == "fp32" else f" {self.precision}")
+
+    @property
+    def label(self) -> str:
+        """``v3 s0.5``, ``v3 s0.5 int8``."""
+        return f"v{self.version} {self.run_label}"
+
     def fid_limit(self, gates: PromoteParams) -> float | None:
         return fid_limit(gates, self.teacher_fid)
 
     def gate_record(self, gates: PromoteParams) -> dict[str, Any]:
-        """The values this candidate showed each gate, the limits, and the verdict (a version tag, as JSON)."""
+        """The values this candidate showed each gate, under the metric names they were read from, the limits, and
+        the verdict (a version tag, as JSON)."""
+        prefix = metric_prefix(self.precision)
         return {
-            latency_key(gates): self.p50_ms,
+            latency_key(gates, self.precision): self.p50_ms,
             "max_p50_ms": gates.max_p50_ms,
-            "fid": self.fid,
+            f"{prefix}fid": self.fid,
             "teacher_fid": self.teacher_fid,
             "max_fid": self.fid_limit(gates),
-            "lpips_teacher": self.lpips_teacher,
+            f"{prefix}lpips_teacher": self.lpips_teacher,
             "max_lpips_teacher": gates.max_lpips_teacher,
             "verdict": "pass" if self.passed else "; ".join(map(str, self.failures)),
         }
@@ -97,17 +116,18 @@ class PromotionResult:
             lines = [head + "no version passes every gate; nothing changed"]
         else:
             state = "promoted" if self.changed else "already champion"
-            lines = [head + f"version {self.champion.version} ({self.champion.run_name}) {state}"]
+            at = "" if self.champion.precision == "fp32" else f" in {self.champion.precision}"
+            lines = [head + f"version {self.champion.version} ({self.champion.run_name}){at} {state}"]
         for c in self.candidates:
             verdict = "pass" if c.passed else "; ".join(map(str, c.failures))
-            lines.append(f"  v{c.version} {c.run_name}: {verdict}")
+            lines.append(f"  {c.label}: {verdict}")
         return "\n".join(lines)
 
     def markdown(self, gates: PromoteParams) -> str:
         """The outcome as a table: each gate's threshold in the header, each candidate's values and verdict."""
         head = [
             f"**{self.model}** on {self.device}/{self.backend}, prefer {self.prefer}: "
-            + (f"champion **v{self.champion.version}** ({self.champion.run_name})" if self.champion else "no champion"),
+            + (f"champion **{self.champion.label}**" if self.champion else "no champion"),
             "",
             f"| version | run | p50 ms (limit {gates.max_p50_ms:g}) | FID "
             f"| FID limit ({gates.max_fid_ratio:g} x teacher's) | LPIPS to teacher (limit {gates.max_lpips_teacher:g}) "
@@ -115,7 +135,7 @@ class PromotionResult:
             "|---|---|---:|---:|---:|---:|---|",
         ]
         rows = [
-            f"| v{c.version} | {c.run_name} | {_shown(c.p50_ms)} | {_shown(c.fid)} | {_shown(c.fid_limit(gates))} "
+            f"| v{c.version} | {c.run_label} | {_shown(c.p50_ms)} | {_shown(c.fid)} | {_shown(c.fid_limit(gates))} "
             f"| {_shown(c.lpips_teacher)} | {'pass' if c.passed else '; '.join(map(str, c.failures))} |"
             for c in self.candidates
         ]
@@ -131,9 +151,19 @@ def fid_limit(gates: PromoteParams, teacher_fid: float | None) -> float | None:
     return None if teacher_fid is None else gates.max_fid_ratio * teacher_fid
 
 
-def latency_key(gates: PromoteParams) -> str:
-    """The batch-1 median latency the gates read."""
-    return LatencyKey(gates.device, gates.backend).p50
+def backend_of(gates: PromoteParams, precision: str) -> str:
+    """The runtime whose latency gates ``precision``: ``gates.backend`` for fp32, ONNX Runtime's int8 for int8."""
+    return gates.backend if precision == "fp32" else INT8_BACKEND
+
+
+def latency_key(gates: PromoteParams, precision: str = "fp32") -> str:
+    """The batch-1 median latency the gates read at ``precision``."""
+    return LatencyKey(gates.device, backend_of(gates, precision)).p50
+
+
+def metric_prefix(precision: str) -> str:
+    """What the quality metrics of ``precision`` are named behind (alap.metrics.names): none for fp32."""
+    return "" if precision == "fp32" else INT8_PREFIX
 
 
 def promote(
@@ -159,17 +189,26 @@ def promote(
         )
 
     siblings: dict[str, list[RunRecord]] = {}
-    candidates = tuple(_judge(gates, version, tracker, siblings) for version in versions)
-    for candidate in candidates:  # every version shows what the gates saw, not only the winner
+    candidates = tuple(c for version in versions for c in _judge(gates, version, tracker, siblings))
+    for candidate in candidates:  # every version shows what the gates saw at each precision, not only the winner
+        tag = f"alap.gates.{device}" + ("" if candidate.precision == "fp32" else f".{candidate.precision}")
         tracker.set_version_tags(
-            model, candidate.version, {f"alap.gates.{device}": json.dumps(candidate.gate_record(gates), sort_keys=True)}
+            model, candidate.version, {tag: json.dumps(candidate.gate_record(gates), sort_keys=True)}
         )
     passing = [c for c in candidates if c.passed]
     if not passing:
         return PromotionResult(model, device, backend, prefer, candidates, None, changed=False)
 
     champion = min(passing, key=_quality_order if prefer == "quality" else _speed_order)
-    evidence = json.dumps({"backend": backend, "prefer": prefer, **champion.gate_record(gates)}, sort_keys=True)
+    evidence = json.dumps(
+        {
+            "backend": backend_of(gates, champion.precision),
+            "prefer": prefer,
+            "precision": champion.precision,
+            **champion.gate_record(gates),
+        },
+        sort_keys=True,
+    )
     changed = False
     for alias in (CHAMPION, f"{device}-champion"):
         if tracker.alias_version(model, alias) != champion.version:
@@ -185,31 +224,38 @@ def promote(
 
 def _judge(
     gates: PromoteParams, version: VersionRecord, tracker: Tracker, siblings: dict[str, list[RunRecord]]
-) -> Candidate:
+) -> list[Candidate]:
+    """``version`` at each of ``gates.precisions``, each read from its own metric names."""
     run = tracker.run(version.run_id) if version.run_id else None
     metrics = run.metrics if run else {}
-    key = latency_key(gates)
-    p50, fid, lpips_t = metrics.get(key), metrics.get("fid"), metrics.get("lpips_teacher")
     teacher_fid = _teacher_fid(version, run, tracker, siblings)
     limit = fid_limit(gates, teacher_fid)
-    failures = []
-    if p50 is None or p50 > gates.max_p50_ms:
-        failures.append(GateFailure(key, p50, gates.max_p50_ms))
-    if fid is None or limit is None or fid > limit:
-        failures.append(GateFailure("fid", fid, limit))
-    if lpips_t is None or lpips_t > gates.max_lpips_teacher:
-        failures.append(GateFailure("lpips_teacher", lpips_t, gates.max_lpips_teacher))
-    return Candidate(
-        version=version.version,
-        run_id=version.run_id,
-        run_name=run.name if run else None,
-        p50_ms=p50,
-        fid=fid,
-        lpips=metrics.get("lpips"),
-        lpips_teacher=lpips_t,
-        teacher_fid=teacher_fid,
-        failures=tuple(failures),
-    )
+    candidates = []
+    for precision in gates.precisions:
+        key, prefix = latency_key(gates, precision), metric_prefix(precision)
+        p50, fid, lpips_t = metrics.get(key), metrics.get(f"{prefix}fid"), metrics.get(f"{prefix}lpips_teacher")
+        failures = []
+        if p50 is None or p50 > gates.max_p50_ms:
+            failures.append(GateFailure(key, p50, gates.max_p50_ms))
+        if fid is None or limit is None or fid > limit:
+            failures.append(GateFailure(f"{prefix}fid", fid, limit))
+        if lpips_t is None or lpips_t > gates.max_lpips_teacher:
+            failures.append(GateFailure(f"{prefix}lpips_teacher", lpips_t, gates.max_lpips_teacher))
+        candidates.append(
+            Candidate(
+                version=version.version,
+                precision=precision,
+                run_id=version.run_id,
+                run_name=run.name if run else None,
+                p50_ms=p50,
+                fid=fid,
+                lpips=metrics.get(f"{prefix}lpips"),
+                lpips_teacher=lpips_t,
+                teacher_fid=teacher_fid,
+                failures=tuple(failures),
+            )
+        )
+    return candidates
 
 
 def _teacher_fid(
@@ -232,9 +278,10 @@ def _teacher_fid(
     return teachers[0].metrics["fid"] if teachers else None
 
 
+# Last ties: the newest version, then fp32 before int8 (the plainer deployment).
 def _quality_order(c: Candidate) -> tuple:
-    return (c.fid, c.lpips if c.lpips is not None else math.inf, c.p50_ms, -c.version)
+    return (c.fid, c.lpips if c.lpips is not None else math.inf, c.p50_ms, -c.version, c.precision != "fp32")
 
 
 def _speed_order(c: Candidate) -> tuple:
-    return (c.p50_ms, c.fid, -c.version)
+    return (c.p50_ms, c.fid, -c.version, c.precision != "fp32")

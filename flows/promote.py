@@ -51,6 +51,7 @@ def promote_flow(
     max_fid_ratio: float | None = None,
     max_lpips_teacher: float | None = None,
     prefer: str | None = None,
+    precisions: list[str] | None = None,
     params_path: str = "params.yaml",
     project_dir: str = ".",
 ) -> dict[str, dict]:
@@ -65,6 +66,7 @@ def promote_flow(
         max_fid_ratio=max_fid_ratio,
         max_lpips_teacher=max_lpips_teacher,
         prefer=prefer,
+        precisions=precisions,
     )
     return {task_name: promote_task(task_name, gates, project_dir) for task_name in tasks or params.run_tasks}
 

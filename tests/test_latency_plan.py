@@ -7,16 +7,21 @@ latency does up to noise), so that minimality can be asserted exactly; the cache
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
+import onnx
 import pytest
 from pydantic import ValidationError
 
 from alap.compress.latency_plan import CONFIRM_ROUNDS, BudgetUnreachable, auto_round_to
 from alap.compress.params import LatencyTarget, PruneParams
 from alap.compress.prune import prune
+from alap.config import LatencySweep
 from alap.models import build_generator
+from alap.profile import candidates
 from alap.profile.candidates import CandidateTimer
 from alap.profile.roofline import count_gmacs
+from alap.steps.prune import remeasured
 from tests.test_prune import SIZE, _condensed, _inputs
 
 
@@ -130,6 +135,50 @@ def test_a_budget_below_the_smallest_student_names_its_p50(tmp_path) -> None:
     with pytest.raises(BudgetUnreachable, match=r"below the smallest reachable student: \d+\.\d{3} ms p50 on cpu-t1"):
         prune(model, arch, params, _inputs(), timer=timer)
     assert timer.measured == 2  # the full network, then the smallest: no search
+
+
+def test_an_int8_budget_plans_on_int8_files_cached_apart(tmp_path, monkeypatch) -> None:
+    """Backend onnxruntime-int8 times each candidate's int8 quantization, in a cache file of its own; the student
+    is re-measured in int8 too. The timing is the int8 file's size (deterministic, falls as channels go), so the
+    plan is exact; a real timing of one candidate checks that onnxruntime runs the file."""
+    model, arch = _condensed("unet", "batch")
+    fp32 = CandidateTimer(LatencyTarget(device="cpu-t1", p50_ms=1.0), (3, SIZE, SIZE), cache_dir=tmp_path)
+    target = LatencyTarget(device="cpu-t1", backend="onnxruntime-int8", p50_ms=1.0)
+    real = CandidateTimer(target, (3, SIZE, SIZE), cache_dir=tmp_path, min_repeats=3, min_seconds=0.0)
+    assert real.p50_ms(arch) > 0 and real.measured == 1
+    assert real.cache_file.name == f"cpu-t1.onnxruntime-int8.bs1.3x{SIZE}x{SIZE}.json" != fp32.cache_file.name
+    assert not fp32.cache_file.exists()  # int8 timings never land in the fp32 file
+
+    timed: list[set[str]] = []
+
+    def file_size(onnx_file, spec, backend, batch_size, shape, **settings) -> dict:
+        timed.append({node.op_type for node in onnx.load(str(onnx_file)).graph.node})
+        ms = Path(onnx_file).stat().st_size / 1e4
+        return {"p50_ms": ms, "p90_ms": ms}
+
+    monkeypatch.setattr(candidates, "measure_latency", file_size)
+    cost = CandidateTimer(target, (3, SIZE, SIZE), cache_dir=tmp_path / "sizes")
+    full = cost.p50_ms(arch)
+    budget = 0.5 * full
+    params = PruneParams(target="latency", latency=target.model_copy(update={"p50_ms": budget}), round_to=1)
+    result = prune(model, arch, params, _inputs(), timer=cost)
+    plan = result.report["latency"]
+    assert plan["backend"] == "onnxruntime-int8" and result.report["channels_removed"] > 0
+    assert plan["p50_ms_planned"] <= budget < full
+    assert all({"QuantizeLinear", "DequantizeLinear"} <= ops for ops in timed)  # every timed file is int8
+    assert set(json.loads(cost.cache_file.read_text())["timings"]) >= {candidates.arch_digest(result.arch)}
+    student = remeasured(plan, cost, result.student)
+    assert student["p50_ms_student"] == pytest.approx(plan["p50_ms_planned"], rel=0.05)
+    assert student["cache_file"] == str(cost.cache_file)
+
+
+def test_int8_budgets_are_cpu_only() -> None:
+    """ONNX Runtime's int8 kernels are a CPU path: a CUDA budget in int8 is refused where it is written."""
+    with pytest.raises(ValidationError, match="onnxruntime-int8' runs on the CPU .* not on cuda0"):
+        LatencyTarget(device="cuda0", backend="onnxruntime-int8", p50_ms=5)
+    with pytest.raises(ValidationError, match="point 'cuda0-5ms': backend 'onnxruntime-int8' runs on the CPU"):
+        LatencySweep(points=["cpu-t2-33ms", "cuda0-5ms"], backend="onnxruntime-int8")
+    assert LatencySweep(points=["cpu-t2-33ms"], backend="onnxruntime-int8").target("cpu-t2-33ms").p50_ms == 33
 
 
 def test_latency_settings_mean_one_thing() -> None:

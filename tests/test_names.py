@@ -18,6 +18,9 @@ from alap.config import Params
 from alap.metrics.names import LATENCY, METRICS, QUALITY, LatencyKey, metric
 from alap.paths import TaskPaths
 from alap.profile.latency import profile_model
+from alap.profile.quantize import CALIBRATION_IMAGES
+from alap.steps.evaluate import evaluate_entry
+from alap.steps.profile import profile_entry
 from alap.steps.teacher import import_teacher
 
 # What metrics.json records besides metrics: which model, and what it was measured on.
@@ -67,12 +70,9 @@ def _folder(root: Path, layout: str) -> Path:
     return root
 
 
-@pytest.mark.parametrize(("layout", "suffix"), [("paired", ""), ("images", "_teacher")])
-def test_every_metric_evaluate_writes_is_registered(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, layout: str, suffix: str
-) -> None:
-    monkeypatch.setattr(evaluate, "InceptionFeatures", _Features)
-    monkeypatch.setattr(evaluate, "LpipsMetric", _Lpips)
+def _imported(tmp_path: Path, layout: str, int8: bool = False) -> tuple[Params, TaskPaths]:
+    """A task ``mine`` of ``layout`` under ``tmp_path`` whose teacher is imported (a random tiny U-Net)."""
+    tmp_path.mkdir(parents=True, exist_ok=True)
     torch.manual_seed(0)
     teacher_file = tmp_path / "g.pth"
     torch.save(reference("unet", "batch", False, ngf=4, num_downs=5).state_dict(), teacher_file)
@@ -84,9 +84,20 @@ def test_every_metric_evaluate_writes_is_registered(
         "teacher": {"checkpoint": str(teacher_file), "dropout": False},
     }
     raw.update(run_tasks=["mine"], dvc=None)
+    raw["quantize"]["int8"] = int8
     params = Params.model_validate(raw)
     paths = TaskPaths("mine", models=tmp_path / "models", reports=tmp_path / "reports", state=tmp_path / "state")
     import_teacher(params, "mine", paths)
+    return params, paths
+
+
+@pytest.mark.parametrize(("layout", "suffix"), [("paired", ""), ("images", "_teacher")])
+def test_every_metric_evaluate_writes_is_registered(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, layout: str, suffix: str
+) -> None:
+    monkeypatch.setattr(evaluate, "InceptionFeatures", _Features)
+    monkeypatch.setattr(evaluate, "LpipsMetric", _Lpips)
+    params, paths = _imported(tmp_path, layout)
 
     out = tmp_path / "reports" / "mine" / "teacher"
     evaluate.evaluate_model(params, "mine", "teacher", paths.teacher, paths.teacher, out, tmp_path / "torch_home")
@@ -96,6 +107,43 @@ def test_every_metric_evaluate_writes_is_registered(
     assert distances | {"lpips_teacher", "psnr_teacher", "gmacs", "params_m"} <= written
     other = "_teacher" if suffix == "" else ""
     assert {f"{name}{other}" for name in ("fid", "fid_ci_low", "fid_ci_high", "kid", "kid_std")}.isdisjoint(written)
+
+
+@pytest.mark.parametrize(("layout", "suffix"), [("paired", ""), ("images", "_teacher")])
+def test_profile_int8_adds_the_int8_exports_quality_and_latency(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, layout: str, suffix: str
+) -> None:
+    """With quantize.int8 the evaluate and profile steps score and time the model's int8 quantization too: every
+    quality metric again behind ``int8.`` (registered) and latency keys of backend onnxruntime-int8; the model's own
+    metrics do not change. Off (the default), neither step writes any int8 key."""
+    monkeypatch.setattr(evaluate, "InceptionFeatures", _Features)
+    monkeypatch.setattr(evaluate, "LpipsMetric", _Lpips)
+    written = {}
+    for int8 in (False, True):
+        params, paths = _imported(tmp_path / str(int8), layout, int8)
+        out = paths.report_dir / "teacher"
+        torch_home = tmp_path / "torch_home"
+        evaluate_entry(params, "mine", "teacher", None, torch_home, paths=paths)
+        profile_entry(params, "mine", "teacher", paths=paths)
+        written[int8] = {
+            **json.loads((out / "metrics.json").read_text()),
+            **json.loads((out / "latency.json").read_text()),
+        }
+    off, on = written[False], written[True]
+    int8_keys = {key for key in on if key.startswith("int8.")}
+    assert not any(key.startswith("int8.") or "onnxruntime-int8" in key for key in off)
+    quality = {key for key in off if key in METRICS and METRICS[key].kind != "cost" and off[key] is not None}
+    assert {f"fid{suffix}", "lpips_teacher", "psnr_teacher"} <= quality
+    assert {key for key in int8_keys if on[key] is not None} == {f"int8.{key}" for key in quality}
+    assert int8_keys <= set(METRICS)
+    assert all(on[key] == off[key] for key in off if key in METRICS)  # the model's own metrics: unchanged
+    assert on["int8.lpips_teacher"] > 0 == off["lpips_teacher"]  # int8 is not the model (here the teacher) itself
+    assert 1 <= on["measured_on"]["int8_calibration_images"] <= CALIBRATION_IMAGES  # the train split is smaller
+    int8_latency = LatencyKey("cpu-t1", "onnxruntime-int8")
+    assert on[int8_latency.p50] > 0 and on[int8_latency.p90] >= on[int8_latency.p50]
+    assert {key for key in on if key.startswith("latency.")} - {int8_latency.p50, int8_latency.p90} == {
+        key for key in off if key.startswith("latency.")
+    }
 
 
 def test_every_latency_key_profile_writes_reads_as_the_latency_entry(
@@ -149,20 +197,13 @@ def test_registry_entries_are_complete_and_unknown_names_are_refused() -> None:
 def test_each_uncertainty_metric_qualifies_one_metric_and_shows_beside_it() -> None:
     qualified = {key: entry.key for entry in METRICS.values() for key in (*(entry.interval or ()), entry.spread) if key}
     uncertainty = {k for k, m in METRICS.items() if m.kind == "uncertainty"}
-    assert (
-        set(qualified)
-        == uncertainty
-        == {
-            "fid_ci_low",
-            "fid_ci_high",
-            "kid_std",
-            "fid_ci_low_teacher",
-            "fid_ci_high_teacher",
-            "kid_std_teacher",
-        }
-    )
-    for key, of in qualified.items():  # against the teacher: both or neither end in _teacher; core alike
+    fp32 = {"fid_ci_low", "fid_ci_high", "kid_std", "fid_ci_low_teacher", "fid_ci_high_teacher", "kid_std_teacher"}
+    assert set(qualified) == uncertainty == fp32 | {f"int8.{key}" for key in fp32}
+    for key, of in qualified.items():  # against the teacher or int8: both or neither; core alike
         assert key.endswith("_teacher") == of.endswith("_teacher") and METRICS[key].core == METRICS[of].core
+        assert key.startswith("int8.") == of.startswith("int8.")
+    int8_row = {"int8.fid": 122.44, "int8.fid_ci_low": 115.0, "int8.fid_ci_high": 130.21}
+    assert METRICS["int8.fid"].shown(int8_row) == "122.4 [115.0, 130.2]" and METRICS["int8.fid"].label == "int8 FID"
     assert not any(m.kind == "uncertainty" for m in QUALITY)  # never ranked or plotted on their own
 
     row = {"fid": 122.44, "fid_ci_low": 115.0, "fid_ci_high": 130.21, "kid": 0.01234, "kid_std": 0.001}

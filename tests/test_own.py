@@ -276,6 +276,12 @@ def test_alap_compress_runs_every_step_resumes_and_refuses_other_settings(tmp_pa
         (lambda a, t: a.extend(["--p50-ms", "0", "--latency-device", "cpu-t1"]), "--p50-ms 0.0: expected a positive"),
         (lambda a, t: a.extend(["--p50-ms", "5", "--latency-device", "cpu"]), "--latency-device cpu: unknown device"),
         (lambda a, t: a.extend(["--sparsity", "0.5", "--latency-device", "cpu-t1"]), "go together"),
+        (
+            lambda a, t: a.extend(
+                ["--p50-ms", "5", "--latency-device", "cuda0", "--latency-backend", "onnxruntime-int8"]
+            ),
+            "--latency-backend onnxruntime-int8: backend 'onnxruntime-int8' runs on the CPU",
+        ),
     ],
 )
 def test_alap_compress_refuses_bad_flags_before_any_work(tmp_path, capsys, change, message):

@@ -3,6 +3,7 @@ from the params file's promote section, overridden by flags."""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -164,3 +165,85 @@ def test_cli_gates_come_from_the_params_file_and_flags_override_them(tracker: Tr
     assert aliases(tracker, "cli")["champion"] == versions["s0.50"]
     assert main([*promote_cli, "--prefer", "fastest"]) == 2  # a flag is validated like the section
     assert "promote.prefer" in capsys.readouterr().err
+
+
+INT8_P50 = latency_key(GATES, "int8")
+# name: the int8 export's (int8.fid, int8.lpips_teacher, int8 p50 ms), None for a version measured in fp32 only.
+INT8_POINTS = {
+    "s0.25": (41.5, 0.025, 30.0),  # int8 brings it under the latency limit
+    "s0.50": (43.5, 0.035, 8.0),  # fastest passing pair: its int8 export
+    "s0.75": None,  # no int8 values: its int8 gates fail as missing, never guessed
+    "s0.90": (52.0, 0.1, 2.0),  # fails fid and lpips_teacher in int8 too
+}
+
+
+def int8_sweep(tracker: Tracker, task: str) -> dict[str, int]:
+    """POINTS with their int8 exports' values beside (quantize.int8's keys)."""
+    parent = tracker.parent_run(f"alap-{task}", "sweep", key=task)
+    tracker.log_point(parent, "teacher", {}, {"fid": TEACHER_FID})
+    versions = {}
+    for name, (fid, lpips, lpips_t, p50) in POINTS.items():
+        metrics = {"fid": fid, "lpips": lpips, "lpips_teacher": lpips_t, P50: p50}
+        if INT8_POINTS[name] is not None:
+            int8_fid, int8_lpips_t, int8_p50 = INT8_POINTS[name]
+            metrics |= {"int8.fid": int8_fid, "int8.lpips_teacher": int8_lpips_t, INT8_P50: int8_p50}
+        versions[name] = register(tracker, task, tracker.log_point(parent, name, {}, metrics))
+    return versions
+
+
+def test_int8_precision_judges_each_version_at_both_and_the_evidence_names_the_winner(tracker: Tracker):
+    versions = int8_sweep(tracker, "i8")
+    both = GATES.with_overrides(precisions=["fp32", "int8"])
+    assert INT8_P50 == f"latency.{DEVICE}.onnxruntime-int8.bs1.p50_ms"
+
+    fp32_only = promote("i8", GATES.with_overrides(prefer="speed"), client=tracker)  # the default: int8 unread
+    assert fp32_only.champion.version == versions["s0.75"] and len(fp32_only.candidates) == len(POINTS)
+
+    fast = promote("i8", both.with_overrides(prefer="speed"), client=tracker)
+    assert (fast.champion.version, fast.champion.precision) == (versions["s0.50"], "int8")
+    assert fast.champion.p50_ms == 8.0 and fast.champion.fid == 43.5 and fast.champion.teacher_fid == TEACHER_FID
+    evidence = json.loads(
+        tracker.client.get_model_version("alap-i8", str(versions["s0.50"])).tags[f"alap.promotion.{DEVICE}"]
+    )
+    assert evidence["precision"] == "int8" and evidence["backend"] == "onnxruntime-int8"
+    assert evidence[INT8_P50] == 8.0 and evidence["int8.fid"] == 43.5 and evidence["int8.lpips_teacher"] == 0.035
+    failed = {(c.run_name, c.precision): [str(f) for f in c.failures] for c in fast.candidates}
+    assert failed[("s0.25", "fp32")] == [f"{P50}: 40 > 33"] and failed[("s0.25", "int8")] == []
+    assert failed[("s0.75", "fp32")] == [] and failed[("s0.75", "int8")] == [
+        f"{INT8_P50}: missing",
+        "int8.fid: missing",
+        "int8.lpips_teacher: missing",
+    ]
+    assert failed[("s0.90", "int8")] == ["int8.fid: 52 > 44", "int8.lpips_teacher: 0.1 > 0.05"]
+    tags = tracker.client.get_model_version("alap-i8", str(versions["s0.75"])).tags
+    assert json.loads(tags[f"alap.gates.{DEVICE}"])["verdict"] == "pass"
+    assert json.loads(tags[f"alap.gates.{DEVICE}.int8"])[INT8_P50] is None
+    assert f"v{versions['s0.50']} s0.50 int8: pass" in fast.report() and "(s0.50) in int8 promoted" in fast.report()
+
+    best = promote("i8", both, client=tracker)  # quality: s0.25's int8 FID 41.5 beats every passing fp32 one
+    assert (best.champion.version, best.champion.precision) == (versions["s0.25"], "int8")
+    assert aliases(tracker, "i8")["champion"] == versions["s0.25"]
+
+
+def test_int8_gates_are_cpu_only_and_chosen_like_the_other_gates(tracker: Tracker, tmp_path, monkeypatch, capsys):
+    with pytest.raises(ValueError, match="onnxruntime-int8' runs on the CPU .* not on cuda0"):
+        GATES.with_overrides(device="cuda0", precisions=["int8"])
+    with pytest.raises(ValueError, match="precisions must be distinct"):
+        GATES.with_overrides(precisions=["int8", "int8"])
+    with pytest.raises(ValueError, match="promote.precisions"):
+        GATES.with_overrides(precisions=[])
+    project = Path(tracker.uri.removeprefix("sqlite:///")).parent
+    for name in ("MLFLOW_TRACKING_URI", PARENT_ENV):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.chdir(project)
+    versions = int8_sweep(tracker, "i8cli")
+    raw = yaml.safe_load((ROOT / "configs" / "demo.yaml").read_text())
+    params = tmp_path / "params.yaml"
+    params.write_text(yaml.safe_dump({**raw, "promote": {**raw["promote"], "prefer": "speed"}}))
+    promote_cli = ["--params", str(params), "promote", "--task", "i8cli"]
+    assert main(promote_cli) == 0 and aliases(tracker, "i8cli")["champion"] == versions["s0.75"]
+    assert main([*promote_cli, "--precisions", "fp32", "int8"]) == 0
+    assert aliases(tracker, "i8cli")["champion"] == versions["s0.50"]
+    assert "in int8 promoted" in capsys.readouterr().out
+    assert main([*promote_cli, "--precisions", "fp16"]) == 2
+    assert "promote.precisions" in capsys.readouterr().err

@@ -18,6 +18,7 @@ from servers import free_port, mlflow_server, s3_server
 from alap import storage
 from alap.config import PromoteParams
 from alap.errors import is_user_error
+from alap.report.tables import load_task, summary_frame
 from alap.tracking.client import (
     HTTP_RETRY_DEFAULTS,
     PARENT_ENV,
@@ -151,6 +152,29 @@ def test_a_child_run_carries_fid_and_kid_with_their_uncertainty(tracker: Tracker
     run_id = tracker.log_point(tracker.parent_run("alap-facades", "uncertainty", key="u1"), "s0.5", {}, found)
     assert tracker.run(run_id).metrics == written
     assert "FID 41.5 [38.2, 45.8]," in version_description(outputs, found, PromoteParams())
+
+
+def test_int8_values_reach_the_run_and_the_summary_where_measured(tracker: Tracker, tmp_path: Path):
+    """quantize.int8's values (int8.* quality, latency of backend onnxruntime-int8) are registered metrics: a child run
+    carries them and summary.csv has their columns, but only for models measured in int8."""
+    int8_p50 = "latency.cpu-t2.onnxruntime-int8.bs1.p50_ms"
+    quality = {"fid": 41.5, "lpips_teacher": 0.03, "int8.fid": 42.0, "int8.lpips_teacher": 0.04, "gmacs": 0.1}
+    latency = {P50: 12.0, int8_p50: 5.0, "latency.cpu-t2.onnxruntime-int8.bs1.p90_ms": 6.0}
+    for model, int8 in (("teacher", False), ("s0.5", True)):
+        report_dir = tmp_path / "reports" / "facades" / model
+        report_dir.mkdir(parents=True)
+        kept = {k: v for k, v in quality.items() if int8 or not k.startswith("int8.")}
+        (report_dir / "metrics.json").write_text(json.dumps({"task": "facades", "model": model, **kept}))
+        timed = {k: v for k, v in latency.items() if int8 or "int8" not in k}
+        (report_dir / "latency.json").write_text(json.dumps({"task": "facades", "model": model, **timed}))
+    outputs = ModelOutputs("facades", "s0.5", report_dir, tmp_path / "student.pt", sparsity=0.5)
+    found = report_metrics(outputs)["metrics"]
+    assert found == {**quality, **latency}
+    run_id = tracker.log_point(tracker.parent_run("alap-facades", "int8", key="i8"), "s0.5", {}, found)
+    assert tracker.run(run_id).metrics == found
+    summary = summary_frame({"facades": load_task(tmp_path / "reports", "facades")}).set_index("model")
+    assert summary.loc["s0.5", "int8.fid"] == 42.0 and np.isnan(summary.loc["teacher", "int8.fid"])
+    assert summary.loc["s0.5", int8_p50] == 5.0 and "int8.kid" not in summary.columns  # only what was measured
 
 
 def test_log_point_refuses_secrets_and_bad_input(tracker: Tracker, tmp_path: Path, monkeypatch):

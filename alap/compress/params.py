@@ -58,16 +58,36 @@ class CondenseParams(_Strict):
         return self
 
 
+# The runtimes a latency budget can hold in: PyTorch eager, ONNX Runtime on the fp32 export, and ONNX Runtime on
+# its static int8 quantization (alap.profile.quantize; onnxruntime's int8 kernels are a CPU path here).
+LatencyBackend = Literal["torch", "onnxruntime", "onnxruntime-int8"]
+INT8_BACKEND = "onnxruntime-int8"
+
+
+def int8_on_cpu(device: str, backend: str) -> None:
+    """Refuse ``backend`` onnxruntime-int8 on a CUDA ``device``: the int8 model is timed by ONNX Runtime's CPU
+    kernels (VNNI), so a CUDA budget in it would be a CPU timing under a GPU's name."""
+    if backend == INT8_BACKEND and not device.startswith("cpu-t"):
+        raise ValueError(
+            f"backend {INT8_BACKEND!r} runs on the CPU (onnxruntime's int8 kernels), not on {device}: "
+            "use a cpu-t<N> device, or backend torch or onnxruntime on CUDA"
+        )
+
+
 class LatencyTarget(_Strict):
     """A p50 budget on one device x backend x batch size: what ``prune.target: latency`` plans for.
 
     Latency depends on layer shapes, not weight values, so the planner times candidate architectures (freshly
     initialised, never trained) and caches each timing per device, backend and input shape
-    (alap.profile.candidates).
+    (alap.profile.candidates). Backend ``onnxruntime-int8`` times each candidate's int8 quantization, CPU only.
     """
 
     device: str = Field("cpu-t2", description="device spec the budget holds on: cpu-t<N> or cuda<K>")
-    backend: Literal["torch", "onnxruntime"] = Field("onnxruntime", description="runtime the student will run in")
+    backend: LatencyBackend = Field(
+        "onnxruntime",
+        description="runtime the student will run in: torch, onnxruntime (fp32) or onnxruntime-int8 (its static "
+        "int8 quantization, cpu-t<N> devices only)",
+    )
     batch_size: PositiveInt = Field(1, description="images per forward pass")
     p50_ms: float = Field(gt=0, allow_inf_nan=False, description="median latency budget in milliseconds")
     tolerance: float = Field(
@@ -84,6 +104,7 @@ class LatencyTarget(_Strict):
 
         if not re.fullmatch(r"cpu-t\d+|cuda\d+", self.device):
             raise ValueError(f"device {self.device!r}: expected cpu-t<N> (N threads) or cuda<K>")
+        int8_on_cpu(self.device, self.backend)
         return self
 
 

@@ -133,6 +133,24 @@ METRICS: dict[str, Metric] = {
         Metric("params_m", "params", "lower", "#.3g", 3, kind="cost", unit="M"),
     )
 }
+# quantize.int8: a model's static int8 quantization run by ONNX Runtime is scored like the model itself
+# (alap.evaluate), its metrics named as the model's behind ``int8.`` (``int8.fid``, ``int8.lpips_teacher``); its latency
+# is the latency keys of backend ``onnxruntime-int8``. Columns only where measured (not core).
+INT8_PREFIX = "int8."
+
+
+def _int8_twin(m: Metric) -> Metric:
+    return dataclasses.replace(
+        m,
+        key=INT8_PREFIX + m.key,
+        label=f"int8 {m.label}",
+        core=False,
+        interval=None if m.interval is None else (INT8_PREFIX + m.interval[0], INT8_PREFIX + m.interval[1]),
+        spread=None if m.spread is None else INT8_PREFIX + m.spread,
+    )
+
+
+METRICS.update({twin.key: twin for twin in (_int8_twin(m) for m in list(METRICS.values()) if m.kind != "cost")})
 QUALITY: tuple[Metric, ...] = tuple(m for m in METRICS.values() if m.kind == "quality")
 # Every latency key reads as this entry (its key is the pattern's): p50 and p90 alike, any device and batch.
 LATENCY = Metric(

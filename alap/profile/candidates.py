@@ -10,6 +10,10 @@ their own newest timing.
 
 A candidate is built freshly initialised from its arch and timed as the deployment would run it (ONNX export
 plus onnxruntime, or PyTorch eval), with profile.latency's settings: eval mode, warm-up, the spec's threads.
+Backend ``onnxruntime-int8`` times the export's static int8 quantization (alap.profile.quantize.export_int8),
+calibrated on a few random inputs in [-1, 1] of the task's input shape: calibration sets the activation ranges,
+which change the int8 values, not the graph, its shapes or its kernels, so a random calibration times as the
+task's images would (a deployment calibrates on the task's images).
 """
 
 from __future__ import annotations
@@ -26,14 +30,17 @@ import torch
 from torch import nn
 
 from alap import io
-from alap.compress.params import LatencyTarget
+from alap.compress.params import INT8_BACKEND, LatencyTarget
 from alap.models.arch import build_generator
 from alap.paths import LATENCY_CACHE
 from alap.profile.devices import parse_device
 from alap.profile.export import export_onnx
 from alap.profile.latency import measure_latency
+from alap.profile.quantize import export_int8
 
 log = logging.getLogger(__name__)
+
+CALIBRATION_INPUTS = 4  # random calibration inputs of an int8 candidate (its timing does not depend on them)
 
 
 class CandidateCost(Protocol):
@@ -116,6 +123,8 @@ class CandidateTimer:
             subject: nn.Module | Path = model
             if self.target.backend == "onnxruntime":
                 subject = export_onnx(model.cpu(), Path(scratch) / "candidate.onnx", (1, *self.image_shape))
+            elif self.target.backend == INT8_BACKEND:
+                subject = export_int8(model.cpu(), self.image_shape, self._calibration(), Path(scratch) / "int8.onnx")
             return measure_latency(
                 subject,
                 self.spec,
@@ -125,6 +134,11 @@ class CandidateTimer:
                 measure_peak=False,
                 **self.settings,
             )
+
+    def _calibration(self) -> torch.Tensor:
+        """Random inputs in [-1, 1] of the input shape, the same for every candidate (seeded)."""
+        generator = torch.Generator().manual_seed(0)
+        return torch.rand((CALIBRATION_INPUTS, *self.image_shape), generator=generator) * 2 - 1
 
     def _timings(self) -> dict[str, Any]:
         if not self.cache_file.is_file():

@@ -26,9 +26,9 @@ from alap.metrics.lpips_metric import LpipsMetric
 from alap.metrics.pixel import PSNR_CAP_DB, psnr, round_to_8bit
 from alap.paths import TaskPaths
 from alap.profile.devices import ort_session, parse_device
-from alap.profile.export import INPUT_NAME, OUTPUT_NAME, export_onnx
+from alap.profile.export import export_onnx
 from alap.profile.latency import measure_latency
-from alap.profile.quantize import quantize_int8
+from alap.profile.quantize import CALIBRATION_IMAGES, calibration_inputs, onnx_outputs, quantize_int8
 from alap.task import Task
 
 log = logging.getLogger(__name__)
@@ -43,7 +43,7 @@ def int8_quality(
     devices: list[str],
     torch_home: Path,
     models: Path = Path("models"),
-    calibration_images: int = 8,
+    calibration_images: int = CALIBRATION_IMAGES,
     timing: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """fp32 and int8 exports of ``models/<task>/<model_name>`` side by side on the task's test split: quality
@@ -57,8 +57,7 @@ def int8_quality(
     model.eval()
     input_nc, _ = task.channels
     shape = (input_nc, task.image_size, task.image_size)
-    train = task.dataset("train", for_eval=True)
-    calibration = torch.stack([train[i]["A"] for i in range(min(calibration_images, len(train)))])
+    calibration = calibration_inputs(task, calibration_images)
     test_set = task.dataset("test", for_eval=True)
     inception = InceptionFeatures(torch_home, "cpu")
     lpips = LpipsMetric(params.evaluate.lpips_net, torch_home, "cpu")
@@ -72,11 +71,7 @@ def int8_quality(
             key: [] for key in ("fp32.psnr", "fp32.lpips", "int8.psnr", "int8.lpips", "psnr_vs_fp32", "lpips_vs_fp32")
         }
         for batch in DataLoader(test_set, batch_size=params.evaluate.batch_size):
-            feed = {INPUT_NAME: batch["A"].float().numpy()}
-            out = {
-                name: round_to_8bit(torch.from_numpy(s.run([OUTPUT_NAME], feed)[0]).clamp(-1, 1))
-                for name, s in sessions.items()
-            }
+            out = {name: round_to_8bit(onnx_outputs(s, batch["A"]).clamp(-1, 1)) for name, s in sessions.items()}
             target = batch["B"].float()
             for name in PRECISIONS:
                 features[name].append(inception.features(out[name]))

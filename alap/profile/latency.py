@@ -33,6 +33,7 @@ from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils._pytree import tree_leaves
 from tqdm.auto import tqdm
 
+from alap.compress.params import INT8_BACKEND
 from alap.metrics.names import LatencyKey
 from alap.profile.devices import (
     DeviceSpec,
@@ -43,17 +44,23 @@ from alap.profile.devices import (
     torch_threads,
 )
 from alap.profile.export import INPUT_NAME, OUTPUT_NAME, check_onnx, export_onnx
+from alap.profile.quantize import quantize_int8
 from alap.profile.roofline import BACKENDS, achieved_fraction, count_gmacs, device_peak_gflops
 
 log = logging.getLogger(__name__)
 
 _MEASURE_LOCK = threading.Lock()
 
+# What measure_latency times: the peak-measured runtimes, plus ONNX Runtime on an int8 (QDQ) file from
+# alap.profile.quantize, which it runs like any ONNX file but on the CPU only.
+ONNX_BACKENDS = ("onnxruntime", INT8_BACKEND)
+TIMED_BACKENDS = (*BACKENDS, INT8_BACKEND)
+
 
 def latency_metric_names(device: str, backend: str, batch_size: int) -> tuple[str, str]:
     """The (p50, p90) metric keys of the contract: ``latency.<device>.<backend>.bs<N>.p50_ms`` / ``.p90_ms``."""
-    if backend not in BACKENDS:
-        raise ValueError(f"unknown backend {backend!r}: expected one of {BACKENDS}")
+    if backend not in TIMED_BACKENDS:
+        raise ValueError(f"unknown backend {backend!r}: expected one of {TIMED_BACKENDS}")
     key = LatencyKey(device, backend, int(batch_size))
     return key.p50, key.p90
 
@@ -202,7 +209,8 @@ def measure_latency(
     """Time one forward pass of a batch; return p50/p90/mean ms, images/s, peak memory and settings.
 
     ``backend="torch"`` takes an ``nn.Module`` (run in eval mode under ``inference_mode``);
-    ``backend="onnxruntime"`` takes a path from ``export_onnx``. ``image_shape`` is (C, H, W).
+    ``backend="onnxruntime"`` takes a path from ``export_onnx``, ``"onnxruntime-int8"`` one from
+    ``alap.profile.quantize.quantize_int8`` (CPU devices only). ``image_shape`` is (C, H, W).
     Peak memory (MiB; ``peak_mem_method`` says which): torch on CUDA = ``max_memory_allocated``
     during the timed runs (weights, input, activations); torch on CPU = peak live tensor bytes of
     one extra untimed forward, the same quantity (see ``_LiveTensorPeak``); onnxruntime on CPU =
@@ -211,8 +219,10 @@ def measure_latency(
     memory measurement (None, ``peak_mem_method`` "not measured"): the latency planner times many candidates.
     """
     spec = device_spec if isinstance(device_spec, DeviceSpec) else parse_device(device_spec)
-    if backend not in BACKENDS:
-        raise ValueError(f"unknown backend {backend!r}: expected one of {BACKENDS}")
+    if backend not in TIMED_BACKENDS:
+        raise ValueError(f"unknown backend {backend!r}: expected one of {TIMED_BACKENDS}")
+    if backend == INT8_BACKEND and spec.kind != "cpu":
+        raise DeviceUnavailable(f"{spec.name}: backend {INT8_BACKEND} runs on the CPU (onnxruntime's int8 kernels)")
     if batch_size < 1 or len(image_shape) != 3 or min_repeats < 1 or warmup < 0 or min_seconds < 0:
         raise ValueError(
             f"measure_latency needs batch_size >= 1, image_shape (C, H, W), min_repeats >= 1, warmup >= 0, "
@@ -221,15 +231,15 @@ def measure_latency(
         )
     if backend == "torch" and not isinstance(model_or_onnx, nn.Module):
         raise TypeError(f"backend 'torch' needs an nn.Module, got {type(model_or_onnx).__name__}")
-    if backend == "onnxruntime":
+    if backend in ONNX_BACKENDS:
         if isinstance(model_or_onnx, nn.Module):
-            raise TypeError("backend 'onnxruntime' needs the path of an ONNX file (see export_onnx), got an nn.Module")
+            raise TypeError(f"backend {backend!r} needs the path of an ONNX file (see export_onnx), got an nn.Module")
         if not Path(model_or_onnx).is_file():
             raise FileNotFoundError(f"ONNX file {model_or_onnx} does not exist")
     x = torch.randn((batch_size, *image_shape), generator=torch.Generator().manual_seed(0))
 
     with _MEASURE_LOCK, torch_threads(spec), torch.inference_mode():
-        if backend == "onnxruntime":
+        if backend in ONNX_BACKENDS:
             times = _time_loop(_ort_runner(Path(model_or_onnx), spec, x), warmup, min_repeats, min_seconds)
             if not measure_peak:
                 peak, method = None, "not measured"
@@ -287,6 +297,7 @@ def profile_model(
     gmacs: float | None = None,
     name: str = "model",
     progress: bool = True,
+    int8_calibration: torch.Tensor | None = None,
 ) -> dict[str, Any]:
     """Profile ``model`` on every usable device x backend x batch size.
 
@@ -295,6 +306,9 @@ def profile_model(
     timing. Unusable devices and device/backend pairs are skipped with a logged reason.
     ``gmacs`` is *executed* MACs per image and defaults to ``roofline.count_gmacs``; the conventional
     count of ``metrics.cost.count_gmacs`` overstates stride-2 up-convs 4x, and so would the fraction.
+    With ``int8_calibration`` (images the model takes) the export's static int8 quantization
+    (alap.profile.quantize) is timed too, as backend ``onnxruntime-int8`` on the CPU devices (CUDA ones are
+    skipped with the reason); its records carry no peak or fraction, since the fp32 peak is no roof for int8 kernels.
 
     Returns ``metrics`` (flat docs/architecture.md latency keys), ``records`` (one dict per combination, with
     ``peak_gflops`` and ``achieved_fraction`` of it), ``skipped`` ({"device" or "device/backend":
@@ -314,13 +328,18 @@ def profile_model(
     with tempfile.TemporaryDirectory() as scratch:
         onnx_path: Path | None = None
         onnx_diff: float | None = None
-        if "onnxruntime" in backends:
+        timed = [*backends, *([INT8_BACKEND] if int8_calibration is not None else [])]
+        files: dict[str, Path] = {}
+        if any(backend in ONNX_BACKENDS for backend in timed):
             onnx_path = Path(onnx_dir or scratch) / f"{name}.onnx"
             export_onnx(model, onnx_path, (1, *image_shape), dynamic_batch=True)
             check_input = torch.randn((2, *image_shape), generator=torch.Generator().manual_seed(1))
             onnx_diff = check_onnx(model, onnx_path, check_input)
+            files["onnxruntime"] = onnx_path
+        if int8_calibration is not None:
+            files[INT8_BACKEND] = quantize_int8(onnx_path, Path(scratch) / f"{name}.int8.onnx", int8_calibration)
 
-        combos = [(spec, backend, int(bs)) for spec in usable for backend in backends for bs in batch_sizes]
+        combos = [(spec, backend, int(bs)) for spec in usable for backend in timed for bs in batch_sizes]
         records: list[dict[str, Any]] = []
         bar = tqdm(combos, desc=f"profile {name}", unit="run", disable=None if progress else True)
         for spec, backend, bs in bar:
@@ -330,9 +349,9 @@ def profile_model(
             bar.set_postfix_str(f"{key} bs{bs}")
             log.info("timing %s on %s/%s at batch %d", name, spec.name, backend, bs)
             try:
-                peak = device_peak_gflops(spec, backend)
+                peak = None if backend == INT8_BACKEND else device_peak_gflops(spec, backend)
                 rec = measure_latency(
-                    model if backend == "torch" else onnx_path,
+                    files.get(backend, model),
                     spec,
                     backend,
                     bs,
@@ -346,8 +365,8 @@ def profile_model(
                 skipped[key] = str(err)
                 continue
             rec["peak_gflops"] = peak
-            rec["achieved_fraction"] = achieved_fraction(gmacs, rec["p50_ms"], bs, peak)
-            if rec["achieved_fraction"] > 1.0:
+            rec["achieved_fraction"] = None if peak is None else achieved_fraction(gmacs, rec["p50_ms"], bs, peak)
+            if rec["achieved_fraction"] is not None and rec["achieved_fraction"] > 1.0:
                 log.warning(
                     "%s %s bs%d runs at %.0f%% of the measured peak: gmacs=%.3g is probably not the "
                     "executed MAC count (see roofline.count_gmacs)",
@@ -359,14 +378,14 @@ def profile_model(
                 )
             records.append(rec)
             log.info(
-                "%s %s bs%d: p50 %.2f ms, p90 %.2f ms, %.1f img/s, %.1f%% of peak",
+                "%s %s bs%d: p50 %.2f ms, p90 %.2f ms, %.1f img/s%s",
                 name,
                 key,
                 bs,
                 rec["p50_ms"],
                 rec["p90_ms"],
                 rec["images_per_s"],
-                100 * rec["achieved_fraction"],
+                "" if peak is None else f", {100 * rec['achieved_fraction']:.1f}% of peak",
             )
 
     return {

@@ -16,17 +16,49 @@ import math
 import os
 import tempfile
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
 
 from alap.io import atomic_path
 from alap.profile.devices import DeviceSpec, ort_session
-from alap.profile.export import INPUT_NAME, OUTPUT_NAME
+from alap.profile.export import INPUT_NAME, OUTPUT_NAME, export_onnx
+
+if TYPE_CHECKING:
+    import onnxruntime
+    from torch import nn
+
+    from alap.task import Task
 
 log = logging.getLogger(__name__)
 
 _CPU1 = DeviceSpec(name="cpu-t1", kind="cpu", threads=1, index=None)
+CALIBRATION_IMAGES = 8  # the task's images a pipeline model's activation ranges are calibrated on
+
+
+def calibration_inputs(task: Task, count: int = CALIBRATION_IMAGES) -> torch.Tensor:
+    """The first ``count`` inputs of ``task``'s training split, whole as evaluated: what a pipeline model is
+    calibrated on, so that profile (latency) and evaluate (quality) quantize it alike and the test split it is
+    scored on stays unseen."""
+    train = task.dataset("train", for_eval=True)
+    return torch.stack([train[i]["A"] for i in range(min(count, len(train)))])
+
+
+def export_int8(
+    model: nn.Module, image_shape: tuple[int, int, int], calibration: torch.Tensor, out: str | os.PathLike
+) -> Path:
+    """``model``'s static int8 quantization at ``out``: its fp32 ONNX export (dynamic batch) quantized on
+    ``calibration``; the fp32 file is not kept."""
+    with tempfile.TemporaryDirectory() as scratch:
+        fp32 = export_onnx(model, Path(scratch) / "fp32.onnx", (1, *image_shape))
+        return quantize_int8(fp32, out, calibration)
+
+
+def onnx_outputs(session: onnxruntime.InferenceSession, inputs: torch.Tensor) -> torch.Tensor:
+    """A generator's ONNX Runtime ``session`` run on ``inputs`` (any device): its outputs on the inputs' device."""
+    out = session.run([OUTPUT_NAME], {INPUT_NAME: inputs.detach().float().cpu().numpy()})[0]
+    return torch.from_numpy(out).to(inputs.device)
 
 
 def quantize_int8(fp32_onnx: str | os.PathLike, out: str | os.PathLike, calibration: torch.Tensor) -> Path:

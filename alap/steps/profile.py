@@ -1,4 +1,5 @@
-"""The ``profile@`` steps: one model's latency on every configured device x backend, and its ONNX file."""
+"""The ``profile@`` steps: one model's latency on every configured device x backend, and its ONNX file; with
+``quantize.int8`` also its static int8 quantization's (backend onnxruntime-int8, CPU devices)."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ from alap import io
 from alap.config import Params
 from alap.paths import TaskPaths
 from alap.profile.latency import profile_model
+from alap.profile.quantize import calibration_inputs
 from alap.task import Task
 
 
@@ -22,7 +24,8 @@ def profile_entry(
     model, _ = task.load_generator(paths.checkpoint(model_name, point_dir))
     input_nc, _ = task.channels
     shape = (input_nc, task.image_size, task.image_size)
-    return profile_into(params, model, shape, paths.report_dir / model_name, task_name, model_name)
+    calibration = calibration_inputs(task) if params.quantize.int8 else None
+    return profile_into(params, model, shape, paths.report_dir / model_name, task_name, model_name, calibration)
 
 
 def profile_into(
@@ -32,12 +35,16 @@ def profile_into(
     out_dir: Path,
     task_name: str,
     model_name: str,
+    int8_calibration: torch.Tensor | None = None,
     progress: bool = True,
 ) -> dict:
     """Time ``model`` on ``params.profile``'s devices x backends x batch sizes; write the ONNX file and
     ``latency.json`` into ``out_dir``; return :func:`profile_model`'s result. The profile stage and the benchmark
-    both measure this way."""
+    both measure this way. ``params.quantize.int8`` times the int8 quantization too, calibrated on
+    ``int8_calibration`` (alap.profile.quantize.calibration_inputs), which it then needs."""
     p = params.profile
+    if params.quantize.int8 and int8_calibration is None:
+        raise ValueError("quantize.int8 is on: profile_into needs the int8 calibration inputs (calibration_inputs)")
     result = profile_model(
         model,
         shape,
@@ -50,6 +57,7 @@ def profile_into(
         min_seconds=p.min_seconds,
         name="model",
         progress=progress,
+        int8_calibration=int8_calibration if params.quantize.int8 else None,
     )
     peaks = {f"{r['device']}.{r['backend']}": r["peak_gflops"] for r in result["records"]}
     io.write_json(

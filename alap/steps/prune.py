@@ -65,7 +65,8 @@ def prune_point(
 
 
 def remeasured(plan: dict, timer: CandidateTimer, student: torch.nn.Module) -> dict:
-    """The planner's record with the student itself timed afresh (its own weights, not a cached candidate):
+    """The planner's record with the student itself timed afresh (its own weights, not a cached candidate), in the
+    budget's backend (for ``onnxruntime-int8`` its int8 quantization, as the timer makes every candidate's):
     ``p50_ms_student`` and whether it is within the budget (``student_within_budget``)."""
     fresh = timer.measure(copy.deepcopy(student))
     within = fresh["p50_ms"] <= plan["p50_ms_target"]
