@@ -99,6 +99,7 @@ def test_a_plan_that_re_times_over_the_budget_is_searched_again_lower() -> None:
     never = prune(model, arch, _latency(budget), _inputs(), timer=SlowerAfresh(100.0)).report
     assert not never["latency"]["confirmed"] and len(never["latency"]["confirmations"]) <= CONFIRM_ROUNDS
     assert never["channels_removed"] > report["channels_removed"]  # it went on towards the smallest student
+    assert never["latency"]["confirmations"][-1]["channels_removed"] == never["channels_removed"]  # the last re-timed
 
 
 def test_a_met_budget_removes_nothing() -> None:

@@ -120,7 +120,8 @@ def bench_params(params: Params, bench: BenchParams, task_name: str) -> Params:
     """``params`` with a synthetic task generated under the benchmark's task folder with ``bench.test_images``
     test images (folder datasets stay put, with their own test split), and fp32 only: the methods are compared as
     trained (``quantize`` is bench-latency's, and no unit key holds it)."""
-    params = params.model_copy(update={"quantize": params.quantize.model_copy(update={"int8": False})})
+    if params.quantize.int8:
+        params = params.model_copy(update={"quantize": params.quantize.model_copy(update={"int8": False})})
     task = params.tasks[task_name]
     if task.source != "synthetic":
         return params
