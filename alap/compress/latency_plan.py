@@ -125,8 +125,9 @@ def plan_for_latency(
             )
         best = fewest_within(0, budget)
         for attempt in range(CONFIRM_ROUNDS):
-            planned, fresh = p50(best), timing.fresh(counts_for(best))
-            confirmations.append({"channels_removed": sum(counts_for(best)), "p50_ms": planned, "fresh_ms": fresh})
+            counts = counts_for(best)
+            planned, fresh = timed[tuple(counts)], timing.fresh(counts)  # every searched plan was timed
+            confirmations.append({"channels_removed": sum(counts), "p50_ms": planned, "fresh_ms": fresh})
             if fresh <= budget or best == max_k or attempt == CONFIRM_ROUNDS - 1:
                 break  # the plan is the last one re-timed
             aim = planned * budget / fresh  # it ran this much slower afresh: aim that much lower (below planned)

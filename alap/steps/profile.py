@@ -24,8 +24,7 @@ def profile_entry(
     model, _ = task.load_generator(paths.checkpoint(model_name, point_dir))
     input_nc, _ = task.channels
     shape = (input_nc, task.image_size, task.image_size)
-    calibration = calibration_inputs(task) if params.quantize.int8 else None
-    return profile_into(params, model, shape, paths.report_dir / model_name, task_name, model_name, calibration)
+    return profile_into(params, model, shape, paths.report_dir / model_name, task_name, model_name)
 
 
 def profile_into(
@@ -35,16 +34,14 @@ def profile_into(
     out_dir: Path,
     task_name: str,
     model_name: str,
-    int8_calibration: torch.Tensor | None = None,
     progress: bool = True,
 ) -> dict:
     """Time ``model`` on ``params.profile``'s devices x backends x batch sizes; write the ONNX file and
     ``latency.json`` into ``out_dir``; return :func:`profile_model`'s result. The profile stage and the benchmark
-    both measure this way. ``params.quantize.int8`` times the int8 quantization too, calibrated on
-    ``int8_calibration`` (alap.profile.quantize.calibration_inputs), which it then needs."""
+    both measure this way. ``params.quantize.int8`` times the int8 quantization too, calibrated on the task's
+    first training inputs (alap.profile.quantize.calibration_inputs), as evaluate scores it."""
     p = params.profile
-    if params.quantize.int8 and int8_calibration is None:
-        raise ValueError("quantize.int8 is on: profile_into needs the int8 calibration inputs (calibration_inputs)")
+    calibration = calibration_inputs(Task.from_params(params, task_name)) if params.quantize.int8 else None
     result = profile_model(
         model,
         shape,
@@ -57,7 +54,7 @@ def profile_into(
         min_seconds=p.min_seconds,
         name="model",
         progress=progress,
-        int8_calibration=int8_calibration if params.quantize.int8 else None,
+        int8_calibration=calibration,
     )
     peaks = {f"{r['device']}.{r['backend']}": r["peak_gflops"] for r in result["records"]}
     io.write_json(
