@@ -152,6 +152,9 @@ class ResnetParams(Strict):
     n_blocks: int = Field(6, ge=1, le=20)
     norm: Literal["batch", "instance"] = "instance"
     dropout: bool = False
+    upsample: Literal["transpose", "resize"] = Field(
+        "resize", description="transposed convs as in the reference, or nearest 2x resizing + conv (no checkerboard)"
+    )
 
 
 class DiscriminatorParams(Strict):

@@ -118,5 +118,12 @@ class Task:
             )
         r = model.resnet
         return default_arch(
-            "resnet", input_nc, output_nc, ngf=r.ngf, norm=r.norm, dropout=r.dropout, n_blocks=r.n_blocks
+            "resnet",
+            input_nc,
+            output_nc,
+            ngf=r.ngf,
+            norm=r.norm,
+            dropout=r.dropout,
+            n_blocks=r.n_blocks,
+            upsample=r.upsample,
         )

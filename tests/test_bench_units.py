@@ -138,6 +138,10 @@ def test_a_changed_teacher_recipe_empties_the_task_folder(workspace, tmp_path: P
     (out / "b3").mkdir()
     _refresh_upstream(params, out, "seg2face")
     assert (out / "b3").is_dir()  # same recipe: everything stays
+    model = params.model
+    other_resnet = model.model_copy(update={"resnet": model.resnet.model_copy(update={"upsample": "transpose"})})
+    _refresh_upstream(params.model_copy(update={"model": other_resnet}), out, "seg2face")
+    assert (out / "b3").is_dir()  # a ResNet setting is no part of a U-Net task's recipe
     longer = params.model_copy(update={"train": params.train.model_copy(update={"steps": 7})})
     _refresh_upstream(longer, out, "seg2face")
     assert not (out / "b3").exists() and (out / UPSTREAM_FILE).is_file()

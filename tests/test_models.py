@@ -108,10 +108,13 @@ def _narrow(model: nn.Module, picks: list[tuple[nn.Module, list[int]]]) -> None:
         graph.get_pruning_group(conv, tp.prune_conv_out_channels, idxs=idxs).prune()
 
 
-@pytest.mark.parametrize("kind,norm", [("unet", "batch"), ("resnet", "instance")])
-def test_arch_of_round_trip_after_narrowing(kind, norm):
+@pytest.mark.parametrize(
+    "kind,norm,extra",
+    [("unet", "batch", {}), ("resnet", "instance", {}), ("resnet", "instance", {"upsample": "resize"})],
+)
+def test_arch_of_round_trip_after_narrowing(kind, norm, extra):
     torch.manual_seed(0)
-    model = build_generator(tiny(kind, norm)).eval()
+    model = build_generator(tiny(kind, norm, **extra)).eval()
     if kind == "unet":
         lv = model.levels()
         picks = [(lv[0].downconv, [0, 2]), (lv[2].downconv, [1, 5, 7]), (lv[2].upconv, [0]), (lv[4].downconv, [3])]
@@ -172,6 +175,8 @@ def test_validate_arch_rejects_resnet_widths_and_missing_keys():
     del arch["n_blocks"]
     with pytest.raises(ValueError, match="missing keys"):
         validate_arch(arch)
+    with pytest.raises(ValueError, match=r"arch\['upsample'\]: unknown upsampling 'bilinear'"):
+        validate_arch(_set(tiny("resnet"), ("upsample",), "bilinear"))
     with pytest.raises(ValueError, match="expected a dict"):
         validate_arch([1, 2])
     with pytest.raises(TypeError, match="UnetGenerator or ResnetGenerator"):

@@ -8,6 +8,7 @@ import pytest
 import torch
 from torch import nn
 
+from alap.models.arch import build_generator, default_arch
 from alap.profile.devices import DeviceUnavailable, available_devices, cpu_cores, parse_device
 from alap.profile.export import OnnxMismatch, check_onnx, export_onnx
 from alap.profile.latency import flatten_latency, latency_metric_names, measure_latency, profile_model
@@ -95,6 +96,15 @@ def test_export_dynamic_batch_matches_pytorch(tmp_path):
     # a different image size is not part of the contract, but batch is: the ORT input is symbolic on axis 0
     (inp,) = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"]).get_inputs()
     assert isinstance(inp.shape[0], str) and inp.shape[1:] == [3, 16, 16]
+
+
+@pytest.mark.parametrize("upsample", ["transpose", "resize"])
+def test_resnet_generators_export_exactly(tmp_path, upsample):
+    """Both ResNet upsamplings (transposed conv, nearest resize + conv) survive the export."""
+    arch = default_arch("resnet", 3, 3, ngf=4, n_blocks=1, norm="instance", upsample=upsample)
+    model = _trained_looking(build_generator(arch))
+    path = export_onnx(model, tmp_path / "g.onnx", (1, 3, 16, 16))
+    assert check_onnx(model, path, torch.randn(2, 3, 16, 16)) < 1e-4
 
 
 def test_static_batch_export_rejects_other_batches(tmp_path):

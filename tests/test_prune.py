@@ -36,10 +36,10 @@ def _removed(width: int) -> list[int]:
 
 
 @torch.no_grad()
-def _condensed(kind: str, norm: str, seed: int = 0) -> tuple[nn.Module, dict]:
+def _condensed(kind: str, norm: str, seed: int = 0, upsample: str = "transpose") -> tuple[nn.Module, dict]:
     """A prepared (scale factors everywhere) tiny generator with random non-trivial factors and statistics."""
     torch.manual_seed(seed)
-    arch = default_arch(kind, 3, 3, ngf=8, norm=norm, num_downs=5, n_blocks=3)
+    arch = default_arch(kind, 3, 3, ngf=8, norm=norm, num_downs=5, n_blocks=3, upsample=upsample)
     model, arch = prepare_for_condense(build_generator(arch), arch, _inputs())
     _randomise(model)
     return model.eval(), arch
@@ -120,9 +120,12 @@ def _check_parameters(condensed: nn.Module, result) -> None:
                     torch.testing.assert_close(student_state[full], ref_state[full][out_idx], rtol=0, atol=1e-7)
 
 
-@pytest.mark.parametrize("kind,norm", [("unet", "batch"), ("resnet", "instance")])
-def test_pruned_equals_condensed_with_zeroed_channels(kind: str, norm: str) -> None:
-    model, arch = _condensed(kind, norm)
+@pytest.mark.parametrize(
+    "kind,norm,upsample",
+    [("unet", "batch", "transpose"), ("resnet", "instance", "transpose"), ("resnet", "instance", "resize")],
+)
+def test_pruned_equals_condensed_with_zeroed_channels(kind: str, norm: str, upsample: str) -> None:
+    model, arch = _condensed(kind, norm, upsample=upsample)
     zeroed = _zero(model)
     result = prune(model, arch, PruneParams(target="threshold", threshold=1e-8), _inputs())
     assert result.report["channels_removed"] > 0
@@ -185,9 +188,12 @@ def test_bias_folding_helps_where_inexact(kind: str, names: list[str] | None) ->
     assert error_folded["psnr"] > error_dropped["psnr"] + 1.0, (error_folded, error_dropped)
 
 
-@pytest.mark.parametrize("kind,norm", [("unet", "batch"), ("resnet", "instance")])
-def test_macs_fall_monotonically_and_meet_the_target(kind: str, norm: str) -> None:
-    model, arch = _condensed(kind, norm)
+@pytest.mark.parametrize(
+    "kind,norm,upsample",
+    [("unet", "batch", "transpose"), ("resnet", "instance", "transpose"), ("resnet", "instance", "resize")],
+)
+def test_macs_fall_monotonically_and_meet_the_target(kind: str, norm: str, upsample: str) -> None:
+    model, arch = _condensed(kind, norm, upsample=upsample)
     gmacs = []
     for sparsity in (0.0, 0.25, 0.5, 0.75, 0.8):  # as the reports count MACs: transposed convs over their output
         report = prune(model, arch, PruneParams(target="macs", sparsity=sparsity), _inputs()).report

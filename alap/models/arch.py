@@ -5,7 +5,7 @@ conv's output width. Layouts (all lists run from the input side to the output si
 
     {"kind": "unet", "input_nc", "output_nc", "num_downs", "norm", "norm_affine", "dropout",
      "widths": {"down": [num_downs ints], "up": [num_downs - 1 ints]}, "gates": [conv names]}
-    {"kind": "resnet", "input_nc", "output_nc", "n_blocks", "norm", "norm_affine", "dropout",
+    {"kind": "resnet", "input_nc", "output_nc", "n_blocks", "upsample", "norm", "norm_affine", "dropout",
      "widths": {"encoder": [stem, down1], "trunk": int, "blocks": [n_blocks ints],
                 "decoder": [up1, up2]}, "gates": [conv names]}
 
@@ -21,11 +21,12 @@ from torch import nn
 
 from alap.models.gates import add_gates, gated_convs
 from alap.models.norm import NORMS, check_norm
-from alap.models.resnet import ResnetGenerator
+from alap.models.resnet import UPSAMPLINGS, ResnetGenerator
 from alap.models.unet import UnetGenerator
 
 KINDS = ("unet", "resnet")
 _DEPTH_KEY = {"unet": "num_downs", "resnet": "n_blocks"}
+_KIND_KEYS = {"unet": ("num_downs",), "resnet": ("n_blocks", "upsample")}
 _WIDTH_KEYS = {"unet": ("down", "up"), "resnet": ("encoder", "trunk", "blocks", "decoder")}
 _COMMON_KEYS = ("kind", "input_nc", "output_nc", "norm", "norm_affine", "dropout", "widths", "gates")
 
@@ -39,18 +40,19 @@ def default_arch(
     dropout: bool = False,
     num_downs: int = 8,
     n_blocks: int = 9,
+    upsample: str = "transpose",
 ) -> dict[str, Any]:
     """The reference network's arch (``unet_256``: num_downs=8, ``resnet_9blocks``: n_blocks=9).
 
     U-Net level i has ``ngf * min(2**i, 8)`` channels, as in the reference; ``norm_affine`` is the
-    reference's choice (BatchNorm affine, InstanceNorm not).
+    reference's choice (BatchNorm affine, InstanceNorm not). ``upsample`` is the ResNet's (resnet.py).
     """
     if kind == "unet":
         down = [ngf * min(2**i, 8) for i in range(num_downs)]
         depth: dict[str, Any] = {"num_downs": num_downs}
         widths: dict[str, Any] = {"down": down, "up": down[:-1]}
     elif kind == "resnet":
-        depth = {"n_blocks": n_blocks}
+        depth = {"n_blocks": n_blocks, "upsample": upsample}
         widths = {
             "encoder": [ngf, 2 * ngf],
             "trunk": 4 * ngf,
@@ -93,12 +95,14 @@ def validate_arch(arch: Any) -> None:
     kind = arch.get("kind")
     if kind not in KINDS:
         raise ValueError(f"arch['kind']: unknown generator kind {kind!r}, expected one of {KINDS}")
-    expected = {*_COMMON_KEYS, _DEPTH_KEY[kind]}
+    expected = {*_COMMON_KEYS, *_KIND_KEYS[kind]}
     missing, unknown = expected - arch.keys(), arch.keys() - expected
     if missing or unknown:
         raise ValueError(f"arch ({kind}): missing keys {sorted(missing)}, unknown keys {sorted(unknown)}")
     for key in ("input_nc", "output_nc", _DEPTH_KEY[kind]):
         _positive_int(arch[key], f"[{key!r}]")
+    if kind == "resnet" and arch["upsample"] not in UPSAMPLINGS:
+        raise ValueError(f"arch['upsample']: unknown upsampling {arch['upsample']!r}, expected one of {UPSAMPLINGS}")
     if arch["norm"] not in NORMS:
         raise ValueError(f"arch['norm']: unknown norm {arch['norm']!r}, expected one of {NORMS}")
     try:
@@ -145,6 +149,7 @@ def build_generator(arch: dict[str, Any]) -> nn.Module:
             list(widths["blocks"]),
             list(widths["decoder"]),
             **common,
+            upsample=arch["upsample"],
         )
     add_gates(model, arch["gates"])
     return model
@@ -187,6 +192,7 @@ def arch_of(model: nn.Module, out_channels: Mapping[str, int] | None = None) -> 
             "input_nc": stem.in_channels,
             "output_nc": width(out),
             "n_blocks": len(blocks),
+            "upsample": model.upsample,
             **common,
             "widths": {
                 "encoder": [width(stem), width(down1)],

@@ -139,6 +139,7 @@ def _arch(kind: str, convs: list[torch.Tensor], norm: str, affine: bool) -> dict
         "input_nc": convs[0].shape[1],
         "output_nc": out.shape[0],
         "n_blocks": blocks,
+        "upsample": "transpose",
         **common,
         "widths": {
             "encoder": [convs[0].shape[0], convs[1].shape[0]],

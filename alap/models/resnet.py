@@ -4,6 +4,12 @@ Module tree and state-dict keys equal the reference ``ResnetGenerator`` (``model
 ``ResnetBlock.conv_block``): ReflectionPad2d(3) + 7x7 conv, two stride-2 3x3 convs, residual blocks,
 two ConvTranspose2d(stride 2, output_padding 1) upsamplings, ReflectionPad2d(3) + 7x7 conv, Tanh.
 
+``upsample="resize"`` replaces each transposed conv with nearest-neighbour 2x resizing followed by a 3x3 conv
+(Odena et al., 2016, "Deconvolution and Checkerboard Artifacts"): a stride-2 transposed conv with a 3x3 kernel
+gives the even and odd output pixels different numbers of kernel taps, which leaves a texture on a fixed 2-pixel
+lattice that a CycleGAN teacher trained at 64 px never unlearns (reports/horse2zebra.md). Reference checkpoints
+keep ``"transpose"``; the state-dict keys then differ from the reference's after the trunk.
+
 Widths: ``encoder = [stem, down1]`` (7x7 conv and first stride-2 conv), ``trunk`` (second stride-2
 conv and the second conv of every block: the residual additions force one shared width), ``blocks``
 (each block's inner width, free per block), ``decoder = [up1, up2]``.
@@ -16,6 +22,8 @@ import torch
 from torch import nn
 
 from alap.models.norm import conv_bias, init_weights, make_norm
+
+UPSAMPLINGS = ("transpose", "resize")
 
 
 class ResnetBlock(nn.Module):
@@ -60,13 +68,17 @@ class ResnetGenerator(nn.Module):
         norm: str = "instance",
         norm_affine: bool = False,
         dropout: bool = False,
+        upsample: str = "transpose",
     ) -> None:
         super().__init__()
+        if upsample not in UPSAMPLINGS:
+            raise ValueError(f"unknown upsampling {upsample!r}, expected one of {UPSAMPLINGS}")
         if len(encoder) != 2 or len(decoder) != 2:
             raise ValueError(f"ResNet needs 2 encoder and 2 decoder widths, got {len(encoder)} and {len(decoder)}")
         self.norm = norm
         self.norm_affine = norm_affine
         self.dropout = dropout
+        self.upsample = upsample
         bias = conv_bias(norm)
 
         def conv_norm_relu(conv: nn.Module, width: int) -> list[nn.Module]:
@@ -80,8 +92,12 @@ class ResnetGenerator(nn.Module):
         layers += conv_norm_relu(nn.Conv2d(down1, trunk, kernel_size=3, stride=2, padding=1, bias=bias), trunk)
         layers += [ResnetBlock(trunk, inner, norm, norm_affine, dropout) for inner in blocks]
         for cin, cout in ((trunk, up1), (up1, up2)):
-            upconv = nn.ConvTranspose2d(cin, cout, kernel_size=3, stride=2, padding=1, output_padding=1, bias=bias)
-            layers += conv_norm_relu(upconv, cout)
+            if upsample == "transpose":
+                upconv = nn.ConvTranspose2d(cin, cout, kernel_size=3, stride=2, padding=1, output_padding=1, bias=bias)
+                layers += conv_norm_relu(upconv, cout)
+            else:
+                layers.append(nn.Upsample(scale_factor=2, mode="nearest"))
+                layers += conv_norm_relu(nn.Conv2d(cin, cout, kernel_size=3, padding=1, bias=bias), cout)
         layers += [nn.ReflectionPad2d(3), nn.Conv2d(up2, output_nc, kernel_size=7), nn.Tanh()]
         self.model = nn.Sequential(*layers)
         init_weights(self)

@@ -4,7 +4,7 @@ Exporter choice: the TorchScript-based exporter (``torch.onnx.export(..., dynamo
 torch 2.14 the default is the dynamo exporter, which needs ``onnxscript`` (not installed here, and
 one more moving part on air-gapped machines); the TorchScript exporter ships inside torch, works
 offline, and handles every op our generators use (Conv2d, ConvTranspose2d, Instance/BatchNorm,
-reflection padding, concat skips, Tanh). Its deprecation warning is silenced on purpose; anything
+reflection padding, nearest 2x resizing, concat skips, Tanh). Its deprecation warning is silenced on purpose; anything
 it gets wrong is caught by ``check_onnx``, which every profile runs before timing anything.
 """
 
