@@ -92,12 +92,13 @@ class ResnetGenerator(nn.Module):
         layers += conv_norm_relu(nn.Conv2d(down1, trunk, kernel_size=3, stride=2, padding=1, bias=bias), trunk)
         layers += [ResnetBlock(trunk, inner, norm, norm_affine, dropout) for inner in blocks]
         for cin, cout in ((trunk, up1), (up1, up2)):
+            upconv: nn.Module
             if upsample == "transpose":
                 upconv = nn.ConvTranspose2d(cin, cout, kernel_size=3, stride=2, padding=1, output_padding=1, bias=bias)
-                layers += conv_norm_relu(upconv, cout)
             else:
                 layers.append(nn.Upsample(scale_factor=2, mode="nearest"))
-                layers += conv_norm_relu(nn.Conv2d(cin, cout, kernel_size=3, padding=1, bias=bias), cout)
+                upconv = nn.Conv2d(cin, cout, kernel_size=3, padding=1, bias=bias)
+            layers += conv_norm_relu(upconv, cout)
         layers += [nn.ReflectionPad2d(3), nn.Conv2d(up2, output_nc, kernel_size=7), nn.Tanh()]
         self.model = nn.Sequential(*layers)
         init_weights(self)
