@@ -115,6 +115,23 @@ def test_a_fresh_clone_continues_from_the_ledger_in_git(workspace, tmp_path: Pat
     assert {r["method"] for r in kept} == {"teacher", "condensed"}
 
 
+def test_a_unit_is_keyed_by_what_it_computes_not_by_its_name(workspace, tmp_path: Path, torch_home: Path) -> None:
+    """A default that becomes an ablation keeps its rows: alap, run while the pipeline had no width floor, is
+    alap_no_floor once the pipeline keeps 10% of every layer -- reused under its new name, not recomputed."""
+    params, settings = workspace
+    prune = params.prune
+    no_floor = params.model_copy(update={"prune": prune.model_copy(update={"min_width_fraction": 0.0})})
+    with_floor = params.model_copy(update={"prune": prune.model_copy(update={"min_width_fraction": 0.1})})
+    alap = settings.model_copy(update={"seeds": [0], "methods": ["alap"]})
+    (before,) = run_task(no_floor, alap, "seg2face", torch_home)["rows"]
+    ablation = alap.model_copy(update={"methods": ["alap", "alap_no_floor"]})
+    now, reused = run_task(with_floor, ablation, "seg2face", torch_home)["rows"]
+    assert (reused["method"], reused["dir"]) == ("alap_no_floor", "b3/alap_no_floor/seed0")
+    assert (reused["key"], reused["fid"]) == (before["key"], before["fid"])
+    assert not (tmp_path / "bench/out/seg2face/b3/alap_no_floor/seed0/student.pt").exists()
+    assert now["key"] != before["key"]  # alap itself now prunes with the floor: another unit
+
+
 def test_a_damaged_ledger_is_named(workspace, tmp_path: Path) -> None:
     (tmp_path / "bench/ledger").mkdir(parents=True)
     (tmp_path / "bench/ledger/seg2face.json").write_text("{")

@@ -6,9 +6,9 @@ Reading the table answers what differs between two rows; each ablation changes o
   feature layers than the pipeline's ``distill.feature_layers`` (:func:`more_feature_layers`);
 - ``alap_gan`` (``lambda_gan``): distillation adds the adversarial term with the teacher's discriminator, as GAN
   Compression does;
-- ``alap_min_width`` / ``alap_min_width_fraction`` (``min_width`` / ``min_width_fraction``): a floor on every
-  layer's width (absolute, or as a fraction of the teacher's width) against the collapse of heavily pruned
-  students to ``prune.min_width`` channels in whole stretches;
+- ``alap_no_floor`` (``min_width_fraction``): no floor on a layer's width relative to the teacher's, so heavily
+  pruned students collapse to ``prune.min_width`` channels in whole stretches (the demo profile keeps >= 10%);
+- ``alap_min_width`` (``min_width``): an absolute floor of 8 channels on every layer besides the relative one;
 - ``alap_no_condense`` (``source``): no condense step. Without condensing there are no trained scale factors (a
   reference CycleGAN's InstanceNorm has none at all), so channels are chosen by the L1 norm of their filters -- the
   same student as the ``l1_norm`` baseline -- and the teacher is the original network (no condensed one exists).
@@ -125,12 +125,13 @@ METHODS: dict[str, Method] = {
             "Compression)",
             lambda_gan=1.0,
         ),
-        _alap("alap_min_width", "ALAP with every layer kept at >= 8 channels (prune.min_width 8)", min_width=8),
         _alap(
-            "alap_min_width_fraction",
-            "ALAP with every layer kept at >= 10% of the teacher's width (prune.min_width_fraction 0.1)",
-            min_width_fraction=0.1,
+            "alap_no_floor",
+            "ALAP without the relative width floor (prune.min_width_fraction 0: layers may keep only prune.min_width "
+            "channels)",
+            min_width_fraction=0.0,
         ),
+        _alap("alap_min_width", "ALAP with every layer kept at >= 8 channels (prune.min_width 8)", min_width=8),
         _alap(
             "alap_more_features",
             "ALAP distilling features at more and deeper layers (U-Net down2-4, up2-4; ResNet down2, blocks 2/4/6)",

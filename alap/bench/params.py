@@ -27,8 +27,8 @@ MethodName = Literal[
     "alap_output_only",
     "alap_no_condense",
     "alap_gan",
+    "alap_no_floor",
     "alap_min_width",
-    "alap_min_width_fraction",
     "alap_more_features",
 ]
 ALL_METHODS: tuple[str, ...] = MethodName.__args__  # type: ignore[attr-defined]

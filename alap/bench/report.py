@@ -410,10 +410,10 @@ def explain(
         "alap_no_condense": "Skipping condense (L1-norm channels of the original teacher, original teacher as "
         "teacher) does better, so condensing did not pick better channels here",
         "alap_gan": "Adding the adversarial term with the teacher's discriminator to distillation does better",
-        "alap_min_width": "Keeping every layer at >= 8 channels does better: the default student starves "
-        "layers at prune.min_width",
-        "alap_min_width_fraction": "Keeping every layer at >= 10% of the teacher's width does better: the default "
-        "student starves layers at prune.min_width",
+        "alap_no_floor": "Dropping the relative width floor (prune.min_width_fraction 0) does better: the floor "
+        "spends the budget on layers the ranking would thin out",
+        "alap_min_width": "Keeping every layer at >= 8 channels as well does better: the default student still "
+        "starves some layers",
     }
     mine = spreads[ALAP]
     for name, sentence in ablation.items():

@@ -267,6 +267,13 @@ class Unit:
     def model(self) -> str:
         return f"{self.method.name}-{budget_name(self.budget)}-seed{self.seed}"
 
+    @property
+    def names(self) -> dict[str, Any]:
+        """The row's fields that name the unit and describe its method (not part of its key: :func:`_unit_key`)."""
+        m = self.method
+        fields = {"source": m.source, "tune": m.tune, "teacher": m.teacher, "features": m.features}
+        return {"method": m.name, "model": self.model, "dir": self.dir, **fields}
+
 
 class Progress:
     """One stderr line per unit (done, reused or failed), with how far the task is and how long it has run."""
@@ -379,7 +386,7 @@ def _unit_row(tb: TaskBench, unit: Unit, students: dict[tuple, Student | BudgetM
     method, budget = unit.method, unit.budget
     out = tb.out_dir / unit.dir
     key = _unit_key(tb, unit)
-    done = _finished(tb, out, key)
+    done = _finished(tb, out, key, unit.names)
     if done is not None:
         return done, True
     prune = prune_settings(tb.params, method)
@@ -418,15 +425,9 @@ def _unit_row(tb: TaskBench, unit: Unit, students: dict[tuple, Student | BudgetM
     }
     row = {
         "task": tb.task.name,
-        "method": method.name,
+        **unit.names,
         "budget": budget,
         "seed": unit.seed,
-        "model": unit.model,
-        "dir": unit.dir,
-        "source": method.source,
-        "tune": method.tune,
-        "teacher": method.teacher,
-        "features": method.features,
         "target_gmacs": student.landing.target_gmacs,
         "gmacs_deviation": student.landing.deviation,
         "student": student.describe(),
@@ -442,34 +443,40 @@ def _unit_row(tb: TaskBench, unit: Unit, students: dict[tuple, Student | BudgetM
 
 
 def _unit_key(tb: TaskBench, unit: Unit) -> str:
-    b = tb.bench
+    """Everything the unit's numbers depend on, and nothing they do not: not the method's name (a renamed method,
+    or an ablation that became the pipeline's default, keeps its rows), and a setting only where the method uses
+    it (prune's floors shape only a ``slim`` student, the magnitude settings only their own baselines)."""
+    method, b = unit.method, tb.bench
     return params_key(
         tb.identity,
-        {k: v for k, v in dataclasses.asdict(unit.method).items() if k != "summary"},  # its wording changes nothing
+        method.source,
+        method.tune,
         unit.budget,
         tb.params.seed,
         unit.seed,
         tb.task.train,
-        prune_settings(tb.params, unit.method),
-        distill_settings(tb, unit.method),
+        prune_settings(tb.params, method) if method.source == "slim" else None,
+        distill_settings(tb, method),  # also fine-tuning on the objective takes its lr and validation from distill
         tb.params.evaluate,
         tb.params.profile,
         b.tolerance,
         finetune_steps(tb.params, b),
-        b.l1_norm,
-        b.tp_magnitude,
+        b.l1_norm if method.source == "l1" else None,
+        b.tp_magnitude if method.source == "tp" else None,
         b.search_steps,
     )
 
 
-def _finished(tb: TaskBench, out: Path, key: str) -> dict[str, Any] | None:
-    """The row an earlier run wrote with the same key, from the unit's folder or else the ledger, if any (then
-    also in the ledger)."""
+def _finished(tb: TaskBench, out: Path, key: str, names: dict[str, Any] | None = None) -> dict[str, Any] | None:
+    """The row an earlier run wrote with the same key, from the unit's folder or else the ledger, if any, under
+    this unit's ``names`` (a unit of another name may have computed it; see :func:`_unit_key`); then also in the
+    ledger."""
     path = out / ROW_FILE
     row = json.loads(path.read_text()) if path.is_file() else None
     if row is None or row.get("key") != key:
         row = tb.ledger.get(key)
     if row is not None:
+        row = {**row, **(names or {})}
         tb.ledger.put(row)
     return row
 
