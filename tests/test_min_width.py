@@ -40,8 +40,9 @@ def _hidden(arch: dict) -> list[int]:
 
 
 def test_min_kept_is_the_larger_floor() -> None:
-    assert min_kept(64, PruneParams()) == 2  # today's behaviour
-    assert min_kept(64, PruneParams(min_width=8)) == 8
+    assert min_kept(64, PruneParams()) == 7  # the default floor: 10% of the width, ceil(6.4)
+    assert min_kept(64, PruneParams(min_width_fraction=0.0)) == 2  # without it, min_width
+    assert min_kept(64, PruneParams(min_width=8, min_width_fraction=0.0)) == 8
     assert min_kept(64, PruneParams(min_width_fraction=0.1)) == 7  # ceil(6.4)
     assert min_kept(40, PruneParams(min_width_fraction=0.1)) == 4  # exact products are not rounded up further
     assert min_kept(64, PruneParams(min_width=8, min_width_fraction=0.1)) == 8
@@ -53,9 +54,9 @@ def test_min_kept_is_the_larger_floor() -> None:
 @pytest.mark.parametrize("floor", [{"min_width": 8}, {"min_width_fraction": 0.25}])
 def test_every_layer_keeps_its_floor(floor: dict) -> None:
     model, arch = _condensed()
-    default = prune(model, arch, PruneParams(target="macs", sparsity=0.85), _inputs()).arch
-    assert min(_hidden(default)) == 2  # without a floor some layer collapses to min_width=2
-    settings = PruneParams(target="macs", sparsity=0.85, **floor)
+    unfloored = PruneParams(target="macs", sparsity=0.85, min_width_fraction=0.0)
+    assert min(_hidden(prune(model, arch, unfloored, _inputs()).arch)) == 2  # some layer collapses to min_width=2
+    settings = unfloored.model_copy(update=floor)
     result = prune(model, arch, settings, _inputs())
     for width, full in zip(_hidden(result.arch), _hidden(arch)):
         assert width >= min(full, max(settings.min_width, math.ceil(settings.min_width_fraction * full)))

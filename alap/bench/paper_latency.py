@@ -206,7 +206,7 @@ def _plan_student(
     """Plan the student for ``budget`` on the plan device and save it as ``<row>.pt``; (student, prune report,
     timer). Raises BudgetUnreachable when no student meets the budget."""
     target = LatencyTarget(device=params.plan_device, backend=params.plan_backend, p50_ms=budget)
-    settings = PruneParams(target="latency", latency=target, min_width=params.min_width)
+    settings = PruneParams(target="latency", latency=target, min_width=params.min_width, min_width_fraction=0.0)
     timing = {"warmup": params.warmup, "min_repeats": params.min_repeats, "min_seconds": params.min_seconds}
     timer = CandidateTimer(target, tuple(inputs.shape[1:]), cache_dir=params.cache_dir, **timing)
     result = prune(condensed, arch_of(condensed), settings, inputs, timer=timer)
@@ -223,7 +223,9 @@ def width_rows(condensed: nn.Module, inputs: torch.Tensor, params: LatencyBenchP
     sparsity = round(1.0 - 1.0 / params.widths_macs_x, 6)
     students = {}
     for multiple in params.round_to:
-        settings = PruneParams(target="macs", sparsity=sparsity, round_to=multiple, min_width=params.min_width)
+        settings = PruneParams(
+            target="macs", sparsity=sparsity, round_to=multiple, min_width=params.min_width, min_width_fraction=0.0
+        )
         result = prune(condensed, arch_of(condensed), settings, inputs)
         students[multiple] = result
     shape = tuple(inputs.shape[1:])

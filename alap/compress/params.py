@@ -136,7 +136,7 @@ class PruneParams(_Strict):
     )
     min_width: int = Field(2, ge=1, description="never keep fewer channels than this in a layer")
     min_width_fraction: float = Field(
-        0.0,
+        0.1,
         ge=0.0,
         lt=1.0,
         description="never keep fewer than this fraction of a layer's width in the network being pruned (rounded "
