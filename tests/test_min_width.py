@@ -43,7 +43,6 @@ def test_min_kept_is_the_larger_floor() -> None:
     assert min_kept(64, PruneParams()) == 7  # the default floor: 10% of the width, ceil(6.4)
     assert min_kept(64, PruneParams(min_width_fraction=0.0)) == 2  # without it, min_width
     assert min_kept(64, PruneParams(min_width=8, min_width_fraction=0.0)) == 8
-    assert min_kept(64, PruneParams(min_width_fraction=0.1)) == 7  # ceil(6.4)
     assert min_kept(40, PruneParams(min_width_fraction=0.1)) == 4  # exact products are not rounded up further
     assert min_kept(64, PruneParams(min_width=8, min_width_fraction=0.1)) == 8
     assert min_kept(4, PruneParams(min_width=8)) == 4  # never more than the layer has
