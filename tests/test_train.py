@@ -11,11 +11,13 @@ from tiny import tiny_params
 from alap.config import Params
 from alap.gan_aux import load_aux
 from alap.loop import NonFiniteLossError
+from alap.metrics.fid import InceptionFeatures
 from alap.models import load_checkpoint
 from alap.objectives import Pix2PixObjective
 from alap.paths import TaskPaths
 from alap.steps.data import prepare_data
-from alap.train import linear_decay, train_teacher
+from alap.task import Task
+from alap.train import linear_decay, train_teacher, val_fid_validator
 
 
 def setup(tmp_path: Path, task: str) -> tuple[Params, TaskPaths]:
@@ -40,6 +42,13 @@ def test_train_writes_teacher_aux_and_metrics(tmp_path, torch_home, task):
         assert record["fid_identity"] > 0 and math.isfinite(record["kid_identity"])
         assert record["fid_identity_measured_on"]["samples"] == params.data.n_test
         assert record["fid_identity_measured_on"]["weights"]
+        # the saved teacher is the checkpoint with the best validation FID, and scores it again
+        selected = record["selected"]
+        assert selected["val_fid"] == min(-value for _, value in selected["val_fids"])
+        assert selected["step"] in [s for s, _ in selected["val_fids"]] and len(selected["val_fids"]) >= 2
+        inception = InceptionFeatures(torch_home, torch.device("cpu"))
+        again = -val_fid_validator(Task.from_params(params, task), model.eval(), inception, torch.device("cpu"))()
+        assert again == pytest.approx(selected["val_fid"], rel=1e-4)
     else:
         assert "fid_identity" not in record
 
