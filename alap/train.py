@@ -122,10 +122,10 @@ def train_teacher(
     save_aux(paths.teacher_aux, task_name, aux_archs(task, arch, params), aux)
 
     psnr_test, psnr_mean = psnr_vs_mean_image(task, generator, device) or (None, None)
-    identity = {}
+    unpaired_record = {}  # the identity baseline and which checkpoint became the teacher
     if unpaired:
-        identity = fid_of_identity(task, inception, params.evaluate.kid_subset_size)
-        identity["selected"] = {"step": keep_best.step, "val_fid": -keep_best.value, "val_fids": keep_best.history}
+        selected = {"step": keep_best.step, "val_fid": -keep_best.value, "val_fids": keep_best.history}
+        unpaired_record = {**fid_of_identity(task, inception, params.evaluate.kid_subset_size), "selected": selected}
     result = TrainResult(steps=total, wall_s=round(fitted.wall_s, 1), psnr_test=psnr_test, psnr_mean_image=psnr_mean)
     io.write_json(
         paths.train_metrics,
@@ -133,7 +133,7 @@ def train_teacher(
             "task": task_name,
             **result.__dict__,
             "psnr_gain_db": None if psnr_test is None else psnr_test - psnr_mean,
-            **identity,
+            **unpaired_record,
             **stage_times(fitted.wall_s),
         },
     )
