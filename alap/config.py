@@ -32,19 +32,6 @@ DEVICE_PATTERN = r"^(auto|cpu|cuda(:\d+)?)$"  # where training runs: params.yaml
 LearningRate = Annotated[float, Field(gt=0, le=1e-1)]
 AdamBeta1 = Annotated[float, Field(ge=0, lt=1)]
 DecayFrom = Annotated[float, Field(ge=0, le=1, description="fraction of steps after which lr decays linearly to 0")]
-# Absent from dumps when unset, so that adding the setting left every run key (resume states, benchmark rows) of
-# a teacher trained without it unchanged: those runs compute exactly what they did before.
-EmaDecay = Annotated[
-    float | None,
-    Field(
-        None,
-        gt=0,
-        lt=1,
-        exclude_if=lambda v: v is None,
-        description="the teacher is an exponential moving average of the generator's weights with this decay "
-        "per step (e.g. 0.999); unset = the generator itself",
-    ),
-]
 
 
 class Strict(BaseModel):
@@ -85,7 +72,6 @@ class TrainOverrides(Strict):
     lr: LearningRate | None = None
     beta1: AdamBeta1 | None = None
     lr_decay_from: DecayFrom | None = None
-    ema_decay: EmaDecay
 
 
 class TeacherFile(Strict):
@@ -196,7 +182,6 @@ class TrainParams(Strict):
     lambda_identity: float = Field(0.5, ge=0)
     checkpoint_every: PositiveInt = 200
     lr_decay_from: DecayFrom = 0.5
-    ema_decay: EmaDecay
 
 
 class DistParams(Strict):

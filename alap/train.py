@@ -10,9 +10,6 @@ A CycleGAN teacher is the generator with the best validation FID among its check
 no ground truth to pull it back, its last step is a lottery. The same seed, data and recipe ended at 0.52x the
 identity's FID on one thread and at 0.87x on two, where only the order of floating-point sums differs
 (reports/horse2zebra.md).
-
-With ``train.ema_decay`` the teacher is an exponential moving average of the generator's weights: validation and
-the saved checkpoint are the average's, while the objective keeps training the generator itself.
 """
 
 from __future__ import annotations
@@ -24,7 +21,6 @@ from pathlib import Path
 
 import torch
 from torch import nn
-from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 from torch.utils.data import DataLoader
 
 from alap import io
@@ -93,27 +89,18 @@ def train_teacher(
     total = settings.steps
     schedulers = linear_decay(objective, total, settings.lr_decay_from)
     batches = endless_batches(train_set, settings.batch_size, params.seed, device)
-    ema = weight_average(generator, settings.ema_decay)
-    teacher = generator if ema is None else ema.module
     unpaired = task.objective_kind == "cycle"
     inception = InceptionFeatures(torch_home, device) if unpaired else None
-    keep_best = KeepBest(teacher, val_fid_validator(task, teacher, inception, device)) if unpaired else None
+    keep_best = KeepBest(generator, val_fid_validator(task, generator, inception, device)) if unpaired else None
     objective.train()
     selection = ["keep the best validation FID"] if unpaired else []  # the resume state then holds keep_best too
     key = params_key(params.seed, params.data, task.params, params.model, settings, *selection)
     log.info("training %s teacher (%s, %d steps, device %s)", task_name, arch["kind"], total, device)
-
-    def train_step(batch: dict, _: int) -> dict[str, float]:
-        losses = objective.step(batch)
-        if ema is not None:
-            ema.update_parameters(generator)
-        return losses
-
     with objective.distributed():
         fitted = fit(
-            train_step,
+            lambda batch, _: objective.step(batch),
             batches,
-            {**objective.modules(), **objective.optimizers(), **({"ema": ema} if ema is not None else {})},
+            {**objective.modules(), **objective.optimizers()},
             steps=total,
             checkpoint_every=settings.checkpoint_every,
             state_path=paths.resume_state("train", key),
@@ -131,10 +118,10 @@ def train_teacher(
         "image_size": task.image_size,
         "final_losses": fitted.history[-1] if fitted.history else {},
     }
-    save_checkpoint(paths.teacher, teacher, arch, meta)
+    save_checkpoint(paths.teacher, generator, arch, meta)
     save_aux(paths.teacher_aux, task_name, aux_archs(task, arch, params), aux)
 
-    psnr_test, psnr_mean = psnr_vs_mean_image(task, teacher, device) or (None, None)
+    psnr_test, psnr_mean = psnr_vs_mean_image(task, generator, device) or (None, None)
     unpaired_record = {}  # the identity baseline and which checkpoint became the teacher
     if unpaired:
         val_fids = [[step, -value] for step, value in keep_best.history]  # KeepBest holds minus the FID
@@ -153,15 +140,6 @@ def train_teacher(
     )
     log.info("%s teacher: %s", task_name, result)
     return result
-
-
-def weight_average(generator: nn.Module, decay: float | None) -> AveragedModel | None:
-    """An exponential moving average of ``generator``'s weights (and buffers: BatchNorm's running statistics),
-    updated after every step, or None without a ``decay``. A GAN generator at a high learning rate moves around a
-    good solution rather than settling on it; the average sits nearer its centre (Yazici et al., ICLR 2019)."""
-    if decay is None:
-        return None
-    return AveragedModel(generator, multi_avg_fn=get_ema_multi_avg_fn(decay), use_buffers=True)
 
 
 def val_fid_validator(

@@ -53,18 +53,10 @@ def test_train_writes_teacher_aux_and_metrics(tmp_path, torch_home, task):
         assert "fid_identity" not in record
 
 
-@pytest.mark.parametrize("ema_decay", [None, 0.5])
-def test_resume_after_kill_matches_uninterrupted(tmp_path, monkeypatch, ema_decay):
+def test_resume_after_kill_matches_uninterrupted(tmp_path, monkeypatch):
     params, paths = setup(tmp_path, "seg2face")
-    params = params.model_copy(update={"train": params.train.model_copy(update={"ema_decay": ema_decay})})
     train_teacher(params, "seg2face", paths)
     reference = torch.load(paths.teacher, weights_only=True)["state_dict"]
-    if ema_decay is not None:  # the teacher is the average, not the generator the objective trained
-        (state,) = paths.state.glob("seg2face/train-*.pt")
-        states = torch.load(state, weights_only=True)["states"]
-        average = {k.removeprefix("module."): v for k, v in states["ema"].items() if k.startswith("module.")}
-        assert all(torch.equal(reference[k], average[k]) for k in reference)
-        assert not all(torch.equal(reference[k], states["G"][k]) for k in reference)
 
     killed = TaskPaths("seg2face", models=tmp_path / "m2", reports=tmp_path / "r2", state=tmp_path / "s2")
     original = Pix2PixObjective.step
