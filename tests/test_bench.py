@@ -325,6 +325,8 @@ def _results(rows: list[dict[str, Any]], teacher: dict[str, float], condensed: d
         "seeds": sorted({r["seed"] for r in rows}),
         "paired": True,
         "image_size": 32,
+        "test_images": 8,
+        "identity_baseline": None,
         "teacher_train_wall_s": 100.0,
         "condense_wall_s": 30.0,
         "teacher_steps": 20,
@@ -478,6 +480,9 @@ def test_tiny_benchmark_runs_every_method_for_both_tasks(
         assert all("3x fewer MACs" in m["error"] for m in results["missed"])
         rows += len(ran)
         teacher_gmacs = results["references"][0]["gmacs"]
+        assert results["test_images"] == params.data.n_test == 4
+        identity = json.loads((tmp_path / "bench/out" / task / "train_metrics.json").read_text()).get("fid_identity")
+        assert (results["identity_baseline"] or {}).get("fid") == identity  # unpaired: the floor; paired: none
         for row in results["rows"]:
             assert abs(row["gmacs"] / (teacher_gmacs / 3.0) - 1) <= 0.05, row["model"]
             assert row["fid"] is not None and row["lpips"] is not None and row["psnr"] is not None
@@ -500,6 +505,7 @@ def test_tiny_benchmark_runs_every_method_for_both_tasks(
     assert [p.name for p in (tmp_path / ".alap/state").iterdir()] == ["bench"]
     report = (tmp_path / "reports/benchmark.md").read_text()
     assert "### seg2face, 3x fewer MACs" in report and "### horse2zebra, 3x fewer MACs" in report
+    assert report.count("4 test images") == 2 and report.count("The identity baseline") == 1
     assert (tmp_path / "reports/bench/horse2zebra_pareto.png").stat().st_size > 10_000
     with sqlite3.connect(tmp_path / "mlflow.db") as db:
         children = db.execute(

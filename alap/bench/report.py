@@ -202,14 +202,14 @@ def _mean_rows(res: dict[str, Any], budget: float) -> dict[str, dict[str, Any]]:
 def _task_section(bench: BenchParams, res: dict[str, Any], report_dir: Path) -> list[str]:
     refs = {r["method"]: r for r in res["references"]}
     teacher = refs["teacher"]
-    samples = _samples(bench, res)
     latency = _latency_metric(bench)
     seeds = res.get("seeds", [0])
     lines = [
         f"## {res['task']}",
         "",
         f"{'Paired' if res['paired'] else 'Unpaired'} task, {res['image_size']}x{res['image_size']} images, "
-        f"{samples} test images. Teacher: {teacher['gmacs']:.4g} GMACs, trained in {res['teacher_train_wall_s']:.0f} s "
+        f"{res['test_images']} test images. Teacher: {teacher['gmacs']:.4g} GMACs, "
+        f"trained in {res['teacher_train_wall_s']:.0f} s "
         f"({res['teacher_steps']} steps); condensing took {res['condense_wall_s']:.0f} s. Every fine-tuning method "
         f"trains for {res['finetune_steps']} steps with {len(seeds)} seed{'s' if len(seeds) > 1 else ''} "
         f"({', '.join(map(str, seeds))}); ALAP distils features at {', '.join(res['feature_layers']) or 'none'}.",
@@ -225,6 +225,12 @@ def _task_section(bench: BenchParams, res: dict[str, Any], report_dir: Path) -> 
         ],
         "",
     ]
+    if baseline := res["identity_baseline"]:
+        lines += [
+            f"The identity baseline (the untranslated test inputs scored as translations): FID {baseline['fid']:.2f}, "
+            f"KID {baseline['kid']:.4f}. A student above it translates worse than doing nothing.",
+            "",
+        ]
     for budget in res["budgets"]:
         lines += _budget_section(bench, res, budget, refs)
     lines += _ablation_section(res)
@@ -236,13 +242,6 @@ def _task_section(bench: BenchParams, res: dict[str, Any], report_dir: Path) -> 
         "",
     ]
     return lines
-
-
-def _samples(bench: BenchParams, res: dict[str, Any]) -> str:
-    path = Path(bench.out_dir) / res["task"] / "teacher" / "metrics.json"
-    if path.is_file():
-        return str(json.loads(path.read_text()).get("measured_on", {}).get("samples", "?"))
-    return "?"
 
 
 # Compression time as a multiple of the teacher's training, at the two decimals the table always showed.

@@ -317,6 +317,8 @@ def run_task(
         "teacher_train_wall_s": tb.teacher_wall_s,
         "condense_wall_s": tb.condense_wall_s,
         "image_size": tb.task.image_size,
+        "test_images": len(tb.task.dataset("test", for_eval=True)),
+        "identity_baseline": None if tb.task.params.paired else _identity_baseline(tb.paths.train_metrics),
         "budgets": budgets,
         "methods": methods,
         "seeds": seeds,
@@ -440,6 +442,13 @@ def _unit_row(tb: TaskBench, unit: Unit, students: dict[tuple, Student | BudgetM
         "key": key,
     }
     return _measure(tb, row, out / "student.pt", out, sparsity=1.0 - 1.0 / budget), False
+
+
+def _identity_baseline(train_metrics: Path) -> dict[str, float]:
+    """An unpaired teacher's floor, as alap.train measured it on the test split: the untranslated inputs' FID and
+    KID against the real target images. A student above it translates worse than doing nothing."""
+    record = json.loads(train_metrics.read_text())
+    return {"fid": record["fid_identity"], "kid": record["kid_identity"]}
 
 
 def _unit_key(tb: TaskBench, unit: Unit) -> str:
