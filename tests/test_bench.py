@@ -394,6 +394,16 @@ def test_benchmark_tables_and_plots_read_the_metric_registry() -> None:
     assert "| task | budget | " + " | ".join(m.label for m in QUALITY) + " | latency |" in text
 
 
+@pytest.mark.parametrize("with_gan", [False, True])
+def test_the_adversarial_hypothesis_gives_way_to_its_ablation(with_gan: bool) -> None:
+    rows = [_row("slimming", fid=20.0, fid_ci_low=18.0, fid_ci_high=22.0), _row("alap", fid=30.0)]
+    rows += [_row("alap_gan", fid=40.0)] if with_gan else []
+    text = render(BenchParams(tasks=["seg2face"], budgets=[4.0]), [_results(rows, {}, {})], Path("reports"))
+    note = next(line for line in text.splitlines() if line.startswith("- **FID**"))
+    assert ("(`alap_gan`) does not close the gap (40.00 vs 30.00)" in note) == with_gan
+    assert ("ALAP's distillation has none" in note) != with_gan
+
+
 def test_report_gives_mean_and_std_names_winners_or_ties_and_explains_alap_losses() -> None:
     settings = BenchParams(tasks=["seg2face"], budgets=[4.0], seeds=[0, 1])
 
