@@ -117,13 +117,6 @@ class TaskParams(Strict):
     num_classes: PositiveInt | None = Field(None, description="mask_image only: number of class ids")
     load_size: int | None = Field(None, ge=16, le=4096, description="square side images are resized to")
     crop_size: int | None = Field(None, ge=16, le=4096, description="side of the random training crops")
-    # Left out of dumps while unset, so that adding it changed no other task's resume or benchmark key.
-    n_val: PositiveInt | None = Field(
-        None,
-        exclude_if=lambda value: value is None,
-        description="synthetic only: val images generated for this task (default data.n_val); an unpaired "
-        "teacher is kept at its best val FID, which needs more images than a paired task's val PSNR",
-    )
     train: TrainOverrides = TrainOverrides()
 
     @model_validator(mode="after")
@@ -132,8 +125,6 @@ class TaskParams(Strict):
             raise ValueError("num_classes is required for layout 'mask_image' and only allowed there")
         if (self.arch is None) == (self.teacher is None):
             raise ValueError("give exactly one of `arch` (train a teacher) and `teacher` (import a file)")
-        if self.n_val is not None and self.source != "synthetic":
-            raise ValueError("n_val sizes a synthetic task's val split; a folder dataset's is what its folder holds")
         if self.layout == "images" and self.teacher is None:
             raise ValueError("layout 'images' has no targets to train a teacher on: name a `teacher` file")
         return self

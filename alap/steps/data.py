@@ -18,8 +18,7 @@ def prepare_data(params: Params, task_name: str) -> None:
     task = Task.from_params(params, task_name)
     if task.params.source == "synthetic":
         d = params.data
-        n_val = task.params.n_val or d.n_val
-        generate_task(task_name, task.params.root, d.image_size, d.n_train, n_val, d.n_test, params.seed)
+        generate_task(task_name, task.params.root, d.image_size, d.n_train, d.n_val, d.n_test, params.seed)
         log.info("generated %s into %s", task_name, task.params.root)
     for split in SPLITS:
         dataset = task.dataset(split, for_eval=split == "test")
