@@ -404,6 +404,32 @@ def test_the_adversarial_hypothesis_gives_way_to_its_ablation(with_gan: bool) ->
     assert ("ALAP's distillation has none" in note) != with_gan
 
 
+@pytest.mark.parametrize("original_fid", [None, 20.0, 40.0])
+def test_the_condensing_hypothesis_gives_way_to_its_ablation(original_fid: float | None) -> None:
+    rows = [_row("slimming", fid=20.0, fid_ci_low=18.0, fid_ci_high=22.0)]
+    rows.append(_row("alap", fid=30.0, fid_ci_low=28.0, fid_ci_high=32.0))
+    if original_fid is not None:
+        rows.append(
+            _row("alap_original_teacher", fid=original_fid, fid_ci_low=original_fid - 2, fid_ci_high=original_fid + 2)
+        )
+    results = _results(rows, teacher={"fid": 10.0}, condensed={"fid": 12.0})
+    text = render(BenchParams(tasks=["seg2face"], budgets=[4.0]), [results], Path("reports"))
+    note = next(line for line in text.splitlines() if line.startswith("- **FID**"))
+    assert "Condensing cost the teacher quality (10.00 -> 12.00)" in note
+    assert ("ALAP distils from the condensed network" in note) == (original_fid != 40.0)
+    assert ("original teacher instead of the condensed one does better (20.00 vs 30.00)" in note) == (
+        original_fid == 20.0
+    )
+    assert ("(`alap_original_teacher` 40.00 vs 30.00), so that cost does not explain" in note) == (original_fid == 40.0)
+
+
+def test_each_ablation_changes_one_field_of_alap() -> None:
+    alap = METHODS["alap"].__dict__
+    for name in (m for m in METHODS if m.startswith("alap_")):
+        changed = {k for k, v in METHODS[name].__dict__.items() if v != alap[k]} - {"name", "summary"}
+        assert len(changed) == 1 or name == "alap_no_condense", (name, changed)  # no condense: source and teacher
+
+
 def test_report_gives_mean_and_std_names_winners_or_ties_and_explains_alap_losses() -> None:
     settings = BenchParams(tasks=["seg2face"], budgets=[4.0], seeds=[0, 1])
 
@@ -503,7 +529,8 @@ def test_tiny_benchmark_runs_every_method_for_both_tasks(
         by = {r["method"]: r for r in results["rows"]}
         assert by["alap"]["student"]["arch"] == by["slimming"]["student"]["arch"]  # one pruned student, two tunings
         assert by["l1_norm"]["student"]["arch"] == by["alap_no_condense"]["student"]["arch"]
-        assert by["alap_gan"]["student"]["arch"] == by["alap"]["student"]["arch"]  # one field changed: distill's
+        for distill_only in ("alap_gan", "alap_no_output_distill"):  # one field changed: distill's
+            assert by[distill_only]["student"]["arch"] == by["alap"]["student"]["arch"]
         assert by["alap_more_features"]["features"] == "more" and results["more_feature_layers"]
         assert by["uniform"]["steps"] == params.train_for(task).steps
         assert {by[m]["steps"] for m in ran if m != "uniform"} == {params.distill.steps}

@@ -6,6 +6,9 @@ Reading the table answers what differs between two rows; each ablation changes o
   feature layers than the pipeline's ``distill.feature_layers`` (:func:`more_feature_layers`);
 - ``alap_gan`` (``lambda_gan``): distillation adds the adversarial term with the teacher's discriminator, as GAN
   Compression does;
+- ``alap_no_output_distill`` (``lambda_teacher``): the student's outputs are no longer matched to the teacher's,
+  only to the ground truth (paired tasks; features are still distilled), which tests whether the teacher's own
+  errors hold a small student back where fine-tuning on the task objective (slimming) moves past them;
 - ``alap_no_floor`` (``min_width_fraction``): no floor on a layer's width relative to the teacher's, so heavily
   pruned students collapse to ``prune.min_width`` channels in whole stretches (the demo profile keeps >= 10%);
 - ``alap_min_width`` (``min_width``): an absolute floor of 8 channels on every layer besides the relative one;
@@ -39,7 +42,7 @@ def more_feature_layers(valid: list[str]) -> list[str]:
 @dataclass(frozen=True)
 class Method:
     """One compared method. ``features``: which layers distillation matches ("pipeline": distill.feature_layers,
-    "more": :func:`more_feature_layers`); ``lambda_gan``: distill.lambda_gan (None: the pipeline's);
+    "more": :func:`more_feature_layers`); ``lambda_gan`` / ``lambda_teacher``: distill's (None: the pipeline's);
     ``min_width`` / ``min_width_fraction``: prune's floors of a ``slim`` student (None: the pipeline's)."""
 
     name: str
@@ -49,6 +52,7 @@ class Method:
     features: Literal["none", "pipeline", "more"]
     summary: str
     lambda_gan: float | None = None
+    lambda_teacher: float | None = None
     min_width: int | None = None
     min_width_fraction: float | None = None
 
@@ -124,6 +128,12 @@ METHODS: dict[str, Method] = {
             "ALAP with the adversarial term in distillation (teacher's discriminator, lambda_gan 1, as GAN "
             "Compression)",
             lambda_gan=1.0,
+        ),
+        _alap(
+            "alap_no_output_distill",
+            "ALAP without matching the teacher's outputs (distill.lambda_teacher 0): outputs fitted to the ground "
+            "truth only, features still distilled",
+            lambda_teacher=0.0,
         ),
         _alap(
             "alap_no_floor",

@@ -27,6 +27,7 @@ MethodName = Literal[
     "alap_output_only",
     "alap_no_condense",
     "alap_gan",
+    "alap_no_output_distill",
     "alap_no_floor",
     "alap_min_width",
     "alap_more_features",

@@ -395,10 +395,16 @@ def explain(
         ]
     teacher, condensed = refs.get("teacher", {}), refs.get("condensed", {})
     t, c = teacher.get(k), condensed.get(k)
+    mine, original = spreads[ALAP], spreads.get("alap_original_teacher")
     if c is not None and t is not None and k != "lpips_teacher" and metric.clearly_better(t, c):
-        out.append(
-            f"Condensing cost the teacher quality ({f(t)} -> {f(c)}), and ALAP distils from the condensed network."
-        )
+        cost = f"Condensing cost the teacher quality ({f(t)} -> {f(c)})"
+        if original is None or mine is None or clearly_beats(metric, original, mine):
+            out.append(f"{cost}, and ALAP distils from the condensed network.")
+        else:  # the ablation ran and did not do better: its result replaces the hypothesis
+            out.append(
+                f"{cost}, but distilling from the original teacher does not do better (`alap_original_teacher` "
+                f"{fmt(metric, original)} vs {fmt(metric, mine)}), so that cost does not explain the gap."
+            )
     ablation = {
         "alap_original_teacher": "Distilling from the original teacher instead of the condensed one does better",
         "alap_pruned_teacher": "Distilling from the pruned network (the student's own starting point, whose "
@@ -409,12 +415,13 @@ def explain(
         "alap_no_condense": "Skipping condense (L1-norm channels of the original teacher, original teacher as "
         "teacher) does better, so condensing did not pick better channels here",
         "alap_gan": "Adding the adversarial term with the teacher's discriminator to distillation does better",
+        "alap_no_output_distill": "Fitting the outputs to the ground truth alone, not to the teacher's outputs, does "
+        "better: the teacher's errors hold the student back",
         "alap_no_floor": "Dropping the relative width floor (prune.min_width_fraction 0) does better: the floor "
         "spends the budget on layers the ranking would thin out",
         "alap_min_width": "Keeping every layer at >= 8 channels as well does better: the default student still "
         "starves some layers",
     }
-    mine = spreads[ALAP]
     for name, sentence in ablation.items():
         theirs = spreads.get(name)
         if theirs is not None and mine is not None and clearly_beats(metric, theirs, mine):

@@ -370,14 +370,15 @@ def distill_settings(tb: TaskBench, method: Method) -> DistillParams:
     """The pipeline's distill settings as ``method`` changes them, with the benchmark's number of steps."""
     kind = tb.originals.teacher_arch["kind"]
     layers = {"none": [], "pipeline": tb.params.distill.layers_for(kind), "more": tb.more_layers}
-    lambda_gan = tb.params.distill.lambda_gan if method.lambda_gan is None else method.lambda_gan
+    pipeline = tb.params.distill
+    changed = {"lambda_gan": method.lambda_gan, "lambda_teacher": method.lambda_teacher}
     return DistillParams.model_validate(
         {
-            **tb.params.distill.model_dump(),
+            **pipeline.model_dump(),
             "steps": finetune_steps(tb.params, tb.bench),
-            "teacher": method.teacher or tb.params.distill.teacher,
+            "teacher": method.teacher or pipeline.teacher,
             "feature_layers": layers[method.features],
-            "lambda_gan": lambda_gan,
+            **{name: value for name, value in changed.items() if value is not None},
         }
     )
 
