@@ -395,16 +395,14 @@ def explain(
         ]
     teacher, condensed = refs.get("teacher", {}), refs.get("condensed", {})
     t, c = teacher.get(k), condensed.get(k)
-    mine, original = spreads[ALAP], spreads.get("alap_original_teacher")
-    if c is not None and t is not None and k != "lpips_teacher" and metric.clearly_better(t, c):
-        cost = f"Condensing cost the teacher quality ({f(t)} -> {f(c)})"
-        if original is None or mine is None or clearly_beats(metric, original, mine):
-            out.append(f"{cost}, and ALAP distils from the condensed network.")
-        else:  # the ablation ran and did not do better: its result replaces the hypothesis
-            out.append(
-                f"{cost}, but distilling from the original teacher does not do better (`alap_original_teacher` "
-                f"{fmt(metric, original)} vs {fmt(metric, mine)}), so that cost does not explain the gap."
-            )
+    mine = spreads[ALAP]
+    # A hypothesis is stated only where its ablation did not run; where it ran, its result below replaces it.
+    untested = {name: spreads.get(name) is None for name in ("alap_original_teacher", "alap_gan")}
+    condensing_cost = c is not None and t is not None and k != "lpips_teacher" and metric.clearly_better(t, c)
+    if condensing_cost and untested["alap_original_teacher"]:
+        out.append(
+            f"Condensing cost the teacher quality ({f(t)} -> {f(c)}), and ALAP distils from the condensed network."
+        )
     ablation = {
         "alap_original_teacher": "Distilling from the original teacher instead of the condensed one does better",
         "alap_pruned_teacher": "Distilling from the pruned network (the student's own starting point, whose "
@@ -422,10 +420,15 @@ def explain(
         "alap_min_width": "Keeping every layer at >= 8 channels as well does better: the default student still "
         "starves some layers",
     }
-    for name, sentence in ablation.items():
-        theirs = spreads.get(name)
-        if theirs is not None and mine is not None and clearly_beats(metric, theirs, mine):
-            out.append(f"{sentence} ({fmt(metric, theirs)} vs {fmt(metric, mine)}).")
+    ran = {name: spreads[name] for name in ablation if spreads.get(name) is not None and mine is not None}
+    for name, theirs in ran.items():
+        if clearly_beats(metric, theirs, mine):
+            out.append(f"{ablation[name]} ({fmt(metric, theirs)} vs {fmt(metric, mine)}).")
+    not_better = [
+        f"`{name}` {fmt(metric, theirs)}" for name, theirs in ran.items() if not clearly_beats(metric, theirs, mine)
+    ]
+    if not_better:
+        out.append(f"Measured, and not better than ALAP's {fmt(metric, mine)}: {', '.join(not_better)}.")
     if best in ("l1_norm", "slimming", "tp_magnitude"):
         if t is not None and metric.clearly_better(win[k], t) and k != "lpips_teacher":
             out.append(
@@ -438,19 +441,11 @@ def explain(
                 "`slimming` starts from the very same pruned student as ALAP, so the gap is the fine-tuning "
                 "signal alone: the task objective beats distillation here."
             )
-        if k in ("fid", "kid") and res.get("distill_lambda_gan") == 0:
-            gan = spreads.get("alap_gan")  # where the ablation ran, its result replaces the hypothesis
-            if gan is None:
-                out.append(
-                    "The baselines keep the adversarial loss, which targets the distribution-level realism FID/KID "
-                    "measure; ALAP's distillation has none (distill.lambda_gan = 0; `alap_gan` adds it)."
-                )
-            elif mine is not None and not clearly_beats(metric, gan, mine):
-                out.append(
-                    f"Adding the adversarial term to distillation (`alap_gan`) does not close the gap "
-                    f"({fmt(metric, gan)} vs {fmt(metric, mine)}), so the baselines' adversarial loss does not "
-                    "explain it."
-                )
+        if k in ("fid", "kid") and res.get("distill_lambda_gan") == 0 and untested["alap_gan"]:
+            out.append(
+                "The baselines keep the adversarial loss, which targets the distribution-level realism FID/KID "
+                "measure; ALAP's distillation has none (distill.lambda_gan = 0; `alap_gan` adds it)."
+            )
         if not res.get("paired") and k in ("lpips", "psnr", "ssim"):
             out.append(
                 "This unpaired task's pixel metrics use the synthetic data's hidden ground truth; ALAP is "
