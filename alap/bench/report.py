@@ -420,13 +420,15 @@ def explain(
         "alap_min_width": "Keeping every layer at >= 8 channels as well does better: the default student still "
         "starves some layers",
     }
-    ran = {name: spreads[name] for name in ablation if spreads.get(name) is not None and mine is not None}
-    for name, theirs in ran.items():
+    not_better: list[str] = []
+    for name, sentence in ablation.items():
+        theirs = spreads.get(name)
+        if theirs is None or mine is None:
+            continue
         if clearly_beats(metric, theirs, mine):
-            out.append(f"{ablation[name]} ({fmt(metric, theirs)} vs {fmt(metric, mine)}).")
-    not_better = [
-        f"`{name}` {fmt(metric, theirs)}" for name, theirs in ran.items() if not clearly_beats(metric, theirs, mine)
-    ]
+            out.append(f"{sentence} ({fmt(metric, theirs)} vs {fmt(metric, mine)}).")
+        else:
+            not_better.append(f"`{name}` {fmt(metric, theirs)}")
     if not_better:
         out.append(f"Measured, and not better than ALAP's {fmt(metric, mine)}: {', '.join(not_better)}.")
     if best in ("l1_norm", "slimming", "tp_magnitude"):
