@@ -9,6 +9,9 @@ Reading the table answers what differs between two rows; each ablation changes o
 - ``alap_no_output_distill`` (``lambda_teacher``): the student's outputs are no longer matched to the teacher's,
   only to the ground truth (paired tasks; features are still distilled), which tests whether the teacher's own
   errors hold a small student back where fine-tuning on the task objective (slimming) moves past them;
+- ``alap_beta1`` (``beta1``): distillation's Adam with beta1 0.9, the optimiser slimming fine-tunes with (a pix2pix
+  task's ``train.beta1``), instead of ``distill.beta1`` 0.5: the one difference between the two fine-tunings that
+  is not in the loss;
 - ``alap_no_floor`` (``min_width_fraction``): no floor on a layer's width relative to the teacher's, so heavily
   pruned students collapse to ``prune.min_width`` channels in whole stretches (the demo profile keeps >= 10%);
 - ``alap_min_width`` (``min_width``): an absolute floor of 8 channels on every layer besides the relative one;
@@ -42,8 +45,8 @@ def more_feature_layers(valid: list[str]) -> list[str]:
 @dataclass(frozen=True)
 class Method:
     """One compared method. ``features``: which layers distillation matches ("pipeline": distill.feature_layers,
-    "more": :func:`more_feature_layers`); ``lambda_gan`` / ``lambda_teacher``: distill's (None: the pipeline's);
-    ``min_width`` / ``min_width_fraction``: prune's floors of a ``slim`` student (None: the pipeline's)."""
+    "more": :func:`more_feature_layers`); ``lambda_gan`` / ``lambda_teacher`` / ``beta1``: distill's (None: the
+    pipeline's); ``min_width`` / ``min_width_fraction``: prune's floors of a ``slim`` student (None: the pipeline's)."""
 
     name: str
     source: Literal["uniform", "l1", "tp", "slim"]
@@ -53,6 +56,7 @@ class Method:
     summary: str
     lambda_gan: float | None = None
     lambda_teacher: float | None = None
+    beta1: float | None = None
     min_width: int | None = None
     min_width_fraction: float | None = None
 
@@ -146,6 +150,12 @@ METHODS: dict[str, Method] = {
             "alap_more_features",
             "ALAP distilling features at more and deeper layers (U-Net down2-4, up2-4; ResNet down2, blocks 2/4/6)",
             features="more",
+        ),
+        _alap(
+            "alap_beta1",
+            "ALAP distilling with Adam beta1 0.9 (the optimiser of slimming's fine-tuning) instead of distill.beta1 "
+            "0.5",
+            beta1=0.9,
         ),
     ]
 }

@@ -31,6 +31,7 @@ MethodName = Literal[
     "alap_no_floor",
     "alap_min_width",
     "alap_more_features",
+    "alap_beta1",
 ]
 ALL_METHODS: tuple[str, ...] = MethodName.__args__  # type: ignore[attr-defined]
 DEFAULT_BENCH_PARAMS = Path("bench/params.yaml")

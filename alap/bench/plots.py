@@ -33,8 +33,9 @@ _COLORS = (
     "gold",
     "navy",
     "lime",
+    "magenta",
 )
-_MARKERS = ("s", "v", "^", "<", "o", ">", "P", "X", "D", "h", "x", "p", "8", "H")
+_MARKERS = ("s", "v", "^", "<", "o", ">", "P", "X", "D", "h", "x", "p", "8", "H", "+")
 STYLE = {name: {"color": c, "marker": m} for name, c, m in zip(METHODS, _COLORS, _MARKERS, strict=True)}
 _REFERENCE_STYLE = {
     "teacher": {"marker": "*", "s": 160, "color": "black"},

@@ -415,6 +415,8 @@ def explain(
         "alap_gan": "Adding the adversarial term with the teacher's discriminator to distillation does better",
         "alap_no_output_distill": "Fitting the outputs to the ground truth alone, not to the teacher's outputs, does "
         "better: the teacher's errors hold the student back",
+        "alap_beta1": "Distilling with Adam beta1 0.9, the optimiser slimming fine-tunes with, does better than "
+        "distill.beta1 0.5",
         "alap_no_floor": "Dropping the relative width floor (prune.min_width_fraction 0) does better: the floor "
         "spends the budget on layers the ranking would thin out",
         "alap_min_width": "Keeping every layer at >= 8 channels as well does better: the default student still "
