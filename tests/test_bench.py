@@ -530,8 +530,9 @@ def test_tiny_benchmark_runs_every_method_for_both_tasks(
         by = {r["method"]: r for r in results["rows"]}
         assert by["alap"]["student"]["arch"] == by["slimming"]["student"]["arch"]  # one pruned student, two tunings
         assert by["l1_norm"]["student"]["arch"] == by["alap_no_condense"]["student"]["arch"]
-        for distill_only in ("alap_gan", "alap_no_output_distill", "alap_beta1"):  # one field changed: distill's
-            assert by[distill_only]["student"]["arch"] == by["alap"]["student"]["arch"]
+        distill_only = ("alap_gan", "alap_weak_gan", "alap_no_output_distill", "alap_beta1")  # one field: distill's
+        for name in distill_only:
+            assert by[name]["student"]["arch"] == by["alap"]["student"]["arch"]
         assert by["alap_more_features"]["features"] == "more" and results["more_feature_layers"]
         assert by["uniform"]["steps"] == params.train_for(task).steps
         assert {by[m]["steps"] for m in ran if m != "uniform"} == {params.distill.steps}

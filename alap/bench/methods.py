@@ -4,8 +4,9 @@ Reading the table answers what differs between two rows; each ablation changes o
 - ``alap_original_teacher`` / ``alap_pruned_teacher`` (``teacher``): the patent distils from the pruned network;
 - ``alap_output_only`` / ``alap_more_features`` (``features``): no feature distillation, or more and deeper
   feature layers than the pipeline's ``distill.feature_layers`` (:func:`more_feature_layers`);
-- ``alap_gan`` (``lambda_gan``): distillation adds the adversarial term with the teacher's discriminator, as GAN
-  Compression does;
+- ``alap_gan`` / ``alap_weak_gan`` (``lambda_gan``): distillation adds the adversarial term with the teacher's
+  discriminator, as GAN Compression does, at weight 1, or at 0.2: 1/100 of the L1 terms' weights (teacher 10 +
+  target 10), the ratio slimming's fine-tuning has (pix2pix's lambda_gan 1 to lambda_l1 100);
 - ``alap_no_output_distill`` (``lambda_teacher``): the student's outputs are no longer matched to the teacher's,
   only to the ground truth (paired tasks; features are still distilled), which tests whether the teacher's own
   errors hold a small student back where fine-tuning on the task objective (slimming) moves past them;
@@ -156,6 +157,12 @@ METHODS: dict[str, Method] = {
             "ALAP distilling with Adam beta1 0.9 (the optimiser of slimming's fine-tuning) instead of distill.beta1 "
             "0.5",
             beta1=0.9,
+        ),
+        _alap(
+            "alap_weak_gan",
+            "ALAP with the adversarial term in distillation at lambda_gan 0.2, 1/100 of the L1 terms' weights (the "
+            "ratio of slimming's fine-tuning)",
+            lambda_gan=0.2,
         ),
     ]
 }

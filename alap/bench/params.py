@@ -32,6 +32,7 @@ MethodName = Literal[
     "alap_min_width",
     "alap_more_features",
     "alap_beta1",
+    "alap_weak_gan",
 ]
 ALL_METHODS: tuple[str, ...] = MethodName.__args__  # type: ignore[attr-defined]
 DEFAULT_BENCH_PARAMS = Path("bench/params.yaml")

@@ -34,8 +34,9 @@ _COLORS = (
     "navy",
     "lime",
     "magenta",
+    "darkorange",
 )
-_MARKERS = ("s", "v", "^", "<", "o", ">", "P", "X", "D", "h", "x", "p", "8", "H", "+")
+_MARKERS = ("s", "v", "^", "<", "o", ">", "P", "X", "D", "h", "x", "p", "8", "H", "+", "1")
 STYLE = {name: {"color": c, "marker": m} for name, c, m in zip(METHODS, _COLORS, _MARKERS, strict=True)}
 _REFERENCE_STYLE = {
     "teacher": {"marker": "*", "s": 160, "color": "black"},

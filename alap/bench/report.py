@@ -413,6 +413,7 @@ def explain(
         "alap_no_condense": "Skipping condense (L1-norm channels of the original teacher, original teacher as "
         "teacher) does better, so condensing did not pick better channels here",
         "alap_gan": "Adding the adversarial term with the teacher's discriminator to distillation does better",
+        "alap_weak_gan": "Adding the adversarial term at slimming's ratio to the L1 terms (lambda_gan 0.2) does better",
         "alap_no_output_distill": "Fitting the outputs to the ground truth alone, not to the teacher's outputs, does "
         "better: the teacher's errors hold the student back",
         "alap_beta1": "Distilling with Adam beta1 0.9, the optimiser slimming fine-tunes with, does better than "
