@@ -72,6 +72,7 @@ class TrainOverrides(Strict):
     lr: LearningRate | None = None
     beta1: AdamBeta1 | None = None
     lr_decay_from: DecayFrom | None = None
+    pool_size: int | None = Field(None, ge=0, le=1000, exclude_if=lambda size: size is None)  # key: as above
 
 
 class TeacherFile(Strict):
@@ -182,6 +183,15 @@ class TrainParams(Strict):
     lambda_identity: float = Field(0.5, ge=0)
     checkpoint_every: PositiveInt = 200
     lr_decay_from: DecayFrom = 0.5
+    pool_size: int = Field(
+        0,
+        ge=0,
+        le=1000,
+        # left out of a run's key while 0: runs keyed before the pool existed stay valid (alap.loop.params_key)
+        exclude_if=lambda size: size == 0,
+        description="CycleGAN only: generated images each discriminator also learns from (the reference's 50; "
+        "0: only the newest batch)",
+    )
 
 
 class DistParams(Strict):

@@ -4,10 +4,10 @@ Teacher training and condensing both need "one step of the task's own objective"
 penalty added to the generator's loss; so the objective is an object with a ``step`` that accepts that extra term.
 - pix2pix (paired): L1 to the target plus a conditional PatchGAN loss.
 - CycleGAN (unpaired): adversarial + cycle consistency + identity, with the reverse generator and both
-  discriminators kept in ``aux``. The A->B generator is the one alap compresses. Unlike the reference code there
-  is no image history pool: the synthetic tasks train stably without it and it would be one more piece of
-  state to resume. A user who imports only the A->B generator has no reverse generator: the cycle term (and
-  the B-side terms) are then off, leaving adversarial + identity.
+  discriminators kept in ``aux``. The A->B generator is the one alap compresses. As in the reference code, the
+  discriminators can learn from a history of generated images (:class:`ImagePool`, ``train.pool_size``). A user
+  who imports only the A->B generator has no reverse generator: the cycle term (and the B-side terms) are then
+  off, leaving adversarial + identity.
 - teacher (input images alone, no targets): L1 to a frozen teacher's output, weighted like pix2pix's L1, so
   condensing a generator nobody has targets for keeps its function while the penalty empties channels.
 """
@@ -51,6 +51,10 @@ class Objective(ABC):
 
     def modules(self) -> dict[str, nn.Module]:
         return {"G": self.generator, **self.aux}
+
+    def state(self) -> dict[str, Any]:
+        """Everything a resumed run needs besides the batch stream and the schedulers (alap.loop.fit's ``state``)."""
+        return {**self.modules(), **self.optimizers()}
 
     def optimizers(self) -> dict[str, torch.optim.Optimizer]:
         return self._optimizers
@@ -166,6 +170,42 @@ class Pix2PixObjective(Objective):
         return losses
 
 
+class ImagePool:
+    """The last ``size`` generated images of one domain, from which a discriminator's fakes are drawn (Shrivastava
+    et al. 2017; the reference CycleGAN's ``pool_size`` 50). Why: a discriminator that sees only the generator's
+    newest output chases it, and the two can oscillate; a history of older fakes keeps it judging what the
+    generator produced over many steps. Each fake goes in; with probability 1/2 it is swapped for a random stored
+    one. ``size`` 0 passes the fakes through. Resumable: the images are its state, the draws come from torch's
+    random state, which alap.loop saves."""
+
+    def __init__(self, size: int) -> None:
+        self.size = size
+        self.images: list[torch.Tensor] = []
+
+    def query(self, fakes: torch.Tensor) -> torch.Tensor:
+        """The batch a discriminator learns from in place of ``fakes`` (detached: no gradient reaches G)."""
+        if self.size == 0:
+            return fakes.detach()
+        drawn = []
+        for image in fakes.detach():
+            if len(self.images) < self.size:
+                self.images.append(image)
+                drawn.append(image)
+            elif float(torch.rand(())) < 0.5:
+                i = int(torch.randint(self.size, ()))
+                drawn.append(self.images[i])
+                self.images[i] = image
+            else:
+                drawn.append(image)
+        return torch.stack(drawn)
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"images": list(self.images)}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.images = list(state["images"])
+
+
 class CycleObjective(Objective):
     """CycleGAN (Zhu et al. 2017). ``aux`` holds ``G_B`` (B->A), ``D_A`` (judges domain B) and ``D_B`` (domain A),
     following the reference code's naming. Without ``G_B`` only ``D_A`` is needed: adversarial + identity."""
@@ -179,10 +219,15 @@ class CycleObjective(Objective):
         gan_mode: str,
         lambda_cycle: float,
         lambda_identity: float,
+        pool_size: int,
     ) -> None:
         super().__init__(generator, aux, lr, beta1, gan_mode)
         self.lambda_cycle = lambda_cycle
         self.lambda_identity = lambda_identity
+        self.pools = {"pool_B": ImagePool(pool_size), "pool_A": ImagePool(pool_size)}  # fakes D_A / D_B learn from
+
+    def state(self) -> dict[str, Any]:
+        return {**super().state(), **self.pools}
 
     @property
     def has_reverse(self) -> bool:
@@ -223,10 +268,10 @@ class CycleObjective(Objective):
 
         _set_requires_grad(discs, True)
         d_a = self.trained["D_A"]
-        loss_d = self.gan(d_a(real_b), True) + self.gan(d_a(fake_b.detach()), False)
+        loss_d = self.gan(d_a(real_b), True) + self.gan(d_a(self.pools["pool_B"].query(fake_b)), False)
         if g_b is not None:
             d_b = self.trained["D_B"]
-            loss_d = loss_d + self.gan(d_b(real_a), True) + self.gan(d_b(fake_a.detach()), False)
+            loss_d = loss_d + self.gan(d_b(real_a), True) + self.gan(d_b(self.pools["pool_A"].query(fake_a)), False)
         loss_d = 0.5 * loss_d
         self._update("opt_D", loss_d)
         losses["D"] = loss_d.item()
@@ -241,7 +286,14 @@ def make_objective(kind: str, generator: nn.Module, aux: dict[str, nn.Module], t
         )
     if kind == "cycle":
         return CycleObjective(
-            generator, aux, train.lr, train.beta1, train.gan_mode, train.lambda_cycle, train.lambda_identity
+            generator,
+            aux,
+            train.lr,
+            train.beta1,
+            train.gan_mode,
+            train.lambda_cycle,
+            train.lambda_identity,
+            train.pool_size,
         )
     if kind == "teacher":
         return TeacherObjective(generator, aux, train.lr, train.beta1, train.gan_mode, train.lambda_l1)

@@ -100,7 +100,7 @@ def train_teacher(
         fitted = fit(
             lambda batch, _: objective.step(batch),
             batches,
-            {**objective.modules(), **objective.optimizers()},
+            objective.state(),
             steps=total,
             checkpoint_every=settings.checkpoint_every,
             state_path=paths.resume_state("train", key),

@@ -13,7 +13,7 @@ from alap.gan_aux import load_aux
 from alap.loop import NonFiniteLossError
 from alap.metrics.fid import InceptionFeatures
 from alap.models import load_checkpoint
-from alap.objectives import Pix2PixObjective
+from alap.objectives import CycleObjective, ImagePool, Pix2PixObjective
 from alap.paths import TaskPaths
 from alap.steps.data import prepare_data
 from alap.task import Task
@@ -53,13 +53,17 @@ def test_train_writes_teacher_aux_and_metrics(tmp_path, torch_home, task):
         assert "fid_identity" not in record
 
 
-def test_resume_after_kill_matches_uninterrupted(tmp_path, monkeypatch):
-    params, paths = setup(tmp_path, "seg2face")
-    train_teacher(params, "seg2face", paths)
+@pytest.mark.parametrize("task", ["seg2face", "horse2zebra"])
+def test_resume_after_kill_matches_uninterrupted(tmp_path, monkeypatch, torch_home, task):
+    params, paths = setup(tmp_path, task)
+    if task == "horse2zebra":  # a pool smaller than the run's fakes, so that the kill hits a pool that swaps
+        params = params.model_copy(update={"train": params.train.model_copy(update={"pool_size": 3})})
+    train_teacher(params, task, paths, torch_home)
     reference = torch.load(paths.teacher, weights_only=True)["state_dict"]
 
-    killed = TaskPaths("seg2face", models=tmp_path / "m2", reports=tmp_path / "r2", state=tmp_path / "s2")
-    original = Pix2PixObjective.step
+    killed = TaskPaths(task, models=tmp_path / "m2", reports=tmp_path / "r2", state=tmp_path / "s2")
+    objective = Pix2PixObjective if task == "seg2face" else CycleObjective
+    original = objective.step
     calls = {"n": 0}
 
     def dying_step(self, batch, extra_generator_loss=None):
@@ -68,17 +72,38 @@ def test_resume_after_kill_matches_uninterrupted(tmp_path, monkeypatch):
             raise KeyboardInterrupt
         return original(self, batch, extra_generator_loss)
 
-    monkeypatch.setattr(Pix2PixObjective, "step", dying_step)
+    monkeypatch.setattr(objective, "step", dying_step)
     with pytest.raises(KeyboardInterrupt):
-        train_teacher(params, "seg2face", killed)
+        train_teacher(params, task, killed, torch_home)
     assert not killed.teacher.exists()
-    monkeypatch.setattr(Pix2PixObjective, "step", original)
-    result = train_teacher(params, "seg2face", killed)
-    assert result.steps == 6
+    monkeypatch.setattr(objective, "step", original)
+    result = train_teacher(params, task, killed, torch_home)
+    assert result.steps == params.train_for(task).steps
     resumed = torch.load(killed.teacher, weights_only=True)["state_dict"]
     assert resumed.keys() == reference.keys()
-    for key, value in reference.items():  # same batches, same random state, same optimiser state: same weights
+    for key, value in reference.items():  # same batches, random state, optimiser state and pool: same weights
         assert torch.equal(resumed[key], value), key
+    # the saved teacher may be an early best checkpoint (CycleGAN keeps the best val FID): compare the last step too
+    (last,), (last_resumed,) = (
+        [torch.load(p, weights_only=True)["states"]["G"] for p in s.rglob("train-*.pt")]
+        for s in (paths.state, killed.state)
+    )
+    for key, value in last.items():
+        assert torch.equal(last_resumed[key], value), key
+
+
+def test_image_pool_mixes_older_fakes_in_once_full():
+    torch.manual_seed(0)
+    assert ImagePool(0).query(torch.ones(2, 3, 4, 4, requires_grad=True)).requires_grad is False
+    pool = ImagePool(4)
+    first = torch.arange(4.0).view(4, 1, 1, 1)
+    assert torch.equal(pool.query(first), first)  # filling: the fakes pass through and are kept
+    drawn = pool.query(10 + torch.arange(16.0).view(16, 1, 1, 1)).flatten().tolist()
+    assert any(v < 10 for v in drawn) and any(v >= 10 for v in drawn)  # a mix of stored and new images
+    assert len(pool.images) == 4
+    again = ImagePool(4)
+    again.load_state_dict(pool.state_dict())
+    assert [float(t) for t in again.images] == [float(t) for t in pool.images]
 
 
 def test_nan_loss_stops_and_keeps_last_good_checkpoint(tmp_path, monkeypatch):

@@ -69,7 +69,7 @@ def finetune_on_objective(
     fitted = fit(
         lambda batch, _: objective.step(batch),
         batches,
-        {**objective.modules(), **objective.optimizers()},
+        objective.state(),
         steps=steps,
         checkpoint_every=checkpoint_every,
         state_path=Path(state_path),
@@ -101,7 +101,7 @@ def train_from_scratch(
     fitted = fit(
         lambda batch, _: objective.step(batch),
         batches,
-        {**objective.modules(), **objective.optimizers()},
+        objective.state(),
         steps=steps,
         checkpoint_every=train.checkpoint_every,
         state_path=Path(state_path),

@@ -163,7 +163,7 @@ def condense(
         fitted = fit(
             step,
             batches,
-            {**objective.modules(), **objective.optimizers()},
+            objective.state(),
             steps=params.steps,
             checkpoint_every=params.checkpoint_every,
             state_path=Path(state_path),
