@@ -396,10 +396,11 @@ def explain(
     teacher, condensed = refs.get("teacher", {}), refs.get("condensed", {})
     t, c = teacher.get(k), condensed.get(k)
     mine = spreads[ALAP]
-    # A hypothesis is stated only where its ablation did not run; where it ran, its result below replaces it.
-    untested = {name: spreads.get(name) is None for name in ("alap_original_teacher", "alap_gan")}
+    # A hypothesis is stated only where none of its ablations ran; where one ran, its result below replaces it.
+    tested_by = {"condensing": ("alap_original_teacher",), "adversarial": ("alap_gan", "alap_weak_gan")}
+    untested = {claim: all(spreads.get(name) is None for name in names) for claim, names in tested_by.items()}
     condensing_cost = c is not None and t is not None and k != "lpips_teacher" and metric.clearly_better(t, c)
-    if condensing_cost and untested["alap_original_teacher"]:
+    if condensing_cost and untested["condensing"]:
         out.append(
             f"Condensing cost the teacher quality ({f(t)} -> {f(c)}), and ALAP distils from the condensed network."
         )
@@ -446,10 +447,11 @@ def explain(
                 "`slimming` starts from the very same pruned student as ALAP, so the gap is the fine-tuning "
                 "signal alone: the task objective beats distillation here."
             )
-        if k in ("fid", "kid") and res.get("distill_lambda_gan") == 0 and untested["alap_gan"]:
+        if k in ("fid", "kid") and res.get("distill_lambda_gan") == 0 and untested["adversarial"]:
             out.append(
                 "The baselines keep the adversarial loss, which targets the distribution-level realism FID/KID "
-                "measure; ALAP's distillation has none (distill.lambda_gan = 0; `alap_gan` adds it)."
+                "measure; ALAP's distillation has none (distill.lambda_gan = 0; `alap_gan` and `alap_weak_gan` add "
+                "it)."
             )
         if not res.get("paired") and k in ("lpips", "psnr", "ssim"):
             out.append(
