@@ -184,10 +184,12 @@ class ImagePool:
 
     def query(self, fakes: torch.Tensor) -> torch.Tensor:
         """The batch a discriminator learns from in place of ``fakes`` (detached: no gradient reaches G)."""
+        fakes = fakes.detach()
         if self.size == 0:
-            return fakes.detach()
+            return fakes
+        self.images = [stored.to(fakes.device) for stored in self.images]  # a resume state loads onto the CPU
         drawn = []
-        for image in fakes.detach():
+        for image in fakes:
             if len(self.images) < self.size:
                 self.images.append(image)
                 drawn.append(image)
