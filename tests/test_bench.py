@@ -474,6 +474,27 @@ def test_report_gives_mean_and_std_names_winners_or_ties_and_explains_alap_losse
     assert "![seg2face Pareto plot](bench/seg2face_pareto.png)" in text
 
 
+def test_each_distill_ablation_changes_its_one_distill_setting() -> None:
+    """A Method's distill field reaches the DistillParams its units are keyed and trained with."""
+    from types import SimpleNamespace
+
+    from alap.bench.run import distill_settings
+
+    params, bench_params = (
+        load_params(ROOT / "configs" / "demo.yaml"),
+        load_bench_params(ROOT / "bench" / "params.yaml"),
+    )
+    tb = SimpleNamespace(
+        params=params, bench=bench_params, originals=SimpleNamespace(teacher_arch={"kind": "unet"}), more_layers=[]
+    )
+    base = distill_settings(tb, METHODS["alap"]).model_dump()
+    for name in ("alap_gan", "alap_weak_gan", "alap_no_output_distill", "alap_strong_target", "alap_beta1"):
+        method = METHODS[name]
+        changed = {k: v for k, v in distill_settings(tb, method).model_dump().items() if v != base[k]}
+        fields = ("lambda_gan", "lambda_teacher", "lambda_target", "beta1")
+        assert changed == {f: getattr(method, f) for f in fields if getattr(method, f) is not None}, name
+
+
 def test_dvc_metrics_nest_budgets_and_methods_with_the_seeds_mean_and_std() -> None:
     rows = [_row("alap"), _row("alap", seed=1, fid=52.0), _row("uniform", budget=8.0)]
     metrics = dvc_metrics(_results(rows, teacher={}, condensed={}), "latency.cpu-t1.torch.bs1.p50_ms")
@@ -530,7 +551,7 @@ def test_tiny_benchmark_runs_every_method_for_both_tasks(
         by = {r["method"]: r for r in results["rows"]}
         assert by["alap"]["student"]["arch"] == by["slimming"]["student"]["arch"]  # one pruned student, two tunings
         assert by["l1_norm"]["student"]["arch"] == by["alap_no_condense"]["student"]["arch"]
-        distill_only = ("alap_gan", "alap_weak_gan", "alap_no_output_distill", "alap_beta1")  # one field: distill's
+        distill_only = ("alap_gan", "alap_weak_gan", "alap_no_output_distill", "alap_strong_target", "alap_beta1")
         for name in distill_only:
             assert by[name]["student"]["arch"] == by["alap"]["student"]["arch"]
         assert by["alap_more_features"]["features"] == "more" and results["more_feature_layers"]

@@ -7,6 +7,9 @@ Reading the table answers what differs between two rows; each ablation changes o
 - ``alap_gan`` / ``alap_weak_gan`` (``lambda_gan``): distillation adds the adversarial term with the teacher's
   discriminator, as GAN Compression does, at weight 1, or at 0.2: 1/100 of the L1 terms' weights (teacher 10 +
   target 10), the ratio slimming's fine-tuning has (pix2pix's lambda_gan 1 to lambda_l1 100);
+- ``alap_strong_target`` (``lambda_target``): the student's outputs are fitted to the ground truth at weight 100,
+  the L1 weight of slimming's fine-tuning (pix2pix's lambda_l1), instead of ``distill.lambda_target`` 10, so the
+  ground truth outweighs the teacher's outputs (weight 10) as it does in slimming's objective (paired tasks);
 - ``alap_no_output_distill`` (``lambda_teacher``): the student's outputs are no longer matched to the teacher's,
   only to the ground truth (paired tasks; features are still distilled), which tests whether the teacher's own
   errors hold a small student back where fine-tuning on the task objective (slimming) moves past them;
@@ -46,8 +49,9 @@ def more_feature_layers(valid: list[str]) -> list[str]:
 @dataclass(frozen=True)
 class Method:
     """One compared method. ``features``: which layers distillation matches ("pipeline": distill.feature_layers,
-    "more": :func:`more_feature_layers`); ``lambda_gan`` / ``lambda_teacher`` / ``beta1``: distill's (None: the
-    pipeline's); ``min_width`` / ``min_width_fraction``: prune's floors of a ``slim`` student (None: the pipeline's)."""
+    "more": :func:`more_feature_layers`); ``lambda_gan`` / ``lambda_teacher`` / ``lambda_target`` / ``beta1``:
+    distill's (None: the pipeline's); ``min_width`` / ``min_width_fraction``: prune's floors of a ``slim`` student
+    (None: the pipeline's)."""
 
     name: str
     source: Literal["uniform", "l1", "tp", "slim"]
@@ -57,6 +61,7 @@ class Method:
     summary: str
     lambda_gan: float | None = None
     lambda_teacher: float | None = None
+    lambda_target: float | None = None
     beta1: float | None = None
     min_width: int | None = None
     min_width_fraction: float | None = None
@@ -163,6 +168,12 @@ METHODS: dict[str, Method] = {
             "ALAP with the adversarial term in distillation at lambda_gan 0.2, 1/100 of the L1 terms' weights (the "
             "ratio of slimming's fine-tuning)",
             lambda_gan=0.2,
+        ),
+        _alap(
+            "alap_strong_target",
+            "ALAP fitting the outputs to the ground truth at weight 100 (slimming's L1 weight) instead of "
+            "distill.lambda_target 10",
+            lambda_target=100.0,
         ),
     ]
 }

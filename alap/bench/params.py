@@ -33,6 +33,7 @@ MethodName = Literal[
     "alap_more_features",
     "alap_beta1",
     "alap_weak_gan",
+    "alap_strong_target",
 ]
 ALL_METHODS: tuple[str, ...] = MethodName.__args__  # type: ignore[attr-defined]
 DEFAULT_BENCH_PARAMS = Path("bench/params.yaml")

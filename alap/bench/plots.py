@@ -35,8 +35,9 @@ _COLORS = (
     "lime",
     "magenta",
     "darkorange",
+    "maroon",
 )
-_MARKERS = ("s", "v", "^", "<", "o", ">", "P", "X", "D", "h", "x", "p", "8", "H", "+", "1")
+_MARKERS = ("s", "v", "^", "<", "o", ">", "P", "X", "D", "h", "x", "p", "8", "H", "+", "1", "2")
 STYLE = {name: {"color": c, "marker": m} for name, c, m in zip(METHODS, _COLORS, _MARKERS, strict=True)}
 _REFERENCE_STYLE = {
     "teacher": {"marker": "*", "s": 160, "color": "black"},

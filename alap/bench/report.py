@@ -417,6 +417,8 @@ def explain(
         "alap_weak_gan": "Adding the adversarial term at slimming's ratio to the L1 terms (lambda_gan 0.2) does better",
         "alap_no_output_distill": "Fitting the outputs to the ground truth alone, not to the teacher's outputs, does "
         "better: the teacher's errors hold the student back",
+        "alap_strong_target": "Fitting the outputs to the ground truth at slimming's L1 weight (lambda_target 100) "
+        "does better: at weight 10 the teacher's outputs outweigh the ground truth",
         "alap_beta1": "Distilling with Adam beta1 0.9, the optimiser slimming fine-tunes with, does better than "
         "distill.beta1 0.5",
         "alap_no_floor": "Dropping the relative width floor (prune.min_width_fraction 0) does better: the floor "

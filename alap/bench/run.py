@@ -371,7 +371,12 @@ def distill_settings(tb: TaskBench, method: Method) -> DistillParams:
     kind = tb.originals.teacher_arch["kind"]
     layers = {"none": [], "pipeline": tb.params.distill.layers_for(kind), "more": tb.more_layers}
     pipeline = tb.params.distill
-    changed = {"lambda_gan": method.lambda_gan, "lambda_teacher": method.lambda_teacher, "beta1": method.beta1}
+    changed = {
+        "lambda_gan": method.lambda_gan,
+        "lambda_teacher": method.lambda_teacher,
+        "lambda_target": method.lambda_target,
+        "beta1": method.beta1,
+    }
     return DistillParams.model_validate(
         {
             **pipeline.model_dump(),
