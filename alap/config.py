@@ -75,6 +75,17 @@ class TrainOverrides(Strict):
     pool_size: int | None = Field(None, ge=0, le=1000, exclude_if=lambda size: size is None)  # key: as above
 
 
+class DiscriminatorOverrides(Strict):
+    """What one task's PatchGAN discriminators differ in from the shared ``model.discriminator`` (unset keys keep
+    the shared value). Why per task: a PatchGAN judges patches as wide as its receptive field, and that should
+    suit the task's images. 3 layers see 70 px, more than a whole 64-px image, while pix2pix tasks at 256 px want
+    them; 2 layers see 34 px (reports/horse2zebra.md). Unset keys stay out of a run's key, so runs keyed before this
+    setting existed stay valid."""
+
+    ndf: PositiveInt | None = Field(None, exclude_if=lambda ndf: ndf is None)
+    n_layers: int | None = Field(None, ge=1, le=5, exclude_if=lambda layers: layers is None)
+
+
 class TeacherFile(Strict):
     """A generator the user already trained, imported by the ``import@<task>`` stage instead of training one.
 
@@ -119,6 +130,9 @@ class TaskParams(Strict):
     load_size: int | None = Field(None, ge=16, le=4096, description="square side images are resized to")
     crop_size: int | None = Field(None, ge=16, le=4096, description="side of the random training crops")
     train: TrainOverrides = TrainOverrides()
+    discriminator: DiscriminatorOverrides = Field(
+        DiscriminatorOverrides(), exclude_if=lambda overrides: overrides == DiscriminatorOverrides()
+    )
 
     @model_validator(mode="after")
     def _consistent(self) -> TaskParams:
@@ -554,6 +568,11 @@ class Params(Strict):
     def train_for(self, task_name: str) -> TrainParams:
         """The ``train`` section with ``tasks.<task_name>.train``'s overrides applied."""
         return self.train.model_copy(update=self.tasks[task_name].train.model_dump(exclude_none=True))
+
+    def discriminator_for(self, task_name: str) -> DiscriminatorParams:
+        """``model.discriminator`` with ``tasks.<task_name>.discriminator``'s overrides applied."""
+        overrides = self.tasks[task_name].discriminator.model_dump(exclude_none=True)
+        return self.model.discriminator.model_copy(update=overrides)
 
     def load_size(self, task_name: str) -> int:
         """The square side a task's images are resized to (whole images: validation, evaluation, profiling)."""

@@ -27,7 +27,7 @@ AUX_FORMAT = "alap-aux/1"
 def aux_archs(task: Task, arch: dict, params: Params) -> dict[str, dict]:
     """What rebuilds each auxiliary network: the reverse generator by arch dict, discriminators by their shape."""
     input_nc, output_nc = task.channels
-    d = params.model.discriminator
+    d = params.discriminator_for(task.name)
 
     def patchgan(channels: int) -> dict:
         return {"kind": "patchgan", "input_nc": channels, "ndf": d.ndf, "n_layers": d.n_layers, "norm": arch["norm"]}

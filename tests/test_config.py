@@ -103,6 +103,25 @@ def test_task_train_overrides_apply_to_that_task_only(tmp_path):
     assert shared == params.train
 
 
+def test_task_discriminator_overrides_apply_to_that_task_only_and_stay_out_of_unset_keys(tmp_path):
+    from alap.gan_aux import aux_archs
+    from alap.loop import params_key
+    from alap.task import Task
+
+    data = demo()
+    before = load_params(write(tmp_path, data))
+    data["tasks"]["horse2zebra"]["discriminator"] = {"n_layers": 2}
+    params = load_params(write(tmp_path, data))
+    own, shared = params.discriminator_for("horse2zebra"), params.discriminator_for("seg2face")
+    assert (own.n_layers, own.ndf) == (2, params.model.discriminator.ndf) and shared == params.model.discriminator
+    task = Task.from_params(params, "horse2zebra")
+    archs = aux_archs(task, task.teacher_arch(params.model), params)
+    assert archs["D_A"]["n_layers"] == archs["D_B"]["n_layers"] == 2
+    # a task without overrides dumps as before, so the keys of runs made before the setting existed still match
+    assert params_key(params.tasks["seg2face"]) == params_key(before.tasks["seg2face"])
+    assert "discriminator" not in before.tasks["horse2zebra"].model_dump()
+
+
 def test_missing_and_malformed_files(tmp_path):
     with pytest.raises(ParamsError, match="not found"):
         load_params(tmp_path / "nope.yaml")

@@ -134,11 +134,12 @@ def bench_params(params: Params, bench: BenchParams, task_name: str) -> Params:
 
 def _upstream_key(params: Params, task_name: str) -> str:
     """Everything the task's data, teacher and condensed network are made from: of ``model``, the section of the
-    task's own generator kind (a ResNet setting does not restart a U-Net task's benchmark) and the discriminator."""
+    task's own generator kind (a ResNet setting does not restart a U-Net task's benchmark) and the task's
+    discriminator."""
     p = params
     task = p.tasks[task_name]
     generator = getattr(p.model, task.arch) if task.arch else None  # an imported teacher's arch is in its file
-    return params_key(p.seed, p.data, task, generator, p.model.discriminator, p.train, p.condense)
+    return params_key(p.seed, p.data, task, generator, p.discriminator_for(task_name), p.train, p.condense)
 
 
 def _refresh_upstream(params: Params, out_dir: Path, task_name: str) -> None:

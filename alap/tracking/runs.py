@@ -138,7 +138,7 @@ def branch_params(params: Params, outputs: ModelOutputs) -> dict[str, Any]:
     if task.arch is not None:
         branch["model"] = {
             task.arch: getattr(params.model, task.arch).model_dump(mode="json"),
-            "discriminator": params.model.discriminator.model_dump(mode="json"),
+            "discriminator": params.discriminator_for(outputs.task).model_dump(mode="json"),
         }
         branch["train"] = params.train_for(outputs.task).model_dump(mode="json")
     if outputs.model != TEACHER:
