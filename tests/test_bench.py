@@ -8,6 +8,7 @@ import copy
 import json
 import sqlite3
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
@@ -26,6 +27,7 @@ from alap.bench.methods import METHODS
 from alap.bench.params import ALL_METHODS, BenchParams, BenchParamsError, load_bench_params
 from alap.bench.plots import pareto_figure
 from alap.bench.report import QUALITY, render
+from alap.bench.run import distill_settings
 from alap.bench.stats import clearly_beats, decide, describe, spread
 from alap.bench.students import Originals, land_student
 from alap.compress.condense import prepare_for_condense
@@ -476,10 +478,6 @@ def test_report_gives_mean_and_std_names_winners_or_ties_and_explains_alap_losse
 
 def test_each_distill_ablation_changes_its_one_distill_setting() -> None:
     """A Method's distill field reaches the DistillParams its units are keyed and trained with."""
-    from types import SimpleNamespace
-
-    from alap.bench.run import distill_settings
-
     params, bench_params = (
         load_params(ROOT / "configs" / "demo.yaml"),
         load_bench_params(ROOT / "bench" / "params.yaml"),

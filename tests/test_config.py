@@ -6,6 +6,9 @@ import pytest
 import yaml
 
 from alap.config import ParamsError, PromoteParams, load_params
+from alap.gan_aux import aux_archs
+from alap.loop import params_key
+from alap.task import Task
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -104,10 +107,6 @@ def test_task_train_overrides_apply_to_that_task_only(tmp_path):
 
 
 def test_task_discriminator_overrides_apply_to_that_task_only_and_stay_out_of_unset_keys(tmp_path):
-    from alap.gan_aux import aux_archs
-    from alap.loop import params_key
-    from alap.task import Task
-
     data = demo()
     before = load_params(write(tmp_path, data))
     data["tasks"]["horse2zebra"]["discriminator"] = {"n_layers": 2}
