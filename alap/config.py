@@ -64,7 +64,9 @@ class TrainOverrides(Strict):
     pix2pix teacher whose loss is mostly L1 (face2cartoon at 64 px, 800 steps: 18.58 dB test PSNR with 0.9,
     18.26 with 0.5; at 1200 steps 18.17 and 18.61, so the spread between runs is as large as the effect).
     ``lr_decay_from`` 1.0 keeps the rate constant: a task whose validation PSNR falls while the rate decays to 0
-    can stop at the step where it peaked instead.
+    can stop at the step where it peaked instead. ``checkpoint_every`` is also how often a CycleGAN teacher is
+    validated (it keeps its best validation FID), and such a teacher's FID swings by 100-200 points between
+    checkpoints 100 steps apart (reports/horse2zebra.md), so it wants more candidates than a pix2pix task.
     """
 
     steps: PositiveInt | None = None
@@ -73,6 +75,7 @@ class TrainOverrides(Strict):
     beta1: AdamBeta1 | None = None
     lr_decay_from: DecayFrom | None = None
     pool_size: int | None = Field(None, ge=0, le=1000, exclude_if=lambda size: size is None)  # key: as above
+    checkpoint_every: PositiveInt | None = Field(None, exclude_if=lambda every: every is None)  # key: as above
 
 
 class DiscriminatorOverrides(Strict):

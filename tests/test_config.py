@@ -97,13 +97,17 @@ def test_task_train_overrides_apply_to_that_task_only(tmp_path):
         "lr": 3e-4,
         "beta1": 0.25,
         "lr_decay_from": 0.9,
+        "checkpoint_every": 7,
     }
     data["tasks"]["seg2face"].pop("train", None)
     params = load_params(write(tmp_path, data))
     own, shared = params.train_for("horse2zebra"), params.train_for("seg2face")
     assert (own.steps, own.batch_size, own.lr, own.beta1, own.lr_decay_from) == (123, 1, 3e-4, 0.25, 0.9)
+    assert own.checkpoint_every == 7
     assert own.lambda_cycle == shared.lambda_cycle == params.train.lambda_cycle  # everything else is shared
     assert shared == params.train
+    # unset, the overrides that came later stay out of the task's dump, so older run keys still match
+    assert not {"pool_size", "checkpoint_every"} & set(params.tasks["seg2face"].train.model_dump())
 
 
 def test_task_discriminator_overrides_apply_to_that_task_only_and_stay_out_of_unset_keys(tmp_path):
