@@ -112,6 +112,7 @@ def test_task_train_overrides_apply_to_that_task_only(tmp_path):
 
 def test_task_discriminator_overrides_apply_to_that_task_only_and_stay_out_of_unset_keys(tmp_path):
     data = demo()
+    data["tasks"]["horse2zebra"].pop("discriminator", None)
     before = load_params(write(tmp_path, data))
     data["tasks"]["horse2zebra"]["discriminator"] = {"n_layers": 2}
     params = load_params(write(tmp_path, data))
