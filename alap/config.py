@@ -74,8 +74,9 @@ class TrainOverrides(Strict):
     lr: LearningRate | None = None
     beta1: AdamBeta1 | None = None
     lr_decay_from: DecayFrom | None = None
-    pool_size: int | None = Field(None, ge=0, le=1000, exclude_if=lambda size: size is None)  # key: as above
-    checkpoint_every: PositiveInt | None = Field(None, exclude_if=lambda every: every is None)  # key: as above
+    # the two settings added after runs were keyed stay out of a task's dump while unset, so those keys still match
+    pool_size: int | None = Field(None, ge=0, le=1000, exclude_if=lambda size: size is None)
+    checkpoint_every: PositiveInt | None = Field(None, exclude_if=lambda every: every is None)
 
 
 class DiscriminatorOverrides(Strict):
