@@ -257,7 +257,7 @@ def _run_steps(req: CompressRequest, params: Params, out: Path, world: World) ->
 
     steps: list[tuple[str, Path, Callable[[], Any]]] = [
         ("import", paths.teacher, lambda: teacher.import_teacher(params, req.task, paths, req.torch_home)),
-        ("condense", paths.condensed, lambda: condense.condense_task(params, req.task, paths)),
+        ("condense", paths.condensed, lambda: condense.condense_task(params, req.task, paths, req.torch_home)),
         (
             "prune",
             point / "prune_report.json",

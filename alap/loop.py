@@ -53,10 +53,12 @@ class KeepBest:
     """The weights of ``model`` with the highest ``validate()`` so far, and every validation as ``[step, value]``.
 
     Saved with the resume state, so the best weights survive a kill after the model has moved on from them.
+    Steps before ``from_step`` are validated (in the history) but never kept: condensing must not keep the
+    teacher it starts from, whose penalty has not yet acted (alap/compress/condense.py).
     """
 
-    def __init__(self, model: nn.Module, validate: Callable[[], float]) -> None:
-        self.model, self.validate = model, validate
+    def __init__(self, model: nn.Module, validate: Callable[[], float], from_step: int = 0) -> None:
+        self.model, self.validate, self.from_step = model, validate, from_step
         self.value, self.step = -math.inf, -1
         self.weights: dict[str, torch.Tensor] = {}
         self.history: list[list[float]] = []
@@ -64,7 +66,7 @@ class KeepBest:
     def offer(self, step: int) -> None:
         value = self.validate()
         self.history.append([step, value])
-        if value > self.value:
+        if step >= self.from_step and value > self.value:
             self.value, self.step = value, step
             self.weights = {k: v.detach().clone() for k, v in self.model.state_dict().items()}
 

@@ -13,6 +13,7 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
+from alap.compress.params import CondenseParams
 from alap.config import ModelParams, Params, TaskParams, TrainParams
 from alap.data.datasets import channels, open_dataset
 from alap.models import arch_of, default_arch, load_checkpoint
@@ -26,6 +27,7 @@ class Task:
     crop_size: int  # training crops (= image_size when the task does not crop)
     seed: int
     train: TrainParams  # the shared train section with this task's overrides applied
+    condense: CondenseParams  # the same for the condense section
 
     @classmethod
     def from_params(cls, params: Params, name: str) -> Task:
@@ -38,6 +40,7 @@ class Task:
             crop_size=params.crop_size(name),
             seed=params.seed,
             train=params.train_for(name),
+            condense=params.condense_for(name),
         )
 
     @property

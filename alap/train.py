@@ -6,22 +6,20 @@ small metrics file comparing the teacher with its floors on the test split (alap
 mean-image predictor's PSNR where there is ground truth, and for unpaired tasks the identity's FID/KID (the
 untranslated inputs against the real target images), to read next to the teacher's ``fid`` from evaluate.
 
-A CycleGAN teacher is the generator with the best validation FID among its checkpoints, not its last step: with
-no ground truth to pull it back, its last step is a lottery. The same seed, data and recipe ended at 0.52x the
-identity's FID on one thread and at 0.87x on two, where only the order of floating-point sums differs
-(reports/horse2zebra.md).
+A CycleGAN teacher is the generator with the best validation FID among its checkpoints, not its last step
+(alap/selection.py): with no ground truth to pull it back, its last step is a lottery. The same seed, data and
+recipe ended at 0.52x the identity's FID on one thread and at 0.87x on two, where only the order of
+floating-point sums differs (reports/horse2zebra.md).
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 from torch import nn
-from torch.utils.data import DataLoader
 
 from alap import io
 from alap.config import Params
@@ -31,12 +29,12 @@ from alap.dist import current_world
 from alap.gan_aux import aux_archs, build_aux, save_aux
 from alap.loop import KeepBest, fit, params_key
 from alap.metrics.baselines import fid_of_identity, psnr_vs_mean_image
-from alap.metrics.fid import InceptionFeatures, dataset_features, fid_from_features
-from alap.metrics.pixel import round_to_8bit
+from alap.metrics.fid import InceptionFeatures
 from alap.models import build_generator, save_checkpoint
 from alap.objectives import Objective, make_objective
 from alap.paths import DEFAULT_TORCH_HOME, TaskPaths
 from alap.seeding import seeded
+from alap.selection import selection_record, val_fid_validator
 from alap.task import Task
 from alap.timing import stage_times
 
@@ -124,9 +122,8 @@ def train_teacher(
     psnr_test, psnr_mean = psnr_vs_mean_image(task, generator, device) or (None, None)
     unpaired_record = {}  # the identity baseline and which checkpoint became the teacher
     if unpaired:
-        val_fids = [[step, -value] for step, value in keep_best.history]  # KeepBest holds minus the FID
-        selected = {"step": keep_best.step, "val_fid": -keep_best.value, "val_fids": val_fids}
-        unpaired_record = {**fid_of_identity(task, inception, params.evaluate.kid_subset_size), "selected": selected}
+        identity = fid_of_identity(task, inception, params.evaluate.kid_subset_size)
+        unpaired_record = {**identity, "selected": selection_record(keep_best)}
     result = TrainResult(steps=total, wall_s=round(fitted.wall_s, 1), psnr_test=psnr_test, psnr_mean_image=psnr_mean)
     io.write_json(
         paths.train_metrics,
@@ -140,25 +137,3 @@ def train_teacher(
     )
     log.info("%s teacher: %s", task_name, result)
     return result
-
-
-def val_fid_validator(
-    task: Task, generator: nn.Module, inception: InceptionFeatures, device: torch.device
-) -> Callable[[], float]:
-    """Minus the FID of ``generator``'s 8-bit translations of the val inputs against the real val targets, for
-    :class:`KeepBest` (higher is better). The val split is small, so the value is biased upwards, but the same
-    images score every checkpoint. The inputs are loaded once here: a DataLoader during training would draw from
-    torch's random state and change the run."""
-    val_set = task.dataset("val", for_eval=True)
-    inputs = torch.cat([batch["A"] for batch in DataLoader(val_set, batch_size=64)]).to(device)
-    real = dataset_features(inception, val_set.real_targets(), "B", 16, "real val targets")
-
-    def validate() -> float:
-        was_training = generator.training
-        generator.eval()
-        with torch.no_grad():
-            fake = torch.cat([generator(chunk) for chunk in inputs.split(16)])
-        generator.train(was_training)
-        return -fid_from_features(inception.features(round_to_8bit(fake)), real)
-
-    return validate

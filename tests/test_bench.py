@@ -21,7 +21,7 @@ from torch import nn
 
 from alap.bench.budget import BudgetMissed, Infeasible, land_on_budget, scale_arch
 from alap.bench.entry import bench, dvc_metrics
-from alap.bench.finetune import TuneResult, finetune_on_objective
+from alap.bench.finetune import TuneResult, ValFid, finetune_on_objective
 from alap.bench.magnitude import l1_importance, magnitude_importance, magnitude_prune, max_ratio
 from alap.bench.methods import METHODS
 from alap.bench.params import ALL_METHODS, BenchParams, BenchParamsError, load_bench_params
@@ -225,7 +225,7 @@ def _paired_batches(target: nn.Module) -> BatchStream:
     return BatchStream([{"A": x, "B": y} for x, y in zip(a, b, strict=True)], 4, 0, torch.device("cpu"))
 
 
-def _finetune(target: nn.Module, disc: nn.Module, state_path: Path) -> TuneResult:
+def _finetune(target: nn.Module, disc: nn.Module, state_path: Path, val_fid: ValFid | None = None) -> TuneResult:
     """Fine-tune a pruned copy of ``target`` towards it for 6 steps, training ``disc`` alongside."""
     student, _ = magnitude_prune(_unet(seed=3), l1_importance(), 0.5, False, _images(2))
     a = _images(8, seed=999)
@@ -240,7 +240,7 @@ def _finetune(target: nn.Module, disc: nn.Module, state_path: Path) -> TuneResul
         6,
         _paired_batches(target),
         val,
-        paired=True,
+        val_fid=val_fid,
         state_path=state_path,
         checkpoint_every=3,
         validate_every=3,
@@ -259,6 +259,13 @@ def test_objective_finetuning_keeps_the_best_validated_student_and_trains_the_au
     assert result.best_step in (0, 3, 6) and result.best_psnr >= result.start_psnr
     assert not result.student.training
     assert any(not torch.equal(before[k], v) for k, v in disc.state_dict().items())  # D trained alongside
+
+
+def test_objective_finetuning_with_a_val_fid_keeps_its_best_step(tmp_path: Path) -> None:
+    """Unpaired tasks keep the best validation FID (the validator returns minus the FID), not the PSNR's step."""
+    fids = iter([300.0, 120.0, 250.0])  # at steps 0, 3 and 6
+    result = _finetune(_unet(seed=3), _disc(), tmp_path / "state.pt", val_fid=lambda _: lambda: -next(fids))
+    assert (result.best_step, result.best_psnr, result.start_psnr) == (3, None, None)
 
 
 def test_objective_finetuning_resumed_after_a_kill_trains_on_the_same_batches(tmp_path: Path) -> None:

@@ -126,6 +126,22 @@ def test_task_discriminator_overrides_apply_to_that_task_only_and_stay_out_of_un
     assert "discriminator" not in before.tasks["horse2zebra"].model_dump()
 
 
+def test_task_condense_overrides_apply_to_that_task_only_and_stay_out_of_unset_keys(tmp_path):
+    data = demo()
+    data["tasks"]["horse2zebra"].pop("condense", None)
+    before = load_params(write(tmp_path, data))
+    data["tasks"]["horse2zebra"]["condense"] = {"validate_every": 20}
+    params = load_params(write(tmp_path, data))
+    own, shared = params.condense_for("horse2zebra"), params.condense_for("seg2face")
+    assert own.validate_every == Task.from_params(params, "horse2zebra").condense.validate_every == 20
+    assert own.steps == shared.steps == params.condense.steps and shared == params.condense
+    # unset, neither the override nor the shared setting enters a dump, so older run keys still match
+    seg2face = params_key(params.tasks["seg2face"], params.condense)
+    assert seg2face == params_key(before.tasks["seg2face"], before.condense)
+    assert "condense" not in before.tasks["horse2zebra"].model_dump()
+    assert "validate_every" not in params.condense.model_dump()
+
+
 def test_missing_and_malformed_files(tmp_path):
     with pytest.raises(ParamsError, match="not found"):
         load_params(tmp_path / "nope.yaml")

@@ -93,6 +93,15 @@ def test_best_weights_survive_a_kill(tmp_path) -> None:
         assert torch.equal(resumed.model.state_dict()[key], value), key
 
 
+def test_best_weights_come_from_from_step_on(tmp_path) -> None:
+    run = Run(tmp_path / "a.pt")
+    best = KeepBest(run.model, lambda: -abs(run.batches.consumed - 4.0), from_step=6)  # peaks at 4, before 6
+    run.fit(best)
+    assert best.step == 6 and [s for s, _ in best.history] == list(range(0, 11, 2))  # all validated, 6 kept
+    for key, value in run.weights_before[6].items():
+        assert torch.equal(run.model.state_dict()[key], value), key
+
+
 def test_nan_stops_and_keeps_last_good_checkpoint(tmp_path) -> None:
     path = tmp_path / "s.pt"
     with pytest.raises(NonFiniteLossError, match=r"step 5.*step 4"):

@@ -50,7 +50,7 @@ def paired_folder(root: Path, n_train: int = 8, n_test: int = 4) -> Path:
 
 def unpaired_folder(root: Path) -> Path:
     """CycleGAN as published: trainA/trainB/testA/testB."""
-    for folder, count in (("trainA", 8), ("trainB", 6), ("testA", 4), ("testB", 4)):
+    for folder, count in (("trainA", 20), ("trainB", 20), ("testA", 4), ("testB", 4)):  # val: 2 carved of each
         for i in range(count):
             _image(root / folder / f"{folder}{i}.jpg", hash(folder) % 1000 + i)
     return root
@@ -99,7 +99,12 @@ def test_imported_unpaired_teacher_condenses_and_distills_without_trained_discri
     aux = stage_aux(Task.from_params(params, "mine"), params, {"norm": "instance"}, paths, torch.device("cpu"))
     assert set(aux) == {"D_A"}  # no reverse generator: the cycle term and D_B are off
 
-    condense_task(params, "mine", paths)
+    condense_task(params, "mine", paths, torch_home)
+    # unpaired: the condensed network is the best validation FID from the end of the penalty's warm-up on
+    selected = json.loads(paths.condense_report.read_text())["selected"]
+    after_warmup = [fid for step, fid in selected["val_fids"] if step >= params.condense.warmup_steps]
+    assert selected["val_fid"] == min(after_warmup) and selected["step"] >= params.condense.warmup_steps
+    assert selected["val_fids"][0][0] == 0  # the teacher it starts from is scored too, never kept
     report = prune_point(params, "mine", 0.5, paths.point_dir(0.5), paths)
     assert report["sparsity"] == 0.5
     distill_point(params, "mine", 0.5, paths.point_dir(0.5), paths)

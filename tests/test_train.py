@@ -15,9 +15,10 @@ from alap.metrics.fid import InceptionFeatures
 from alap.models import load_checkpoint
 from alap.objectives import CycleObjective, ImagePool, Pix2PixObjective
 from alap.paths import TaskPaths
+from alap.selection import val_fid_validator
 from alap.steps.data import prepare_data
 from alap.task import Task
-from alap.train import linear_decay, train_teacher, val_fid_validator
+from alap.train import linear_decay, train_teacher
 
 
 def setup(tmp_path: Path, task: str) -> tuple[Params, TaskPaths]:

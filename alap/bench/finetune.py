@@ -8,13 +8,15 @@ loss; unpaired tasks (horse2zebra) have no ground truth, so their baselines cont
 (alap.objectives), which train alongside as they did for the teacher. No teacher output is ever used.
 Model selection mirrors distillation where it can do so without a teacher: paired tasks keep the student with
 the best validation PSNR against the ground truth at the same checkpoints distillation validates at; unpaired
-tasks keep the last student (validating against a teacher would make them teacher-guided).
+tasks keep the student with the best validation FID against the real target images there, as their teacher and
+condensed network were kept (alap/selection.py; validating against a teacher would make them teacher-guided).
 """
 
 from __future__ import annotations
 
 import math
 import os
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -27,6 +29,8 @@ from alap.data.batches import BatchStream
 from alap.loop import KeepBest, fit
 from alap.objectives import make_objective
 from alap.train import linear_decay
+
+ValFid = Callable[[nn.Module], Callable[[], float]]
 
 
 @dataclass
@@ -51,20 +55,25 @@ def finetune_on_objective(
     steps: int,
     batches: BatchStream,
     val_batches: list[dict[str, Any]],
-    paired: bool,
+    val_fid: ValFid | None,
     state_path: str | os.PathLike,
     checkpoint_every: int,
     validate_every: int,
 ) -> TuneResult:
     """Fine-tune ``student`` (in place) on the task objective at constant ``lr``; resumable from ``state_path``.
 
-    ``aux`` must be the caller's own copy of the teacher's auxiliary networks: they are trained here.
+    ``aux`` must be the caller's own copy of the teacher's auxiliary networks: they are trained here. Paired tasks
+    validate the PSNR on ``val_batches``; unpaired ones pass ``val_fid`` (a generator's validator of minus the
+    validation FID, :func:`alap.selection.val_fid_validator` with the task bound).
     """
     objective = make_objective(objective_kind, student, aux, train)
     for optimizer in objective.optimizers().values():
         for group in optimizer.param_groups:
             group["lr"] = lr
-    best = KeepBest(student, lambda: validate(student, student, val_batches, paired=True)) if paired else None
+    if val_fid is None:
+        best = KeepBest(student, lambda: validate(student, student, val_batches, paired=True))
+    else:
+        best = KeepBest(student, val_fid(student))
     objective.train()
     fitted = fit(
         lambda batch, _: objective.step(batch),
@@ -78,8 +87,8 @@ def finetune_on_objective(
         validate_every=validate_every,
     )
     student.eval()
-    if best is None:
-        return TuneResult(student, steps, steps, None, None, fitted.wall_s)
+    if val_fid is not None:
+        return TuneResult(student, steps, best.step, None, None, fitted.wall_s)
     best_psnr = best.value if math.isfinite(best.value) else None
     return TuneResult(student, steps, best.step, best_psnr, best.history[0][1], fitted.wall_s)
 
@@ -92,9 +101,12 @@ def train_from_scratch(
     steps: int,
     batches: BatchStream,
     state_path: str | os.PathLike,
+    val_fid: ValFid | None,
 ) -> TuneResult:
     """Train a freshly initialised ``generator`` exactly as the teacher was trained (alap.train): same objective,
-    optimiser, learning-rate schedule and number of steps; the last weights are kept, as for the teacher."""
+    optimiser, learning-rate schedule and number of steps; as for the teacher, the last weights are kept, or with
+    ``val_fid`` (unpaired tasks) those with the best validation FID of every checkpoint."""
+    keep_best = None if val_fid is None else KeepBest(generator, val_fid(generator))
     objective = make_objective(objective_kind, generator, aux, train)
     schedulers = linear_decay(objective, steps, train.lr_decay_from)
     objective.train()
@@ -107,6 +119,8 @@ def train_from_scratch(
         state_path=Path(state_path),
         desc="train from scratch",
         schedulers=schedulers,
+        keep_best=keep_best,
     )
     generator.eval()
-    return TuneResult(generator, steps, steps, None, None, fitted.wall_s)
+    kept = steps if keep_best is None else keep_best.step
+    return TuneResult(generator, steps, kept, None, None, fitted.wall_s)

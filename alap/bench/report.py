@@ -134,7 +134,8 @@ def render(bench: BenchParams, results: list[dict[str, Any]], report_dir: Path) 
         "paired tasks. Unpaired tasks (horse2zebra) have no ground truth, so these baselines continue the CycleGAN "
         "objective (adversarial + cycle + identity, with the teacher's reverse generator) -- still without any "
         "teacher output. Paired baselines keep the student with the best validation PSNR against the ground "
-        "truth (as distillation does); unpaired ones keep the last student.",
+        "truth (as distillation does); unpaired ones keep the student with the best validation FID against the "
+        "real target images, as their teacher and condensed network were kept.",
         "",
         "On unpaired tasks `alap_pruned_teacher` has no signal beyond its own outputs: there is no ground-truth "
         "loss and the student starts as an exact copy of its teacher, so distillation validates it against itself "

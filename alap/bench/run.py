@@ -27,6 +27,7 @@ import math
 import shutil
 import time
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -36,7 +37,7 @@ from torch.utils.data import DataLoader
 
 from alap import io
 from alap.bench.budget import BudgetMissed
-from alap.bench.finetune import TuneResult, finetune_on_objective, train_from_scratch
+from alap.bench.finetune import TuneResult, ValFid, finetune_on_objective, train_from_scratch
 from alap.bench.methods import METHODS, Method, more_feature_layers
 from alap.bench.params import BenchParams
 from alap.bench.students import Originals, Student, land_student
@@ -50,9 +51,11 @@ from alap.errors import UserError
 from alap.evaluate import evaluate_model
 from alap.gan_aux import load_aux
 from alap.loop import params_key
+from alap.metrics.fid import InceptionFeatures
 from alap.metrics.names import METRICS
 from alap.models import arch_of, build_generator, load_checkpoint, save_checkpoint
 from alap.paths import DEFAULT_STATE, TaskPaths
+from alap.selection import val_fid_validator
 from alap.steps.condense import condense_task
 from alap.steps.data import prepare_data
 from alap.steps.profile import profile_into
@@ -174,7 +177,7 @@ def prepare_task(
         train_teacher(params, task_name, paths, torch_home)
     if not paths.condensed.is_file():
         log.info("%s: no condensed network at %s, condensing (alap condense)", task_name, paths.condensed)
-        condense_task(params, task_name, paths)
+        condense_task(params, task_name, paths, torch_home)
     teacher_wall = _wall_of(paths.train_metrics, "train_metrics.json of the teacher")
     teacher, _ = load_checkpoint(paths.teacher, map_location=device, expect_task=task_name)
     condensed, _ = load_checkpoint(paths.condensed, map_location=device, expect_task=task_name)
@@ -536,6 +539,13 @@ class RowLedger:
         io.write_json(self.path, {"rows": rows})
 
 
+def _val_fid(tb: TaskBench) -> ValFid | None:
+    """For an unpaired task, the validator that picks which checkpoint a training without a teacher keeps."""
+    if tb.task.params.paired:
+        return None
+    return partial(val_fid_validator, tb.task, inception=InceptionFeatures(tb.torch_home, tb.device), device=tb.device)
+
+
 def _tune(tb: TaskBench, unit: Unit, student: Student, state: Path) -> TuneResult:
     """Train a private copy of the landed student as the unit's method says, seeded by the unit's seed (added to
     the pipeline's, so seed 0 fine-tunes exactly as the distill stage does)."""
@@ -547,7 +557,9 @@ def _tune(tb: TaskBench, unit: Unit, student: Student, state: Path) -> TuneResul
     if method.tune == "scratch":  # a fresh start: new weights for the landed widths, new discriminators
         network = build_generator(student.landing.arch).to(tb.device)
         _, _, fresh_aux = build_gan(tb.task, params, tb.device)
-        return train_from_scratch(network, tb.task.objective_kind, fresh_aux, settings, settings.steps, batches, state)
+        return train_from_scratch(
+            network, tb.task.objective_kind, fresh_aux, settings, settings.steps, batches, state, _val_fid(tb)
+        )
     if method.tune == "objective":
         network = copy.deepcopy(student.landing.student).to(tb.device)
         return finetune_on_objective(
@@ -559,7 +571,7 @@ def _tune(tb: TaskBench, unit: Unit, student: Student, state: Path) -> TuneResul
             finetune_steps(params, tb.bench),
             batches,
             tb.val_batches,
-            paired,
+            _val_fid(tb),
             state,
             params.distill.checkpoint_every,
             params.distill.validate_every,

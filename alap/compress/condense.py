@@ -28,10 +28,11 @@ from alap.compress.plots import plot_scales, scale_table, write_scale_table
 from alap.compress.scale_factors import ChannelLayer, hidden_layers, trace_layers
 from alap.data.batches import BatchStream
 from alap.dist import current_world
-from alap.loop import fit
+from alap.loop import KeepBest, fit
 from alap.models.arch import arch_of, build_generator
 from alap.models.gates import add_gates
 from alap.objectives import Objective
+from alap.selection import selection_record
 
 log = logging.getLogger(__name__)
 
@@ -112,6 +113,7 @@ class CondenseResult:
     history: list[dict[str, float]]
     table: list[dict[str, Any]]
     wall_s: float
+    selected: dict[str, Any] | None  # the kept step and the validation FIDs, when a validator chose it
 
 
 def condense(
@@ -125,6 +127,7 @@ def condense(
     state_path: str | os.PathLike,
     table_path: str | os.PathLike,
     plot_path: str | os.PathLike,
+    validator: Callable[[nn.Module], Callable[[], float]] | None = None,
 ) -> CondenseResult:
     """Condense a trained generator; resumable from ``state_path``.
 
@@ -134,6 +137,10 @@ def condense(
     threshold the table and plot count channels against. Returns the condensed model (eval mode) with its arch, the
     loss history, the per-layer table and the wall time (of every run, when resumed); writes the table (CSV) and
     plot (PNG), from rank 0 alone in a multi-process run.
+
+    With ``validator`` (unpaired tasks: ``validator(generator)`` returns minus the validation FID of the prepared
+    generator, alap/selection.py), the result is the checkpoint that validates best among those from the end of
+    the warm-up on, validated every ``params.validate_every`` steps, not the last step.
     """
     prepared, new_arch = prepare_for_condense(model, arch, example_input)
     layers = trace_layers(prepared, example_input[:1])
@@ -159,6 +166,7 @@ def condense(
             losses["scale_l1"] = float(sparsity_penalty(layers))
         return losses
 
+    keep_best = None if validator is None else KeepBest(prepared, validator(prepared), from_step=params.warmup_steps)
     with objective.distributed():
         fitted = fit(
             step,
@@ -168,6 +176,8 @@ def condense(
             checkpoint_every=params.checkpoint_every,
             state_path=Path(state_path),
             desc="condense",
+            keep_best=keep_best,
+            validate_every=params.validate_every,
         )
     prepared.eval()
     table = scale_table(layers, threshold)
@@ -177,4 +187,5 @@ def condense(
     below = sum(r["below_threshold"] for r in table)
     total = sum(r["width"] for r in table)
     log.info("condense: %d of %d prunable channels have a scale factor below %g", below, total, threshold)
-    return CondenseResult(prepared, new_arch, fitted.history, table, fitted.wall_s)
+    selected = None if keep_best is None else selection_record(keep_best)
+    return CondenseResult(prepared, new_arch, fitted.history, table, fitted.wall_s, selected)

@@ -142,7 +142,7 @@ def branch_params(params: Params, outputs: ModelOutputs) -> dict[str, Any]:
         }
         branch["train"] = params.train_for(outputs.task).model_dump(mode="json")
     if outputs.model != TEACHER:
-        branch["condense"] = params.condense.model_dump(mode="json")
+        branch["condense"] = params.condense_for(outputs.task).model_dump(mode="json")
     if outputs.is_student:
         branch["prune"] = prune_settings(params, outputs.model).model_dump(mode="json")
         branch["distill"] = params.distill.model_dump(mode="json")
