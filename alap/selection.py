@@ -21,6 +21,9 @@ from alap.metrics.fid import InceptionFeatures, dataset_features, fid_from_featu
 from alap.metrics.pixel import round_to_8bit
 from alap.task import Task
 
+ValFid = Callable[[nn.Module], Callable[[], float]]
+"""What picks a checkpoint: given a generator, its validator (``partial(val_fid_validator, task, ...)``)."""
+
 
 def val_fid_validator(
     task: Task, generator: nn.Module, inception: InceptionFeatures, device: torch.device

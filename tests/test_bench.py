@@ -21,7 +21,7 @@ from torch import nn
 
 from alap.bench.budget import BudgetMissed, Infeasible, land_on_budget, scale_arch
 from alap.bench.entry import bench, dvc_metrics
-from alap.bench.finetune import TuneResult, ValFid, finetune_on_objective
+from alap.bench.finetune import TuneResult, finetune_on_objective
 from alap.bench.magnitude import l1_importance, magnitude_importance, magnitude_prune, max_ratio
 from alap.bench.methods import METHODS
 from alap.bench.params import ALL_METHODS, BenchParams, BenchParamsError, load_bench_params
@@ -37,6 +37,7 @@ from alap.data.batches import BatchStream
 from alap.metrics.cost import count_gmacs
 from alap.metrics.names import METRICS
 from alap.models import NLayerDiscriminator, build_generator, default_arch
+from alap.selection import ValFid
 
 SIZE = 32
 

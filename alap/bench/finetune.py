@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import math
 import os
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -28,9 +27,8 @@ from alap.config import TrainParams
 from alap.data.batches import BatchStream
 from alap.loop import KeepBest, fit
 from alap.objectives import make_objective
+from alap.selection import ValFid
 from alap.train import linear_decay
-
-ValFid = Callable[[nn.Module], Callable[[], float]]
 
 
 @dataclass

@@ -37,7 +37,7 @@ from torch.utils.data import DataLoader
 
 from alap import io
 from alap.bench.budget import BudgetMissed
-from alap.bench.finetune import TuneResult, ValFid, finetune_on_objective, train_from_scratch
+from alap.bench.finetune import TuneResult, finetune_on_objective, train_from_scratch
 from alap.bench.methods import METHODS, Method, more_feature_layers
 from alap.bench.params import BenchParams
 from alap.bench.students import Originals, Student, land_student
@@ -55,7 +55,7 @@ from alap.metrics.fid import InceptionFeatures
 from alap.metrics.names import METRICS
 from alap.models import arch_of, build_generator, load_checkpoint, save_checkpoint
 from alap.paths import DEFAULT_STATE, TaskPaths
-from alap.selection import val_fid_validator
+from alap.selection import ValFid, val_fid_validator
 from alap.steps.condense import condense_task
 from alap.steps.data import prepare_data
 from alap.steps.profile import profile_into

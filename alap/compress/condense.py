@@ -32,7 +32,7 @@ from alap.loop import KeepBest, fit
 from alap.models.arch import arch_of, build_generator
 from alap.models.gates import add_gates
 from alap.objectives import Objective
-from alap.selection import selection_record
+from alap.selection import ValFid, selection_record
 
 log = logging.getLogger(__name__)
 
@@ -127,7 +127,7 @@ def condense(
     state_path: str | os.PathLike,
     table_path: str | os.PathLike,
     plot_path: str | os.PathLike,
-    validator: Callable[[nn.Module], Callable[[], float]] | None = None,
+    validator: ValFid | None = None,
 ) -> CondenseResult:
     """Condense a trained generator; resumable from ``state_path``.
 
