@@ -27,7 +27,7 @@ class CondenseParams(_Strict):
 
     An unpaired (CycleGAN) task's condensed network is, like its teacher, the checkpoint with the best validation
     FID, here among those after the warm-up (alap/selection.py): continuing the GAN game for 200 steps moved
-    horse2zebra's from val FID 162 to 313, with or without the penalty (reports/horse2zebra.md).
+    horse2zebra's from val FID 162 to 313, and to 284 without the penalty (reports/horse2zebra.md).
     """
 
     steps: PositiveInt = Field(200, description="optimiser steps of condensing")
