@@ -205,6 +205,25 @@ def test_macs_fall_monotonically_and_meet_the_target(kind: str, norm: str, upsam
     assert abs(channels[1]["channels_removed_fraction"] - 0.6) < 0.01
 
 
+def test_coupled_trunk_is_ranked_with_single_layers() -> None:
+    """Every layer's factors drawn alike: the ResNet trunk (encoder out + every block out, coupled by the residual
+    adds) must lose channels like the other layers. Scoring it by the sum of its layers' factors ranked it above
+    them all, so it kept every channel while the rest fell to the floor (horse2zebra's 8x students)."""
+    model, arch = _condensed("resnet", "instance")
+    result = prune(model, arch, PruneParams(target="channels", sparsity=0.5, min_width=1), _inputs())
+    full, kept = arch["widths"], result.arch["widths"]
+    trunk_kept = kept["trunk"] / full["trunk"]
+    others = [
+        k / f
+        for k, f in zip(
+            kept["encoder"][1:] + kept["blocks"] + kept["decoder"],
+            full["encoder"][1:] + full["blocks"] + full["decoder"],
+        )
+    ]
+    assert 0.2 < trunk_kept < 0.8, (kept, full)
+    assert min(others) > 0.1, (kept, full)
+
+
 def test_rounding_keeps_multiples_of_eight() -> None:
     model, arch = _condensed("unet", "batch")
     result = prune(model, arch, PruneParams(target="channels", sparsity=0.6, round_to=8), _inputs())
