@@ -400,13 +400,21 @@ def explain(
     # A hypothesis is stated only where none of its ablations ran; where one ran, its result below replaces it.
     tested_by = {"condensing": ("alap_original_teacher",), "adversarial": ("alap_gan", "alap_weak_gan")}
     untested = {claim: all(spreads.get(name) is None for name in names) for claim, names in tested_by.items()}
+
+    def hypothesis(claim: str) -> str:
+        """What marks a sentence as a guess, next to it so that it cannot be read as applying to another."""
+        names = " or ".join(f"`{name}`" for name in tested_by[claim])
+        return (
+            f" (a hypothesis: {names}, which would test it, did not run here; bench/params.yaml's comment gives "
+            "earlier runs' results)"
+        )
+
     condensing_cost = c is not None and t is not None and k != "lpips_teacher" and metric.clearly_better(t, c)
-    guessed = False  # whether a sentence below is a hypothesis that this run did not test
     if condensing_cost and untested["condensing"]:
         out.append(
-            f"Condensing cost the teacher quality ({f(t)} -> {f(c)}), and ALAP distils from the condensed network."
+            f"Condensing cost the teacher quality ({f(t)} -> {f(c)}), and ALAP distils from the condensed "
+            f"network{hypothesis('condensing')}."
         )
-        guessed = True
     ablation = {
         "alap_original_teacher": "Distilling from the original teacher instead of the condensed one does better",
         "alap_pruned_teacher": "Distilling from the pruned network (the student's own starting point, whose "
@@ -455,10 +463,8 @@ def explain(
         if k in ("fid", "kid") and res.get("distill_lambda_gan") == 0 and untested["adversarial"]:
             out.append(
                 "The baselines keep the adversarial loss, which targets the distribution-level realism FID/KID "
-                "measure; ALAP's distillation has none (distill.lambda_gan = 0; `alap_gan` and `alap_weak_gan` add "
-                "it)."
+                f"measure; ALAP's distillation has none (distill.lambda_gan = 0){hypothesis('adversarial')}."
             )
-            guessed = True
         if not res.get("paired") and k in ("lpips", "psnr", "ssim"):
             out.append(
                 "This unpaired task's pixel metrics use the synthetic data's hidden ground truth; ALAP is "
@@ -469,11 +475,6 @@ def explain(
             f"`uniform` trains from scratch for {res.get('teacher_steps')} steps against "
             f"{res.get('finetune_steps')} fine-tuning steps for ALAP; probably the longer training of a "
             "network with the teacher's proportions is worth more here than weights inherited from pruning."
-        )
-    if guessed:
-        out.append(
-            "Not tested in this run (a hypothesis): the ablations that test it left the plan, and "
-            "bench/params.yaml's comment gives their results from earlier runs."
         )
     if not out:
         out.append(f"`{best}` leads by {abs(win[k] - alap[k]):.3g} (means); none of the controls isolates the cause.")
