@@ -213,11 +213,19 @@ def _set_rng_state(rng: dict[str, Any]) -> None:
 
 def params_key(*parts: object) -> str:
     """Short stable hash of the inputs that define a run, to key its resume checkpoint. A ``Path`` part stands
-    for its file's bytes, so a retrained input model never resumes a run that started from the old one."""
+    for its file's bytes and an ``nn.Module`` for its weights, so a retrained or re-pruned input model never
+    resumes a run that started from the old one."""
 
     def canonical(part: object) -> object:
         if isinstance(part, Path):
             return hashlib.sha256(part.read_bytes()).hexdigest()
+        if isinstance(part, nn.Module):
+            digest = hashlib.sha256()
+            for name, tensor in part.state_dict().items():
+                digest.update(name.encode())
+                digest.update(str(tuple(tensor.shape)).encode())
+                digest.update(tensor.detach().cpu().contiguous().numpy().tobytes())
+            return digest.hexdigest()
         return part.model_dump(mode="json") if hasattr(part, "model_dump") else part
 
     blob = json.dumps([canonical(p) for p in parts], sort_keys=True, default=str)

@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from alap.data.batches import BatchStream
-from alap.loop import FitResult, KeepBest, NonFiniteLossError, fit
+from alap.loop import FitResult, KeepBest, NonFiniteLossError, fit, params_key
 
 
 class Run:
@@ -130,3 +130,18 @@ def test_a_non_finite_loss_is_a_user_error() -> None:
     from alap.errors import is_user_error
 
     assert is_user_error(NonFiniteLossError("train: non-finite loss at step 3"))
+
+
+def test_a_module_keys_a_run_by_its_weights() -> None:
+    """A bench unit's resume state is keyed on its landed student: another student (a change of code, same params)
+    must never resume the old one's training, while the same weights rebuilt elsewhere must."""
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3), torch.nn.BatchNorm2d(4))
+    twin = torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3), torch.nn.BatchNorm2d(4))
+    twin.load_state_dict(model.state_dict())
+    assert params_key("unit", model) == params_key("unit", twin)
+    with torch.no_grad():
+        twin[0].weight[0, 0, 0, 0] += 1e-6
+    assert params_key("unit", model) != params_key("unit", twin)
+    narrower = torch.nn.Sequential(torch.nn.Conv2d(3, 2, 3), torch.nn.BatchNorm2d(2))
+    assert params_key("unit", model) != params_key("unit", narrower)

@@ -420,7 +420,9 @@ def _unit_row(tb: TaskBench, unit: Unit, students: dict[tuple, Student | BudgetM
         100 * student.landing.deviation,
         method.tune,
     )
-    state = tb.paths.resume_state(f"bench-{unit.model}", key)
+    # The row's key is known before landing (so a finished unit costs nothing); the resume state's also covers the
+    # landed student, so that a change of code that lands another student never resumes the old one's training.
+    state = tb.paths.resume_state(f"bench-{unit.model}", params_key(key, student.landing.student))
     tuned = _tune(tb, unit, student, state)
     save_checkpoint(
         out / "student.pt",
@@ -505,8 +507,9 @@ class RowLedger:
 
     ``<out_dir>/<task>`` is a DVC output (checkpoints, grids, row.json files), not in git, so a fresh clone starts
     without it; a unit whose key is in the ledger is not computed again. The key covers the teacher's and condensed
-    network's weights, which train to the same bytes on the same machine, so a clone continues the run; anything
-    else recomputes. A row reused from the ledger alone has no checkpoint, grid or metrics.json in its folder:
+    network's weights, which train to the same bytes on the same machine, so a clone continues the run; any other
+    input recomputes. It does not cover alap's code (any edit would rerun hours of units): a change of code that
+    changes a unit's numbers must remove those rows from the ledger and their folders from bench/out. A row reused from the ledger alone has no checkpoint, grid or metrics.json in its folder:
     its numbers are those measured when it ran. Rewritten atomically after every row (alap/io.py)."""
 
     def __init__(self, path: Path) -> None:
