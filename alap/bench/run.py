@@ -509,8 +509,9 @@ class RowLedger:
     without it; a unit whose key is in the ledger is not computed again. The key covers the teacher's and condensed
     network's weights, which train to the same bytes on the same machine, so a clone continues the run; any other
     input recomputes. It does not cover alap's code (any edit would rerun hours of units): a change of code that
-    changes a unit's numbers must remove those rows from the ledger and their folders from bench/out. A row reused from the ledger alone has no checkpoint, grid or metrics.json in its folder:
-    its numbers are those measured when it ran. Rewritten atomically after every row (alap/io.py)."""
+    changes a unit's numbers must remove those rows from the ledger and their folders from bench/out. A row reused
+    from the ledger alone has no checkpoint, grid or metrics.json in its folder: its numbers are those measured when
+    it ran. Rewritten atomically after every row (alap/io.py)."""
 
     def __init__(self, path: Path) -> None:
         self.path = path
