@@ -295,7 +295,8 @@ def _run_steps(req: CompressRequest, params: Params, out: Path, world: World) ->
             run()
         elif world.is_main:
             if name.startswith("evaluate"):
-                provision_weights(req.torch_home)  # idempotent: only hashes when the files are there
+                # idempotent (only hashes when the files are there), and only the weights this evaluation loads
+                provision_weights(req.torch_home, targets=("fid_inception", f"lpips_{params.evaluate.lpips_net}"))
             run()
         world.barrier()  # this step's outputs are written before any rank looks for the next one's
     if not world.is_main:

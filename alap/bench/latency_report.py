@@ -165,7 +165,7 @@ def int8_students_section(rows: list[dict[str, Any]], params: LatencyBenchParams
 
 def widths_table(rows: list[dict[str, Any]], params: LatencyBenchParams) -> list[str]:
     base = {device: rows[0]["p50_ms"][device] for device in params.devices}
-    head = ["kept widths", "GMACs", *[f"{d} ORT p50 (ms)" for d in params.devices]]
+    head = ["kept widths", "GMACs", *[f"{d} {params.plan_backend} p50 (ms)" for d in params.devices]]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for row in rows:
         label = "as planned" if row["round_to"] == 1 else f"multiples of {row['round_to']}"
@@ -252,7 +252,8 @@ def build_latency_report(
     if widths:
         lines += [
             "",
-            f"## Kept widths rounded up to a multiple, at {params.widths_macs_x:g}x fewer MACs (onnxruntime, batch 1)",
+            f"## Kept widths rounded up to a multiple, at {params.widths_macs_x:g}x fewer MACs "
+            f"({params.plan_backend}, batch 1)",
             "",
             f"Each p50 is the median of {params.widths_rounds} interleaved timing rounds; GMACs differ a little "
             "because rounding up keeps channels the MACs search then takes elsewhere.",

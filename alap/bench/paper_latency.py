@@ -216,10 +216,10 @@ def _plan_student(
 
 
 def width_rows(condensed: nn.Module, inputs: torch.Tensor, params: LatencyBenchParams) -> list[dict[str, Any]]:
-    """Students at ``widths_macs_x`` fewer MACs with kept widths rounded up to each of ``round_to``, timed with
-    onnxruntime on every device. Differences of a few percent matter here and the machine is shared, so the
-    variants are timed in interleaved rounds (a burst of other work hits all of them alike) and each p50 is the
-    median over the rounds."""
+    """Students at ``widths_macs_x`` fewer MACs with kept widths rounded up to each of ``round_to``, timed in the
+    plan's runtime (``plan_backend``: a GPU may have no other) on every device. Differences of a few percent
+    matter here and the machine is shared, so the variants are timed in interleaved rounds (a burst of other work
+    hits all of them alike) and each p50 is the median over the rounds."""
     sparsity = round(1.0 - 1.0 / params.widths_macs_x, 6)
     students = {}
     for multiple in params.round_to:
@@ -230,7 +230,9 @@ def width_rows(condensed: nn.Module, inputs: torch.Tensor, params: LatencyBenchP
         students[multiple] = result
     shape = tuple(inputs.shape[1:])
     timers = {
-        device: CandidateTimer(LatencyTarget(device=device, p50_ms=1.0), shape, cache_dir=params.cache_dir)
+        device: CandidateTimer(
+            LatencyTarget(device=device, backend=params.plan_backend, p50_ms=1.0), shape, cache_dir=params.cache_dir
+        )
         for device in params.devices
     }
     p50s: dict[tuple[int, str], list[float]] = {}

@@ -87,7 +87,11 @@ def _ort_kernels(spec: DeviceSpec) -> list[tuple[str, float, Callable[[], None]]
             [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)],
             initializer=[numpy_helper.from_array(w, "w")],
         )
-        return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]).SerializeToString()
+        opsets = [helper.make_opsetid("", 17)]
+        # The IR version the opset needs, not the onnx package's newest: an onnxruntime one release behind onnx
+        # refuses newer IRs (seen: onnxruntime 1.30 and IR 14 on the GPU machine). torch's exports do the same.
+        ir_version = helper.find_min_ir_version_for(opsets)
+        return helper.make_model(graph, opset_imports=opsets, ir_version=ir_version).SerializeToString()
 
     mm_w = rng.standard_normal((n, n), dtype=np.float32)
     mm_x = rng.standard_normal((n, n), dtype=np.float32)

@@ -169,8 +169,13 @@ def _provision_one(target: WeightsTarget, torch_home: Path, entry: dict | None, 
     return new_entry
 
 
-def provision_weights(torch_home: Path = DEFAULT_TORCH_HOME, caches: Sequence[Path] | None = None) -> dict:
+def provision_weights(
+    torch_home: Path = DEFAULT_TORCH_HOME, caches: Sequence[Path] | None = None, targets: Sequence[str] | None = None
+) -> dict:
     """Put the FID Inception and LPIPS alex/vgg trunk files into ``torch_home/hub/checkpoints``.
+
+    ``targets`` (keys of TARGETS, default all) limits this to the files a run will use: an evaluation with
+    the AlexNet LPIPS must not be refused because the VGG16 trunk, which it never loads, cannot be provided.
 
     Idempotent: a file whose sha256 matches its recorded entry (or the official prefix) is kept, so a rerun
     only hashes. ``caches`` are other torch homes searched for official files (default: $TORCH_HOME and
@@ -179,10 +184,9 @@ def provision_weights(torch_home: Path = DEFAULT_TORCH_HOME, caches: Sequence[Pa
     torch_home = Path(torch_home)
     caches = _default_caches() if caches is None else [Path(c) for c in caches]
     record = load_record(torch_home)
-    files = {}
-    for target in TARGETS.values():
-        previous = record["files"].get(target.filename)
-        files[target.filename] = _provision_one(target, torch_home, previous, caches)
+    files = dict(record["files"])
+    for target in (TARGETS[name] for name in (TARGETS if targets is None else targets)):
+        files[target.filename] = _provision_one(target, torch_home, files.get(target.filename), caches)
     if files != record["files"]:
         record = {"format": RECORD_FORMAT, "files": files}
         write_record(torch_home, record)
