@@ -32,6 +32,7 @@ from alap import io
 from alap.data.batches import BatchStream
 from alap.dist import current_world
 from alap.errors import UserError
+from alap.fingerprint import weights_digest
 
 log = logging.getLogger(__name__)
 
@@ -220,12 +221,7 @@ def params_key(*parts: object) -> str:
         if isinstance(part, Path):
             return hashlib.sha256(part.read_bytes()).hexdigest()
         if isinstance(part, nn.Module):
-            digest = hashlib.sha256()
-            for name, tensor in part.state_dict().items():
-                digest.update(name.encode())
-                digest.update(str(tuple(tensor.shape)).encode())
-                digest.update(tensor.detach().cpu().contiguous().numpy().tobytes())
-            return digest.hexdigest()
+            return weights_digest(part)
         return part.model_dump(mode="json") if hasattr(part, "model_dump") else part
 
     blob = json.dumps([canonical(p) for p in parts], sort_keys=True, default=str)

@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import copy
 import dataclasses
-import hashlib
 import json
 import logging
 import math
@@ -188,7 +187,7 @@ def prepare_task(
     val_batches = [
         to_device(b, device) for b in DataLoader(task.dataset("val"), batch_size=params.distill.val_batch_size)
     ]
-    identity = params_key(_digest(teacher), _digest(condensed))
+    identity = params_key(teacher, condensed)
     more_layers = more_feature_layers(feature_names(teacher))
     feature_modules(teacher, more_layers, example)
     return TaskBench(
@@ -227,20 +226,6 @@ def _check_feature_layers(
 def finetune_steps(params: Params, bench: BenchParams) -> int:
     """Steps of every fine-tuning method: the benchmark's setting, else the pipeline's distill.steps."""
     return bench.finetune_steps or params.distill.steps
-
-
-def _digest(model: nn.Module) -> str:
-    """sha256 of a network's tensors: rows are recomputed when the teacher or condensed network changes.
-
-    (alap.tracking.provenance.weights_digest would do, but fails on 0-dim buffers such as BatchNorm's
-    num_batches_tracked.)
-    """
-    digest = hashlib.sha256()
-    for name, tensor in sorted(model.state_dict().items()):
-        data = tensor.detach().to("cpu").contiguous().reshape(-1)
-        digest.update(f"{name}:{tuple(tensor.shape)}:{tensor.dtype}".encode())
-        digest.update(data.view(torch.uint8).numpy().tobytes())
-    return digest.hexdigest()
 
 
 def _wall_of(path: Path, what: str) -> float:

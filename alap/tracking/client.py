@@ -30,8 +30,8 @@ from mlflow.entities import Metric, Param, RunTag
 from mlflow.exceptions import MlflowException
 
 from alap.errors import UserError
+from alap.fingerprint import weights_digest
 from alap.tracking.keys import flatten
-from alap.tracking.provenance import weights_digest
 
 PIPELINE_TAG = "alap.pipeline_id"
 PARENT_ENV = "ALAP_PARENT_RUN_ID"

@@ -1,5 +1,6 @@
 """Where a run's inputs came from, as MLflow tags: the git commit, the DVC hashes of a stage's inputs, the metric
-weights' provenance; and stable ids for a configuration (its parent run) and for a network's weights.
+weights' provenance; and a stable id for a configuration (its parent run). A network's weights are identified by
+alap.fingerprint.
 
 Read from git, dvc.lock and the objects themselves, without mlflow: only the client writes them.
 """
@@ -15,7 +16,6 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-import torch
 import yaml
 
 from alap.tracking.keys import flatten, safe_key
@@ -76,13 +76,3 @@ def provenance_tags(
             tags.update(dvc_dep_hashes(lock, stage))
     tags.update(flatten(weights or {}, "alap.weights"))
     return tags
-
-
-def weights_digest(model: torch.nn.Module) -> str:
-    """sha256 over parameter/buffer names, shapes and bytes: identifies a trained network's weights."""
-    digest = hashlib.sha256()
-    for name, tensor in sorted(model.state_dict().items()):
-        data = tensor.detach().to("cpu").contiguous()
-        digest.update(f"{name}:{tuple(data.shape)}:{data.dtype}".encode())
-        digest.update(data.reshape(-1).view(torch.uint8).numpy().tobytes() if data.numel() else b"")
-    return digest.hexdigest()
