@@ -64,8 +64,8 @@ def _reductions(budgets: list[float] | None) -> list[float] | None:
 
 
 class TaskPlan(_Strict):
-    """What one task runs where it differs from the benchmark's defaults (e.g. no ablations on an unpaired task,
-    so that the whole benchmark fits its time budget); unset fields take the top-level ones."""
+    """What one task runs where it differs from the benchmark's defaults (e.g. only the ablation that answers that
+    task's question, so that the whole benchmark fits its time budget); unset fields take the top-level ones."""
 
     budgets: list[float] | None = Field(None, min_length=1)
     methods: list[MethodName] | None = Field(None, min_length=1)

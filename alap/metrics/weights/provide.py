@@ -185,7 +185,8 @@ def provision_weights(
     caches = _default_caches() if caches is None else [Path(c) for c in caches]
     record = load_record(torch_home)
     files = dict(record["files"])
-    for target in (TARGETS[name] for name in (TARGETS if targets is None else targets)):
+    for name in TARGETS if targets is None else targets:
+        target = TARGETS[name]
         files[target.filename] = _provision_one(target, torch_home, files.get(target.filename), caches)
     if files != record["files"]:
         record = {"format": RECORD_FORMAT, "files": files}
