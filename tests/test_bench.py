@@ -440,6 +440,17 @@ def test_the_condensing_hypothesis_gives_way_to_its_ablation(original_fid: float
     assert ("not better than ALAP's 30.00: `alap_original_teacher` 40.00." in note) == (original_fid == 40.0)
 
 
+def test_report_budget_without_students_says_so_instead_of_an_empty_table() -> None:
+    settings = BenchParams(tasks=["seg2face"], budgets=[4.0, 16.0], seeds=[0])
+    results = _results([_row("alap"), _row("slimming")], teacher={"psnr": 24.0}, condensed={"psnr": 23.0})
+    results["budgets"] = [4.0, 16.0]
+    results["missed"] = [{"method": m, "budget": 16.0, "seed": 0, "error": "caps at 13x"} for m in ("alap", "slimming")]
+    section = render(settings, [results], Path("reports")).split("### seg2face, 16x fewer MACs")[1].split("###")[0]
+    assert "No method has a student within the tolerance at this budget:" in section
+    assert "- `alap`: caps at 13x\n- `slimming`: caps at 13x" in section
+    assert "| method |" not in section and "not measured" not in section
+
+
 def test_each_ablation_changes_one_field_of_alap() -> None:
     alap = METHODS["alap"].__dict__
     for name in (m for m in METHODS if m.startswith("alap_")):

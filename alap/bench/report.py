@@ -254,8 +254,14 @@ def _budget_section(bench: BenchParams, res: dict[str, Any], budget: float, refs
     means = _mean_rows(res, budget)
     latency = _latency_metric(bench)
     target = refs["teacher"]["gmacs"] / budget
+    heading = f"### {res['task']}, {budget:g}x fewer MACs (target {target:.4g} GMACs)"
+    missed = [
+        *dict.fromkeys(f"- `{m['method']}`: {m['error']}" for m in res.get("missed", []) if m["budget"] == budget)
+    ]
+    if not by:  # an empty table and a column of "not measured" would read as a failed run
+        return [heading, "", "No method has a student within the tolerance at this budget:", "", *missed, ""]
     lines = [
-        f"### {res['task']}, {budget:g}x fewer MACs (target {target:.4g} GMACs)",
+        heading,
         "",
         "| method | seeds | GMACs (vs budget) | "
         + " | ".join(m.label for m in QUALITY)
@@ -298,14 +304,8 @@ def _budget_section(bench: BenchParams, res: dict[str, Any], budget: float, refs
                 + " (beyond the spread)."
             ),
         ]
-    missed = [m for m in res.get("missed", []) if m["budget"] == budget]
     if missed:
-        lines += [
-            "",
-            "No student within the tolerance (not in the table):",
-            "",
-            *dict.fromkeys(f"- `{m['method']}`: {m['error']}" for m in missed),
-        ]
+        lines += ["", "No student within the tolerance (not in the table):", "", *missed]
     if notes:
         lines += ["", "Where ALAP does not win, and what the controls suggest:", "", *notes]
     return [*lines, ""]
