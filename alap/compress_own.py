@@ -252,7 +252,7 @@ def _run_steps(req: CompressRequest, params: Params, out: Path, world: World) ->
     else:
         point = paths.point_dir(sparsity)
 
-    from alap.metrics.weights.provide import provision_weights
+    from alap.metrics.weights.provide import evaluation_targets, provision_weights
     from alap.steps import condense, distill, evaluate, profile, prune, teacher
 
     steps: list[tuple[str, Path, Callable[[], Any]]] = [
@@ -296,7 +296,7 @@ def _run_steps(req: CompressRequest, params: Params, out: Path, world: World) ->
         elif world.is_main:
             if name.startswith("evaluate"):
                 # idempotent (only hashes when the files are there), and only the weights this evaluation loads
-                provision_weights(req.torch_home, targets=("fid_inception", f"lpips_{params.evaluate.lpips_net}"))
+                provision_weights(req.torch_home, targets=evaluation_targets(params.evaluate.lpips_net))
             run()
         world.barrier()  # this step's outputs are written before any rank looks for the next one's
     if not world.is_main:

@@ -255,9 +255,9 @@ def _budget_section(bench: BenchParams, res: dict[str, Any], budget: float, refs
     latency = _latency_metric(bench)
     target = refs["teacher"]["gmacs"] / budget
     heading = f"### {res['task']}, {budget:g}x fewer MACs (target {target:.4g} GMACs)"
-    missed = [
-        *dict.fromkeys(f"- `{m['method']}`: {m['error']}" for m in res.get("missed", []) if m["budget"] == budget)
-    ]
+    missed = list(
+        dict.fromkeys(f"- `{m['method']}`: {m['error']}" for m in res.get("missed", []) if m["budget"] == budget)
+    )
     if not by:  # an empty table and a column of "not measured" would read as a failed run
         return [heading, "", "No method has a student within the tolerance at this budget:", "", *missed, ""]
     lines = [

@@ -85,6 +85,11 @@ TARGETS: dict[str, WeightsTarget] = {
 }
 
 
+def evaluation_targets(lpips_net: str) -> tuple[str, str]:
+    """The TARGETS an evaluation loads: FID's Inception and the LPIPS trunk of ``evaluate.lpips_net``."""
+    return "fid_inception", f"lpips_{lpips_net}"
+
+
 def how_to_provide(target: WeightsTarget, torch_home: Path) -> str:
     """The three ways to get a weights file in place, for error messages."""
     return (
