@@ -61,7 +61,7 @@ def test_repo_bench_params_load_and_name_demo_tasks() -> None:
         assert {"alap", "slimming"} <= set(methods)
         # an unpaired task has no ground truth: none of the ablations that fit the outputs to it
         # (alap_strong_target, alap_no_output_distill), nor alap_pruned_teacher (no signal beyond its own outputs)
-        unpaired_ok = {"alap", "slimming", "alap_no_floor", "l1_norm", "alap_gan", "alap_weak_gan"}
+        unpaired_ok = {"alap", "slimming", "alap_no_floor", "l1_norm", "alap_gan", "alap_no_gan"}
         assert demo.tasks[task].paired or set(methods) <= unpaired_ok
 
 
@@ -407,7 +407,7 @@ def test_benchmark_tables_and_plots_read_the_metric_registry() -> None:
     assert "| task | budget | " + " | ".join(m.label for m in QUALITY) + " | latency |" in text
 
 
-@pytest.mark.parametrize("gan_ablation", [None, "alap_gan", "alap_weak_gan"])
+@pytest.mark.parametrize("gan_ablation", [None, "alap_gan"])
 def test_the_adversarial_hypothesis_gives_way_to_its_ablation(gan_ablation: str | None) -> None:
     rows = [_row("slimming", fid=20.0, fid_ci_low=18.0, fid_ci_high=22.0), _row("alap", fid=30.0)]
     rows += [_row(gan_ablation, fid=40.0)] if gan_ablation else []
@@ -415,7 +415,7 @@ def test_the_adversarial_hypothesis_gives_way_to_its_ablation(gan_ablation: str 
     note = next(line for line in text.splitlines() if line.startswith("- **FID**"))
     assert (f"Measured, and not better than ALAP's 30.00: `{gan_ablation}` 40.00." in note) == bool(gan_ablation)
     assert ("ALAP's distillation has none" in note) != bool(gan_ablation)
-    assert ("(a hypothesis: `alap_gan` or `alap_weak_gan`, which would test it" in note) != bool(gan_ablation)
+    assert ("(a hypothesis: `alap_gan`, which would test it" in note) != bool(gan_ablation)
 
 
 @pytest.mark.parametrize("original_fid", [None, 20.0, 40.0])
@@ -489,7 +489,7 @@ def test_report_gives_mean_and_std_names_winners_or_ties_and_explains_alap_losse
     psnr_note = next(line for line in text.splitlines() if line.startswith("- **PSNR**"))
     assert "Condensing cost" not in psnr_note  # alap_original_teacher ran: its result replaces the hypothesis
     assert "original teacher instead of the condensed one does better (22.10 ± 0.14 vs 21.10 ± 0.14)" in psnr_note
-    assert "adversarial term with the teacher's discriminator to distillation does better" in psnr_note
+    assert "The adversarial term at GAN Compression's weight (lambda_gan 1) does better" in psnr_note
     assert "`slimming` beats even the teacher (25.10 vs 24.00)" in psnr_note
     assert "- LPIPS: tie: `alap`, `alap_output_only`; ALAP 0.2910 ± 0.0014, rank 1 of 8 by mean, tied" in text
     assert "- **LPIPS**" not in text
@@ -511,7 +511,7 @@ def test_each_distill_ablation_changes_its_one_distill_setting() -> None:
         params=params, bench=bench_params, originals=SimpleNamespace(teacher_arch={"kind": "unet"}), more_layers=[]
     )
     base = distill_settings(tb, METHODS["alap"]).model_dump()
-    for name in ("alap_gan", "alap_weak_gan", "alap_no_output_distill", "alap_strong_target", "alap_beta1"):
+    for name in ("alap_gan", "alap_no_gan", "alap_no_output_distill", "alap_strong_target", "alap_beta1"):
         method = METHODS[name]
         changed = {k: v for k, v in distill_settings(tb, method).model_dump().items() if v != base[k]}
         fields = ("lambda_gan", "lambda_teacher", "lambda_target", "beta1")
@@ -574,7 +574,7 @@ def test_tiny_benchmark_runs_every_method_for_both_tasks(
         by = {r["method"]: r for r in results["rows"]}
         assert by["alap"]["student"]["arch"] == by["slimming"]["student"]["arch"]  # one pruned student, two tunings
         assert by["l1_norm"]["student"]["arch"] == by["alap_no_condense"]["student"]["arch"]
-        distill_only = ("alap_gan", "alap_weak_gan", "alap_no_output_distill", "alap_strong_target", "alap_beta1")
+        distill_only = ("alap_gan", "alap_no_gan", "alap_no_output_distill", "alap_strong_target", "alap_beta1")
         for name in distill_only:
             assert by[name]["student"]["arch"] == by["alap"]["student"]["arch"]
         assert by["alap_more_features"]["features"] == "more" and results["more_feature_layers"]

@@ -63,6 +63,7 @@ def test_distill_brings_the_student_closer_to_its_teacher(tmp_path) -> None:
         lr=2e-3,
         lambda_teacher=10.0,
         lambda_target=0.0,
+        lambda_gan=0.0,
         lambda_feature=1.0,
         feature_layers=["down3", "up2"],
         checkpoint_every=20,
@@ -120,7 +121,13 @@ def test_paired_gan_path_and_resnet_features(tmp_path) -> None:
 
 def test_killed_distill_resumes_where_it_stopped(tmp_path) -> None:
     params = DistillParams(
-        steps=30, lr=2e-3, lambda_target=0.0, feature_layers=["down2"], checkpoint_every=10, validate_every=10
+        steps=30,
+        lr=2e-3,
+        lambda_target=0.0,
+        lambda_gan=0.0,
+        feature_layers=["down2"],
+        checkpoint_every=10,
+        validate_every=10,
     )
     teacher, student = _teacher_and_student()
     reference = distill(

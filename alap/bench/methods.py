@@ -4,9 +4,10 @@ Reading the table answers what differs between two rows; each ablation changes o
 - ``alap_original_teacher`` / ``alap_pruned_teacher`` (``teacher``): the patent distils from the pruned network;
 - ``alap_output_only`` / ``alap_more_features`` (``features``): no feature distillation, or more and deeper
   feature layers than the pipeline's ``distill.feature_layers`` (:func:`more_feature_layers`);
-- ``alap_gan`` / ``alap_weak_gan`` (``lambda_gan``): distillation adds the adversarial term with the teacher's
-  discriminator, as GAN Compression does, at weight 1, or at 0.2: 1/100 of the L1 terms' weights (teacher 10 +
-  target 10), the ratio slimming's fine-tuning has (pix2pix's lambda_gan 1 to lambda_l1 100);
+- ``alap_no_gan`` / ``alap_gan`` (``lambda_gan``): distillation without the adversarial term (outputs and features
+  only), or with it at weight 1, as GAN Compression distils, instead of ``distill.lambda_gan`` 0.2 (1/100 of the L1
+  terms' weights, teacher 10 + target 10: the ratio slimming's fine-tuning has, pix2pix's lambda_gan 1 to lambda_l1
+  100);
 - ``alap_strong_target`` (``lambda_target``): the student's outputs are fitted to the ground truth at weight 100,
   the L1 weight of slimming's fine-tuning (pix2pix's lambda_l1), instead of ``distill.lambda_target`` 10, so the
   ground truth outweighs the teacher's outputs (weight 10) as it does in slimming's objective (paired tasks);
@@ -135,8 +136,8 @@ METHODS: dict[str, Method] = {
         ),
         _alap(
             "alap_gan",
-            "ALAP with the adversarial term in distillation (teacher's discriminator, lambda_gan 1, as GAN "
-            "Compression)",
+            "ALAP with the adversarial term in distillation at lambda_gan 1, as GAN Compression, instead of "
+            "distill.lambda_gan 0.2",
             lambda_gan=1.0,
         ),
         _alap(
@@ -164,10 +165,9 @@ METHODS: dict[str, Method] = {
             beta1=0.9,
         ),
         _alap(
-            "alap_weak_gan",
-            "ALAP with the adversarial term in distillation at lambda_gan 0.2, 1/100 of the L1 terms' weights (the "
-            "ratio of slimming's fine-tuning)",
-            lambda_gan=0.2,
+            "alap_no_gan",
+            "ALAP without the adversarial term in distillation (lambda_gan 0: outputs and features only)",
+            lambda_gan=0.0,
         ),
         _alap(
             "alap_strong_target",

@@ -32,7 +32,7 @@ MethodName = Literal[
     "alap_min_width",
     "alap_more_features",
     "alap_beta1",
-    "alap_weak_gan",
+    "alap_no_gan",
     "alap_strong_target",
 ]
 ALL_METHODS: tuple[str, ...] = MethodName.__args__  # type: ignore[attr-defined]

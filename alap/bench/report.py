@@ -398,7 +398,7 @@ def explain(
     t, c = teacher.get(k), condensed.get(k)
     mine = spreads[ALAP]
     # A hypothesis is stated only where none of its ablations ran; where one ran, its result below replaces it.
-    tested_by = {"condensing": ("alap_original_teacher",), "adversarial": ("alap_gan", "alap_weak_gan")}
+    tested_by = {"condensing": ("alap_original_teacher",), "adversarial": ("alap_gan",)}
     untested = {claim: all(spreads.get(name) is None for name in names) for claim, names in tested_by.items()}
 
     def hypothesis(claim: str) -> str:
@@ -424,8 +424,8 @@ def explain(
         "alap_more_features": "Distilling features at more and deeper layers does better",
         "alap_no_condense": "Skipping condense (L1-norm channels of the original teacher, original teacher as "
         "teacher) does better, so condensing did not pick better channels here",
-        "alap_gan": "Adding the adversarial term with the teacher's discriminator to distillation does better",
-        "alap_weak_gan": "Adding the adversarial term at slimming's ratio to the L1 terms (lambda_gan 0.2) does better",
+        "alap_gan": "The adversarial term at GAN Compression's weight (lambda_gan 1) does better",
+        "alap_no_gan": "Dropping the adversarial term from distillation (lambda_gan 0) does better",
         "alap_no_output_distill": "Fitting the outputs to the ground truth alone, not to the teacher's outputs, does "
         "better: the teacher's errors hold the student back",
         "alap_strong_target": "Fitting the outputs to the ground truth at slimming's L1 weight (lambda_target 100) "

@@ -192,7 +192,9 @@ class DistillParams(_Strict):
         description='layers whose outputs are distilled, e.g. ["down2", "up3"] (U-Net) or ["block4"] (ResNet), or '
         'one list per generator kind ({"unet": [...], "resnet": [...]}) when tasks mix kinds; empty = output-only',
     )
-    lambda_gan: float = Field(0.0, ge=0, description="adversarial loss with the teacher's discriminator (0 = off)")
+    lambda_gan: float = Field(
+        0.2, ge=0, description="adversarial loss with the teacher's discriminator (0 = off; needs target images)"
+    )
     gan_mode: Literal["lsgan", "vanilla"] = "lsgan"
     checkpoint_every: PositiveInt = Field(100, description="resume checkpoint period in steps")
     validate_every: PositiveInt = Field(100, description="validation period in steps (the best student is kept)")

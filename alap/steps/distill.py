@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 
 import torch
@@ -9,6 +10,7 @@ from torch.utils.data import DataLoader
 
 from alap import io
 from alap.compress.distill import distill
+from alap.compress.params import DistillParams
 from alap.config import Params
 from alap.data.batches import endless_batches, to_device
 from alap.device import resolve_device
@@ -19,6 +21,8 @@ from alap.models import arch_of, save_checkpoint
 from alap.paths import TaskPaths
 from alap.task import Task
 from alap.timing import stage_times
+
+log = logging.getLogger(__name__)
 
 TEACHER_FILES = {"condensed": "condensed", "original": "teacher"}
 
@@ -37,23 +41,24 @@ def distill_point(
     teacher_path = point_dir / "pruned.pt" if choice == "pruned" else getattr(paths, TEACHER_FILES[choice])
     teacher, _ = task.load_generator(teacher_path, device)
     discriminator = None
-    if params.distill.lambda_gan > 0:
-        if not task.params.has_targets:
-            raise ValueError(
-                f"distill.lambda_gan > 0 needs real target images; task {task_name!r} (layout images) has "
-                "none: set distill.lambda_gan: 0"
-            )
+    settings = params.distill
+    if settings.lambda_gan > 0 and not task.params.has_targets:
+        # The discriminator learns what real target images look like; a folder of plain images has none, so the
+        # student learns from the teacher alone, as lambda_target is skipped on unpaired tasks.
+        log.info("%s: layout images has no target images, the adversarial term (lambda_gan) does not apply", task_name)
+        settings = DistillParams.model_validate({**settings.model_dump(), "lambda_gan": 0.0})
+    if settings.lambda_gan > 0:
         aux = stage_aux(task, params, arch_of(teacher), paths, device)
         discriminator = aux["D"] if task.params.paired else aux["D_A"]
     batches = endless_batches(task.dataset("train"), task.train.batch_size, params.seed + 2, device)
     val_batches = list(_batches_of(task.dataset("val"), params.distill.val_batch_size, device))
-    key = params_key(point_dir / "pruned.pt", teacher_path, params.distill, task.train.batch_size)
+    key = params_key(point_dir / "pruned.pt", teacher_path, settings, task.train.batch_size)
     result = distill(
         student,
         teacher,
         batches,
         val_batches,
-        params.distill,
+        settings,
         task.params.paired,
         task.example_inputs(device),
         paths.resume_state(f"distill-{point_dir.name}", key),
@@ -79,7 +84,7 @@ def distill_point(
         {
             **pruned_meta,
             "role": "student",
-            "distill": params.distill.model_dump(mode="json"),
+            "distill": settings.model_dump(mode="json"),
             "best_step": result.best_step,
         },
     )
