@@ -27,7 +27,7 @@ from alap.bench.methods import METHODS
 from alap.bench.params import ALL_METHODS, BenchParams, BenchParamsError, load_bench_params
 from alap.bench.plots import pareto_figure
 from alap.bench.report import QUALITY, render
-from alap.bench.run import distill_settings
+from alap.bench.run import Unit, _unit_key, distill_settings
 from alap.bench.stats import clearly_beats, decide, describe, spread
 from alap.bench.students import Originals, land_student
 from alap.compress.condense import prepare_for_condense
@@ -516,6 +516,31 @@ def test_each_distill_ablation_changes_its_one_distill_setting() -> None:
         changed = {k: v for k, v in distill_settings(tb, method).model_dump().items() if v != base[k]}
         fields = ("lambda_gan", "lambda_teacher", "lambda_target", "beta1")
         assert changed == {f: getattr(method, f) for f in fields if getattr(method, f) is not None}, name
+
+
+def test_a_unit_key_holds_only_the_distill_settings_its_tuning_reads() -> None:
+    """Distillation's own settings (its loss weights, Adam's beta1) key ALAP's units but not the baselines', so a
+    new distillation default does not recompute rows of methods that never read it."""
+    params = load_params(ROOT / "configs" / "demo.yaml")
+    bench_params = load_bench_params(ROOT / "bench" / "params.yaml")
+
+    def keys(distill_change: dict[str, float]) -> dict[str, str]:
+        changed = params.model_copy(update={"distill": params.distill.model_copy(update=distill_change)})
+        tb = SimpleNamespace(
+            params=changed,
+            bench=bench_params,
+            originals=SimpleNamespace(teacher_arch={"kind": "unet"}),
+            more_layers=[],
+            identity="weights",
+            task=SimpleNamespace(train=changed.train_for("seg2face")),
+        )
+        return {name: _unit_key(tb, Unit(8.0, METHODS[name], 0)) for name in ("uniform", "slimming", "alap")}
+
+    base = keys({})
+    for change in ({"lambda_gan": 0.7}, {"lambda_target": 3.0}, {"beta1": 0.9}):
+        assert keys(change) == {**base, "alap": keys(change)["alap"]} and keys(change)["alap"] != base["alap"]
+    lr = keys({"lr": 1e-3})  # fine-tuning on the objective takes distill's lr; training from scratch does not
+    assert lr["slimming"] != base["slimming"] and lr["uniform"] == base["uniform"]
 
 
 def test_dvc_metrics_nest_budgets_and_methods_with_the_seeds_mean_and_std() -> None:

@@ -377,6 +377,17 @@ def distill_settings(tb: TaskBench, method: Method) -> DistillParams:
     )
 
 
+def tuning_settings(tb: TaskBench, method: Method) -> DistillParams | dict[str, int | float] | None:
+    """The settings of distill that ``method``'s fine-tuning reads: all of them for distillation; the optimiser's
+    lr, the checkpoint and validation periods and the validation batches for fine-tuning on the task objective
+    (:func:`_tune`); none for training from scratch, which follows the task's train settings."""
+    if method.tune == "distill":
+        return distill_settings(tb, method)
+    if method.tune == "objective":
+        return tb.params.distill.model_dump(include={"lr", "checkpoint_every", "validate_every", "val_batch_size"})
+    return None
+
+
 def _unit_row(tb: TaskBench, unit: Unit, students: dict[tuple, Student | BudgetMissed]) -> tuple[dict[str, Any], bool]:
     """The unit's row and whether an earlier run had written it. Otherwise: land the student (shared by the
     budget's methods with the same source and floors, and by every seed), fine-tune it, evaluate and profile."""
@@ -462,7 +473,7 @@ def _unit_key(tb: TaskBench, unit: Unit) -> str:
         unit.seed,
         tb.task.train,
         prune_settings(tb.params, method) if method.source == "slim" else None,
-        distill_settings(tb, method),  # also fine-tuning on the objective takes its lr and validation from distill
+        tuning_settings(tb, method),
         tb.params.evaluate,
         tb.params.profile,
         b.tolerance,
