@@ -120,7 +120,11 @@ METHODS: dict[str, Method] = {
             "Torch-Pruning MagnitudePruner (MagnitudeImportance) one shot on the original teacher, fine-tuned on the "
             "task objective",
         ),
-        _alap("alap", "ALAP-AE: condense + prune + distill (outputs and features) from the condensed teacher"),
+        _alap(
+            "alap",
+            "ALAP-AE: condense + prune + distill (outputs, features and the teacher's discriminator) from the condensed "
+            "teacher",
+        ),
         _alap("alap_original_teacher", "ALAP, distilled from the original (uncondensed) teacher", teacher="original"),
         _alap(
             "alap_pruned_teacher",
