@@ -123,10 +123,12 @@ def pipeline(
 def terminal_summary(outcome: dict, params: Params, project_dir: Path) -> str:
     """What `make demo` ends with: teacher vs students per task, and how to open the UIs."""
     gate = LatencyKey(params.promote.device, params.promote.backend)
-    champions = {task: p["champion_model"] for task, p in outcome.get("promotion", {}).items()}
+    promotion = outcome.get("promotion", {})
+    champions = {task: p["champion_model"] for task, p in promotion.items()}
+    earlier = {task: p["champion"] for task, p in promotion.items() if p["champion"] and not p["champion_model"]}
     rows = headline_rows(pd.read_csv(project_dir / "reports" / SUMMARY_FILE), gate)
     return (
-        render(rows, gate, champions)
+        render(rows, gate, champions, earlier)
         + "\nreports/index.html: tables, Pareto plots, image grids.  `dvc metrics show`: these numbers per model."
         + "\nmake ui: MLflow (runs, registry) at http://127.0.0.1:5000, Prefect (runs) at http://127.0.0.1:4200\n"
     )

@@ -444,6 +444,11 @@ def test_terminal_summary_fits_100_columns_and_marks_the_champion(built):
     teacher = next(line for line in lines if line.startswith("teacher"))
     assert "40" in teacher and "1.00" in teacher  # p50 40 ms, speed-up 1.00
     assert "30 [26, 35]" in teacher  # FID with its interval, to the unit
+    # a champion that an earlier run registered is named as such, not as "no student passes"
+    text = render(headline_rows(frame, GATE), GATE, {"seg2face": "s0.75", "horse2zebra": None}, {"horse2zebra": 3})
+    assert "horse2zebra: p50 on cpu-t1/onnxruntime, batch 1; champion: registry version 3, from an earlier run" in (
+        text.splitlines()
+    )
 
 
 def test_terminal_summary_of_three_digit_fids_and_long_point_names_fits_100_columns():

@@ -72,15 +72,26 @@ def write_headlines(reports_dir: Path, rows: Sequence[Mapping[str, Any]]) -> lis
     return written
 
 
-def render(rows: Sequence[Mapping[str, Any]], gate: LatencyKey, champions: Mapping[str, str | None]) -> str:
+def render(
+    rows: Sequence[Mapping[str, Any]],
+    gate: LatencyKey,
+    champions: Mapping[str, str | None],
+    earlier: Mapping[str, int] | None = None,
+) -> str:
     """The terminal summary: per task its models, the champion marked (a task missing from ``champions`` was not
-    promoted); at most :data:`WIDTH` columns."""
+    promoted); at most :data:`WIDTH` columns. ``earlier``: the registry version of a task's champion that an
+    earlier run registered (the gates rank every version, so it can beat this run's students)."""
     lines = []
+    earlier = earlier or {}
     for task in dict.fromkeys(row["task"] for row in rows):
         champion = champions.get(task)
         verdict = ""
-        if task in champions:
-            verdict = f"; champion {champion}" if champion else "; no student passes the promotion gates"
+        if champion:
+            verdict = f"; champion {champion}"
+        elif task in earlier:
+            verdict = f"; champion: registry version {earlier[task]}, from an earlier run"
+        elif task in champions:
+            verdict = "; no student passes the promotion gates"
         lines.append(f"{task}: p50 on {gate.device}/{gate.backend}, batch {gate.batch}{verdict}")
         lines.append("  ".join(_align(field, header, width) for field, header, _, width in _COLUMNS).rstrip())
         for row in (r for r in rows if r["task"] == task):
