@@ -122,8 +122,8 @@ METHODS: dict[str, Method] = {
         ),
         _alap(
             "alap",
-            "ALAP-AE: condense + prune + distill (outputs, features and the teacher's discriminator) from the condensed "
-            "teacher",
+            "ALAP-AE: condense + prune + distill (outputs, features and the teacher's discriminator) from the "
+            "condensed teacher",
         ),
         _alap("alap_original_teacher", "ALAP, distilled from the original (uncondensed) teacher", teacher="original"),
         _alap(
