@@ -377,14 +377,20 @@ def distill_settings(tb: TaskBench, method: Method) -> DistillParams:
     )
 
 
+def objective_settings(params: Params) -> dict[str, int | float]:
+    """The settings of distill that fine-tuning on the task objective reads (:func:`_tune` takes them from here, the
+    validation batches' size through :func:`prepare_task`), so that its units are keyed on nothing else."""
+    return params.distill.model_dump(include={"lr", "checkpoint_every", "validate_every", "val_batch_size"})
+
+
 def tuning_settings(tb: TaskBench, method: Method) -> DistillParams | dict[str, int | float] | None:
-    """The settings of distill that ``method``'s fine-tuning reads: all of them for distillation; the optimiser's
-    lr, the checkpoint and validation periods and the validation batches for fine-tuning on the task objective
-    (:func:`_tune`); none for training from scratch, which follows the task's train settings."""
+    """The settings of distill that ``method``'s fine-tuning reads: all of them for distillation, those of
+    :func:`objective_settings` for fine-tuning on the task objective, none for training from scratch (it follows
+    the task's train settings)."""
     if method.tune == "distill":
         return distill_settings(tb, method)
     if method.tune == "objective":
-        return tb.params.distill.model_dump(include={"lr", "checkpoint_every", "validate_every", "val_batch_size"})
+        return objective_settings(tb.params)
     return None
 
 
@@ -562,19 +568,20 @@ def _tune(tb: TaskBench, unit: Unit, student: Student, state: Path) -> TuneResul
         )
     if method.tune == "objective":
         network = copy.deepcopy(student.landing.student).to(tb.device)
+        objective = objective_settings(params)
         return finetune_on_objective(
             network,
             tb.task.objective_kind,
             copy.deepcopy(tb.aux),
             settings,
-            params.distill.lr,
+            objective["lr"],
             finetune_steps(params, tb.bench),
             batches,
             tb.val_batches,
             _val_fid(tb),
             state,
-            params.distill.checkpoint_every,
-            params.distill.validate_every,
+            objective["checkpoint_every"],
+            objective["validate_every"],
         )
     teachers = {
         "condensed": tb.originals.condensed,
